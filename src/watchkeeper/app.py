@@ -1,0 +1,187 @@
+"""The composition root: builds the store, decoders, HTTP app and background loops from one
+Config, starts them in order and stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from watchkeeper import __version__
+from watchkeeper.api import ApiContext, Instruments, create_api
+from watchkeeper.api.auth import Authenticator
+from watchkeeper.config import Config, ConfigError
+from watchkeeper.ingest import RemoteWriteDecoder, RemoteWriteLimits
+from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
+from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
+
+log = logging.getLogger(__name__)
+
+
+class DataDirLock:
+    """An exclusive lock on the data directory, so two servers never share one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"data directory {self.path.parent} is in use by another watchkeeper process"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def check_security(config: Config) -> None:
+    if not config.auth.tokens and not config.binds_loopback_only():
+        raise ConfigError(
+            f"listen: {config.listen} is not a loopback address and auth.tokens is empty; "
+            "configure API tokens (watchkeeper token create) or listen on 127.0.0.1"
+        )
+
+
+class Watchkeeper:
+    def __init__(self, config: Config) -> None:
+        check_security(config)
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.instruments = Instruments(self.registry)
+        storage = config.storage
+        self.lock = DataDirLock(config.data_dir)
+        self.store = MetricsDB(
+            config.data_dir / "metrics",
+            StorageOptions(
+                retention_ms=storage.retention,
+                block_duration_ms=storage.block_duration,
+                out_of_order_window_ms=storage.out_of_order_time_window,
+                wal_segment_bytes=storage.wal_segment_bytes,
+                max_series_per_tenant=config.limits.max_series_per_tenant,
+            ),
+            observe_fsync=self.instruments.wal_fsync.observe,
+        )
+        limits = config.limits
+        self.decoder = RemoteWriteDecoder(
+            RemoteWriteLimits(
+                max_decompressed_body_bytes=limits.max_decompressed_body_bytes,
+                max_samples_per_request=limits.max_samples_per_request,
+                max_labels_per_series=limits.max_labels_per_series,
+                max_label_name_length=limits.max_label_name_length,
+                max_label_value_length=limits.max_label_value_length,
+                name_validation=config.metric_name_validation_scheme,
+            )
+        )
+        self.api: FastAPI = create_api(
+            ApiContext(
+                config=config,
+                store=self.store,
+                remote_write=self.decoder,
+                auth=Authenticator(config.auth.tokens),
+                audit=AuditLog(config.data_dir / "audit.log"),
+                instruments=self.instruments,
+                version=__version__,
+            )
+        )
+        self.api.router.lifespan_context = self._lifespan
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        self.lock.acquire()
+        started = time.monotonic()
+        await asyncio.to_thread(self.store.open)
+        log.info("storage ready in %.2fs", time.monotonic() - started)
+        interval = self.config.storage.compaction_check_interval / 1000
+        self._tasks.append(asyncio.create_task(self._every(interval, self._maintain)))
+        monitoring = self.config.self_monitoring
+        if monitoring.enabled:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(monitoring.interval / 1000, self._store_own_metrics)
+                )
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await asyncio.to_thread(self.store.close)
+        self.lock.release()
+
+    async def _every(self, seconds: float, work: Callable[[], None]) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(seconds if failures == 0 else min(seconds * 2**failures, 300))
+            try:
+                await asyncio.to_thread(work)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("background task %s failed (%d in a row)", work.__name__, failures)
+
+    def _maintain(self) -> None:
+        self.store.compact()
+        self.store.apply_retention()
+
+    def _store_own_metrics(self) -> None:
+        self.instruments.active_series.set(self.store.series_count())
+        now = int(time.time() * 1000)
+        rows = []
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                labels = {
+                    **sample.labels,
+                    METRIC_NAME: sample.name,
+                    "job": "watchkeeper",
+                    "instance": self.config.listen,
+                }
+                rows.append((labels_from_dict(labels), now, float(sample.value)))
+        if rows:
+            self.store.append(self.config.self_monitoring.tenant, SeriesBatch.from_samples(rows))
+
+    def serve(self) -> None:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.api,
+                host=self.config.host,
+                port=self.config.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=10,
+            )
+        )
+        server.run()

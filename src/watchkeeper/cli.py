@@ -1,0 +1,122 @@
+"""The `watchkeeper` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from watchkeeper import __version__
+from watchkeeper.config import Config, ConfigError, hash_token, load_config
+
+EXAMPLES = """\
+examples:
+  watchkeeper serve                              # ./watchkeeper-data, 127.0.0.1:9900
+  watchkeeper serve --config watchkeeper.yml --listen 0.0.0.0:9900
+  watchkeeper config check watchkeeper.yml       # validate a config file and exit
+  watchkeeper token create --name grafana --role viewer
+
+Point Prometheus at it with:
+  remote_write:
+    - url: http://127.0.0.1:9900/api/v1/write
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchkeeper",
+        description="Self-hosted observability: Prometheus-compatible ingest, storage and query.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"watchkeeper {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the server: HTTP API, ingest, storage and background work in one "
+        "process. Settings come from defaults, then --config, then WATCHKEEPER_* environment "
+        "variables (e.g. WATCHKEEPER_STORAGE__RETENTION=30d), then these flags.",
+    )
+    serve.add_argument("--config", type=Path, help="YAML config file (see docs/configuration.md)")
+    serve.add_argument("--data-dir", type=Path, help="data directory (default ./watchkeeper-data)")
+    serve.add_argument("--listen", help="HOST:PORT to bind (default 127.0.0.1:9900)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    config = commands.add_parser("config", help="work with config files")
+    config_commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    check = config_commands.add_parser(
+        "check",
+        help="validate a config file",
+        description="Validate a config file (with WATCHKEEPER_* overrides applied) and print "
+        "the effective settings; exit status 1 with the file, key and reason if invalid.",
+    )
+    check.add_argument("file", type=Path)
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(dest="token_command", metavar="SUBCOMMAND")
+    create = token_commands.add_parser(
+        "create",
+        help="make a new API token",
+        description="Print a new random API token once, and the auth.tokens entry (holding "
+        "only its SHA-256) to paste into the config file.",
+    )
+    create.add_argument("--name", required=True, help="who will use it (shown in the audit log)")
+    create.add_argument("--role", default="viewer", choices=["viewer", "editor", "admin"])
+    create.add_argument("--tenant", default="default", help="tenant it acts on by default")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = str(args.data_dir)
+    if getattr(args, "listen", None):
+        overrides["listen"] = args.listen
+    return load_config(args.config, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "config" and args.config_command == "check":
+            config = load_config(args.file)
+            print(f"{args.file}: valid")
+            print(config.model_dump_json(indent=2))
+            return 0
+        if args.command == "token" and args.token_command == "create":
+            value = "wk_" + secrets.token_urlsafe(32)
+            print(f"token (shown once, keep it secret): {value}\n")
+            print("add to the config file under auth.tokens:")
+            print(f"  - name: {args.name}\n    role: {args.role}\n    tenant: {args.tenant}")
+            print(f"    sha256: {hash_token(value)}")
+            return 0
+    except ConfigError as err:
+        print(f"watchkeeper: {err}", file=sys.stderr)
+        return 1
+    parser.print_help()
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from watchkeeper.app import Watchkeeper  # noqa: PLC0415 (heavy imports only when serving)
+
+    config = _load(args)
+    app = Watchkeeper(config)
+    print(
+        f"watchkeeper {__version__} listening on http://{config.listen} "
+        f"(data in {config.data_dir.resolve()}, auth {'on' if config.auth.tokens else 'off'})",
+        file=sys.stderr,
+    )
+    app.serve()
+    return 0

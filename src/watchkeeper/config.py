@@ -1,0 +1,240 @@
+"""The one configuration file (YAML), its defaults, and `WATCHKEEPER_...` environment overrides.
+
+Every setting has a default that makes `watchkeeper serve` useful with no file at all. An
+environment variable overrides a key by its path in upper case joined with double underscores:
+`WATCHKEEPER_STORAGE__RETENTION=30d`, `WATCHKEEPER_LIMITS__MAX_SAMPLES_PER_REQUEST=50000`.
+Values given in the environment are parsed as YAML scalars, so `false`, `10` and `2h` work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from watchkeeper.model import NameValidation, parse_duration
+
+ENV_PREFIX = "WATCHKEEPER_"
+
+
+def _duration_ms(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+DurationMs = Annotated[int, BeforeValidator(_duration_ms), Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class StorageConfig(_Section):
+    retention: DurationMs = Field(
+        parse_duration("15d"),
+        description="How long samples are kept; whole blocks older than this are deleted.",
+    )
+    block_duration: DurationMs = Field(
+        parse_duration("2h"),
+        description="Time span of one on-disk block. The in-memory head is cut into a block "
+        "once it spans 1.5 times this.",
+    )
+    out_of_order_time_window: DurationMs = Field(
+        0,
+        description="How far behind a series' newest sample a sample may arrive and still be "
+        "stored (Prometheus' out_of_order_time_window). 0 rejects out-of-order samples.",
+    )
+    wal_segment_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, description="Size at which a WAL segment file is closed."
+    )
+    compaction_check_interval: DurationMs = Field(
+        parse_duration("30s"), description="How often the head is checked for cutting blocks."
+    )
+
+    @field_validator("block_duration")
+    @classmethod
+    def _positive_block(cls, value: int) -> int:
+        if value < 60_000:
+            raise ValueError("must be at least 1m")
+        return value
+
+
+class LimitsConfig(_Section):
+    max_request_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="Largest accepted request body, as sent (compressed)."
+    )
+    max_decompressed_body_bytes: int = Field(
+        128 * 1024 * 1024, ge=1, description="Largest accepted request body after decompression."
+    )
+    max_samples_per_request: int = Field(
+        1_000_000, ge=1, description="Most samples one write request may carry."
+    )
+    max_series_per_tenant: int = Field(
+        2_000_000, ge=1, description="Most series one tenant may have in the head at once."
+    )
+    max_labels_per_series: int = Field(64, ge=1, description="Most labels one series may carry.")
+    max_label_name_length: int = Field(1024, ge=1, description="Longest label name, in bytes.")
+    max_label_value_length: int = Field(4096, ge=1, description="Longest label value, in bytes.")
+
+
+Role = Literal["viewer", "editor", "admin"]
+
+
+class TokenConfig(_Section):
+    name: str = Field(description="Who holds the token; written to the audit log.")
+    sha256: str = Field(
+        description="Hex SHA-256 of the token (`watchkeeper token create` prints one); the "
+        "token itself is never stored."
+    )
+    role: Role = Field(
+        "viewer", description="viewer reads; editor also writes; admin also administers."
+    )
+    tenant: str = Field("default", description="Tenant used when no X-Scope-OrgID is sent.")
+    tenants: list[str] = Field(
+        default_factory=list,
+        description='Other tenants this token may select with X-Scope-OrgID; ["*"] for any.',
+    )
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        value = value.lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("must be the 64 hex digits of a SHA-256 digest")
+        return value
+
+
+class AuthConfig(_Section):
+    tokens: list[TokenConfig] = Field(
+        default_factory=list,
+        description="API tokens. With none, auth is off, which is allowed only on loopback.",
+    )
+
+
+class SelfMonitoringConfig(_Section):
+    enabled: bool = Field(
+        True, description="Store watchkeeper's own metrics so they can be queried like any other."
+    )
+    interval: DurationMs = Field(parse_duration("15s"), description="How often they are stored.")
+    tenant: str = Field("default", description="Tenant that receives them.")
+
+
+class Config(_Section):
+    listen: str = Field("127.0.0.1:9900", description="HOST:PORT the HTTP server binds.")
+    data_dir: Path = Field(Path("./watchkeeper-data"), description="Where all data lives.")
+    metric_name_validation_scheme: NameValidation = Field(
+        NameValidation.UTF8,
+        description="utf8 (Prometheus 3.x: any UTF-8 name) or legacy ([a-zA-Z_:][a-zA-Z0-9_:]*).",
+    )
+    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    self_monitoring: SelfMonitoringConfig = Field(
+        default_factory=SelfMonitoringConfig  # type: ignore[arg-type]
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, for example 127.0.0.1:9900")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def binds_loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the file, key and reason."""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or not raw:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {key}: conflicts with another override")
+        try:
+            node[path[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[path[-1]] = raw
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """The effective config: defaults, then the file, then the environment, then `overrides`
+    (command-line flags). Raises ConfigError naming file, key and reason."""
+    source = str(path) if path else "configuration"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of settings")
+        raw = loaded
+    env = _env_overrides(os.environ if environ is None else environ)
+    if env:
+        source = f"{source} (with WATCHKEEPER_* environment overrides)"
+    merged = _merge(_merge(raw, env), overrides or {})
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None

@@ -1,0 +1,1 @@
+"""Generated protobuf modules for the wire formats watchkeeper speaks (regenerate: `make proto`)."""

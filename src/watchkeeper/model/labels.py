@@ -1,0 +1,81 @@
+"""Label sets and the naming rules of the Prometheus data model.
+
+A series is identified by its label set, kept here as a tuple of (name, value) pairs sorted by
+name with no empty values: hashable, ordered the way Prometheus orders labels, and cheap to
+compare. Names follow Prometheus 3.x: any valid UTF-8 by default, the legacy character set
+`[a-zA-Z_:][a-zA-Z0-9_:]*` (metric names) / `[a-zA-Z_][a-zA-Z0-9_]*` (label names) on request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+METRIC_NAME = "__name__"
+
+Labels = tuple[tuple[str, str], ...]
+
+_LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class NameValidation(StrEnum):
+    """Which names are valid: Prometheus 3.x `utf8` (the default) or the pre-3.0 `legacy` set."""
+
+    UTF8 = "utf8"
+    LEGACY = "legacy"
+
+
+def is_valid_metric_name(name: str, scheme: NameValidation = NameValidation.UTF8) -> bool:
+    if not name:
+        return False
+    if scheme is NameValidation.LEGACY:
+        return _LEGACY_METRIC_NAME.fullmatch(name) is not None
+    return True
+
+
+def is_valid_label_name(name: str, scheme: NameValidation = NameValidation.UTF8) -> bool:
+    if not name:
+        return False
+    if scheme is NameValidation.LEGACY:
+        return _LEGACY_LABEL_NAME.fullmatch(name) is not None
+    return True
+
+
+def labels_from_dict(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
+    """Canonical label set: sorted by name, empty values dropped (they mean "no such label")."""
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    return tuple(sorted((name, value) for name, value in items if value != ""))
+
+
+def labels_to_dict(labels: Labels) -> dict[str, str]:
+    return dict(labels)
+
+
+def legacy_pattern_for(kind: str) -> str:
+    """The regular expression (for error messages and vectorised checks) of legacy names."""
+    return _LEGACY_METRIC_NAME.pattern if kind == "metric" else _LEGACY_LABEL_NAME.pattern
+
+
+# The canonical series key: the sorted label pairs as UTF-8, each pair joined by 0xFF and pairs
+# separated by 0xFE. Neither byte occurs in valid UTF-8, so the encoding is unambiguous; the
+# remote_write decoder builds the same bytes in bulk with Arrow kernels.
+PAIR_SEPARATOR = b"\xff"
+LABEL_SEPARATOR = b"\xfe"
+
+
+def series_key(labels: Labels) -> bytes:
+    return LABEL_SEPARATOR.join(
+        name.encode() + PAIR_SEPARATOR + value.encode() for name, value in labels
+    )
+
+
+def labels_from_key(key: bytes) -> Labels:
+    if not key:
+        return ()
+    pairs = []
+    for pair in key.split(LABEL_SEPARATOR):
+        name, _, value = pair.partition(PAIR_SEPARATOR)
+        pairs.append((name.decode(), value.decode()))
+    return tuple(pairs)

@@ -1,0 +1,58 @@
+"""Label matchers (=, !=, =~, !~) with Prometheus' matching semantics.
+
+Regular expressions are RE2 (the engine Prometheus uses, via google-re2), fully anchored, and `.`
+matches a newline as in Prometheus 3.x. A matcher on a label the series does not have sees the
+empty string, so `{foo=""}` selects series without `foo` and `{foo=~".*"}` selects everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import re2
+
+
+class MatchOp(StrEnum):
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+def compile_anchored(pattern: str) -> Any:
+    """Compile a Prometheus regex: anchored at both ends, `.` matching newlines."""
+    try:
+        return re2.compile(f"^(?s:{pattern})$")
+    except re2.error as err:
+        raise ValueError(f"invalid regular expression {pattern!r}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: MatchOp
+    value: str
+    _regex: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.op in (MatchOp.REGEX, MatchOp.NOT_REGEX):
+            object.__setattr__(self, "_regex", compile_anchored(self.value))
+
+    def matches(self, value: str) -> bool:
+        """Whether a label value (empty string for an absent label) satisfies the matcher."""
+        if self.op is MatchOp.EQUAL:
+            return value == self.value
+        if self.op is MatchOp.NOT_EQUAL:
+            return value != self.value
+        hit = self._regex.match(value) is not None
+        return hit if self.op is MatchOp.REGEX else not hit
+
+    def matches_empty(self) -> bool:
+        """Whether a series lacking the label is selected (the empty-value rule)."""
+        return self.matches("")
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'{self.name}{self.op.value}"{escaped}"'

@@ -1,0 +1,20 @@
+"""Storage: the metrics store protocol and its embedded backend (WAL, head, Parquet blocks).
+
+Owns every byte on disk and every SQL statement; layers above call the MetricStore protocol and
+never see files, WAL records or DuckDB. Must not import anything above `model`.
+"""
+
+from watchkeeper.store.audit import AuditLog
+from watchkeeper.store.protocol import MetricStore
+from watchkeeper.store.tsdb import AppendResult, MetricsDB, SeriesSamples, StorageOptions
+from watchkeeper.store.wal import WALFailedError
+
+__all__ = [
+    "AppendResult",
+    "AuditLog",
+    "MetricStore",
+    "MetricsDB",
+    "SeriesSamples",
+    "StorageOptions",
+    "WALFailedError",
+]

@@ -1,0 +1,75 @@
+"""The inverted index of one tenant: label pair -> series ids, and matcher resolution over it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from watchkeeper.model import Labels, Matcher, MatchOp
+
+
+class Postings:
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str, set[int]]] = {}
+        self._all: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def add(self, sid: int, labels: Labels) -> None:
+        self._all.add(sid)
+        for name, value in labels:
+            self._by_name.setdefault(name, {}).setdefault(value, set()).add(sid)
+
+    def remove(self, sid: int, labels: Labels) -> None:
+        self._all.discard(sid)
+        for name, value in labels:
+            values = self._by_name.get(name)
+            if values is None:
+                continue
+            ids = values.get(value)
+            if ids is not None:
+                ids.discard(sid)
+                if not ids:
+                    del values[value]
+            if not values:
+                del self._by_name[name]
+
+    def all_ids(self) -> set[int]:
+        return set(self._all)
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def values(self, name: str) -> dict[str, set[int]]:
+        return self._by_name.get(name, {})
+
+    def select(self, matchers: Sequence[Matcher]) -> set[int]:
+        """Series satisfying every matcher, with Prometheus' empty-value rule: a matcher that
+        matches "" also selects series without the label."""
+        result: set[int] | None = None
+        # Positive matchers first: they narrow the candidate set the fastest.
+        for matcher in sorted(matchers, key=lambda m: m.matches_empty()):
+            values = self._by_name.get(matcher.name, {})
+            if matcher.op is MatchOp.EQUAL and matcher.value:
+                hits = set(values.get(matcher.value, ()))
+                result = hits if result is None else result & hits
+            elif not matcher.matches_empty():
+                hits = _union(ids for value, ids in values.items() if matcher.matches(value))
+                result = hits if result is None else result & hits
+            else:
+                misses = _union(ids for value, ids in values.items() if not matcher.matches(value))
+                result = (self.all_ids() if result is None else result) - misses
+            if not result:
+                return set()
+        return self.all_ids() if result is None else result
+
+    def select_any(self, matcher_sets: Sequence[Sequence[Matcher]]) -> set[int]:
+        """Union over several matcher sets (`match[]` given more than once, or `or`)."""
+        return _union(self.select(matchers) for matchers in matcher_sets)
+
+
+def _union(sets: Iterable[set[int]]) -> set[int]:
+    result: set[int] = set()
+    for ids in sets:
+        result |= ids
+    return result

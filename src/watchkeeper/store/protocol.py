@@ -1,0 +1,57 @@
+"""The metrics store protocol every backend implements (embedded today; ClickHouse later)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
+
+if TYPE_CHECKING:
+    from watchkeeper.store.tsdb import AppendResult, SeriesSamples
+
+
+class MetricStore(Protocol):
+    def append(self, tenant: str, batch: SeriesBatch) -> AppendResult:
+        """Store a batch; return only once the appended samples are durable."""
+        ...
+
+    def series(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = ...,
+        end: int = ...,
+        limit: int = 0,
+    ) -> list[Labels]: ...
+
+    def label_names(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        start: int = ...,
+        end: int = ...,
+    ) -> list[str]: ...
+
+    def label_values(
+        self,
+        tenant: str,
+        name: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        start: int = ...,
+        end: int = ...,
+    ) -> list[str]: ...
+
+    def read(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = ...,
+        end: int = ...,
+    ) -> list[SeriesSamples]: ...
+
+    def metadata(self, tenant: str) -> dict[str, MetricMetadata]: ...
+
+    def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]: ...
+
+    def series_count(self, tenant: str | None = None) -> int: ...

@@ -1,0 +1,114 @@
+"""Binary encodings of the WAL and checkpoint records of the metrics store.
+
+Sample records carry whole columns (series ids, timestamps, values) as little-endian arrays, so
+writing and replaying cost one copy per batch, not work per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from watchkeeper.model import MetricMetadata
+
+SERIES = b"S"
+SAMPLES = b"D"
+METADATA = b"M"
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_SERIES_ENTRY = struct.Struct("<qI")
+
+
+@dataclass
+class SeriesRecord:
+    tenant: str
+    entries: list[tuple[int, bytes]]  # (series id, canonical series key)
+
+
+@dataclass
+class SamplesRecord:
+    tenant: str
+    series: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+@dataclass
+class MetadataRecord:
+    tenant: str
+    entries: list[MetricMetadata]
+
+
+Record = SeriesRecord | SamplesRecord | MetadataRecord
+
+
+def _tenant_prefix(kind: bytes, tenant: str) -> bytes:
+    raw = tenant.encode()
+    return kind + _U16.pack(len(raw)) + raw
+
+
+def encode_series(tenant: str, entries: Sequence[tuple[int, bytes]]) -> bytes:
+    parts = [_tenant_prefix(SERIES, tenant), _U32.pack(len(entries))]
+    for sid, key in entries:
+        parts.append(_SERIES_ENTRY.pack(sid, len(key)))
+        parts.append(key)
+    return b"".join(parts)
+
+
+def encode_samples(
+    tenant: str,
+    series: npt.NDArray[np.int64],
+    timestamps: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+) -> bytes:
+    return b"".join(
+        (
+            _tenant_prefix(SAMPLES, tenant),
+            _U32.pack(len(series)),
+            series.astype("<i8", copy=False).tobytes(),
+            timestamps.astype("<i8", copy=False).tobytes(),
+            values.astype("<f8", copy=False).tobytes(),
+        )
+    )
+
+
+def encode_metadata(tenant: str, entries: Sequence[MetricMetadata]) -> bytes:
+    body = json.dumps([[m.metric, m.type, m.help, m.unit] for m in entries]).encode()
+    return _tenant_prefix(METADATA, tenant) + body
+
+
+def decode(payload: bytes) -> Record:
+    kind = payload[:1]
+    (tenant_len,) = _U16.unpack_from(payload, 1)
+    tenant = payload[3 : 3 + tenant_len].decode()
+    offset = 3 + tenant_len
+    if kind == SERIES:
+        (count,) = _U32.unpack_from(payload, offset)
+        offset += _U32.size
+        entries = []
+        for _ in range(count):
+            sid, key_len = _SERIES_ENTRY.unpack_from(payload, offset)
+            offset += _SERIES_ENTRY.size
+            entries.append((sid, payload[offset : offset + key_len]))
+            offset += key_len
+        return SeriesRecord(tenant, entries)
+    if kind == SAMPLES:
+        (count,) = _U32.unpack_from(payload, offset)
+        offset += _U32.size
+        width = 8 * count
+        series = np.frombuffer(payload, dtype="<i8", count=count, offset=offset)
+        timestamps = np.frombuffer(payload, dtype="<i8", count=count, offset=offset + width)
+        values = np.frombuffer(payload, dtype="<f8", count=count, offset=offset + 2 * width)
+        return SamplesRecord(
+            tenant, series.astype(np.int64), timestamps.astype(np.int64), values.astype(np.float64)
+        )
+    if kind == METADATA:
+        rows = json.loads(payload[offset:])
+        return MetadataRecord(tenant, [MetricMetadata(*row) for row in rows])
+    raise ValueError(f"unknown WAL record type {kind!r}")

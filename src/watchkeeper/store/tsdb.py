@@ -1,0 +1,626 @@
+"""The embedded metrics store: WAL + in-memory head + Parquet blocks, per tenant.
+
+Write path (`append`): series keys resolve to ids, every sample is judged (ordering.judge) in
+one pass over arrays, accepted columns go to the WAL as one record, and the call returns once
+that record is fsynced and applied to the head. Reads see only durable data. The head is cut
+into blocks by sample time, like Prometheus' head (`compact`); after a cut, a checkpoint of the
+remaining head replaces the older WAL segments. On open, blocks are listed, the newest
+checkpoint and the WAL after it are replayed; samples a block already holds are skipped, so a
+crash between writing a block and checkpointing duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from watchkeeper.model import (
+    Labels,
+    Matcher,
+    MetricMetadata,
+    SeriesBatch,
+    labels_from_key,
+    series_key,
+)
+from watchkeeper.store import records
+from watchkeeper.store.blocks import (
+    BlockMeta,
+    BlockReader,
+    delete_block,
+    list_blocks,
+    read_block_series,
+    write_block,
+)
+from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
+from watchkeeper.store.status import tsdb_status
+from watchkeeper.store.tenant import INT64_MAX, HeadChunk, TenantState
+from watchkeeper.store.wal import WriteAheadLog, encode_record, fsync_dir, read_records
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint."
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    retention_ms: int
+    block_duration_ms: int
+    out_of_order_window_ms: int = 0
+    wal_segment_bytes: int = 64 * 1024 * 1024
+    max_series_per_tenant: int = 2_000_000
+
+
+@dataclass
+class AppendResult:
+    appended: int = 0
+    resent: int = 0
+    # reason -> (number of samples, one example for the error message)
+    rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(count for count, _ in self.rejected.values())
+
+
+@dataclass(frozen=True)
+class SeriesSamples:
+    labels: Labels
+    timestamps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+class _SeriesTimes:
+    """Per-series newest timestamp (and its value's bits) and oldest timestamp, by series id."""
+
+    def __init__(self) -> None:
+        self.max_ts = np.full(1024, INT64_MIN, dtype=np.int64)
+        self.last_bits = np.zeros(1024, dtype=np.int64)
+        self.min_ts = np.full(1024, INT64_MAX, dtype=np.int64)
+
+    def ensure(self, sid: int) -> None:
+        if sid < len(self.max_ts):
+            return
+        size = max(sid + 1, 2 * len(self.max_ts))
+        grow = size - len(self.max_ts)
+        self.max_ts = np.concatenate([self.max_ts, np.full(grow, INT64_MIN, dtype=np.int64)])
+        self.last_bits = np.concatenate([self.last_bits, np.zeros(grow, dtype=np.int64)])
+        self.min_ts = np.concatenate([self.min_ts, np.full(grow, INT64_MAX, dtype=np.int64)])
+
+    def record(
+        self, sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], bits: npt.NDArray[np.int64]
+    ) -> None:
+        if len(sids) == 0:
+            return
+        self.ensure(int(sids.max()))
+        np.minimum.at(self.min_ts, sids, ts)
+        np.maximum.at(self.max_ts, sids, ts)
+        newest = ts == self.max_ts[sids]
+        self.last_bits[sids[newest]] = bits[newest]
+
+    def overlapping(
+        self, sids: npt.NDArray[np.int64], start: int, end: int
+    ) -> npt.NDArray[np.bool_]:
+        return (self.min_ts[sids] <= end) & (self.max_ts[sids] >= start)
+
+
+class MetricsDB:
+    def __init__(
+        self,
+        directory: Path,
+        options: StorageOptions,
+        observe_fsync: Callable[[float], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.options = options
+        self._blocks_dir = directory / "blocks"
+        self.wal = WriteAheadLog(directory / "wal", options.wal_segment_bytes, observe_fsync)
+        self._tenants: dict[str, TenantState] = {}
+        self._times = _SeriesTimes()
+        self._next_sid = 1
+        self._append_lock = threading.Lock()
+        self._state_lock = threading.RLock()
+        self._compaction_lock = threading.Lock()
+        self._reader = BlockReader()
+        # Floors raised by a compaction in progress: appends below them are out of bounds.
+        self._cut_floor: dict[str, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._blocks_dir.mkdir(exist_ok=True)
+        for tenant_dir in sorted(p for p in self._blocks_dir.iterdir() if p.is_dir()):
+            state = self._tenant(tenant_dir.name)
+            for block in list_blocks(tenant_dir):
+                self._load_block_series(state, block)
+                state.blocks.append(block)
+        checkpoint_seq = self._replay_checkpoint()
+        for payload in self.wal.replay(checkpoint_seq):
+            self._replay(payload)
+        self.wal.start()
+        log.info(
+            "metrics store open: %d tenants, %d series, %d head samples",
+            len(self._tenants),
+            self.series_count(),
+            sum(t.head_samples for t in self._tenants.values()),
+        )
+
+    def close(self) -> None:
+        self.wal.close()
+        self._reader.close()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def append(self, tenant: str, batch: SeriesBatch) -> AppendResult:
+        """Store a batch; returns once every appended sample is durable. Samples breaking the
+        ordering rules or limits are left out and counted by reason in the result."""
+        result = AppendResult()
+        if len(batch) == 0 and not batch.metadata:
+            return result
+        with self._append_lock:
+            state = self._tenant(tenant)
+            sids, new_series = self._resolve_series(state, batch, result)
+            sample_sids = sids[batch.sample_series]
+            known = sample_sids >= 0
+            bits = batch.values.view(np.int64)
+            self._times.ensure(int(sample_sids.max(initial=0)))
+            safe = np.where(known, sample_sids, 0)
+            verdict = judge(
+                sample_sids,
+                batch.timestamps,
+                bits,
+                np.where(known, self._times.max_ts[safe], INT64_MIN),
+                self._times.last_bits[safe],
+                *self._bounds(state),
+            )
+            verdict[~known] = -1
+            accept = verdict == Verdict.APPEND
+            result.resent = int(np.count_nonzero(verdict == Verdict.RESENT))
+            for code, reason in VERDICT_REASON.items():
+                hit = np.flatnonzero(verdict == code)
+                if len(hit):
+                    j = int(hit[0])
+                    labels = batch.labels_of(int(batch.sample_series[j]))
+                    example = f"series {_format_labels(labels)} timestamp {batch.timestamps[j]}"
+                    result.rejected[reason] = (len(hit), example)
+            acc_sids = sample_sids[accept]
+            acc_ts = batch.timestamps[accept]
+            acc_vals = batch.values[accept]
+            self._times.record(acc_sids, acc_ts, bits[accept])
+            result.appended = len(acc_sids)
+            futures = []
+            if new_series:
+                payload = records.encode_series(tenant, [(sid, key) for sid, key, _ in new_series])
+                created = [(sid, labels) for sid, _, labels in new_series]
+                futures.append(self.wal.submit(payload, lambda: self._apply_series(state, created)))
+            if result.appended:
+                payload = records.encode_samples(tenant, acc_sids, acc_ts, acc_vals)
+                chunk = HeadChunk(acc_sids, acc_ts, acc_vals)
+                futures.append(self.wal.submit(payload, lambda: self._apply_chunk(state, chunk)))
+            changed = [m for m in batch.metadata if state.metadata.get(m.metric) != m]
+            if changed:
+                payload = records.encode_metadata(tenant, changed)
+                futures.append(
+                    self.wal.submit(payload, lambda: self._apply_metadata(state, changed))
+                )
+        for future in futures:
+            future.result()
+        return result
+
+    def _resolve_series(
+        self, state: TenantState, batch: SeriesBatch, result: AppendResult
+    ) -> tuple[npt.NDArray[np.int64], list[tuple[int, bytes, Labels]]]:
+        get = state.keys.get
+        sids = np.fromiter((get(k, -1) for k in batch.keys), dtype=np.int64, count=len(batch.keys))
+        new_series: list[tuple[int, bytes, Labels]] = []
+        missing = np.flatnonzero(sids < 0)
+        if len(missing) == 0:
+            return sids, new_series
+        limit = self.options.max_series_per_tenant
+        for i in missing.tolist():
+            key = batch.keys[i]
+            known = state.keys.get(key)  # the same series twice in one request
+            if known is not None:
+                sids[i] = known
+                continue
+            if len(state.keys) >= limit:
+                reason = f"limit limits.max_series_per_tenant ({limit}) exceeded"
+                count, example = result.rejected.get(reason, (0, ""))
+                samples = int(np.count_nonzero(batch.sample_series == i))
+                example = example or f"series {_format_labels(batch.labels_of(i))}"
+                result.rejected[reason] = (count + samples, example)
+                continue
+            sid = self._next_sid
+            self._next_sid += 1
+            state.keys[key] = sid
+            sids[i] = sid
+            new_series.append((sid, key, batch.labels_of(i)))
+        return sids, new_series
+
+    def _bounds(self, state: TenantState) -> tuple[int, int | None]:
+        """Oldest timestamp accepted in order, and through the out-of-order window (or None)."""
+        floor = max(state.blocks_max_time + 1, self._cut_floor.get(state.name, INT64_MIN))
+        head_max = state.head_max_time
+        in_order = floor
+        if head_max != INT64_MIN:
+            in_order = max(floor, head_max - self.options.block_duration_ms // 2)
+        window = self.options.out_of_order_window_ms
+        if window <= 0:
+            return in_order, None
+        ooo = floor if head_max == INT64_MIN else max(floor, head_max - window)
+        return in_order, ooo
+
+    def _apply_series(self, state: TenantState, created: list[tuple[int, Labels]]) -> None:
+        with self._state_lock:
+            for sid, labels in created:
+                state.add_series(sid, labels)
+
+    def _apply_chunk(self, state: TenantState, chunk: HeadChunk) -> None:
+        with self._state_lock:
+            state.add_chunk(chunk)
+
+    def _apply_metadata(self, state: TenantState, entries: list[MetricMetadata]) -> None:
+        with self._state_lock:
+            for entry in entries:
+                state.metadata[entry.metric] = entry
+
+    def _tenant(self, name: str) -> TenantState:
+        state = self._tenants.get(name)
+        if state is None:
+            with self._state_lock:
+                state = self._tenants.setdefault(
+                    name, TenantState(name=name, directory=self._blocks_dir / name)
+                )
+        return state
+
+    # --- replay ------------------------------------------------------------------------
+
+    def _load_block_series(self, state: TenantState, block: BlockMeta) -> None:
+        found = read_block_series(block)
+        for sid, key in zip(found.series.tolist(), found.keys, strict=True):
+            if key not in state.keys:
+                state.keys[key] = sid
+                state.add_series(sid, labels_from_key(key))
+            self._next_sid = max(self._next_sid, sid + 1)
+            state.series_in_blocks.add(sid)
+        if len(found.series):
+            self._times.ensure(int(found.series.max()))
+            np.minimum.at(self._times.min_ts, found.series, found.min_times)
+            np.maximum.at(self._times.max_ts, found.series, found.max_times)
+
+    def _replay_checkpoint(self) -> int:
+        checkpoints = sorted(
+            (p for p in self.directory.glob(f"{CHECKPOINT_PREFIX}*") if p.suffix != ".tmp"),
+            key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]),
+        )
+        for leftover in self.directory.glob(f"{CHECKPOINT_PREFIX}*.tmp"):
+            leftover.unlink()
+        if not checkpoints:
+            return 0
+        newest = checkpoints[-1]
+        payloads, _ = read_records(newest)
+        for payload in payloads:
+            self._replay(payload)
+        return int(newest.name[len(CHECKPOINT_PREFIX) :])
+
+    def _replay(self, payload: bytes) -> None:
+        record = records.decode(payload)
+        state = self._tenant(record.tenant)
+        if isinstance(record, records.SeriesRecord):
+            for sid, key in record.entries:
+                state.keys[key] = sid
+                state.add_series(sid, labels_from_key(key))
+                self._next_sid = max(self._next_sid, sid + 1)
+        elif isinstance(record, records.SamplesRecord):
+            # Samples at or before the newest block's end were compacted already.
+            keep = record.timestamps > state.blocks_max_time
+            sids, ts, vals = record.series[keep], record.timestamps[keep], record.values[keep]
+            self._times.record(sids, ts, vals.view(np.int64))
+            state.add_chunk(HeadChunk(sids, ts, vals))
+        else:
+            for entry in record.entries:
+                state.metadata[entry.metric] = entry
+
+    # --- reading -----------------------------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        return sorted(self._tenants)
+
+    def series_count(self, tenant: str | None = None) -> int:
+        with self._state_lock:
+            if tenant is not None:
+                state = self._tenants.get(tenant)
+                return 0 if state is None else len(state.labels)
+            return sum(len(t.labels) for t in self._tenants.values())
+
+    def _matching(
+        self,
+        state: TenantState,
+        matcher_sets: Sequence[Sequence[Matcher]] | None,
+        start: int,
+        end: int,
+    ) -> npt.NDArray[np.int64]:
+        with self._state_lock:
+            ids = (
+                state.postings.all_ids()
+                if not matcher_sets
+                else state.postings.select_any(matcher_sets)
+            )
+        sids = np.fromiter(ids, dtype=np.int64, count=len(ids))
+        if len(sids) == 0:
+            return sids
+        self._times.ensure(int(sids.max()))
+        return sids[self._times.overlapping(sids, start, end)]
+
+    def series(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+        limit: int = 0,
+    ) -> list[Labels]:
+        """Label sets of series matching any matcher set with samples in [start, end], sorted."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        sids = self._matching(state, matcher_sets, start, end)
+        with self._state_lock:
+            found = sorted(state.labels[int(s)] for s in sids)
+        return found[:limit] if limit > 0 else found
+
+    def label_names(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[str]:
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        sids = self._matching(state, matcher_sets, start, end)
+        with self._state_lock:
+            if not matcher_sets and len(sids) == len(state.labels):
+                return state.postings.names()
+            names = {name for s in sids.tolist() for name, _ in state.labels[s]}
+        return sorted(names)
+
+    def label_values(
+        self,
+        tenant: str,
+        name: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[str]:
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        sids = self._matching(state, matcher_sets, start, end)
+        with self._state_lock:
+            if not matcher_sets and len(sids) == len(state.labels):
+                return sorted(state.postings.values(name))
+            wanted = set(sids.tolist())
+            values = {
+                v for v, ids in state.postings.values(name).items() if not ids.isdisjoint(wanted)
+            }
+        return sorted(values)
+
+    def metadata(self, tenant: str) -> dict[str, MetricMetadata]:
+        state = self._tenants.get(tenant)
+        if state is None:
+            return {}
+        with self._state_lock:
+            return dict(state.metadata)
+
+    def read(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[SeriesSamples]:
+        """Samples of the matching series in [start, end], per series sorted by time, sorted by
+        labels. Each (series, timestamp) appears once: the first value written wins."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        sids = np.sort(self._matching(state, matcher_sets, start, end))
+        if len(sids) == 0:
+            return []
+        with self._state_lock:
+            blocks = [b for b in state.blocks if b.max_time >= start and b.min_time <= end]
+            chunks = list(state.chunks)
+            labels = {int(s): state.labels[int(s)] for s in sids}
+        parts_s, parts_t, parts_v = [], [], []
+        block_s, block_t, block_v = self._reader.read(blocks, sids, start, end)
+        parts_s.append(block_s)
+        parts_t.append(block_t)
+        parts_v.append(block_v)
+        for chunk in chunks:
+            mask = (chunk.timestamps >= start) & (chunk.timestamps <= end)
+            mask &= np.isin(chunk.series, sids, assume_unique=False)
+            parts_s.append(chunk.series[mask])
+            parts_t.append(chunk.timestamps[mask])
+            parts_v.append(chunk.values[mask])
+        s_all, t_all, v_all = dedupe_sorted(
+            np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
+        )
+        bounds = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1], True])
+        out = [
+            SeriesSamples(labels[int(s_all[a])], t_all[a:b], v_all[a:b])
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+            if b > a
+        ]
+        out.sort(key=lambda s: s.labels)
+        return out
+
+    def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
+        state = self._tenants.get(tenant)
+        with self._state_lock:
+            return tsdb_status(state, top)
+
+    # --- compaction, checkpoints, retention -------------------------------------------------
+
+    def compact(self, force: bool = False) -> list[BlockMeta]:
+        """Cut head data into blocks. Normally only whole block ranges that have fallen half a
+        block behind the newest sample; with `force`, everything in the head."""
+        written: list[BlockMeta] = []
+        with self._compaction_lock:
+            for state in list(self._tenants.values()):
+                while (end := self._next_cut(state, force)) is not None:
+                    block = self._cut_block(state, end)
+                    if block is None:
+                        break
+                    written.append(block)
+            if written:
+                self._checkpoint()
+        return written
+
+    def _next_cut(self, state: TenantState, force: bool) -> int | None:
+        if state.head_samples == 0:
+            return None
+        if force:
+            return state.head_max_time + 1
+        size = self.options.block_duration_ms
+        if state.head_max_time - state.head_min_time < size * 3 // 2:
+            return None
+        end = (state.head_min_time // size) * size + size
+        keep_open = max(size // 2, self.options.out_of_order_window_ms)
+        return end if end <= state.head_max_time - keep_open else None
+
+    def _cut_block(self, state: TenantState, end: int) -> BlockMeta | None:
+        with self._append_lock:
+            self._cut_floor[state.name] = end
+            self.wal.barrier().result()  # everything accepted below `end` is in the head now
+        with self._state_lock:
+            sids, ts, vals = state.head_arrays()
+            keys = {sid: state.labels[sid] for sid in np.unique(sids).tolist()}
+        mask = ts < end
+        sids, ts, vals = dedupe_sorted(sids[mask], ts[mask], vals[mask])
+        if len(ts) == 0:
+            self._cut_floor.pop(state.name, None)
+            return None
+        block = write_block(
+            state.directory,
+            sids,
+            ts,
+            vals,
+            {sid: series_key(keys[sid]) for sid in np.unique(sids).tolist()},
+        )
+        with self._state_lock:
+            state.blocks.append(block)
+            state.series_in_blocks.update(np.unique(sids).tolist())
+            remaining = [c.after(end) for c in state.chunks]
+            newest = state.head_max_time
+            state.reset_head()
+            for chunk in remaining:
+                if len(chunk.timestamps):
+                    state.add_chunk(chunk)
+            # An emptied head still remembers its newest sample: the ordering bounds use it.
+            state.head_max_time = max(newest, state.head_max_time)
+        self._cut_floor.pop(state.name, None)
+        log.info("cut block %s: %d samples, %d series", block.path, block.samples, block.series)
+        return block
+
+    def _checkpoint(self) -> None:
+        """Replace WAL segments by one file holding the head as it is now."""
+        with self._append_lock:
+            seq = self.wal.cut().result()
+            with self._state_lock:
+                snapshot = []
+                for state in self._tenants.values():
+                    sids, ts, vals = state.head_arrays()
+                    in_head = set(np.unique(sids).tolist())
+                    self._drop_unused_series(state, in_head)
+                    entries = [(sid, series_key(state.labels[sid])) for sid in sorted(in_head)]
+                    snapshot.append(
+                        (state.name, entries, sids, ts, vals, list(state.metadata.values()))
+                    )
+        payloads = []
+        for tenant, entries, sids, ts, vals, metadata in snapshot:
+            if entries:
+                payloads.append(records.encode_series(tenant, entries))
+            if len(ts):
+                payloads.append(records.encode_samples(tenant, sids, ts, vals))
+            if metadata:
+                payloads.append(records.encode_metadata(tenant, metadata))
+        final = self.directory / f"{CHECKPOINT_PREFIX}{seq}"
+        tmp = final.with_name(final.name + ".tmp")
+        with tmp.open("wb") as handle:
+            for payload in payloads:
+                handle.write(encode_record(payload))
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.rename(final)
+        fsync_dir(self.directory)
+        for old in self.directory.glob(f"{CHECKPOINT_PREFIX}*"):
+            if old != final and old.suffix != ".tmp":
+                old.unlink()
+        self.wal.remove_segments_before(seq)
+
+    def _drop_unused_series(self, state: TenantState, in_head: set[int]) -> None:
+        """Forget series with no samples in the head or any block (all their samples were
+        rejected, or retention removed them); pending series are never dropped."""
+        for sid in [
+            s for s in state.labels if s not in in_head and s not in state.series_in_blocks
+        ]:
+            state.drop_series(sid)
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete blocks entirely older than the retention period before the tenant's newest
+        sample (or `now_ms`); returns how many were deleted."""
+        deleted = 0
+        with self._compaction_lock:
+            for state in list(self._tenants.values()):
+                reference = state.newest_time if now_ms is None else now_ms
+                if reference == INT64_MIN:
+                    continue
+                cutoff = reference - self.options.retention_ms
+                expired = [b for b in state.blocks if b.max_time < cutoff]
+                if not expired:
+                    continue
+                with self._state_lock:
+                    state.blocks = [b for b in state.blocks if b not in expired]
+                for block in expired:
+                    delete_block(block)
+                    deleted += 1
+                self._reload_block_series(state)
+            if deleted:
+                self._checkpoint()
+        return deleted
+
+    def _reload_block_series(self, state: TenantState) -> None:
+        remaining: set[int] = set()
+        for block in state.blocks:
+            found = read_block_series(block)
+            remaining.update(found.series.tolist())
+        with self._state_lock:
+            state.series_in_blocks = remaining
+
+
+def _format_labels(labels: Labels) -> str:
+    return "{" + ", ".join(f'{n}="{v}"' for n, v in labels) + "}"
+
+
+def dedupe_sorted(
+    sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], vals: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Sort by (series, time) keeping arrival order among equals, then keep the first of each
+    (series, time)."""
+    if len(ts) == 0:
+        return sids, ts, vals
+    order = np.lexsort((ts, sids))
+    sids, ts, vals = sids[order], ts[order], vals[order]
+    keep = np.r_[True, (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])]
+    if np.all(keep):
+        return sids, ts, vals
+    return sids[keep], ts[keep], vals[keep]
