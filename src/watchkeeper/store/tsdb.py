@@ -181,6 +181,12 @@ class MetricsDB:
                 *self._bounds(state),
             )
             verdict[~known] = -1
+            late = np.flatnonzero(verdict == Verdict.OUT_OF_ORDER)
+            if len(late):
+                stored = self._stored_identical(
+                    state, sample_sids[late], batch.timestamps[late], bits[late]
+                )
+                verdict[late[stored]] = Verdict.RESENT
             accept = verdict == Verdict.APPEND
             result.resent = int(np.count_nonzero(verdict == Verdict.RESENT))
             for code, reason in VERDICT_REASON.items():
@@ -243,6 +249,29 @@ class MetricsDB:
             sids[i] = sid
             new_series.append((sid, key, batch.labels_of(i)))
         return sids, new_series
+
+    def _stored_identical(
+        self,
+        state: TenantState,
+        sids: npt.NDArray[np.int64],
+        ts: npt.NDArray[np.int64],
+        bits: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        """Which older-than-newest samples are already in the head, bit for bit: a retried
+        request is then a no-op, not an out-of-order error (Prometheus would answer 400)."""
+        with self._state_lock:
+            head_s, head_t, head_v = state.head_arrays()
+        near = np.isin(head_t, ts) & np.isin(head_s, sids)
+        stored = set(
+            zip(
+                head_s[near].tolist(),
+                head_t[near].tolist(),
+                head_v[near].view(np.int64).tolist(),
+                strict=True,
+            )
+        )
+        probe = zip(sids.tolist(), ts.tolist(), bits.tolist(), strict=True)
+        return np.fromiter((row in stored for row in probe), dtype=bool, count=len(sids))
 
     def _bounds(self, state: TenantState) -> tuple[int, int | None]:
         """Oldest timestamp accepted in order, and through the out-of-order window (or None)."""

@@ -1,0 +1,137 @@
+"""Shared test helpers: a real watchkeeper server on a loopback port, and remote_write bodies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import cramjam
+import httpx
+import pytest
+
+from watchkeeper.ingest.proto import remote_pb2
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+WRITE_HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_request(
+    series: Sequence[tuple[dict[str, str], Sequence[tuple[int, float]]]],
+) -> remote_pb2.WriteRequest:
+    """A WriteRequest from (labels, [(timestamp ms, value), ...]); labels sorted by name."""
+    request = remote_pb2.WriteRequest()
+    for labels, samples in series:
+        ts = request.timeseries.add()
+        for name in sorted(labels):
+            ts.labels.add(name=name, value=labels[name])
+        for timestamp, value in samples:
+            ts.samples.add(timestamp=timestamp, value=value)
+    return request
+
+
+def snappy_body(request: remote_pb2.WriteRequest | bytes) -> bytes:
+    raw = request if isinstance(request, bytes) else request.SerializeToString()
+    return bytes(cramjam.snappy.compress_raw(raw))
+
+
+class Server:
+    """`python -m watchkeeper serve` as a subprocess on a free loopback port."""
+
+    def __init__(
+        self, data_dir: Path, config: str | None = None, env: dict[str, str] | None = None
+    ):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.args = [
+            sys.executable,
+            "-m",
+            "watchkeeper",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+        ]
+        if config is not None:
+            config_path = data_dir.parent / f"{data_dir.name}-config.yml"
+            config_path.write_text(config)
+            self.args += ["--config", str(config_path)]
+        self.env = {**os.environ, "WATCHKEEPER_SELF_MONITORING__ENABLED": "false", **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Server:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Factory: start_server(config=None, env=None, name="data") -> a running Server."""
+    started: list[Server] = []
+
+    def start(config: str | None = None, env: dict[str, str] | None = None, name: str = "data"):
+        server = Server(tmp_path / name, config, env).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a whole test module (tests must use their own metric names)."""
+    server = Server(tmp_path_factory.mktemp("shared") / "data").start()
+    yield server
+    server.stop()

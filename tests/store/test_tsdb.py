@@ -1,0 +1,216 @@
+"""The embedded metrics store, with a real WAL and real Parquet blocks in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchkeeper.model import MetricMetadata, SeriesBatch, labels_from_dict
+from watchkeeper.promql import parse_series_selector
+from watchkeeper.store import MetricsDB, StorageOptions
+
+MINUTE = 60_000
+T0 = 1_700_000_000_000
+
+
+def _options(**overrides: int) -> StorageOptions:
+    values = {"retention_ms": 1000 * MINUTE, "block_duration_ms": 10 * MINUTE, **overrides}
+    return StorageOptions(**values)  # type: ignore[arg-type]
+
+
+def _open(path: Path, **overrides: int) -> MetricsDB:
+    db = MetricsDB(path, _options(**overrides))
+    db.open()
+    return db
+
+
+def _batch(rows: list[tuple[dict[str, str], int, float]]) -> SeriesBatch:
+    return SeriesBatch.from_samples([(labels_from_dict(lbl), ts, v) for lbl, ts, v in rows])
+
+
+def _grid(n_series: int, steps: int, start: int = T0, step: int = 15_000) -> SeriesBatch:
+    rows = [
+        ({"__name__": "m", "i": str(i)}, start + k * step, float(i * 1000 + k))
+        for k in range(steps)
+        for i in range(n_series)
+    ]
+    return _batch(rows)
+
+
+def _all(db: MetricsDB, tenant: str = "default", selector: str = "{__name__=~'.+'}"):
+    found = db.read(tenant, parse_series_selector(selector))
+    return {
+        dict(s.labels).get("i", str(s.labels)): (s.timestamps.tolist(), s.values.tolist())
+        for s in found
+    }
+
+
+def test_append_read_and_reopen(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    result = db.append("default", _grid(3, 4))
+    assert result.appended == 12 and not result.rejected
+    before = _all(db)
+    assert before["1"] == (
+        [T0, T0 + 15_000, T0 + 30_000, T0 + 45_000],
+        [1000.0, 1001.0, 1002.0, 1003.0],
+    )
+    db.close()
+    db = _open(tmp_path)
+    assert _all(db) == before
+    db.close()
+
+
+def test_reopen_without_close_replays_wal(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    db.append("default", _grid(2, 3))
+    db.wal.close()  # the process dies: no compaction, no checkpoint
+    db2 = _open(tmp_path)
+    assert len(_all(db2)) == 2
+    db2.close()
+
+
+def test_resend_is_idempotent_and_conflicts_are_reported(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    db.append("default", _grid(2, 3))
+    again = db.append("default", _grid(2, 3))
+    assert again.appended == 0 and again.resent == 6 and not again.rejected
+    last = T0 + 30_000
+    conflict = db.append("default", _batch([({"__name__": "m", "i": "0"}, last, 5.0)]))
+    assert conflict.rejected["duplicate sample for timestamp"][0] == 1
+    old = db.append("default", _batch([({"__name__": "m", "i": "0"}, T0 + 1, 5.0)]))
+    assert old.rejected["out of order sample"][0] == 1
+    assert _all(db)["0"][0] == [T0, T0 + 15_000, last]
+    db.close()
+
+
+def test_tenants_are_isolated(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    db.append("a", _batch([({"__name__": "only_a", "x": "1"}, T0, 1.0)]))
+    db.append("b", _batch([({"__name__": "only_b", "y": "2"}, T0, 2.0)]))
+    everything = parse_series_selector("{__name__=~'.+'}")
+    assert db.series("a", everything) == [(("__name__", "only_a"), ("x", "1"))]
+    assert db.label_names("b") == ["__name__", "y"]
+    assert db.label_values("a", "__name__") == ["only_a"]
+    assert db.read("c", everything) == []
+    db.close()
+
+
+def test_matchers_and_time_ranges(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    db.append(
+        "default",
+        _batch(
+            [
+                ({"__name__": "req", "code": "200", "job": "api"}, T0, 1.0),
+                ({"__name__": "req", "code": "500", "job": "api"}, T0 + MINUTE, 1.0),
+                ({"__name__": "req", "code": "200"}, T0 + 2 * MINUTE, 1.0),
+            ]
+        ),
+    )
+    sel = parse_series_selector
+    assert len(db.series("default", sel('req{code=~"5.."}'))) == 1
+    assert len(db.series("default", sel('req{job=""}'))) == 1  # no job label
+    assert len(db.series("default", sel('req{job!="api"}'))) == 1
+    assert len(db.series("default", sel('{code="200"}'), T0 + MINUTE, T0 + 3 * MINUTE)) == 1
+    assert db.label_values("default", "code", None, T0 + MINUTE, T0 + MINUTE) == ["500"]
+    assert db.label_names("default", sel('req{code="500"}')) == ["__name__", "code", "job"]
+    db.close()
+
+
+def test_compaction_blocks_checkpoint_and_replay(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    # 10 series over 40 minutes at 15 s: the 10-minute head is cut into blocks
+    for k in range(160):
+        db.append("default", _grid(10, 1, start=T0 + k * 15_000))
+    expected = _all(db)
+    blocks = db.compact()
+    assert blocks, "head spanning 4 block ranges must be cut"
+    assert _all(db) == expected
+    assert list(tmp_path.glob("checkpoint.*"))
+    db.close()
+    db = _open(tmp_path)
+    assert _all(db) == expected
+    # samples older than the newest block are now out of bounds
+    late = db.append("default", _batch([({"__name__": "m", "i": "new"}, T0, 1.0)]))
+    assert late.rejected["out of bounds"][0] == 1
+    db.compact(force=True)
+    db.close()
+    db = _open(tmp_path)
+    assert _all(db) == expected
+    assert db.series_count() == 10
+    db.close()
+
+
+def test_crash_after_block_before_checkpoint_duplicates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _open(tmp_path)
+    for k in range(100):
+        db.append("default", _grid(3, 1, start=T0 + k * 15_000))
+    expected = _all(db)
+    monkeypatch.setattr(MetricsDB, "_checkpoint", lambda self: None)
+    assert db.compact(force=True)
+    db.wal.close()  # dies before the checkpoint: the WAL still holds the compacted samples
+    monkeypatch.undo()
+    db = _open(tmp_path)
+    assert _all(db) == expected
+    db.close()
+
+
+def test_retention_drops_old_blocks_and_their_series(tmp_path: Path) -> None:
+    db = _open(tmp_path, retention_ms=30 * MINUTE)
+    db.append("default", _batch([({"__name__": "old"}, T0, 1.0)]))
+    db.compact(force=True)
+    db.append("default", _batch([({"__name__": "new"}, T0 + 60 * MINUTE, 1.0)]))
+    db.compact(force=True)
+    assert db.apply_retention() == 1
+    assert db.label_values("default", "__name__") == ["new"]
+    db.close()
+    db = _open(tmp_path, retention_ms=30 * MINUTE)
+    assert db.label_values("default", "__name__") == ["new"]
+    db.close()
+
+
+def test_series_limit_keeps_existing_series(tmp_path: Path) -> None:
+    db = _open(tmp_path, max_series_per_tenant=2)
+    db.append("default", _grid(2, 1))
+    result = db.append("default", _grid(3, 1, start=T0 + 15_000))
+    assert result.appended == 2
+    (reason,) = result.rejected
+    assert reason == "limit limits.max_series_per_tenant (2) exceeded"
+    db.close()
+
+
+def test_out_of_order_window_accepts_late_samples_once(tmp_path: Path) -> None:
+    db = _open(tmp_path, out_of_order_window_ms=10 * MINUTE)
+    labels = {"__name__": "late"}
+    db.append("default", _batch([(labels, T0 + 5 * MINUTE, 5.0)]))
+    result = db.append("default", _batch([(labels, T0 + MINUTE, 1.0), (labels, T0 + MINUTE, 2.0)]))
+    assert result.appended == 2  # duplicates inside the window are resolved on read
+    far = db.append("default", _batch([(labels, T0 - 20 * MINUTE, 1.0)]))
+    assert far.rejected["out of order sample"][0] == 1
+    assert _all(db)["(('__name__', 'late'),)"] == ([T0 + MINUTE, T0 + 5 * MINUTE], [1.0, 5.0])
+    db.close()
+
+
+def test_metadata_persists(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    batch = _grid(1, 1)
+    batch.metadata = [MetricMetadata("m", "counter", "Requests.", "")]
+    db.append("default", batch)
+    db.close()
+    db = _open(tmp_path)
+    assert db.metadata("default")["m"].type == "counter"
+    db.close()
+
+
+def test_staleness_marker_is_kept_bit_exact(tmp_path: Path) -> None:
+    stale = np.array([0x7FF0000000000002], dtype=np.int64).view(np.float64)[0]
+    db = _open(tmp_path)
+    db.append("default", _batch([({"__name__": "s"}, T0, stale)]))
+    db.compact(force=True)
+    (series,) = db.read("default", parse_series_selector("s"))
+    assert series.values.view(np.int64)[0] == 0x7FF0000000000002
+    db.close()
