@@ -12,7 +12,7 @@ def _judge(series, ts, values, prior_max=None, prior_vals=None, lower=INT64_MIN,
     return [Verdict(v) for v in judge(series, ts, bits, pmax, pbits, lower, ooo)]
 
 
-A, R, O, D, B = (
+A, R, OOO, D, B = (
     Verdict.APPEND,
     Verdict.RESENT,
     Verdict.OUT_OF_ORDER,
@@ -27,7 +27,7 @@ def test_in_order_samples_append() -> None:
 
 def test_against_stored_newest() -> None:
     got = _judge([1, 2, 3, 4], [10, 10, 5, 11], [1.0, 9.0, 1.0, 1.0], [10] * 4, [1.0] * 4)
-    assert got == [R, D, O, A]
+    assert got == [R, D, OOO, A]
 
 
 def test_resent_nan_is_bit_exact() -> None:
@@ -38,13 +38,13 @@ def test_resent_nan_is_bit_exact() -> None:
 
 def test_unordered_within_batch_uses_running_newest() -> None:
     # 10 appends, 5 is older than 10, 7 still older than 10, 12 appends, 12 again is a resend
-    assert _judge([1] * 5, [10, 5, 7, 12, 12], [1, 1, 1, 2, 2]) == [A, O, O, A, R]
+    assert _judge([1] * 5, [10, 5, 7, 12, 12], [1, 1, 1, 2, 2]) == [A, OOO, OOO, A, R]
     assert _judge([1, 1], [10, 10], [1, 2]) == [A, D]
 
 
 def test_series_are_independent_in_mixed_batches() -> None:
     got = _judge([1, 2, 1, 2], [10, 30, 20, 25], [0, 0, 0, 0])
-    assert got == [A, A, A, O]
+    assert got == [A, A, A, OOO]
 
 
 def test_lower_bound() -> None:
@@ -53,4 +53,4 @@ def test_lower_bound() -> None:
 
 def test_out_of_order_window() -> None:
     got = _judge([1, 1, 1], [50, 95, 120], [0, 0, 0], [100] * 3, [0.0] * 3, lower=90, ooo=80)
-    assert got == [O, A, A]
+    assert got == [OOO, A, A]
