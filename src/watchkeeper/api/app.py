@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from watchkeeper.api import admin, export, health, prometheus_meta, write
 from watchkeeper.api.context import ApiContext
 from watchkeeper.api.errors import APIError, error_response
+from watchkeeper.api.requests import BodyTooLargeError
 from watchkeeper.store import WALFailedError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ def create_api(ctx: ApiContext) -> FastAPI:
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> Response:
         return error_response(err.error_type, err.message, err.status)
+
+    @app.exception_handler(BodyTooLargeError)
+    async def body_too_large(request: Request, err: BodyTooLargeError) -> Response:
+        return error_response("bad_data", str(err))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> Response:

@@ -44,7 +44,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.api_route("/api/v1/export", methods=["GET", "POST"])
     async def export(request: Request) -> StreamingResponse:
         who = principal(ctx, request, "viewer")
-        params = await api_params(request)
+        params = await api_params(ctx, request)
         sets = matcher_sets(params)
         if not sets:
             raise APIError("bad_data", "no match[] parameter provided")

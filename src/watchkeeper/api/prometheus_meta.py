@@ -35,7 +35,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.api_route("/api/v1/series", methods=["GET", "POST"])
     async def series(request: Request) -> dict[str, Any]:
         who = principal(ctx, request, "viewer")
-        params = await api_params(request)
+        params = await api_params(ctx, request)
         sets = matcher_sets(params)
         if not sets:
             raise APIError("bad_data", "no match[] parameter provided")
@@ -48,7 +48,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.api_route("/api/v1/labels", methods=["GET", "POST"])
     async def labels(request: Request) -> dict[str, Any]:
         who = principal(ctx, request, "viewer")
-        params = await api_params(request)
+        params = await api_params(ctx, request)
         start, end = time_range(params)
         limit = int_param(params, "limit", 0)
         names = await run_blocking(
@@ -60,7 +60,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.api_route("/api/v1/label/{name}/values", methods=["GET", "POST"])
     async def label_values(name: str, request: Request) -> dict[str, Any]:
         who = principal(ctx, request, "viewer")
-        params = await api_params(request)
+        params = await api_params(ctx, request)
         if not name:
             raise APIError("bad_data", f"invalid label name: {name!r}")
         start, end = time_range(params)
@@ -74,7 +74,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.api_route("/api/v1/metadata", methods=["GET", "POST"])
     async def metadata(request: Request) -> dict[str, Any]:
         who = principal(ctx, request, "viewer")
-        params = await api_params(request)
+        params = await api_params(ctx, request)
         limit = int_param(params, "limit", 0)
         metric = (params.get("metric") or [""])[0]
         entries = store.metadata(who.tenant)
@@ -106,7 +106,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.get("/api/v1/status/tsdb")
     async def tsdb(request: Request) -> dict[str, Any]:
         who = principal(ctx, request, "viewer")
-        params = await api_params(request)
+        params = await api_params(ctx, request)
         limit = int_param(params, "limit", 10) or 10
         return success(await run_blocking(store.tsdb_status, who.tenant, limit))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -52,7 +53,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def api_params(request: Request) -> dict[str, list[str]]:
+async def api_params(ctx: ApiContext, request: Request) -> dict[str, list[str]]:
     """Query-string and (for POST) form parameters, as Prometheus reads them."""
     params: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
@@ -60,9 +61,9 @@ async def api_params(request: Request) -> dict[str, list[str]]:
     if request.method == "POST":
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/x-www-form-urlencoded"):
-            form = await request.form()
-            for key, field in form.multi_items():
-                params.setdefault(key, []).append(str(field))
+            body = await read_body(request, ctx.config.limits.max_request_body_bytes)
+            for key, value in parse_qsl(body.decode(errors="replace"), keep_blank_values=True):
+                params.setdefault(key, []).append(value)
     return params
 
 
