@@ -131,7 +131,10 @@ def test_limits_name_their_config_key(start_server) -> None:
         series = client.get("/api/v1/series", params={"match[]": '{__name__=~"s.*"}'}).json()
         assert len(series["data"]) == 2
         metrics = client.get("/metrics").text
-        counter = 'watchkeeper_rejected_requests_total{handler="remote_write",reason="body_too_large"}'
+        counter = (
+            "watchkeeper_rejected_requests_total"
+            '{handler="remote_write",reason="body_too_large"}'
+        )
         assert f"{counter} 1.0" in metrics
 
 
