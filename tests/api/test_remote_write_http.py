@@ -132,8 +132,7 @@ def test_limits_name_their_config_key(start_server) -> None:
         assert len(series["data"]) == 2
         metrics = client.get("/metrics").text
         counter = (
-            "watchkeeper_rejected_requests_total"
-            '{handler="remote_write",reason="body_too_large"}'
+            'watchkeeper_rejected_requests_total{handler="remote_write",reason="body_too_large"}'
         )
         assert f"{counter} 1.0" in metrics
 
