@@ -77,7 +77,10 @@ class LimitsConfig(_Section):
         1_000_000, ge=1, description="Most samples one write request may carry."
     )
     max_series_per_tenant: int = Field(
-        2_000_000, ge=1, description="Most series one tenant may have in the head at once."
+        2_000_000,
+        ge=1,
+        description="Most series one tenant may hold (every series with samples "
+        "within retention); samples of further new series are refused.",
     )
     max_labels_per_series: int = Field(64, ge=1, description="Most labels one series may carry.")
     max_label_name_length: int = Field(1024, ge=1, description="Longest label name, in bytes.")
