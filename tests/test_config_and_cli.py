@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,4 @@ def test_version_help_and_token_create() -> None:
     created = _cli("token", "create", "--name", "grafana", "--role", "viewer")
     assert created.returncode == 0
     token = created.stdout.split("token (shown once, keep it secret): ")[1].split()[0]
-    import hashlib
-
     assert hashlib.sha256(token.encode()).hexdigest() in created.stdout
