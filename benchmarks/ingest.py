@@ -14,7 +14,6 @@ It prints numbers and never asserts a time. Run `python benchmarks/ingest.py --h
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -22,6 +21,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -163,11 +163,11 @@ def dir_size(path: Path, exclude: Sequence[str] = ()) -> int:
             dirs[:] = [d for d in dirs if d not in exclude]
         for name in files:
             try:
-                st = os.lstat(os.path.join(root, name))
+                info = os.lstat(os.path.join(root, name))
             except FileNotFoundError:  # removed by a background merge while walking
                 continue
-            if not os.path.islink(os.path.join(root, name)):
-                total += st.st_size
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
     return total
 
 
@@ -311,8 +311,8 @@ class _Builder:
         counts = rng.poisson(max(rate, 0.0), self.steps).astype(np.int64)
         counts[0] = int(start * denominator)
         total = np.cumsum(counts)
-        if self.restart > 0:
-            total[self.restart :] = np.cumsum(counts[self.restart :]) - counts[self.restart] + 0
+        if self.restart > 0:  # the process restarted: the counter starts again from 0
+            total[self.restart :] = np.cumsum(counts[self.restart :])
         return total / denominator if denominator != 1 else total.astype(np.float64)
 
     def walk(
@@ -335,7 +335,10 @@ class _Builder:
         """Classic histogram: cumulative _bucket{le} counters, _sum and _count."""
         rng = self.rng
         mu = math.log(median_s)
-        cdf = [0.5 * (1 + math.erf((math.log(le) - mu) / (spread * math.sqrt(2)))) for le in HTTP_BUCKETS]
+        cdf = [
+            0.5 * (1 + math.erf((math.log(le) - mu) / (spread * math.sqrt(2))))
+            for le in HTTP_BUCKETS
+        ]
         probs = np.diff(np.array([0.0, *cdf, 1.0]))
         probs = np.clip(probs, 0.0, None)
         probs /= probs.sum()
@@ -344,17 +347,16 @@ class _Builder:
         buckets = rng.multinomial(per_step, probs)  # [steps, len(buckets)+1]
         mean = math.exp(mu + spread * spread / 2)
         sums = per_step * mean * rng.lognormal(0.0, 0.15, self.steps)
-        if self.restart > 0:
-            buckets[self.restart :][0] = buckets[self.restart :][0] * 0
-            sums[self.restart] = 0.0
         cum_time = np.cumsum(buckets, axis=0)
         cum_sum = np.cumsum(sums)
-        if self.restart > 0:
-            cum_time[self.restart :] -= cum_time[self.restart - 1]
-            cum_sum[self.restart :] -= cum_sum[self.restart - 1]
+        if self.restart > 0:  # the process restarted: every counter starts again from 0
+            cum_time[self.restart :] = np.cumsum(buckets[self.restart :], axis=0)
+            cum_sum[self.restart :] = np.cumsum(sums[self.restart :])
         cum_le = np.cumsum(cum_time, axis=1)  # cumulative over le as well
         for index, le in enumerate((*HTTP_BUCKETS, math.inf)):
-            self.add("histogram", f"{name}_bucket", {**extra, "le": format_le(le)}, cum_le[:, index])
+            self.add(
+                "histogram", f"{name}_bucket", {**extra, "le": format_le(le)}, cum_le[:, index]
+            )
         self.add("histogram", f"{name}_sum", extra, cum_sum)
         self.add("histogram", f"{name}_count", extra, cum_le[:, -1])
 
@@ -440,7 +442,9 @@ def _node_instance(b: _Builder) -> None:
         fs = {"device": device, "fstype": fstype, "mountpoint": mount}
         b.add("gauge", "node_filesystem_size_bytes", fs, np.full(b.steps, size))
         avail = size * float(rng.uniform(0.1, 0.9))
-        b.add("gauge", "node_filesystem_avail_bytes", fs, b.quantized_walk(avail, 2e6, 0, size, 4096))
+        b.add(
+            "gauge", "node_filesystem_avail_bytes", fs, b.quantized_walk(avail, 2e6, 0, size, 4096)
+        )
 
 
 def _service_instance(b: _Builder) -> None:
@@ -468,7 +472,8 @@ def _service_instance(b: _Builder) -> None:
                 median_s=float(rng.uniform(0.005, 0.2)),
                 spread=float(rng.uniform(0.5, 1.5)),
             )
-    b.add("counter", "process_cpu_seconds_total", {}, b.counter(15 * 30, 5e5, denominator=100))
+    cpu_start = float(rng.uniform(1e3, 1e6))
+    b.add("counter", "process_cpu_seconds_total", {}, b.counter(450, cpu_start, denominator=100))
     mem = float(rng.uniform(50, 900)) * 2**20
     b.add(
         "gauge",
@@ -582,10 +587,10 @@ def _proc_children() -> dict[int, list[int]]:
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            text = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     return children
 
@@ -605,10 +610,10 @@ def cpu_seconds(pid: int) -> float:
     ticks = 0
     for member in process_tree(pid):
         try:
-            stat = Path(f"/proc/{member}/stat").read_text()
+            text = Path(f"/proc/{member}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
+        fields = text[text.rindex(")") + 2 :].split()
         # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17
         ticks += sum(int(value) for value in fields[11:15])
     return ticks / CLK_TCK
@@ -780,6 +785,7 @@ def send_all(
         delay = BACKOFF_START_S
         message = ""
         status: int | None = None
+        attempt = 0
         for attempt in range(MAX_ATTEMPTS):
             if abort.is_set():
                 break
@@ -803,7 +809,7 @@ def send_all(
             if attempt + 1 < MAX_ATTEMPTS:
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
-        record(status, message, "failed", MAX_ATTEMPTS - 1)
+        record(status, message, "failed", attempt)
 
     def worker() -> None:
         with httpx.Client(headers=HEADERS, timeout=httpx.Timeout(120.0, connect=10.0)) as client:
@@ -888,11 +894,11 @@ class Result:
 def _make_server(target: str, args: argparse.Namespace, workdir: Path, series: int) -> Server:
     data = workdir / "data"
     port = free_loopback_port()
+    listen = f"127.0.0.1:{port}"
     if target == "watchkeeper":
         return Server(
             target,
-            [str(args.watchkeeper), "serve", "--data-dir", str(data), "--listen",
-             f"127.0.0.1:{port}"],  # fmt: skip
+            [str(args.watchkeeper), "serve", "--data-dir", str(data), "--listen", listen],
             {"WATCHKEEPER_SELF_MONITORING__ENABLED": "false"},
             workdir,
             data,
@@ -1098,7 +1104,8 @@ def print_report(
                 str(r.send.failed),
             ]
         )
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    full_rows = [row for row in rows if len(row) > 1 and row[2]]
+    widths = [max(len(h), *(len(row[i]) for row in full_rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         first = cells[0].ljust(widths[0])
@@ -1297,8 +1304,10 @@ def main(argv: list[str] | None = None) -> int:
         note("--duration must be at least --interval")
         return 2
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])
-    note(f"building workload: {args.series} series, {format_duration_ms(args.duration)} at "
-         f"{format_duration_ms(args.interval)}, seed {args.seed}")  # fmt: skip
+    note(
+        f"building workload: {args.series} series, {format_duration_ms(args.duration)} at "
+        f"{format_duration_ms(args.interval)}, seed {args.seed}"
+    )
     started = time.perf_counter()
     workload = build_workload(args.series, args.duration, args.interval, args.seed)
     generate_s = time.perf_counter() - started

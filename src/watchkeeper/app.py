@@ -90,7 +90,8 @@ class Watchkeeper:
                 max_label_name_length=limits.max_label_name_length,
                 max_label_value_length=limits.max_label_value_length,
                 name_validation=config.metric_name_validation_scheme,
-            )
+            ),
+            series_cache_size=config.ingest.series_cache_size,
         )
         self.api: FastAPI = create_api(
             ApiContext(

@@ -87,6 +87,15 @@ class LimitsConfig(_Section):
     max_label_value_length: int = Field(4096, ge=1, description="Longest label value, in bytes.")
 
 
+class IngestConfig(_Section):
+    series_cache_size: int = Field(
+        1_000_000,
+        ge=0,
+        description="Series whose wire encoding the remote_write decoder remembers, so a series "
+        "seen before skips label checks (about 150 bytes each; emptied when full; 0 disables).",
+    )
+
+
 Role = Literal["viewer", "editor", "admin"]
 
 
@@ -138,6 +147,7 @@ class Config(_Section):
     )
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
+    ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
     auth: AuthConfig = Field(default_factory=AuthConfig)
     self_monitoring: SelfMonitoringConfig = Field(
         default_factory=SelfMonitoringConfig  # type: ignore[arg-type]

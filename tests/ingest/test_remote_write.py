@@ -243,3 +243,25 @@ def test_decoded_arrays_have_fixed_dtypes() -> None:
     batch = _decode(_raw_request([_good()])).batch
     assert batch.timestamps.dtype == np.int64 and batch.values.dtype == np.float64
     assert batch.sample_series.dtype == np.int64
+
+
+def test_cached_series_decode_like_new_ones() -> None:
+    decoder = _decoder()
+    payload = _raw_request(
+        [
+            ([(b"job", b"a"), (b"__name__", b"up")], [(T0, 1.0)]),
+            _good("two", x="1"),
+            ([(b"job", b"x")], [(T0, 1.0)]),
+        ]
+    )
+    body = bytes(cramjam.snappy.compress_raw(payload))
+    first = decoder.decode(body)
+    second = decoder.decode(body)  # the bad series keeps the request on the full path
+    assert second.rejected == first.rejected == {"missing metric name": 1}
+    good_only = bytes(cramjam.snappy.compress_raw(_raw_request([_good("two", x="1")])))
+    decoder.decode(good_only)
+    cached = decoder.decode(good_only)
+    assert cached.batch.keys == [series_key(labels_from_dict({"__name__": "two", "x": "1"}))]
+    assert cached.batch.labels_of(0) == labels_from_dict({"__name__": "two", "x": "1"})
+    reordered = _decode(_raw_request([([(b"job", b"a"), (b"__name__", b"up")], [(T0, 1.0)])]))
+    assert reordered.batch.keys == first.batch.keys[:1]

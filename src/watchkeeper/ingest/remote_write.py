@@ -28,6 +28,7 @@ from watchkeeper.model import (
     NameValidation,
     SeriesBatch,
     labels_from_dict,
+    labels_from_key,
     series_key,
 )
 from watchkeeper.model.labels import LABEL_SEPARATOR, PAIR_SEPARATOR, legacy_pattern_for
@@ -74,13 +75,22 @@ class DecodedWrite:
 
 
 class RemoteWriteDecoder:
-    """Decodes remote_write bodies under fixed limits. Building the Arrow decoder parses the
-    protobuf descriptors, so one instance serves every request."""
+    """Decodes remote_write bodies under fixed limits; one instance serves every request.
 
-    def __init__(self, limits: RemoteWriteLimits) -> None:
+    Senders repeat the same series request after request, byte for byte. So the decoder first
+    reads each series' labels as one raw byte span (cheap) and looks it up in a cache of spans
+    already validated and canonicalised; only a request with an unknown span goes through the
+    full decode and checks. The cache holds at most `series_cache_size` spans and is emptied
+    when full.
+    """
+
+    def __init__(self, limits: RemoteWriteLimits, series_cache_size: int = 1_000_000) -> None:
         self.limits = limits
         pool = ptars.HandlerPool([remote_decode_pb2.DESCRIPTOR])
         self._handler = pool.get_for_message(remote_decode_pb2.WriteRequest.DESCRIPTOR)
+        self._raw_handler = pool.get_for_message(remote_decode_pb2.WriteRequestRaw.DESCRIPTOR)
+        self._known: dict[bytes, bytes] = {}  # raw label span -> canonical series key
+        self._cache_size = series_cache_size
 
     def decode(self, body: bytes) -> DecodedWrite:
         """Decode a snappy-compressed WriteRequest."""
@@ -97,10 +107,56 @@ class RemoteWriteDecoder:
     def decode_payload(self, payload: bytes) -> DecodedWrite:
         """Decode an uncompressed WriteRequest."""
         try:
-            record = self._handler.list_to_record_batch([payload])
+            raw = self._raw_handler.list_to_record_batch([payload])
         except ValueError as err:
             raise RemoteWriteError(f"protobuf: cannot decode WriteRequest: {err}") from None
-        return _decode_columns(record, self.limits)
+        fast = self._decode_known(raw)
+        if fast is not None:
+            return fast
+        record = self._handler.list_to_record_batch([payload])
+        decoded = _decode_columns(record, self.limits)
+        self._remember(raw, decoded)
+        return decoded
+
+    def _decode_known(self, raw: pa.RecordBatch) -> DecodedWrite | None:
+        """The whole request from the cache, or None if it holds anything not seen before."""
+        if len(raw.column("metadata").values):
+            return None
+        series = raw.column("timeseries").values
+        n_series = len(series)
+        if np.any(np.diff(_offsets(series.field("histograms"), n_series))):
+            return None
+        spans = _label_spans(series.field("labels"), n_series)
+        known = self._known
+        keys = [known.get(span) for span in spans]
+        if None in keys:
+            return None
+        sample_lists = series.field("samples")
+        sample_offsets = _offsets(sample_lists, n_series)
+        total = int(sample_offsets[-1] - sample_offsets[0])
+        _check_sample_limit(total, self.limits)
+        samples = sample_lists.values.slice(sample_offsets[0], total)
+        batch = SeriesBatch(
+            keys=keys,  # type: ignore[arg-type]  # no None left, checked above
+            labels_of=lambda i: labels_from_key(keys[i]),  # type: ignore[arg-type]
+            sample_series=np.repeat(np.arange(n_series, dtype=np.int64), np.diff(sample_offsets)),
+            timestamps=np.asarray(samples.field("timestamp").to_numpy(), np.int64),
+            values=np.asarray(samples.field("value").to_numpy(), np.float64),
+        )
+        return DecodedWrite(batch=batch)
+
+    def _remember(self, raw: pa.RecordBatch, decoded: DecodedWrite) -> None:
+        """Cache the spans of series that passed every check, with their canonical keys."""
+        series = raw.column("timeseries").values
+        spans = _label_spans(series.field("labels"), len(series))
+        if self._cache_size == 0:
+            return
+        accepted = set(decoded.batch.sample_series.tolist())
+        if len(self._known) + len(accepted) > self._cache_size:
+            self._known.clear()
+        keys = decoded.batch.keys
+        for index in accepted:
+            self._known[spans[index]] = keys[index]
 
 
 def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> DecodedWrite:
@@ -112,11 +168,7 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
     label_offsets = _offsets(label_lists, n_series)
     sample_offsets = _offsets(sample_lists, n_series)
     total_samples = int(sample_offsets[-1] - sample_offsets[0])
-    if total_samples > limits.max_samples_per_request:
-        raise RemoteWriteError(
-            f"limit limits.max_samples_per_request ({limits.max_samples_per_request}) exceeded: "
-            f"request has {total_samples} samples"
-        )
+    _check_sample_limit(total_samples, limits)
     pairs = label_lists.values
     names = pairs.field("name").slice(label_offsets[0], label_offsets[-1] - label_offsets[0])
     values = pairs.field("value").slice(label_offsets[0], label_offsets[-1] - label_offsets[0])
@@ -164,6 +216,28 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
         )
     result.batch.metadata = _metadata(record)
     return result
+
+
+def _check_sample_limit(total: int, limits: RemoteWriteLimits) -> None:
+    if total > limits.max_samples_per_request:
+        raise RemoteWriteError(
+            f"limit limits.max_samples_per_request ({limits.max_samples_per_request}) exceeded: "
+            f"request has {total} samples"
+        )
+
+
+def _label_spans(label_lists: pa.ListArray, count: int) -> list[bytes]:
+    """Per series, the bytes of all its serialized labels: one slice of the decoded buffer."""
+    raw_labels = label_lists.values
+    start = raw_labels.offset
+    byte_offsets = np.frombuffer(raw_labels.buffers()[1], dtype=np.int32)[
+        start : start + len(raw_labels) + 1
+    ]
+    bounds = byte_offsets[_offsets(label_lists, count)].astype(np.int32)
+    spans = pa.BinaryArray.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(bounds), raw_labels.buffers()[2]]
+    )
+    return spans.to_pylist()  # type: ignore[no-any-return]
 
 
 def _offsets(lists: pa.ListArray, count: int) -> npt.NDArray[np.int64]:
