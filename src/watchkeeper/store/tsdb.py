@@ -224,7 +224,7 @@ class MetricsDB:
         self, state: TenantState, batch: SeriesBatch, result: AppendResult
     ) -> tuple[npt.NDArray[np.int64], list[tuple[int, bytes, Labels]]]:
         get = state.keys.get
-        sids = np.fromiter((get(k, -1) for k in batch.keys), dtype=np.int64, count=len(batch.keys))
+        sids = np.array([get(k, -1) for k in batch.keys], dtype=np.int64)
         new_series: list[tuple[int, bytes, Labels]] = []
         missing = np.flatnonzero(sids < 0)
         if len(missing) == 0:
