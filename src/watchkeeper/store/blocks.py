@@ -1,8 +1,9 @@
 """Immutable on-disk blocks: one tenant's samples over a time range, as Parquet files.
 
-A block directory holds `samples.parquet` (series_id, ts, value sorted by series and time, with
-delta-encoded timestamps, byte-stream-split values and zstd: the smallest layout measured for
-this data, see docs/architecture.md), `series.parquet` (series_id, canonical key, first and last
+A block directory holds `samples.parquet` (sorted by series and time: series_id, delta-encoded
+timestamps, values as delta-encoded decimal mantissas with a per-series exponent where that is
+exact and as byte-stream-split floats where not (store/valuecodec.py), zstd: the smallest layout
+measured for this data, see docs/architecture.md), `series.parquet` (series_id, canonical key, first and last
 timestamp of the series in the block) and `meta.json`. It is written under a temporary name,
 fsynced, and renamed into place, so a crash leaves either a whole block or none. DuckDB scans
 the Parquet files in place for reads.
@@ -23,6 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from watchkeeper.store import valuecodec
 from watchkeeper.store.wal import fsync_dir
 
 SAMPLES_FILE = "samples.parquet"
@@ -30,6 +32,8 @@ SERIES_FILE = "series.parquet"
 META_FILE = "meta.json"
 TMP_PREFIX = ".tmp-"
 ROW_GROUP_ROWS = 256 * 1024
+# zstd 15 vs 9: 6% smaller blocks for 2.3x the (background) compaction time; 19 gains <1% more
+ZSTD_LEVEL = 15
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,27 @@ def write_block(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
 
-    samples = pa.table({"series_id": series, "ts": timestamps, "value": values})
+    exponents, mantissas, decimal = valuecodec.encode(series, values)
+    samples = pa.table(
+        {
+            "series_id": series,
+            "ts": timestamps,
+            "exp": exponents,
+            "mant": pa.array(mantissas, mask=~decimal),
+            "fval": pa.array(values, mask=decimal),
+        }
+    )
     pq.write_table(
         samples,
         tmp / SAMPLES_FILE,
         compression="zstd",
-        compression_level=9,
-        use_dictionary=["series_id"],
-        column_encoding={"ts": "DELTA_BINARY_PACKED", "value": "BYTE_STREAM_SPLIT"},
+        compression_level=ZSTD_LEVEL,
+        use_dictionary=["series_id", "exp"],
+        column_encoding={
+            "ts": "DELTA_BINARY_PACKED",
+            "mant": "DELTA_BINARY_PACKED",
+            "fval": "BYTE_STREAM_SPLIT",
+        },
         row_group_size=ROW_GROUP_ROWS,
         write_statistics=["series_id", "ts"],
     )
@@ -180,17 +197,25 @@ class BlockReader:
         try:
             cursor.register("wanted_series", ids)
             result = cursor.execute(
-                "SELECT s.series_id, s.ts, s.value FROM read_parquet($files) AS s "
+                "SELECT s.series_id, s.ts, s.exp, coalesce(s.mant, 0) AS mant, "
+                "s.mant IS NOT NULL AS decimal, coalesce(s.fval, 0) AS fval "
+                "FROM read_parquet($files) AS s "
                 "SEMI JOIN wanted_series AS w ON s.series_id = w.series_id "
                 "WHERE s.ts BETWEEN $start AND $end ORDER BY s.series_id, s.ts",
                 {"files": files, "start": start, "end": end},
             ).fetchnumpy()
         finally:
             cursor.close()
+        values = valuecodec.decode(
+            np.asarray(result["exp"], dtype=np.int8),
+            np.asarray(result["mant"], dtype=np.int64),
+            np.asarray(result["decimal"], dtype=bool),
+            np.asarray(result["fval"], dtype=np.float64),
+        )
         return (
             np.asarray(result["series_id"], dtype=np.int64),
             np.asarray(result["ts"], dtype=np.int64),
-            np.asarray(result["value"], dtype=np.float64),
+            values,
         )
 
     def close(self) -> None:

@@ -1,0 +1,44 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watchkeeper.store import valuecodec
+
+STALE = np.array([0x7FF0000000000002], dtype=np.int64).view(np.float64)[0]
+
+
+def _round_trip(series: np.ndarray, values: np.ndarray) -> np.ndarray:
+    exponents, mantissas, use = valuecodec.encode(series, values)
+    return valuecodec.decode(exponents, mantissas, use, np.where(use, 0.0, values))
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.one_of(
+                st.floats(allow_nan=True),
+                st.integers(-(2**60), 2**60).map(float),
+                st.decimals(-(10**9), 10**9, places=3, allow_nan=False).map(float),
+            ),
+        ),
+        max_size=60,
+    )
+)
+def test_every_value_round_trips_bit_exact(rows: list[tuple[int, float]]) -> None:
+    rows.sort(key=lambda row: row[0])
+    series = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=np.float64)
+    out = _round_trip(series, values)
+    assert out.view(np.int64).tolist() == values.view(np.int64).tolist()
+
+
+def test_decimals_use_the_mantissa_and_odd_values_the_float() -> None:
+    series = np.array([0, 0, 0, 1, 1, 2], dtype=np.int64)
+    values = np.array([697206.93, 697211.27, STALE, 42011.02744175017, 1.0, 0.1])
+    exponents, mantissas, use = valuecodec.encode(series, values)
+    assert use.tolist() == [True, True, False, False, False, True]
+    assert mantissas[:2].tolist() == [69720693, 69721127]
+    assert exponents.tolist()[:2] == [2, 2]
+    assert _round_trip(series, values).view(np.int64)[2] == 0x7FF0000000000002
