@@ -21,7 +21,10 @@ def _round_trips(values: npt.NDArray[np.float64], exponent: int) -> npt.NDArray[
     scale = 10.0**exponent
     with np.errstate(all="ignore"):
         mantissa = np.round(values * scale)
-        return np.isfinite(values) & (np.abs(mantissa) < _MAX_EXACT) & (mantissa / scale == values)
+        exact: npt.NDArray[np.bool_] = (
+            np.isfinite(values) & (np.abs(mantissa) < _MAX_EXACT) & (mantissa / scale == values)
+        )
+    return exact
 
 
 def encode(
