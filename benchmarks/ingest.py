@@ -52,6 +52,7 @@ HEADERS = {
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_ATTEMPTS = 8  # per request, for 5xx, 429 and connection errors
+GIVE_UP_AFTER = 10  # requests in a row that failed every attempt: stop sending to that target
 BACKOFF_START_S = 0.05
 BACKOFF_MAX_S = 5.0
 
@@ -529,7 +530,12 @@ def build_workload(series: int, duration_ms: int, interval_ms: int, seed: int) -
 @dataclass
 class EncodedRequests:
     bodies: list[bytes]
-    chunks_per_step: int
+    chunk_samples: list[int]  # samples in each request of a step, by chunk
+
+    @property
+    def chunks_per_step(self) -> int:
+        return len(self.chunk_samples)
+
     raw_bytes: int
     seconds: float
 
@@ -574,7 +580,8 @@ def encode_requests(workload: Workload, samples_per_request: int) -> EncodedRequ
             bodies.append(bytes(compress(payload)))
         progress.advance()
     progress.close()
-    return EncodedRequests(bodies, len(templates), raw, time.perf_counter() - started)
+    sizes = [hi - lo for _, _, lo, hi in templates]
+    return EncodedRequests(bodies, sizes, raw, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -741,6 +748,12 @@ class SendStats:
     first_error: str = ""
     seconds: float = 0.0
     aborted: str = ""
+    not_sent: int = 0  # requests skipped after the send phase was aborted
+    samples_ok: int = 0  # samples in requests answered 2xx
+
+    @property
+    def complete(self) -> bool:
+        return self.ok == self.requests
 
 
 def send_all(
@@ -767,21 +780,31 @@ def send_all(
     abort = threading.Event()
     progress = Progress(f"send to {label}", len(bodies))
 
-    def record(status: int | None, message: str, outcome: str, retries: int) -> None:
+    consecutive_failures = [0]
+
+    def record(status: int | None, message: str, outcome: str, retries: int, samples: int) -> None:
         with stats_lock:
             stats.retries += retries
             if status is not None:
                 stats.statuses[status] = stats.statuses.get(status, 0) + 1
             if outcome == "ok":
                 stats.ok += 1
+                stats.samples_ok += samples
             elif outcome == "client_error":
                 stats.client_errors += 1
             else:
                 stats.failed += 1
             if outcome != "ok" and not stats.first_error:
                 stats.first_error = message
+            consecutive_failures[0] = consecutive_failures[0] + 1 if outcome == "failed" else 0
+            if consecutive_failures[0] >= GIVE_UP_AFTER and not abort.is_set():
+                stats.aborted = (
+                    f"{GIVE_UP_AFTER} requests in a row failed {MAX_ATTEMPTS} attempts each; "
+                    "the remaining requests were not sent"
+                )
+                abort.set()
 
-    def post(client: httpx.Client, body: bytes) -> None:
+    def post(client: httpx.Client, body: bytes, samples: int) -> None:
         delay = BACKOFF_START_S
         message = ""
         status: int | None = None
@@ -793,23 +816,25 @@ def send_all(
                 response = client.post(url, content=body)
                 status = response.status_code
                 if 200 <= status < 300:
-                    record(status, "", "ok", attempt)
+                    record(status, "", "ok", attempt, samples)
                     return
                 message = f"HTTP {status}: {response.text.strip()[:300]}"
                 if status != 429 and status < 500:
-                    record(status, message, "client_error", attempt)
+                    record(status, message, "client_error", attempt, samples)
                     return
             except httpx.TransportError as err:
                 status = None
                 message = f"{type(err).__name__}: {err}"
                 if not alive():
+                    stats.aborted = (
+                        f"server exited ({message}); the remaining requests were not sent"
+                    )
                     abort.set()
-                    stats.aborted = f"server exited ({message})"
                     break
             if attempt + 1 < MAX_ATTEMPTS:
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
-        record(status, message, "failed", attempt)
+        record(status, message, "failed", attempt, samples)
 
     def worker() -> None:
         with httpx.Client(headers=HEADERS, timeout=httpx.Timeout(120.0, connect=10.0)) as client:
@@ -824,9 +849,10 @@ def send_all(
                     while done_step[chunk] < step - 1:
                         condition.wait()
                 if abort.is_set():
-                    record(None, stats.aborted, "failed", 0)
+                    with stats_lock:
+                        stats.not_sent += 1
                 else:
-                    post(client, bodies[index])
+                    post(client, bodies[index], encoded.chunk_samples[chunk])
                 with condition:
                     done_step[chunk] = step
                     condition.notify_all()
