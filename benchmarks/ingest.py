@@ -17,6 +17,7 @@ import argparse
 import math
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -267,14 +268,19 @@ class Workload:
         return self.series * self.steps
 
     def timestamps(self, step: int) -> npt.NDArray[np.int64]:
-        return self.instance_ts[self.instance_of, step]
+        stamps: npt.NDArray[np.int64] = self.instance_ts[self.instance_of, step]
+        return stamps
 
 
 class _Builder:
     """Accumulates series for one instance at a time; values are generated vectorised."""
 
-    def __init__(self, rng: np.random.Generator, steps: int, limit: int) -> None:
-        self.rng = rng
+    def __init__(self, seed: int, steps: int, limit: int) -> None:
+        # Two streams: `rng` draws the series and their parameters (a fixed number of draws per
+        # series, so the same --seed gives the same series whatever --duration is) and `walks`
+        # draws the per-step values.
+        self.rng = np.random.default_rng([seed, 0])
+        self.walks = np.random.default_rng([seed, 1])
         self.steps = steps
         self.limit = limit
         self.labels: list[tuple[tuple[str, str], ...]] = []
@@ -293,7 +299,10 @@ class _Builder:
         self.instance += 1
         self.base = base
         rng = self.rng
-        self.restart = int(rng.integers(1, self.steps)) if rng.random() < 0.05 else -1
+        restarts, when = rng.random(), rng.random()
+        self.restart = (
+            1 + int(when * (self.steps - 1)) if restarts < 0.05 and self.steps > 1 else -1
+        )
 
     def add(self, kind: str, name: str, extra: dict[str, str], row: npt.NDArray[Any]) -> None:
         if self.full:
@@ -308,8 +317,7 @@ class _Builder:
 
     def counter(self, rate: float, start: float, denominator: int = 1) -> npt.NDArray[Any]:
         """Integer increments (Poisson, per step) summed from a start; reset on restart."""
-        rng = self.rng
-        counts = rng.poisson(max(rate, 0.0), self.steps).astype(np.int64)
+        counts = self.walks.poisson(max(rate, 0.0), self.steps).astype(np.int64)
         counts[0] = int(start * denominator)
         total = np.cumsum(counts)
         if self.restart > 0:  # the process restarted: the counter starts again from 0
@@ -320,7 +328,7 @@ class _Builder:
         self, start: float, sigma: float, low: float, high: float, decimals: int | None = None
     ) -> npt.NDArray[Any]:
         """A random walk kept within [low, high], rounded to decimals (None: full float)."""
-        steps = self.rng.normal(0.0, sigma, self.steps)
+        steps = self.walks.normal(0.0, sigma, self.steps)
         steps[0] = 0.0
         row = np.clip(start + np.cumsum(steps), low, high)
         return np.round(row, decimals) if decimals is not None else row
@@ -343,11 +351,11 @@ class _Builder:
         probs = np.diff(np.array([0.0, *cdf, 1.0]))
         probs = np.clip(probs, 0.0, None)
         probs /= probs.sum()
-        per_step = rng.poisson(rate, self.steps).astype(np.int64)
+        per_step = self.walks.poisson(rate, self.steps).astype(np.int64)
         per_step[0] = int(rng.integers(1_000, 2_000_000))
-        buckets = rng.multinomial(per_step, probs)  # [steps, len(buckets)+1]
+        buckets = self.walks.multinomial(per_step, probs)  # [steps, len(buckets)+1]
         mean = math.exp(mu + spread * spread / 2)
-        sums = per_step * mean * rng.lognormal(0.0, 0.15, self.steps)
+        sums = per_step * mean * self.walks.lognormal(0.0, 0.15, self.steps)
         cum_time = np.cumsum(buckets, axis=0)
         cum_sum = np.cumsum(sums)
         if self.restart > 0:  # the process restarted: every counter starts again from 0
@@ -433,7 +441,9 @@ def _node_instance(b: _Builder) -> None:
             b.quantized_walk(start, total_mem * 0.002, 0.0, total_mem, 4096),
         )
     b.add("gauge", "node_procs_running", {}, b.walk(3, 1.0, 1, 64, decimals=0))
-    b.add("gauge", "node_boot_time_seconds", {}, np.full(b.steps, 1.7e9 + rng.integers(0, 1e7)))
+    b.add(
+        "gauge", "node_boot_time_seconds", {}, np.full(b.steps, 1.7e9 + int(rng.integers(0, 10**7)))
+    )
     for device, fstype, mount, size_gib in (
         ("/dev/nvme0n1p1", "ext4", "/", 100),
         ("/dev/nvme0n1p2", "ext4", "/var", 500),
@@ -491,8 +501,8 @@ def _service_instance(b: _Builder) -> None:
 def build_workload(series: int, duration_ms: int, interval_ms: int, seed: int) -> Workload:
     """The series, values and timestamps for a run; values depend only on the arguments."""
     steps = max(duration_ms // interval_ms, 1)
-    rng = np.random.default_rng(seed)
-    builder = _Builder(rng, steps, series)
+    builder = _Builder(seed, steps, series)
+    rng = builder.rng
     offsets: list[int] = []
     while not builder.full:
         region = REGIONS[int(rng.integers(len(REGIONS)))]
@@ -508,12 +518,12 @@ def build_workload(series: int, duration_ms: int, interval_ms: int, seed: int) -
             builder.start_instance(base)
             _service_instance(builder)
         # each target is scraped at a fixed phase inside the interval, like Prometheus' offsets
-        offsets.append(int(rng.integers(0, max(interval_ms - 100, 1))))
+        offsets.append(int(rng.random() * max(interval_ms - 100, 1)))
     instances = len(offsets)
     end_ms = int(time.time() * 1000) // interval_ms * interval_ms
     start_ms = end_ms - steps * interval_ms
     step_ts = start_ms + np.arange(steps, dtype=np.int64) * interval_ms
-    jitter = rng.integers(0, 6, size=(instances, steps))  # a few ms of scrape jitter
+    jitter = builder.walks.integers(0, 6, size=(instances, steps))  # a few ms of scrape jitter
     instance_ts = step_ts[None, :] + np.asarray(offsets, dtype=np.int64)[:, None] + jitter
     return Workload(
         series_labels=builder.labels,
@@ -531,13 +541,12 @@ def build_workload(series: int, duration_ms: int, interval_ms: int, seed: int) -
 class EncodedRequests:
     bodies: list[bytes]
     chunk_samples: list[int]  # samples in each request of a step, by chunk
+    raw_bytes: int
+    seconds: float
 
     @property
     def chunks_per_step(self) -> int:
         return len(self.chunk_samples)
-
-    raw_bytes: int
-    seconds: float
 
     @property
     def compressed_bytes(self) -> int:
@@ -750,6 +759,7 @@ class SendStats:
     aborted: str = ""
     not_sent: int = 0  # requests skipped after the send phase was aborted
     samples_ok: int = 0  # samples in requests answered 2xx
+    client_cpu_s: float = 0.0  # this process (the senders), for context
 
     @property
     def complete(self) -> bool:
@@ -858,12 +868,20 @@ def send_all(
                     condition.notify_all()
                 progress.advance()
 
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sender") as pool:
         futures = [pool.submit(worker) for _ in range(concurrency)]
-        for future in futures:
-            future.result()
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:  # Ctrl-C: let the workers finish their current request and stop
+            stats.aborted = "interrupted"
+            abort.set()
+            raise
     stats.seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    stats.client_cpu_s = (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime)
     progress.close()
     return stats
 
@@ -1106,7 +1124,7 @@ def print_report(
         "bytes/sample",
         "series found",
         "4xx",
-        "failed",
+        "failed/unsent",
     ]
     rows: list[list[str]] = []
     for r in results:
@@ -1127,7 +1145,7 @@ def print_report(
                 _fmt(r.bytes_per_sample, ".3f"),
                 found,
                 str(r.send.client_errors),
-                str(r.send.failed),
+                str(r.send.failed + r.send.not_sent) + ("" if r.send.complete else " (!)"),
             ]
         )
     full_rows = [row for row in rows if len(row) > 1 and row[2]]
@@ -1146,6 +1164,13 @@ def print_report(
     p("  ".join("-" * w for w in widths) + "\n")
     for row in rows:
         p(line(row) + "\n")
+    for r in results:
+        if r.measured and not r.send.complete:
+            p(
+                f"(!) {r.target}: only {r.send.ok} of {r.send.requests} requests "
+                f"({r.send.samples_ok:,} of {r.samples:,} samples) were accepted; its numbers "
+                "are not comparable (see details)\n"
+            )
 
     p("\n== details ==\n")
     for r in results:
@@ -1158,7 +1183,8 @@ def print_report(
         p(
             f"  send: {s.seconds:.2f}s wall, {s.requests} requests, {s.ok} ok, "
             f"{s.client_errors} 4xx, {s.failed} failed, {s.retries} retries, "
-            f"status counts {dict(sorted(s.statuses.items()))}\n"
+            f"{s.not_sent} not sent, status counts {dict(sorted(s.statuses.items()))}; "
+            f"{s.samples_ok:,} of {r.samples:,} samples accepted\n"
         )
         if s.first_error:
             p(f"  first error: {s.first_error}\n")
@@ -1167,7 +1193,8 @@ def print_report(
         p(
             f"  server CPU: {r.cpu_send_s:.2f}s during send "
             f"({_fmt(r.samples_per_cpu_s, ',.0f')} samples per CPU-second), "
-            f"{r.cpu_flush_s:.2f}s during flush/measurement\n"
+            f"{r.cpu_flush_s:.2f}s during flush/measurement; the senders used "
+            f"{s.client_cpu_s:.2f}s\n"
         )
         p(
             f"  memory: RSS {human_bytes(r.rss_before_kib * 1024)} before sending, "
@@ -1211,6 +1238,9 @@ def print_ratios(results: list[Result], series: int, out: TextIO) -> None:
     for peer in peers:
         other = by_name[peer]
         p(f"watchkeeper / {peer}:\n")
+        incomplete = [r.target for r in (wk, other) if not r.send.complete]
+        if incomplete:
+            p(f"  (!) not every request was accepted by {' and '.join(incomplete)}\n")
         for label, get, higher, goal_peer in metrics:
             mine, theirs = get(wk), get(other)
             ratio = mine / theirs if theirs and not math.isnan(theirs) else math.nan
@@ -1224,7 +1254,8 @@ def print_ratios(results: list[Result], series: int, out: TextIO) -> None:
                     verdict = f"goal {sign} 1.00: {'MET' if met else 'NOT MET'}"
             else:
                 verdict = "(for reference)"
-            p(f"  {label:<26} {_fmt(ratio, '8.3f')}x  ({better})  {verdict}\n")
+            shown = f"{'n/a':>9}" if math.isnan(ratio) else f"{ratio:8.3f}x"
+            p(f"  {label:<26} {shown}  ({better})  {verdict}\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1361,9 +1392,13 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
 
     results: list[Result] = []
-    with _interrupt_as_exception():
-        for target in args.targets:
-            results.append(run_target(target, args, workload, encoded))
+    try:
+        with _interrupt_as_exception():
+            for target in args.targets:
+                results.append(run_target(target, args, workload, encoded))
+    except KeyboardInterrupt:
+        note("interrupted; servers stopped" + ("" if args.keep else ", temp dirs removed"))
+        return 130
     print_report(results, workload, encoded, args, out)
     out.flush()
     return 1 if any(r.error for r in results) else 0
