@@ -214,3 +214,19 @@ def test_staleness_marker_is_kept_bit_exact(tmp_path: Path) -> None:
     (series,) = db.read("default", parse_series_selector("s"))
     assert series.values.view(np.int64)[0] == 0x7FF0000000000002
     db.close()
+
+
+def test_compaction_in_many_parts_keeps_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watchkeeper.store import tsdb
+
+    monkeypatch.setattr(tsdb, "PART_SAMPLES", 7)
+    db = _open(tmp_path)
+    for k in range(30):
+        db.append("default", _grid(9, 1, start=T0 + k * 15_000))
+    expected = _all(db)
+    (block,) = db.compact(force=True)
+    assert block.samples == 270 and block.series == 9
+    assert _all(db) == expected
+    db.close()

@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import threading
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,9 @@ import pyarrow.parquet as pq
 
 from watchkeeper.store import valuecodec
 from watchkeeper.store.wal import fsync_dir
+
+INT64_MIN = int(np.iinfo(np.int64).min)
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 SAMPLES_FILE = "samples.parquet"
 SERIES_FILE = "series.parquet"
@@ -62,39 +67,33 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def write_block(
-    tenant_dir: Path,
-    series: npt.NDArray[np.int64],
-    timestamps: npt.NDArray[np.int64],
-    values: npt.NDArray[np.float64],
-    keys: dict[int, bytes],
-) -> BlockMeta:
-    """Write sorted samples (by series, then time) and their series' keys as a new block."""
-    tenant_dir.mkdir(parents=True, exist_ok=True)
-    min_time, max_time = int(timestamps.min()), int(timestamps.max())
-    name = f"{min_time:015d}-{max_time:015d}"
-    final = tenant_dir / name
-    suffix = 0
-    while final.exists():
-        suffix += 1
-        final = tenant_dir / f"{name}-{suffix}"
-    tmp = tenant_dir / f"{TMP_PREFIX}{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+_SAMPLES_SCHEMA = pa.schema(
+    [
+        ("series_id", pa.int64()),
+        ("ts", pa.int64()),
+        ("exp", pa.int8()),
+        ("mant", pa.int64()),
+        ("fval", pa.float64()),
+    ]
+)
 
-    exponents, mantissas, decimal = valuecodec.encode(series, values)
-    samples = pa.table(
-        {
-            "series_id": series,
-            "ts": timestamps,
-            "exp": exponents,
-            "mant": pa.array(mantissas, mask=~decimal),
-            "fval": pa.array(values, mask=decimal),
-        }
-    )
-    pq.write_table(
-        samples,
+SortedPart = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+
+
+def write_block(
+    tenant_dir: Path, parts: Iterable[SortedPart], key_of: Callable[[int], bytes]
+) -> BlockMeta | None:
+    """Write a new block from parts sorted by (series, time), each holding series ids above
+    those of the part before. Parts are encoded and written one at a time, so memory stays
+    bounded by the largest part. Returns None when the parts hold no samples."""
+    tenant_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tenant_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+    tmp.mkdir()
+    min_time, max_time, samples = INT64_MAX, INT64_MIN, 0
+    series_parts: list[pa.Table] = []
+    writer = pq.ParquetWriter(
         tmp / SAMPLES_FILE,
+        _SAMPLES_SCHEMA,
         compression="zstd",
         compression_level=ZSTD_LEVEL,
         use_dictionary=["series_id", "exp"],
@@ -103,35 +102,67 @@ def write_block(
             "mant": "DELTA_BINARY_PACKED",
             "fval": "BYTE_STREAM_SPLIT",
         },
-        row_group_size=ROW_GROUP_ROWS,
         write_statistics=["series_id", "ts"],
     )
-    starts = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])
-    ends = np.r_[starts[1:], len(series)] - 1
-    ids = series[starts]
-    series_table = pa.table(
-        {
-            "series_id": ids,
-            "key": pa.array([keys[int(sid)] for sid in ids], type=pa.binary()),
-            "min_ts": timestamps[starts],
-            "max_ts": timestamps[ends],
-        }
-    )
+    try:
+        for series, timestamps, values in parts:
+            if len(series) == 0:
+                continue
+            exponents, mantissas, decimal = valuecodec.encode(series, values)
+            table = pa.table(
+                {
+                    "series_id": series,
+                    "ts": timestamps,
+                    "exp": exponents,
+                    "mant": pa.array(mantissas, mask=~decimal),
+                    "fval": pa.array(values, mask=decimal),
+                },
+                schema=_SAMPLES_SCHEMA,
+            )
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            starts = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])
+            ends = np.r_[starts[1:], len(series)] - 1
+            ids = series[starts]
+            series_parts.append(
+                pa.table(
+                    {
+                        "series_id": ids,
+                        "key": pa.array([key_of(int(sid)) for sid in ids], type=pa.binary()),
+                        "min_ts": timestamps[starts],
+                        "max_ts": timestamps[ends],
+                    }
+                )
+            )
+            min_time = min(min_time, int(timestamps.min()))
+            max_time = max(max_time, int(timestamps.max()))
+            samples += len(series)
+    finally:
+        writer.close()
+    if samples == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    series_table = pa.concat_tables(series_parts)
     pq.write_table(series_table, tmp / SERIES_FILE, compression="zstd")
     meta = {
         "version": 1,
         "min_time": min_time,
         "max_time": max_time,
-        "samples": len(series),
-        "series": len(ids),
+        "samples": samples,
+        "series": series_table.num_rows,
     }
     (tmp / META_FILE).write_text(json.dumps(meta))
     for file in (SAMPLES_FILE, SERIES_FILE, META_FILE):
         _fsync_file(tmp / file)
     fsync_dir(tmp)
+    name = f"{min_time:015d}-{max_time:015d}"
+    final = tenant_dir / name
+    suffix = 0
+    while final.exists():
+        suffix += 1
+        final = tenant_dir / f"{name}-{suffix}"
     tmp.rename(final)
     fsync_dir(tenant_dir)
-    return BlockMeta(final, min_time, max_time, len(series), len(ids))
+    return BlockMeta(final, min_time, max_time, samples, series_table.num_rows)
 
 
 def list_blocks(tenant_dir: Path) -> list[BlockMeta]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from watchkeeper.store import records
 from watchkeeper.store.blocks import (
     BlockMeta,
     BlockReader,
+    SortedPart,
     delete_block,
     list_blocks,
     read_block_series,
@@ -531,23 +532,18 @@ class MetricsDB:
             self._cut_floor[state.name] = end
             self.wal.barrier().result()  # everything accepted below `end` is in the head now
         with self._state_lock:
-            sids, ts, vals = state.head_arrays()
-            keys = {sid: state.labels[sid] for sid in np.unique(sids).tolist()}
-        mask = ts < end
-        sids, ts, vals = dedupe_sorted(sids[mask], ts[mask], vals[mask])
-        if len(ts) == 0:
+            chunks = list(state.chunks)
+        labels = state.labels
+        block = write_block(
+            state.directory, _sorted_parts(chunks, end), lambda sid: series_key(labels[sid])
+        )
+        if block is None:
             self._cut_floor.pop(state.name, None)
             return None
-        block = write_block(
-            state.directory,
-            sids,
-            ts,
-            vals,
-            {sid: series_key(keys[sid]) for sid in np.unique(sids).tolist()},
-        )
+        in_block = read_block_series(block).series.tolist()
         with self._state_lock:
             state.blocks.append(block)
-            state.series_in_blocks.update(np.unique(sids).tolist())
+            state.series_in_blocks.update(in_block)
             remaining = [c.after(end) for c in state.chunks]
             newest = state.head_max_time
             state.reset_head()
@@ -638,6 +634,36 @@ class MetricsDB:
 
 def _format_labels(labels: Labels) -> str:
     return "{" + ", ".join(f'{n}="{v}"' for n, v in labels) + "}"
+
+
+PART_SAMPLES = 512 * 1024
+
+
+def _sorted_parts(chunks: list[HeadChunk], end: int) -> Iterator[SortedPart]:
+    """The head's samples before `end`, sorted by (series, time) and deduplicated, in parts of
+    about PART_SAMPLES samples covering consecutive series ranges: a block is written part by
+    part, so compaction never holds a second copy of the whole head."""
+    if not chunks:
+        return
+    below = np.concatenate([c.series[c.timestamps < end] for c in chunks])
+    if len(below) == 0:
+        return
+    ids, counts = np.unique(below, return_counts=True)
+    del below
+    group = np.cumsum(counts) // PART_SAMPLES
+    for g in np.unique(group).tolist():
+        members = ids[group == g]
+        low, high = int(members[0]), int(members[-1])
+        parts_s, parts_t, parts_v = [], [], []
+        for chunk in chunks:
+            mask = (chunk.series >= low) & (chunk.series <= high) & (chunk.timestamps < end)
+            if np.any(mask):
+                parts_s.append(chunk.series[mask])
+                parts_t.append(chunk.timestamps[mask])
+                parts_v.append(chunk.values[mask])
+        yield dedupe_sorted(
+            np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
+        )
 
 
 def dedupe_sorted(
