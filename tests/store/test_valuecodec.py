@@ -42,3 +42,9 @@ def test_decimals_use_the_mantissa_and_odd_values_the_float() -> None:
     assert mantissas[:2].tolist() == [69720693, 69721127]
     assert exponents.tolist()[:2] == [2, 2]
     assert _round_trip(series, values).view(np.int64)[2] == 0x7FF0000000000002
+
+
+def test_negative_zero_keeps_its_sign() -> None:
+    values = np.array([-0.0, 0.0, -0.0])
+    out = _round_trip(np.zeros(3, dtype=np.int64), values)
+    assert out.view(np.int64).tolist() == values.view(np.int64).tolist()

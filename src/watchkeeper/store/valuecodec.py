@@ -17,12 +17,20 @@ MAX_EXPONENT = 9
 _MAX_EXACT = float(2**53)
 
 
+def _same_bits(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Equality of the float bits: -0.0 is not 0.0 here."""
+    same: npt.NDArray[np.bool_] = a.view(np.int64) == b.view(np.int64)
+    return same
+
+
 def _round_trips(values: npt.NDArray[np.float64], exponent: int) -> npt.NDArray[np.bool_]:
     scale = 10.0**exponent
     with np.errstate(all="ignore"):
         mantissa = np.round(values * scale)
         exact: npt.NDArray[np.bool_] = (
-            np.isfinite(values) & (np.abs(mantissa) < _MAX_EXACT) & (mantissa / scale == values)
+            np.isfinite(values)
+            & (np.abs(mantissa) < _MAX_EXACT)
+            & _same_bits(mantissa / scale, values)
         )
     return exact
 
@@ -56,7 +64,7 @@ def encode(
             (chosen[segment] >= 0)
             & finite
             & (np.abs(mantissa_f) < _MAX_EXACT)
-            & (mantissa_f / scale == values)
+            & _same_bits(mantissa_f / scale, values)
         )
     mantissa = np.where(use, mantissa_f, 0).astype(np.int64)
     return per_sample, mantissa, use
