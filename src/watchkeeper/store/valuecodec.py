@@ -67,6 +67,9 @@ def encode(
             & _same_bits(mantissa_f / scale, values)
         )
     mantissa = np.where(use, mantissa_f, 0).astype(np.int64)
+    # Check through the integer, exactly as decode computes: -0.0 becomes 0 there, for one.
+    use &= _same_bits(mantissa.astype(np.float64) / scale, values)
+    mantissa[~use] = 0
     return per_sample, mantissa, use
 
 
