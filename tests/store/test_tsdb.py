@@ -26,6 +26,14 @@ def _open(path: Path, **overrides: int) -> MetricsDB:
     return db
 
 
+def _crash(db: MetricsDB) -> None:
+    """The process dies: no compaction, no checkpoint; only the WAL's fsynced records remain."""
+    db.wal.close()
+    db._closing = True
+    db._freeze_wanted.set()
+    db._reader.close()
+
+
 def _batch(rows: list[tuple[dict[str, str], int, float]]) -> SeriesBatch:
     return SeriesBatch.from_samples([(labels_from_dict(lbl), ts, v) for lbl, ts, v in rows])
 
@@ -65,7 +73,7 @@ def test_append_read_and_reopen(tmp_path: Path) -> None:
 def test_reopen_without_close_replays_wal(tmp_path: Path) -> None:
     db = _open(tmp_path)
     db.append("default", _grid(2, 3))
-    db.wal.close()  # the process dies: no compaction, no checkpoint
+    _crash(db)
     db2 = _open(tmp_path)
     assert len(_all(db2)) == 2
     db2.close()
@@ -152,7 +160,7 @@ def test_crash_after_block_before_checkpoint_duplicates_nothing(
     expected = _all(db)
     monkeypatch.setattr(MetricsDB, "_checkpoint", lambda self: None)
     assert db.compact(force=True)
-    db.wal.close()  # dies before the checkpoint: the WAL still holds the compacted samples
+    _crash(db)  # dies before the checkpoint: the WAL still holds the compacted samples
     monkeypatch.undo()
     db = _open(tmp_path)
     assert _all(db) == expected
@@ -228,5 +236,28 @@ def test_compaction_in_many_parts_keeps_everything(
     expected = _all(db)
     (block,) = db.compact(force=True)
     assert block.samples == 270 and block.series == 9
+    assert _all(db) == expected
+    db.close()
+
+
+def test_frozen_head_chunks_read_compact_and_replay_the_same(tmp_path: Path) -> None:
+    db = _open(tmp_path, freeze_samples=50, out_of_order_window_ms=60 * MINUTE)
+    for k in range(40):
+        db.append("default", _grid(7, 1, start=T0 + k * 15_000))
+    # an out-of-order duplicate after freezing must not win over the first value written
+    late = _batch([({"__name__": "m", "i": "0"}, T0 + 15_000, -1.0)])
+    assert db.append("default", late).appended == 1
+    expected = _all(db)
+    assert expected["0"][1][1] == 0.0  # the first write, not the late -1.0
+    state = db._tenants["default"]
+    db._freeze(state)
+    assert any(c.frozen for c in state.chunks)
+    assert _all(db) == expected
+    # a retried request of frozen samples is still recognised as stored
+    assert db.append("default", _grid(7, 1, start=T0)).resent == 7
+    _crash(db)
+    db = _open(tmp_path, freeze_samples=50, out_of_order_window_ms=60 * MINUTE)
+    assert _all(db) == expected
+    db.compact(force=True)
     assert _all(db) == expected
     db.close()

@@ -6,30 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from watchkeeper.model import Labels, MetricMetadata, series_key
 from watchkeeper.store.blocks import BlockMeta
+from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.postings import Postings
 
 INT64_MAX = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True)
-class HeadChunk:
-    """Samples appended together, durable and visible; arrays are never modified in place."""
-
-    series: npt.NDArray[np.int64]
-    timestamps: npt.NDArray[np.int64]
-    values: npt.NDArray[np.float64]
-
-    def after(self, end: int) -> HeadChunk:
-        """The samples at or after `end`."""
-        keep = self.timestamps >= end
-        if np.all(keep):
-            return self
-        return HeadChunk(self.series[keep], self.timestamps[keep], self.values[keep])
 
 
 @dataclass
@@ -41,8 +25,10 @@ class TenantState:
     # durable, visible series
     labels: dict[int, Labels] = field(default_factory=dict)
     postings: Postings = field(default_factory=Postings)
-    chunks: list[HeadChunk] = field(default_factory=list)
+    # frozen chunks first, then raw ones, each run in arrival order
+    chunks: list[HeadChunk | FrozenChunk] = field(default_factory=list)
     head_samples: int = 0
+    raw_samples: int = 0
     head_min_time: int = INT64_MAX
     head_max_time: int = INT64_MIN
     blocks: list[BlockMeta] = field(default_factory=list)
@@ -61,27 +47,48 @@ class TenantState:
     def reset_head(self) -> None:
         self.chunks = []
         self.head_samples = 0
+        self.raw_samples = 0
         self.head_min_time = INT64_MAX
         self.head_max_time = INT64_MIN
 
-    def add_chunk(self, chunk: HeadChunk) -> None:
+    def add_chunk(self, chunk: HeadChunk | FrozenChunk) -> None:
+        if len(chunk) == 0:
+            return
         self.chunks.append(chunk)
-        self.head_samples += len(chunk.timestamps)
-        if len(chunk.timestamps):
-            self.head_min_time = min(self.head_min_time, int(chunk.timestamps.min()))
-            self.head_max_time = max(self.head_max_time, int(chunk.timestamps.max()))
+        self.head_samples += len(chunk)
+        if not chunk.frozen:
+            self.raw_samples += len(chunk)
+        self.head_min_time = min(self.head_min_time, chunk.min_time)
+        self.head_max_time = max(self.head_max_time, chunk.max_time)
 
-    def head_arrays(
-        self,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        chunks = list(self.chunks)
-        if not chunks:
+    def raw_run(self) -> tuple[int, list[HeadChunk | FrozenChunk]]:
+        """Where the raw chunks start in `chunks`, and the raw chunks."""
+        start = len(self.chunks)
+        while start > 0 and not self.chunks[start - 1].frozen:
+            start -= 1
+        return start, self.chunks[start:]
+
+    def replace_raw(
+        self, start: int, raw: list[HeadChunk | FrozenChunk], frozen: FrozenChunk
+    ) -> bool:
+        """Swap the raw chunks `raw` (found at `start`) for their frozen form, if unchanged."""
+        current = self.chunks[start : start + len(raw)]
+        if len(current) != len(raw) or any(a is not b for a, b in zip(current, raw, strict=True)):
+            return False
+        self.chunks = [*self.chunks[:start], frozen, *self.chunks[start + len(raw) :]]
+        self.raw_samples -= len(frozen)
+        return True
+
+    def head_arrays(self) -> Arrays:
+        """Every head sample (frozen chunks decoded), in chunk order."""
+        parts = [c.arrays() for c in list(self.chunks)]
+        if not parts:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty.copy(), np.empty(0, dtype=np.float64)
         return (
-            np.concatenate([c.series for c in chunks]),
-            np.concatenate([c.timestamps for c in chunks]),
-            np.concatenate([c.values for c in chunks]),
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
         )
 
     def add_series(self, sid: int, labels: Labels) -> None:

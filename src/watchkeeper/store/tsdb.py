@@ -39,9 +39,10 @@ from watchkeeper.store.blocks import (
     read_block_series,
     write_block,
 )
+from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, freeze
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.status import tsdb_status
-from watchkeeper.store.tenant import INT64_MAX, HeadChunk, TenantState
+from watchkeeper.store.tenant import INT64_MAX, TenantState
 from watchkeeper.store.wal import WriteAheadLog, encode_record, fsync_dir, read_records
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class StorageOptions:
     out_of_order_window_ms: int = 0
     wal_segment_bytes: int = 64 * 1024 * 1024
     max_series_per_tenant: int = 2_000_000
+    # raw head samples (24 bytes each) that trigger compressing them (headchunks.freeze)
+    freeze_samples: int = 512 * 1024
 
 
 @dataclass
@@ -131,6 +134,9 @@ class MetricsDB:
         self._reader = BlockReader()
         # Floors raised by a compaction in progress: appends below them are out of bounds.
         self._cut_floor: dict[str, int] = {}
+        self._freeze_wanted = threading.Event()
+        self._closing = False
+        self._freezer_thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -146,6 +152,10 @@ class MetricsDB:
         for payload in self.wal.replay(checkpoint_seq):
             self._replay(payload)
         self.wal.start()
+        self._freezer_thread = threading.Thread(
+            target=self._freezer, name="head-freezer", daemon=True
+        )
+        self._freezer_thread.start()
         log.info(
             "metrics store open: %d tenants, %d series, %d head samples",
             len(self._tenants),
@@ -155,6 +165,10 @@ class MetricsDB:
 
     def close(self) -> None:
         self.wal.close()
+        if self._freezer_thread is not None:
+            self._closing = True
+            self._freeze_wanted.set()
+            self._freezer_thread.join()
         self._reader.close()
 
     # --- writing -----------------------------------------------------------------------
@@ -173,16 +187,22 @@ class MetricsDB:
             bits = batch.values.view(np.int64)
             self._times.ensure(int(sample_sids.max(initial=0)))
             safe = np.where(known, sample_sids, 0)
+            prior_max = np.where(known, self._times.max_ts[safe], INT64_MIN)
             verdict = judge(
                 sample_sids,
                 batch.timestamps,
                 bits,
-                np.where(known, self._times.max_ts[safe], INT64_MIN),
+                prior_max,
                 self._times.last_bits[safe],
                 *self._bounds(state),
             )
             verdict[~known] = -1
-            late = np.flatnonzero(verdict == Verdict.OUT_OF_ORDER)
+            # Older than the series' newest: refused, or admitted by the out-of-order window.
+            # Either way, one already stored bit for bit is a retry, not new data.
+            older = (batch.timestamps < prior_max) & (
+                (verdict == Verdict.OUT_OF_ORDER) | (verdict == Verdict.APPEND)
+            )
+            late = np.flatnonzero(older)
             if len(late):
                 stored = self._stored_identical(
                     state, sample_sids[late], batch.timestamps[late], bits[late]
@@ -260,8 +280,15 @@ class MetricsDB:
     ) -> npt.NDArray[np.bool_]:
         """Which older-than-newest samples are already in the head, bit for bit: a retried
         request is then a no-op, not an out-of-order error (Prometheus would answer 400)."""
+        low, high = int(ts.min()), int(ts.max())
         with self._state_lock:
-            head_s, head_t, head_v = state.head_arrays()
+            chunks = [c for c in state.chunks if c.max_time >= low and c.min_time <= high]
+        if not chunks:
+            return np.zeros(len(sids), dtype=bool)
+        parts = [c.arrays() for c in chunks]
+        head_s = np.concatenate([p[0] for p in parts])
+        head_t = np.concatenate([p[1] for p in parts])
+        head_v = np.concatenate([p[2] for p in parts])
         near = np.isin(head_t, ts) & np.isin(head_s, sids)
         stored = set(
             zip(
@@ -295,6 +322,31 @@ class MetricsDB:
     def _apply_chunk(self, state: TenantState, chunk: HeadChunk) -> None:
         with self._state_lock:
             state.add_chunk(chunk)
+            if state.raw_samples >= self.options.freeze_samples:
+                self._freeze_wanted.set()
+
+    def _freezer(self) -> None:
+        """Background thread: compress raw head chunks once enough have piled up."""
+        while True:
+            self._freeze_wanted.wait()
+            self._freeze_wanted.clear()
+            if self._closing:
+                return
+            for state in list(self._tenants.values()):
+                try:
+                    self._freeze(state)
+                except Exception:
+                    log.exception("freezing head chunks of tenant %s failed", state.name)
+
+    def _freeze(self, state: TenantState) -> None:
+        with self._compaction_lock:  # compaction and retention rewrite the chunk list
+            with self._state_lock:
+                if state.raw_samples < self.options.freeze_samples:
+                    return
+                start, raw = state.raw_run()
+            frozen = freeze(raw)
+            with self._state_lock:
+                state.replace_raw(start, raw, frozen)
 
     def _apply_metadata(self, state: TenantState, entries: list[MetricMetadata]) -> None:
         with self._state_lock:
@@ -354,6 +406,8 @@ class MetricsDB:
             sids, ts, vals = record.series[keep], record.timestamps[keep], record.values[keep]
             self._times.record(sids, ts, vals.view(np.int64))
             state.add_chunk(HeadChunk(sids, ts, vals))
+            if state.raw_samples >= self.options.freeze_samples:
+                self._freeze(state)
         else:
             for entry in record.entries:
                 state.metadata[entry.metric] = entry
@@ -476,11 +530,13 @@ class MetricsDB:
         parts_t.append(block_t)
         parts_v.append(block_v)
         for chunk in chunks:
-            mask = (chunk.timestamps >= start) & (chunk.timestamps <= end)
-            mask &= np.isin(chunk.series, sids, assume_unique=False)
-            parts_s.append(chunk.series[mask])
-            parts_t.append(chunk.timestamps[mask])
-            parts_v.append(chunk.values[mask])
+            if chunk.max_time < start or chunk.min_time > end:
+                continue
+            c_series, c_ts, c_values = chunk.arrays()
+            mask = (c_ts >= start) & (c_ts <= end) & np.isin(c_series, sids)
+            parts_s.append(c_series[mask])
+            parts_t.append(c_ts[mask])
+            parts_v.append(c_values[mask])
         s_all, t_all, v_all = dedupe_sorted(
             np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
         )
@@ -548,8 +604,7 @@ class MetricsDB:
             newest = state.head_max_time
             state.reset_head()
             for chunk in remaining:
-                if len(chunk.timestamps):
-                    state.add_chunk(chunk)
+                state.add_chunk(chunk)
             # An emptied head still remembers its newest sample: the ordering bounds use it.
             state.head_max_time = max(newest, state.head_max_time)
         self._cut_floor.pop(state.name, None)
@@ -639,13 +694,13 @@ def _format_labels(labels: Labels) -> str:
 PART_SAMPLES = 512 * 1024
 
 
-def _sorted_parts(chunks: list[HeadChunk], end: int) -> Iterator[SortedPart]:
+def _sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[SortedPart]:
     """The head's samples before `end`, sorted by (series, time) and deduplicated, in parts of
     about PART_SAMPLES samples covering consecutive series ranges: a block is written part by
     part, so compaction never holds a second copy of the whole head."""
     if not chunks:
         return
-    below = np.concatenate([c.series[c.timestamps < end] for c in chunks])
+    below = np.concatenate([s[t < end] for s, t, _ in (c.arrays() for c in chunks)])
     if len(below) == 0:
         return
     ids, counts = np.unique(below, return_counts=True)
@@ -656,11 +711,12 @@ def _sorted_parts(chunks: list[HeadChunk], end: int) -> Iterator[SortedPart]:
         low, high = int(members[0]), int(members[-1])
         parts_s, parts_t, parts_v = [], [], []
         for chunk in chunks:
-            mask = (chunk.series >= low) & (chunk.series <= high) & (chunk.timestamps < end)
+            c_series, c_ts, c_values = chunk.arrays()
+            mask = (c_series >= low) & (c_series <= high) & (c_ts < end)
             if np.any(mask):
-                parts_s.append(chunk.series[mask])
-                parts_t.append(chunk.timestamps[mask])
-                parts_v.append(chunk.values[mask])
+                parts_s.append(c_series[mask])
+                parts_t.append(c_ts[mask])
+                parts_v.append(c_values[mask])
         yield dedupe_sorted(
             np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
         )
