@@ -9,7 +9,7 @@ import pytest
 
 from watchkeeper.model import MetricMetadata, SeriesBatch, labels_from_dict
 from watchkeeper.promql import parse_series_selector
-from watchkeeper.store import MetricsDB, StorageOptions
+from watchkeeper.store import MetricsDB, StorageOptions, tsdb
 
 MINUTE = 60_000
 T0 = 1_700_000_000_000
@@ -227,8 +227,6 @@ def test_staleness_marker_is_kept_bit_exact(tmp_path: Path) -> None:
 def test_compaction_in_many_parts_keeps_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from watchkeeper.store import tsdb
-
     monkeypatch.setattr(tsdb, "PART_SAMPLES", 7)
     db = _open(tmp_path)
     for k in range(30):
