@@ -54,14 +54,17 @@ class HeadChunk:
         return HeadChunk(self.series[keep], self.timestamps[keep], self.values[keep])
 
 
+SEGMENT_ROWS = 64 * 1024
+
+
 @dataclass(frozen=True)
 class FrozenChunk:
-    """Samples grouped by series in arrival order, compressed."""
+    """Samples grouped by series (ascending) in arrival order, compressed in segments of
+    SEGMENT_ROWS rows, so a range of series decodes without the rest."""
 
     ids: npt.NDArray[np.int64]  # distinct series, ascending
     counts: npt.NDArray[np.int64]  # samples per series
-    timestamp_deltas: bytes  # zstd of int64 deltas; each series' first value is absolute
-    shuffled_values: bytes  # zstd of the float64 bytes, byte-plane by byte-plane
+    segments: tuple[tuple[bytes, bytes], ...]  # (zstd int64 time deltas, zstd value planes)
     size: int
     min_time: int
     max_time: int
@@ -75,24 +78,37 @@ class FrozenChunk:
 
     @property
     def nbytes(self) -> int:
-        return (
-            self.ids.nbytes
-            + self.counts.nbytes
-            + len(self.timestamp_deltas)
-            + len(self.shuffled_values)
-        )
+        packed = sum(len(t) + len(v) for t, v in self.segments)
+        return self.ids.nbytes + self.counts.nbytes + packed
 
-    def arrays(self) -> Arrays:
-        series = np.repeat(self.ids, self.counts)
-        deltas = np.frombuffer(
-            bytes(cramjam.zstd.decompress(self.timestamp_deltas)), dtype=np.int64
-        )
-        running = np.cumsum(deltas)
-        starts = np.r_[0, np.cumsum(self.counts)[:-1]]
-        base = running[starts] - deltas[starts]
-        timestamps = running - np.repeat(base, self.counts)
-        planes = np.frombuffer(bytes(cramjam.zstd.decompress(self.shuffled_values)), np.uint8)
-        values = planes.reshape(8, self.size).T.copy().view(np.float64).reshape(self.size)
+    def arrays(self, low: int | None = None, high: int | None = None) -> Arrays:
+        """The samples, or those of series in [low, high]."""
+        series_starts = np.r_[0, np.cumsum(self.counts)]
+        first = 0 if low is None else int(np.searchsorted(self.ids, low, "left"))
+        last = len(self.ids) if high is None else int(np.searchsorted(self.ids, high, "right"))
+        row_from, row_to = int(series_starts[first]), int(series_starts[last])
+        if row_to <= row_from:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty.copy(), np.empty(0, dtype=np.float64)
+        seg_from, seg_to = row_from // SEGMENT_ROWS, (row_to - 1) // SEGMENT_ROWS + 1
+        decoded_t, decoded_v = [], []
+        for index in range(seg_from, seg_to):
+            deltas_blob, planes_blob = self.segments[index]
+            deltas = np.frombuffer(bytes(cramjam.zstd.decompress(deltas_blob)), dtype=np.int64)
+            rows = len(deltas)
+            planes = np.frombuffer(bytes(cramjam.zstd.decompress(planes_blob)), np.uint8)
+            decoded_v.append(planes.reshape(8, rows).T.copy().view(np.float64).reshape(rows))
+            # deltas restart (hold an absolute time) at each series start and segment start
+            seg_start = index * SEGMENT_ROWS
+            inner = series_starts[(series_starts > seg_start) & (series_starts < seg_start + rows)]
+            resets = np.r_[0, inner - seg_start]
+            running = np.cumsum(deltas)
+            base = running[resets] - deltas[resets]
+            decoded_t.append(running - np.repeat(base, np.diff(np.r_[resets, rows])))
+        offset = seg_from * SEGMENT_ROWS
+        timestamps = np.concatenate(decoded_t)[row_from - offset : row_to - offset]
+        values = np.concatenate(decoded_v)[row_from - offset : row_to - offset]
+        series = np.repeat(self.ids[first:last], self.counts[first:last])
         return series, timestamps, values
 
     def after(self, end: int) -> HeadChunk:
@@ -111,20 +127,33 @@ def freeze(chunks: list[HeadChunk | FrozenChunk]) -> FrozenChunk:
     # readers sort by (series, time) anyway. A stable radix sort on one key is the cheap part.
     order = np.argsort(series, kind="stable")
     series, timestamps, values = series[order], timestamps[order], values[order]
-    first = np.empty(len(series), dtype=bool)
+    size = len(series)
+    first = np.empty(size, dtype=bool)
     first[:1] = True
     np.not_equal(series[1:], series[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     deltas = np.empty_like(timestamps)
     deltas[1:] = timestamps[1:] - timestamps[:-1]
-    deltas[starts] = timestamps[starts]
-    planes = values.view(np.uint8).reshape(len(values), 8).T.tobytes()
+    restart = first.copy()
+    restart[::SEGMENT_ROWS] = True
+    deltas[restart] = timestamps[restart]
+    segments = []
+    for row in range(0, size, SEGMENT_ROWS):
+        block = values[row : row + SEGMENT_ROWS]
+        planes = block.view(np.uint8).reshape(len(block), 8).T.tobytes()
+        segments.append(
+            (
+                bytes(
+                    cramjam.zstd.compress(deltas[row : row + SEGMENT_ROWS].tobytes(), ZSTD_LEVEL)
+                ),
+                bytes(cramjam.zstd.compress(planes, ZSTD_LEVEL)),
+            )
+        )
     return FrozenChunk(
         ids=series[starts],
-        counts=np.diff(np.r_[starts, len(series)]),
-        timestamp_deltas=bytes(cramjam.zstd.compress(deltas.tobytes(), level=ZSTD_LEVEL)),
-        shuffled_values=bytes(cramjam.zstd.compress(planes, level=ZSTD_LEVEL)),
-        size=len(series),
+        counts=np.diff(np.r_[starts, size]),
+        segments=tuple(segments),
+        size=size,
         min_time=int(timestamps.min()),
         max_time=int(timestamps.max()),
     )

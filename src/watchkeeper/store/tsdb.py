@@ -39,7 +39,7 @@ from watchkeeper.store.blocks import (
     read_block_series,
     write_block,
 )
-from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, freeze
+from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk, freeze
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -532,7 +532,7 @@ class MetricsDB:
         for chunk in chunks:
             if chunk.max_time < start or chunk.min_time > end:
                 continue
-            c_series, c_ts, c_values = chunk.arrays()
+            c_series, c_ts, c_values = _series_range(chunk, int(sids[0]), int(sids[-1]))
             mask = (c_ts >= start) & (c_ts <= end) & np.isin(c_series, sids)
             parts_s.append(c_series[mask])
             parts_t.append(c_ts[mask])
@@ -691,7 +691,8 @@ def _format_labels(labels: Labels) -> str:
     return "{" + ", ".join(f'{n}="{v}"' for n, v in labels) + "}"
 
 
-PART_SAMPLES = 512 * 1024
+PART_SAMPLES = 128 * 1024
+_NO_IDS = np.empty(0, dtype=np.int64)
 
 
 def _sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[SortedPart]:
@@ -700,26 +701,38 @@ def _sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[S
     part, so compaction never holds a second copy of the whole head."""
     if not chunks:
         return
-    below = np.concatenate([s[t < end] for s, t, _ in (c.arrays() for c in chunks)])
-    if len(below) == 0:
-        return
-    ids, counts = np.unique(below, return_counts=True)
-    del below
+    # Samples per series, roughly (samples after `end` included): enough to cut the series
+    # space into parts of about PART_SAMPLES without decoding frozen chunks for it.
+    frozen_ids = [c.ids for c in chunks if isinstance(c, FrozenChunk)]
+    frozen_counts = [c.counts for c in chunks if isinstance(c, FrozenChunk)]
+    raw_ids, raw_counts = np.unique(
+        np.concatenate([c.series for c in chunks if isinstance(c, HeadChunk)] + [_NO_IDS]),
+        return_counts=True,
+    )
+    every_id = np.concatenate([*frozen_ids, raw_ids])
+    ids, where = np.unique(every_id, return_inverse=True)
+    counts = np.bincount(where, weights=np.concatenate([*frozen_counts, raw_counts]))
     group = np.cumsum(counts) // PART_SAMPLES
     for g in np.unique(group).tolist():
         members = ids[group == g]
         low, high = int(members[0]), int(members[-1])
         parts_s, parts_t, parts_v = [], [], []
         for chunk in chunks:
-            c_series, c_ts, c_values = chunk.arrays()
+            c_series, c_ts, c_values = _series_range(chunk, low, high)
             mask = (c_series >= low) & (c_series <= high) & (c_ts < end)
             if np.any(mask):
                 parts_s.append(c_series[mask])
                 parts_t.append(c_ts[mask])
                 parts_v.append(c_values[mask])
-        yield dedupe_sorted(
-            np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-        )
+        if parts_s:
+            yield dedupe_sorted(
+                np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
+            )
+
+
+def _series_range(chunk: HeadChunk | FrozenChunk, low: int, high: int) -> Arrays:
+    """A chunk's samples, decoding only series [low, high] of a frozen one."""
+    return chunk.arrays(low, high) if isinstance(chunk, FrozenChunk) else chunk.arrays()
 
 
 def dedupe_sorted(

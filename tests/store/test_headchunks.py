@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from watchkeeper.store import headchunks
+from watchkeeper.store.headchunks import HeadChunk, freeze
+
+
+def _chunks(rows: list[tuple[int, int, float]], size: int) -> list[HeadChunk]:
+    out = []
+    for at in range(0, len(rows), size):
+        part = rows[at : at + size]
+        out.append(
+            HeadChunk(
+                np.array([r[0] for r in part], dtype=np.int64),
+                np.array([r[1] for r in part], dtype=np.int64),
+                np.array([r[2] for r in part], dtype=np.float64),
+            )
+        )
+    return out
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 30),
+            st.integers(-(2**40), 2**40),
+            st.floats(allow_nan=True, allow_infinity=True),
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+    chunk_size=st.integers(1, 40),
+    low=st.integers(-2, 32),
+    span=st.integers(0, 35),
+)
+def test_frozen_chunks_give_back_every_sample(
+    monkeypatch: pytest.MonkeyPatch, rows, chunk_size: int, low: int, span: int
+) -> None:
+    monkeypatch.setattr(headchunks, "SEGMENT_ROWS", 7)
+    chunks = _chunks(rows, chunk_size)
+    frozen = freeze(chunks)
+    series = np.array([r[0] for r in rows], dtype=np.int64)
+    order = np.argsort(series, kind="stable")
+    expect_s = series[order]
+    expect_t = np.array([r[1] for r in rows], dtype=np.int64)[order]
+    expect_v = np.array([r[2] for r in rows], dtype=np.float64)[order]
+    got_s, got_t, got_v = frozen.arrays()
+    assert got_s.tolist() == expect_s.tolist()
+    assert got_t.tolist() == expect_t.tolist()
+    assert got_v.view(np.int64).tolist() == expect_v.view(np.int64).tolist()
+    high = low + span
+    part_s, part_t, part_v = frozen.arrays(low, high)
+    keep = (expect_s >= low) & (expect_s <= high)
+    assert part_s.tolist() == expect_s[keep].tolist()
+    assert part_t.tolist() == expect_t[keep].tolist()
+    assert part_v.view(np.int64).tolist() == expect_v[keep].view(np.int64).tolist()
+    assert (frozen.min_time, frozen.max_time) == (int(expect_t.min()), int(expect_t.max()))
+
+
+def test_realistic_samples_compress_well() -> None:
+    rng = np.random.default_rng(7)
+    chunks = []
+    for step in range(60):
+        ids = rng.permutation(2000).astype(np.int64)
+        ts = 1_700_000_000_000 + step * 15_000 + rng.integers(0, 5, 2000)
+        values = np.round(1000 + step * 3.5 + ids, 2)
+        chunks.append(HeadChunk(ids, ts, values))
+    frozen = freeze(chunks)
+    assert frozen.nbytes / len(frozen) < 6  # against 24 bytes per raw sample
