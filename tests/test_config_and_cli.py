@@ -97,3 +97,10 @@ def test_version_help_and_token_create() -> None:
     assert created.returncode == 0
     token = created.stdout.split("token (shown once, keep it secret): ")[1].split()[0]
     assert hashlib.sha256(token.encode()).hexdigest() in created.stdout
+
+
+def test_a_data_dir_serves_one_process(start_server) -> None:
+    server = start_server()
+    result = _cli("serve", "--data-dir", str(server.data_dir), "--listen", "127.0.0.1:9")
+    assert result.returncode == 1
+    assert "is in use by another watchkeeper process" in result.stderr

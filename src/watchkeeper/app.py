@@ -115,11 +115,20 @@ class Watchkeeper:
         finally:
             await self.stop()
 
-    async def start(self) -> None:
+    def open(self) -> None:
+        """Lock the data directory and open storage (replaying the WAL) before serving, so a
+        problem there is a clean start-up error rather than a half-started server."""
         self.lock.acquire()
         started = time.monotonic()
-        await asyncio.to_thread(self.store.open)
+        try:
+            self.store.open()
+        except BaseException:
+            self.lock.release()
+            raise
         log.info("storage ready in %.2fs", time.monotonic() - started)
+
+    async def start(self) -> None:
+        """Start the background loops (storage is open)."""
         interval = self.config.storage.compaction_check_interval / 1000
         self._tasks.append(asyncio.create_task(self._every(interval, self._maintain)))
         monitoring = self.config.self_monitoring
@@ -174,6 +183,7 @@ class Watchkeeper:
             self.store.append(self.config.self_monitoring.tenant, SeriesBatch.from_samples(rows))
 
     def serve(self) -> None:
+        self.open()
         server = uvicorn.Server(
             uvicorn.Config(
                 self.api,
