@@ -1,10 +1,10 @@
 """Immutable on-disk blocks: one tenant's samples over a time range, as Parquet files.
 
 A block directory holds `samples.parquet` (sorted by series and time: series_id, delta-encoded
-timestamps, values as delta-encoded decimal mantissas with a per-series exponent where that is
-exact and as byte-stream-split floats where not (store/valuecodec.py), zstd: the smallest layout
-measured for this data, see docs/architecture.md), `series.parquet` (series_id, canonical key,
-first and last timestamp of the series in the block) and `meta.json`. It is written under a
+timestamps, values as byte-split differences of exact decimal mantissas with a per-series
+exponent, or as byte-split floats where no decimal is exact (store/valuecodec.py), zstd: the
+smallest layout measured for this data, see docs/architecture.md), `series.parquet` (series_id,
+canonical key, first and last timestamp of the series in the block) and `meta.json`. It is written under a
 temporary name, fsynced, and renamed into place, so a crash leaves either a whole block or none.
 DuckDB scans the Parquet files in place for reads.
 """
@@ -72,7 +72,7 @@ _SAMPLES_SCHEMA = pa.schema(
         ("series_id", pa.int64()),
         ("ts", pa.int64()),
         ("exp", pa.int8()),
-        ("mant", pa.int64()),
+        ("mdelta", pa.int64()),
         ("fval", pa.float64()),
     ]
 )
@@ -99,7 +99,7 @@ def write_block(
         use_dictionary=["series_id", "exp"],
         column_encoding={
             "ts": "DELTA_BINARY_PACKED",
-            "mant": "DELTA_BINARY_PACKED",
+            "mdelta": "BYTE_STREAM_SPLIT",
             "fval": "BYTE_STREAM_SPLIT",
         },
         write_statistics=["series_id", "ts"],
@@ -108,13 +108,13 @@ def write_block(
         for series, timestamps, values in parts:
             if len(series) == 0:
                 continue
-            exponents, mantissas, decimal = valuecodec.encode(series, values)
+            exponents, differences, decimal = valuecodec.encode(series, values)
             table = pa.table(
                 {
                     "series_id": series,
                     "ts": timestamps,
                     "exp": exponents,
-                    "mant": pa.array(mantissas, mask=~decimal),
+                    "mdelta": differences,
                     "fval": pa.array(values, mask=decimal),
                 },
                 schema=_SAMPLES_SCHEMA,
@@ -221,33 +221,41 @@ class BlockReader:
         if not blocks or len(series) == 0:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty.copy(), np.empty(0, dtype=np.float64)
-        files = [str(b.path / SAMPLES_FILE) for b in blocks]
         ids = pa.table({"series_id": pa.array(series, type=pa.int64())})
+        parts = [self._read_block(block, ids) for block in blocks]
+        got_s = np.concatenate([p[0] for p in parts])
+        got_t = np.concatenate([p[1] for p in parts])
+        got_v = np.concatenate([p[2] for p in parts])
+        keep = (got_t >= start) & (got_t <= end)
+        return got_s[keep], got_t[keep], got_v[keep]
+
+    def _read_block(
+        self, block: BlockMeta, ids: pa.Table
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Every sample of the wanted series in one block: values are chained differences
+        along each series, so a series is read whole and time-filtered afterwards."""
         with self._lock:
             cursor = self._connection.cursor()
         try:
             cursor.register("wanted_series", ids)
             result = cursor.execute(
-                "SELECT s.series_id, s.ts, s.exp, coalesce(s.mant, 0) AS mant, "
-                "s.mant IS NOT NULL AS decimal, coalesce(s.fval, 0) AS fval "
-                "FROM read_parquet($files) AS s "
+                "SELECT s.series_id, s.ts, s.exp, s.mdelta, s.fval IS NULL AS decimal, "
+                "coalesce(s.fval, 0) AS fval FROM read_parquet($file) AS s "
                 "SEMI JOIN wanted_series AS w ON s.series_id = w.series_id "
-                "WHERE s.ts BETWEEN $start AND $end ORDER BY s.series_id, s.ts",
-                {"files": files, "start": start, "end": end},
+                "ORDER BY s.series_id, s.ts",
+                {"file": str(block.path / SAMPLES_FILE)},
             ).fetchnumpy()
         finally:
             cursor.close()
+        series = np.asarray(result["series_id"], dtype=np.int64)
         values = valuecodec.decode(
+            series,
             np.asarray(result["exp"], dtype=np.int8),
-            np.asarray(result["mant"], dtype=np.int64),
+            np.asarray(result["mdelta"], dtype=np.int64),
             np.asarray(result["decimal"], dtype=bool),
             np.asarray(result["fval"], dtype=np.float64),
         )
-        return (
-            np.asarray(result["series_id"], dtype=np.int64),
-            np.asarray(result["ts"], dtype=np.int64),
-            values,
-        )
+        return series, np.asarray(result["ts"], dtype=np.int64), values
 
     def close(self) -> None:
         self._connection.close()

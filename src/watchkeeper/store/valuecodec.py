@@ -2,10 +2,12 @@
 
 Most metric values are integers or short decimals (counters, byte counts, 0.01-second CPU
 times). Such a value v is stored as an integer mantissa m with a per-series exponent k, where
-m / 10**k reproduces v bit for bit; delta-encoded integers then compress far better than the
-float's bytes (measured on the ingest benchmark's workload: 2.26 -> 1.33 bytes per sample).
-Values that do not round-trip exactly (NaN, infinities, full-precision floats) keep their float
-bits in a separate column. Decoding is the same float division the encoder verified with.
+m / 10**k reproduces v bit for bit, and the mantissas of a series are stored as differences
+from the previous one: small integers that compress far better than the float's bytes
+(measured on the ingest benchmark's workload: 2.26 bytes per sample for byte-split floats,
+1.33 for delta-packed mantissas, 1.03 for byte-split mantissa differences). Values that do not
+round-trip exactly (NaN, infinities, full-precision floats) keep their float bits in a
+separate column. Decoding is the same float division the encoder verified with.
 """
 
 from __future__ import annotations
@@ -69,16 +71,49 @@ def encode(
     mantissa = np.where(use, mantissa_f, 0).astype(np.int64)
     # Check through the integer, exactly as decode computes: -0.0 becomes 0 there, for one.
     use &= _same_bits(mantissa.astype(np.float64) / scale, values)
-    mantissa[~use] = 0
-    return per_sample, mantissa, use
+    return per_sample, _differences(series, mantissa, use), use
+
+
+def _series_starts(series: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    first = np.empty(len(series), dtype=bool)
+    first[:1] = True
+    np.not_equal(series[1:], series[:-1], out=first[1:])
+    return np.flatnonzero(first)
+
+
+def _differences(
+    series: npt.NDArray[np.int64], mantissa: npt.NDArray[np.int64], use: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """Each decimal row's mantissa minus the previous decimal row's of the same series (the
+    first one as is); rows kept as floats carry the previous mantissa along (difference 0)."""
+    count = len(mantissa)
+    if count == 0:
+        return mantissa
+    starts = _series_starts(series)
+    row_start = np.repeat(starts, np.diff(np.r_[starts, count]))
+    last_decimal = np.maximum.accumulate(np.where(use, np.arange(count), -1))
+    carried = np.where(last_decimal >= row_start, mantissa[np.maximum(last_decimal, 0)], 0)
+    differences = np.empty(count, dtype=np.int64)
+    differences[0] = carried[0]
+    np.subtract(carried[1:], carried[:-1], out=differences[1:])
+    differences[starts] = carried[starts]
+    return differences
 
 
 def decode(
+    series: npt.NDArray[np.int64],
     exponents: npt.NDArray[np.int8],
-    mantissas: npt.NDArray[np.int64],
+    differences: npt.NDArray[np.int64],
     use: npt.NDArray[np.bool_],
     floats: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
+    """Values of rows sorted by series, each series complete from its first encoded row."""
+    if len(series) == 0:
+        return np.empty(0, dtype=np.float64)
+    starts = _series_starts(series)
+    # int64 sums wrap around on overflow, and wrap back when the base is taken off: exact.
+    running = np.cumsum(differences)
+    base = running[starts] - differences[starts]
+    mantissas = running - np.repeat(base, np.diff(np.r_[starts, len(series)]))
     scale = 10.0 ** exponents.astype(np.float64)
-    decimal = mantissas.astype(np.float64) / scale
-    return np.where(use, decimal, floats)
+    return np.where(use, mantissas.astype(np.float64) / scale, floats)
