@@ -2,8 +2,9 @@
 
 A block directory holds `samples.parquet` (sorted by series and time: series_id, delta-encoded
 timestamps, values as byte-split differences of exact decimal mantissas with a per-series
-exponent, or as byte-split floats where no decimal is exact (store/valuecodec.py), zstd: the
-smallest layout measured for this data, see docs/architecture.md), `series.parquet` (series_id,
+exponent, or as byte-split float-bit differences where no decimal is exact (store/valuecodec.py);
+zstd: the smallest layout measured for this data, see docs/architecture.md), `series.parquet`
+(series_id,
 canonical key, first and last timestamp of the series in the block) and `meta.json`. It is
 written under a temporary name, fsynced, and renamed into place, so a crash leaves either a
 whole block or none. DuckDB scans the Parquet files in place for reads.
@@ -73,7 +74,7 @@ _SAMPLES_SCHEMA = pa.schema(
         ("ts", pa.int64()),
         ("exp", pa.int8()),
         ("mdelta", pa.int64()),
-        ("fval", pa.float64()),
+        ("fdelta", pa.int64()),
     ]
 )
 
@@ -100,7 +101,7 @@ def write_block(
         column_encoding={
             "ts": "DELTA_BINARY_PACKED",
             "mdelta": "BYTE_STREAM_SPLIT",
-            "fval": "BYTE_STREAM_SPLIT",
+            "fdelta": "BYTE_STREAM_SPLIT",
         },
         write_statistics=["series_id", "ts"],
     )
@@ -108,14 +109,14 @@ def write_block(
         for series, timestamps, values in parts:
             if len(series) == 0:
                 continue
-            exponents, differences, decimal = valuecodec.encode(series, values)
+            exponents, differences, decimal, float_differences = valuecodec.encode(series, values)
             table = pa.table(
                 {
                     "series_id": series,
                     "ts": timestamps,
                     "exp": exponents,
                     "mdelta": differences,
-                    "fval": pa.array(values, mask=decimal),
+                    "fdelta": pa.array(float_differences, mask=decimal),
                 },
                 schema=_SAMPLES_SCHEMA,
             )
@@ -239,8 +240,8 @@ class BlockReader:
         try:
             cursor.register("wanted_series", ids)
             result = cursor.execute(
-                "SELECT s.series_id, s.ts, s.exp, s.mdelta, s.fval IS NULL AS decimal, "
-                "coalesce(s.fval, 0) AS fval FROM read_parquet($file) AS s "
+                "SELECT s.series_id, s.ts, s.exp, s.mdelta, s.fdelta IS NULL AS decimal, "
+                "coalesce(s.fdelta, 0) AS fdelta FROM read_parquet($file) AS s "
                 "SEMI JOIN wanted_series AS w ON s.series_id = w.series_id "
                 "ORDER BY s.series_id, s.ts",
                 {"file": str(block.path / SAMPLES_FILE)},
@@ -253,7 +254,7 @@ class BlockReader:
             np.asarray(result["exp"], dtype=np.int8),
             np.asarray(result["mdelta"], dtype=np.int64),
             np.asarray(result["decimal"], dtype=bool),
-            np.asarray(result["fval"], dtype=np.float64),
+            np.asarray(result["fdelta"], dtype=np.int64),
         )
         return series, np.asarray(result["ts"], dtype=np.int64), values
 
