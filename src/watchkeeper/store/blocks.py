@@ -4,10 +4,9 @@ A block directory holds `samples.parquet` (sorted by series and time: series_id,
 timestamps, values as byte-split differences of exact decimal mantissas with a per-series
 exponent, or as byte-split float-bit differences where no decimal is exact (store/valuecodec.py);
 zstd: the smallest layout measured for this data, see docs/architecture.md), `series.parquet`
-(series_id,
-canonical key, first and last timestamp of the series in the block) and `meta.json`. It is
-written under a temporary name, fsynced, and renamed into place, so a crash leaves either a
-whole block or none. DuckDB scans the Parquet files in place for reads.
+(series_id, canonical key, first and last timestamp of the series in the block) and
+`meta.json`. It is written under a temporary name, fsynced, and renamed into place, so a crash
+leaves either a whole block or none. DuckDB scans the Parquet files in place for reads.
 """
 
 from __future__ import annotations
