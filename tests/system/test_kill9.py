@@ -40,23 +40,26 @@ class Sender:
 
     index: int
     series: list[str]
-    next_ts: int
+    start_ts: int
     rng: random.Random
+    last_round: int = -1
     pending: bytes | None = None  # the request in flight when the server died
     pending_samples: list[tuple[str, int, float]] = field(default_factory=list)
 
-    def next_request(self) -> tuple[bytes, list[tuple[str, int, float]]]:
+    def request_for(self, round_no: int) -> tuple[bytes, list[tuple[str, int, float]]]:
+        """Round r covers the same time span for every sender."""
+        self.last_round = round_no
+        first_ts = self.start_ts + round_no * SAMPLES_PER_SERIES * STEP_MS
         samples = []
         rows = []
         for name in self.series:
             points = []
             for k in range(SAMPLES_PER_SERIES):
-                ts = self.next_ts + k * STEP_MS
+                ts = first_ts + k * STEP_MS
                 value = self.rng.random() * 1e6
                 points.append((ts, value))
                 samples.append((name, ts, value))
             rows.append(({"__name__": "durable", "s": name}, points))
-        self.next_ts += SAMPLES_PER_SERIES * STEP_MS
         return snappy_body(write_request(rows)), samples
 
 
@@ -78,13 +81,20 @@ class Ledger:
 
 
 def _send_until_stopped(
-    server: Server, sender: Sender, ledger: Ledger, stop: threading.Event, step: threading.Barrier
+    server: Server,
+    sender: Sender,
+    ledger: Ledger,
+    stop: threading.Event,
+    step: threading.Barrier,
+    first_round: int,
 ) -> None:
+    """Send rounds first_round, first_round + 1, ... in lockstep with the other senders."""
+    round_no = first_round
     with httpx.Client(base_url=server.url, timeout=10) as client:
         while not stop.is_set():
-            if sender.pending is None:
-                sender.pending, sender.pending_samples = sender.next_request()
-                ledger.record_sent(sender.pending_samples)
+            sender.pending, sender.pending_samples = sender.request_for(round_no)
+            round_no += 1
+            ledger.record_sent(sender.pending_samples)
             try:
                 response = client.post(
                     "/api/v1/write", content=sender.pending, headers=WRITE_HEADERS
@@ -161,8 +171,13 @@ def test_acknowledged_samples_survive_sigkill(tmp_path: Path) -> None:
                 break
             stop = threading.Event()
             step = threading.Barrier(SENDERS)
+            # Senders stopped in different rounds; all go on from the newest, so none falls
+            # more than a round behind (a gap in the data is fine, stale samples are not).
+            first_round = max(s.last_round for s in senders) + 1
             threads = [
-                threading.Thread(target=_send_until_stopped, args=(server, s, ledger, stop, step))
+                threading.Thread(
+                    target=_send_until_stopped, args=(server, s, ledger, stop, step, first_round)
+                )
                 for s in senders
             ]
             for thread in threads:
