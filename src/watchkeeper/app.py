@@ -135,7 +135,8 @@ class Watchkeeper:
         if monitoring.enabled:
             self._tasks.append(
                 asyncio.create_task(
-                    self._every(monitoring.interval / 1000, self._store_own_metrics)
+                    # stored once right away, so a fresh install has data to query at once
+                    self._every(monitoring.interval / 1000, self._store_own_metrics, now=True)
                 )
             )
 
@@ -149,10 +150,13 @@ class Watchkeeper:
         await asyncio.to_thread(self.store.close)
         self.lock.release()
 
-    async def _every(self, seconds: float, work: Callable[[], None]) -> None:
+    async def _every(self, seconds: float, work: Callable[[], None], now: bool = False) -> None:
         failures = 0
+        first = True
         while True:
-            await asyncio.sleep(seconds if failures == 0 else min(seconds * 2**failures, 300))
+            if not (first and now):
+                await asyncio.sleep(seconds if failures == 0 else min(seconds * 2**failures, 300))
+            first = False
             try:
                 await asyncio.to_thread(work)
                 failures = 0
