@@ -51,7 +51,31 @@ def snappy_body(request: remote_pb2.WriteRequest | bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(raw))
 
 
-class Server:
+class ManagedProcess:
+    """A child process with its output in `log_path`, stopped with SIGTERM (then SIGKILL)."""
+
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class Server(ManagedProcess):
     """`python -m watchkeeper serve` as a subprocess on a free loopback port."""
 
     def __init__(
@@ -76,7 +100,6 @@ class Server:
             config_path.write_text(config)
             self.args += ["--config", str(config_path)]
         self.env = {**os.environ, "WATCHKEEPER_SELF_MONITORING__ENABLED": "false", **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Server:
         log = self.log_path.open("ab")
@@ -92,23 +115,6 @@ class Server:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]

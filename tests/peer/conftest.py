@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Generator, Iterator
@@ -25,7 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Server, free_port
+from tests.conftest import ManagedProcess, Server, free_port
 
 __all__ = ["Prometheus", "ScrapeTarget", "free_port"]
 
@@ -150,7 +149,7 @@ def scrape_target() -> Iterator[ScrapeTarget]:
         target.stop()
 
 
-class Prometheus:
+class Prometheus(ManagedProcess):
     """A real Prometheus on a loopback port, scraping the given targets every second and
     remote-writing to `remote_write_url`. `freeze()` reloads it without scrape jobs."""
 
@@ -175,7 +174,6 @@ class Prometheus:
             },
             "metadata_config": {"send": True, "send_interval": "5s"},
         }
-        self.process: subprocess.Popen[bytes] | None = None
 
     def config(self, scrape: bool) -> str:
         jobs = [
@@ -232,18 +230,6 @@ class Prometheus:
             for sample in family.samples:
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
         return totals
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -443,6 +443,19 @@ class MetricsDB:
         self._times.ensure(int(sids.max()))
         return sids[self._times.overlapping(sids, start, end)]
 
+    def _selected(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None,
+        start: int,
+        end: int,
+    ) -> tuple[TenantState, npt.NDArray[np.int64]]:
+        """The tenant (an empty one if unknown) and its matching series with samples in range."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return TenantState(tenant, self._blocks_dir / tenant), np.empty(0, dtype=np.int64)
+        return state, self._matching(state, matcher_sets, start, end)
+
     def series(
         self,
         tenant: str,
@@ -452,10 +465,7 @@ class MetricsDB:
         limit: int = 0,
     ) -> list[Labels]:
         """Label sets of series matching any matcher set with samples in [start, end], sorted."""
-        state = self._tenants.get(tenant)
-        if state is None:
-            return []
-        sids = self._matching(state, matcher_sets, start, end)
+        state, sids = self._selected(tenant, matcher_sets, start, end)
         with self._state_lock:
             found = sorted(state.labels[int(s)] for s in sids)
         return found[:limit] if limit > 0 else found
@@ -467,10 +477,7 @@ class MetricsDB:
         start: int = INT64_MIN,
         end: int = INT64_MAX,
     ) -> list[str]:
-        state = self._tenants.get(tenant)
-        if state is None:
-            return []
-        sids = self._matching(state, matcher_sets, start, end)
+        state, sids = self._selected(tenant, matcher_sets, start, end)
         with self._state_lock:
             if not matcher_sets and len(sids) == len(state.labels):
                 return state.postings.names()
@@ -485,10 +492,7 @@ class MetricsDB:
         start: int = INT64_MIN,
         end: int = INT64_MAX,
     ) -> list[str]:
-        state = self._tenants.get(tenant)
-        if state is None:
-            return []
-        sids = self._matching(state, matcher_sets, start, end)
+        state, sids = self._selected(tenant, matcher_sets, start, end)
         with self._state_lock:
             if not matcher_sets and len(sids) == len(state.labels):
                 return sorted(state.postings.values(name))
