@@ -9,7 +9,7 @@ import pytest
 
 from watchkeeper.model import MetricMetadata, SeriesBatch, labels_from_dict
 from watchkeeper.promql import parse_series_selector
-from watchkeeper.store import MetricsDB, StorageOptions, tsdb
+from watchkeeper.store import MetricsDB, StorageOptions, merge
 
 MINUTE = 60_000
 T0 = 1_700_000_000_000
@@ -227,7 +227,7 @@ def test_staleness_marker_is_kept_bit_exact(tmp_path: Path) -> None:
 def test_compaction_in_many_parts_keeps_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tsdb, "PART_SAMPLES", 7)
+    monkeypatch.setattr(merge, "PART_SAMPLES", 7)
     db = _open(tmp_path)
     for k in range(30):
         db.append("default", _grid(9, 1, start=T0 + k * 15_000))

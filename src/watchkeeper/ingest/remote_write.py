@@ -27,6 +27,7 @@ from watchkeeper.model import (
     MetricMetadata,
     NameValidation,
     SeriesBatch,
+    format_labels,
     labels_from_dict,
     labels_from_key,
     series_key,
@@ -201,7 +202,7 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
         if len(result.examples) < _MAX_EXAMPLES:
             labels = checker.labels_of(int(with_histograms[0]))
             result.examples.append(
-                f"native histograms are not supported yet: series {_format(labels)}"
+                f"native histograms are not supported yet: series {format_labels(labels)}"
             )
 
     keys = checker.keys()
@@ -428,7 +429,7 @@ class _SeriesChecker:
         ]
 
     def _raw(self, series: int) -> str:
-        return _format(tuple(self._decoded_pairs(series)))
+        return format_labels(tuple(self._decoded_pairs(series)))
 
     def labels_of(self, series: int) -> Labels:
         rewritten = self._rewritten.get(series)
@@ -475,10 +476,6 @@ def _describe_bytes(checker: _SeriesChecker, label: int) -> str:
     value = checker.values[label].as_py()
     which = "name" if not _is_utf8(name) else "value"
     return f"label {which} {name!r}={value!r} is not valid UTF-8"
-
-
-def _format(labels: Labels) -> str:
-    return "{" + ", ".join(f'{n}="{v}"' for n, v in labels) + "}"
 
 
 def _metadata(record: pa.RecordBatch) -> list[MetricMetadata]:

@@ -53,6 +53,11 @@ def labels_to_dict(labels: Labels) -> dict[str, str]:
     return dict(labels)
 
 
+def format_labels(labels: Labels) -> str:
+    """`{a="1", b="2"}`, as error messages show a series."""
+    return "{" + ", ".join(f'{n}="{v}"' for n, v in labels) + "}"
+
+
 def legacy_pattern_for(kind: str) -> str:
     """The regular expression (for error messages and vectorised checks) of legacy names."""
     return _LEGACY_METRIC_NAME.pattern if kind == "metric" else _LEGACY_LABEL_NAME.pattern

@@ -6,7 +6,8 @@ never see files, WAL records or DuckDB. Must not import anything above `model`.
 
 from watchkeeper.store.audit import AuditLog
 from watchkeeper.store.protocol import MetricStore
-from watchkeeper.store.tsdb import AppendResult, MetricsDB, SeriesSamples, StorageOptions
+from watchkeeper.store.tsdb import MetricsDB
+from watchkeeper.store.types import AppendResult, SeriesSamples, StorageOptions
 from watchkeeper.store.wal import WALFailedError
 
 __all__ = [

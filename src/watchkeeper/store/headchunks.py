@@ -10,6 +10,7 @@ alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cramjam
@@ -117,12 +118,22 @@ class FrozenChunk:
         return HeadChunk(series[keep], timestamps[keep], values[keep])
 
 
-def freeze(chunks: list[HeadChunk | FrozenChunk]) -> FrozenChunk:
-    """One frozen chunk holding every sample of `chunks` (given in arrival order)."""
+def concatenated(chunks: Sequence[HeadChunk | FrozenChunk]) -> Arrays:
+    """Every sample of `chunks`, frozen ones decoded, in chunk order."""
     parts = [c.arrays() for c in chunks]
-    series = np.concatenate([p[0] for p in parts])
-    timestamps = np.concatenate([p[1] for p in parts])
-    values = np.concatenate([p[2] for p in parts])
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy(), np.empty(0, dtype=np.float64)
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
+
+
+def freeze(chunks: Sequence[HeadChunk | FrozenChunk]) -> FrozenChunk:
+    """One frozen chunk holding every sample of `chunks` (given in arrival order)."""
+    series, timestamps, values = concatenated(chunks)
     # Grouped by series in arrival order, which is time order except for out-of-order samples;
     # readers sort by (series, time) anyway. A stable radix sort on one key is the cheap part.
     order = np.argsort(series, kind="stable")

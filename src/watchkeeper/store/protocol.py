@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
 
 if TYPE_CHECKING:
-    from watchkeeper.store.tsdb import AppendResult, SeriesSamples
+    from watchkeeper.store.types import AppendResult, SeriesSamples
 
 
 class MetricStore(Protocol):

@@ -9,7 +9,7 @@ import numpy as np
 
 from watchkeeper.model import Labels, MetricMetadata, series_key
 from watchkeeper.store.blocks import BlockMeta
-from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk
+from watchkeeper.store.headchunks import FrozenChunk, HeadChunk
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.postings import Postings
 
@@ -78,18 +78,6 @@ class TenantState:
         self.chunks = [*self.chunks[:start], frozen, *self.chunks[start + len(raw) :]]
         self.raw_samples -= len(frozen)
         return True
-
-    def head_arrays(self) -> Arrays:
-        """Every head sample (frozen chunks decoded), in chunk order."""
-        parts = [c.arrays() for c in list(self.chunks)]
-        if not parts:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty.copy(), np.empty(0, dtype=np.float64)
-        return (
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]),
-        )
 
     def add_series(self, sid: int, labels: Labels) -> None:
         if sid not in self.labels:

@@ -12,10 +12,8 @@ crash between writing a block and checkpointing duplicates nothing.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,92 +24,29 @@ from watchkeeper.model import (
     Matcher,
     MetricMetadata,
     SeriesBatch,
+    format_labels,
     labels_from_key,
     series_key,
 )
-from watchkeeper.store import records
+from watchkeeper.store import checkpoint, records
 from watchkeeper.store.blocks import (
     BlockMeta,
     BlockReader,
-    SortedPart,
     delete_block,
     list_blocks,
     read_block_series,
     write_block,
 )
-from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk, freeze
+from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze
+from watchkeeper.store.merge import dedupe_sorted, series_range, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
+from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
-from watchkeeper.store.wal import WriteAheadLog, encode_record, fsync_dir, read_records
+from watchkeeper.store.types import AppendResult, SeriesSamples, StorageOptions
+from watchkeeper.store.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_PREFIX = "checkpoint."
-
-
-@dataclass(frozen=True)
-class StorageOptions:
-    retention_ms: int
-    block_duration_ms: int
-    out_of_order_window_ms: int = 0
-    wal_segment_bytes: int = 64 * 1024 * 1024
-    max_series_per_tenant: int = 2_000_000
-    # raw head samples (24 bytes each) that trigger compressing them (headchunks.freeze)
-    freeze_samples: int = 512 * 1024
-
-
-@dataclass
-class AppendResult:
-    appended: int = 0
-    resent: int = 0
-    # reason -> (number of samples, one example for the error message)
-    rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-    @property
-    def rejected_count(self) -> int:
-        return sum(count for count, _ in self.rejected.values())
-
-
-@dataclass(frozen=True)
-class SeriesSamples:
-    labels: Labels
-    timestamps: npt.NDArray[np.int64]
-    values: npt.NDArray[np.float64]
-
-
-class _SeriesTimes:
-    """Per-series newest timestamp (and its value's bits) and oldest timestamp, by series id."""
-
-    def __init__(self) -> None:
-        self.max_ts = np.full(1024, INT64_MIN, dtype=np.int64)
-        self.last_bits = np.zeros(1024, dtype=np.int64)
-        self.min_ts = np.full(1024, INT64_MAX, dtype=np.int64)
-
-    def ensure(self, sid: int) -> None:
-        if sid < len(self.max_ts):
-            return
-        size = max(sid + 1, 2 * len(self.max_ts))
-        grow = size - len(self.max_ts)
-        self.max_ts = np.concatenate([self.max_ts, np.full(grow, INT64_MIN, dtype=np.int64)])
-        self.last_bits = np.concatenate([self.last_bits, np.zeros(grow, dtype=np.int64)])
-        self.min_ts = np.concatenate([self.min_ts, np.full(grow, INT64_MAX, dtype=np.int64)])
-
-    def record(
-        self, sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], bits: npt.NDArray[np.int64]
-    ) -> None:
-        if len(sids) == 0:
-            return
-        self.ensure(int(sids.max()))
-        np.minimum.at(self.min_ts, sids, ts)
-        np.maximum.at(self.max_ts, sids, ts)
-        newest = ts == self.max_ts[sids]
-        self.last_bits[sids[newest]] = bits[newest]
-
-    def overlapping(
-        self, sids: npt.NDArray[np.int64], start: int, end: int
-    ) -> npt.NDArray[np.bool_]:
-        return (self.min_ts[sids] <= end) & (self.max_ts[sids] >= start)
 
 
 class MetricsDB:
@@ -126,7 +61,7 @@ class MetricsDB:
         self._blocks_dir = directory / "blocks"
         self.wal = WriteAheadLog(directory / "wal", options.wal_segment_bytes, observe_fsync)
         self._tenants: dict[str, TenantState] = {}
-        self._times = _SeriesTimes()
+        self._times = SeriesTimes()
         self._next_sid = 1
         self._append_lock = threading.Lock()
         self._state_lock = threading.RLock()
@@ -215,7 +150,7 @@ class MetricsDB:
                 if len(hit):
                     j = int(hit[0])
                     labels = batch.labels_of(int(batch.sample_series[j]))
-                    example = f"series {_format_labels(labels)} timestamp {batch.timestamps[j]}"
+                    example = f"series {format_labels(labels)} timestamp {batch.timestamps[j]}"
                     result.rejected[reason] = (len(hit), example)
             acc_sids = sample_sids[accept]
             acc_ts = batch.timestamps[accept]
@@ -261,7 +196,7 @@ class MetricsDB:
                 reason = f"limit limits.max_series_per_tenant ({limit}) exceeded"
                 count, example = result.rejected.get(reason, (0, ""))
                 samples = int(np.count_nonzero(batch.sample_series == i))
-                example = example or f"series {_format_labels(batch.labels_of(i))}"
+                example = example or f"series {format_labels(batch.labels_of(i))}"
                 result.rejected[reason] = (count + samples, example)
                 continue
             sid = self._next_sid
@@ -285,10 +220,7 @@ class MetricsDB:
             chunks = [c for c in state.chunks if c.max_time >= low and c.min_time <= high]
         if not chunks:
             return np.zeros(len(sids), dtype=bool)
-        parts = [c.arrays() for c in chunks]
-        head_s = np.concatenate([p[0] for p in parts])
-        head_t = np.concatenate([p[1] for p in parts])
-        head_v = np.concatenate([p[2] for p in parts])
+        head_s, head_t, head_v = concatenated(chunks)
         near = np.isin(head_t, ts) & np.isin(head_s, sids)
         stored = set(
             zip(
@@ -378,19 +310,10 @@ class MetricsDB:
             np.maximum.at(self._times.max_ts, found.series, found.max_times)
 
     def _replay_checkpoint(self) -> int:
-        checkpoints = sorted(
-            (p for p in self.directory.glob(f"{CHECKPOINT_PREFIX}*") if p.suffix != ".tmp"),
-            key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]),
-        )
-        for leftover in self.directory.glob(f"{CHECKPOINT_PREFIX}*.tmp"):
-            leftover.unlink()
-        if not checkpoints:
-            return 0
-        newest = checkpoints[-1]
-        payloads, _ = read_records(newest)
+        seq, payloads = checkpoint.newest(self.directory)
         for payload in payloads:
             self._replay(payload)
-        return int(newest.name[len(CHECKPOINT_PREFIX) :])
+        return seq
 
     def _replay(self, payload: bytes) -> None:
         record = records.decode(payload)
@@ -536,7 +459,7 @@ class MetricsDB:
         for chunk in chunks:
             if chunk.max_time < start or chunk.min_time > end:
                 continue
-            c_series, c_ts, c_values = _series_range(chunk, int(sids[0]), int(sids[-1]))
+            c_series, c_ts, c_values = series_range(chunk, int(sids[0]), int(sids[-1]))
             mask = (c_ts >= start) & (c_ts <= end) & np.isin(c_series, sids)
             parts_s.append(c_series[mask])
             parts_t.append(c_ts[mask])
@@ -595,7 +518,7 @@ class MetricsDB:
             chunks = list(state.chunks)
         labels = state.labels
         block = write_block(
-            state.directory, _sorted_parts(chunks, end), lambda sid: series_key(labels[sid])
+            state.directory, sorted_parts(chunks, end), lambda sid: series_key(labels[sid])
         )
         if block is None:
             self._cut_floor.pop(state.name, None)
@@ -616,48 +539,39 @@ class MetricsDB:
         return block
 
     def _checkpoint(self) -> None:
-        """Replace WAL segments by one file holding the head as it is now."""
+        """Replace WAL segments by one file holding the head as it is now. Runs under the
+        compaction lock, so the chunk lists only grow meanwhile."""
         with self._append_lock:
-            seq = self.wal.cut().result()
+            seq = self.wal.cut().result()  # everything before is applied to the head
             with self._state_lock:
-                snapshot = []
-                for state in self._tenants.values():
-                    sids, ts, vals = state.head_arrays()
-                    in_head = set(np.unique(sids).tolist())
-                    self._drop_unused_series(state, in_head)
-                    entries = [(sid, series_key(state.labels[sid])) for sid in sorted(in_head)]
-                    snapshot.append(
-                        (state.name, entries, sids, ts, vals, list(state.metadata.values()))
-                    )
+                cut = [
+                    (state, list(state.chunks), list(state.labels), list(state.metadata.values()))
+                    for state in self._tenants.values()
+                ]
         payloads = []
-        for tenant, entries, sids, ts, vals, metadata in snapshot:
+        for state, chunks, known, metadata in cut:
+            sids, ts, vals = concatenated(chunks)
+            in_head = set(np.unique(sids).tolist())
+            entries = [(sid, series_key(state.labels[sid])) for sid in sorted(in_head)]
             if entries:
-                payloads.append(records.encode_series(tenant, entries))
+                payloads.append(records.encode_series(state.name, entries))
             if len(ts):
-                payloads.append(records.encode_samples(tenant, sids, ts, vals))
+                payloads.append(records.encode_samples(state.name, sids, ts, vals))
             if metadata:
-                payloads.append(records.encode_metadata(tenant, metadata))
-        final = self.directory / f"{CHECKPOINT_PREFIX}{seq}"
-        tmp = final.with_name(final.name + ".tmp")
-        with tmp.open("wb") as handle:
-            for payload in payloads:
-                handle.write(encode_record(payload))
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.rename(final)
-        fsync_dir(self.directory)
-        for old in self.directory.glob(f"{CHECKPOINT_PREFIX}*"):
-            if old != final and old.suffix != ".tmp":
-                old.unlink()
+                payloads.append(records.encode_metadata(state.name, metadata))
+            unused = [s for s in known if s not in in_head and s not in state.series_in_blocks]
+            self._drop_unused_series(state, unused, len(chunks))
+        checkpoint.write(self.directory, seq, payloads)
         self.wal.remove_segments_before(seq)
 
-    def _drop_unused_series(self, state: TenantState, in_head: set[int]) -> None:
-        """Forget series with no samples in the head or any block (all their samples were
-        rejected, or retention removed them); pending series are never dropped."""
-        for sid in [
-            s for s in state.labels if s not in in_head and s not in state.series_in_blocks
-        ]:
-            state.drop_series(sid)
+    def _drop_unused_series(self, state: TenantState, unused: list[int], cut_chunks: int) -> None:
+        """Forget series that had no samples in the head or any block at the checkpoint (all
+        their samples were rejected, or retention removed them), unless written to since."""
+        with self._state_lock:
+            since = {int(s) for c in state.chunks[cut_chunks:] for s in np.unique(c.arrays()[0])}
+            for sid in unused:
+                if sid not in since:
+                    state.drop_series(sid)
 
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete blocks entirely older than the retention period before the tenant's newest
@@ -689,66 +603,3 @@ class MetricsDB:
             remaining.update(found.series.tolist())
         with self._state_lock:
             state.series_in_blocks = remaining
-
-
-def _format_labels(labels: Labels) -> str:
-    return "{" + ", ".join(f'{n}="{v}"' for n, v in labels) + "}"
-
-
-PART_SAMPLES = 128 * 1024
-_NO_IDS = np.empty(0, dtype=np.int64)
-
-
-def _sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[SortedPart]:
-    """The head's samples before `end`, sorted by (series, time) and deduplicated, in parts of
-    about PART_SAMPLES samples covering consecutive series ranges: a block is written part by
-    part, so compaction never holds a second copy of the whole head."""
-    if not chunks:
-        return
-    # Samples per series, roughly (samples after `end` included): enough to cut the series
-    # space into parts of about PART_SAMPLES without decoding frozen chunks for it.
-    frozen_ids = [c.ids for c in chunks if isinstance(c, FrozenChunk)]
-    frozen_counts = [c.counts for c in chunks if isinstance(c, FrozenChunk)]
-    raw_ids, raw_counts = np.unique(
-        np.concatenate([c.series for c in chunks if isinstance(c, HeadChunk)] + [_NO_IDS]),
-        return_counts=True,
-    )
-    every_id = np.concatenate([*frozen_ids, raw_ids])
-    ids, where = np.unique(every_id, return_inverse=True)
-    counts = np.bincount(where, weights=np.concatenate([*frozen_counts, raw_counts]))
-    group = np.cumsum(counts) // PART_SAMPLES
-    for g in np.unique(group).tolist():
-        members = ids[group == g]
-        low, high = int(members[0]), int(members[-1])
-        parts_s, parts_t, parts_v = [], [], []
-        for chunk in chunks:
-            c_series, c_ts, c_values = _series_range(chunk, low, high)
-            mask = (c_series >= low) & (c_series <= high) & (c_ts < end)
-            if np.any(mask):
-                parts_s.append(c_series[mask])
-                parts_t.append(c_ts[mask])
-                parts_v.append(c_values[mask])
-        if parts_s:
-            yield dedupe_sorted(
-                np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-            )
-
-
-def _series_range(chunk: HeadChunk | FrozenChunk, low: int, high: int) -> Arrays:
-    """A chunk's samples, decoding only series [low, high] of a frozen one."""
-    return chunk.arrays(low, high) if isinstance(chunk, FrozenChunk) else chunk.arrays()
-
-
-def dedupe_sorted(
-    sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], vals: npt.NDArray[np.float64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Sort by (series, time) keeping arrival order among equals, then keep the first of each
-    (series, time)."""
-    if len(ts) == 0:
-        return sids, ts, vals
-    order = np.lexsort((ts, sids))
-    sids, ts, vals = sids[order], ts[order], vals[order]
-    keep = np.r_[True, (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])]
-    if np.all(keep):
-        return sids, ts, vals
-    return sids[keep], ts[keep], vals[keep]
