@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -105,10 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def _tune_allocators() -> None:
+    """Allocator settings for a long-running server, applied before the heavy imports. Measured
+    with benchmarks/ingest.py (10,000 series, 4.8M samples): peak RSS 309 -> 257-261 MiB, same
+    CPU. Arrow's default mimalloc pool keeps freed memory; glibc makes an arena per thread.
+    Both can be overridden by setting ARROW_DEFAULT_MEMORY_POOL or MALLOC_ARENA_MAX."""
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _tune_allocators()
     from watchkeeper.app import Watchkeeper  # noqa: PLC0415 (heavy imports only when serving)
 
     config = _load(args)
