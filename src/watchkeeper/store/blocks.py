@@ -1,12 +1,13 @@
 """Immutable on-disk blocks: one tenant's samples over a time range, as Parquet files.
 
-A block directory holds `samples.parquet` (sorted by series and time: series_id, delta-encoded
-timestamps, values as byte-split differences of exact decimal mantissas with a per-series
-exponent, or as byte-split float-bit differences where no decimal is exact (store/valuecodec.py);
-zstd: the smallest layout measured for this data, see docs/architecture.md), `series.parquet`
-(series_id, canonical key, first and last timestamp of the series in the block) and
-`meta.json`. It is written under a temporary name, fsynced, and renamed into place, so a crash
-leaves either a whole block or none. DuckDB scans the Parquet files in place for reads.
+A block directory holds `samples.parquet` (sorted by series and time: series_id; timestamps as
+byte-split differences along the series; values as byte-split differences of exact decimal
+mantissas with a per-series exponent, or of float bits where no decimal is exact
+(store/valuecodec.py); zstd: the smallest layout measured for this data, see
+docs/architecture.md), `series.parquet` (series_id, canonical key, first and last timestamp of
+the series in the block) and `meta.json`. It is written under a temporary name, fsynced, and
+renamed into place, so a crash leaves either a whole block or none. DuckDB scans the Parquet
+files in place for reads.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _fsync_file(path: Path) -> None:
 _SAMPLES_SCHEMA = pa.schema(
     [
         ("series_id", pa.int64()),
-        ("ts", pa.int64()),
+        ("tdelta", pa.int64()),
         ("exp", pa.int8()),
         ("mdelta", pa.int64()),
         ("fdelta", pa.int64()),
@@ -96,13 +97,14 @@ def write_block(
         _SAMPLES_SCHEMA,
         compression="zstd",
         compression_level=ZSTD_LEVEL,
-        use_dictionary=["series_id", "exp"],
+        use_dictionary=["exp"],
         column_encoding={
-            "ts": "DELTA_BINARY_PACKED",
+            "series_id": "DELTA_BINARY_PACKED",
+            "tdelta": "BYTE_STREAM_SPLIT",
             "mdelta": "BYTE_STREAM_SPLIT",
             "fdelta": "BYTE_STREAM_SPLIT",
         },
-        write_statistics=["series_id", "ts"],
+        write_statistics=["series_id"],
     )
     try:
         for series, timestamps, values in parts:
@@ -112,7 +114,7 @@ def write_block(
             table = pa.table(
                 {
                     "series_id": series,
-                    "ts": timestamps,
+                    "tdelta": valuecodec.chain(series, timestamps),
                     "exp": exponents,
                     "mdelta": differences,
                     "fdelta": pa.array(float_differences, mask=decimal),
@@ -232,17 +234,18 @@ class BlockReader:
     def _read_block(
         self, block: BlockMeta, ids: pa.Table
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Every sample of the wanted series in one block: values are chained differences
-        along each series, so a series is read whole and time-filtered afterwards."""
+        """Every sample of the wanted series in one block, in file order: timestamps and values
+        are differences along each series, so a series is read whole and filtered afterwards."""
         with self._lock:
             cursor = self._connection.cursor()
         try:
             cursor.register("wanted_series", ids)
             result = cursor.execute(
-                "SELECT s.series_id, s.ts, s.exp, s.mdelta, s.fdelta IS NULL AS decimal, "
-                "coalesce(s.fdelta, 0) AS fdelta FROM read_parquet($file) AS s "
+                "SELECT s.series_id, s.tdelta, s.exp, s.mdelta, s.fdelta IS NULL AS decimal, "
+                "coalesce(s.fdelta, 0) AS fdelta "
+                "FROM read_parquet($file, file_row_number = true) AS s "
                 "SEMI JOIN wanted_series AS w ON s.series_id = w.series_id "
-                "ORDER BY s.series_id, s.ts",
+                "ORDER BY s.file_row_number",
                 {"file": str(block.path / SAMPLES_FILE)},
             ).fetchnumpy()
         finally:
@@ -255,7 +258,8 @@ class BlockReader:
             np.asarray(result["decimal"], dtype=bool),
             np.asarray(result["fdelta"], dtype=np.int64),
         )
-        return series, np.asarray(result["ts"], dtype=np.int64), values
+        timestamps = valuecodec.unchain(series, np.asarray(result["tdelta"], dtype=np.int64))
+        return series, timestamps, values
 
     def close(self) -> None:
         self._connection.close()

@@ -78,11 +78,11 @@ def encode(series: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> En
     use &= _same_bits(mantissa.astype(np.float64) / scale, values)
     floats = ~use
     float_differences = np.zeros(count, dtype=np.int64)
-    float_differences[floats] = _chain(series[floats], values[floats].view(np.int64))
+    float_differences[floats] = chain(series[floats], values[floats].view(np.int64))
     return per_sample, _differences(series, mantissa, use), use, float_differences
 
 
-def _chain(series: npt.NDArray[np.int64], numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def chain(series: npt.NDArray[np.int64], numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Differences from the previous number of the same series (the first one as is)."""
     if len(numbers) == 0:
         return numbers
@@ -94,10 +94,10 @@ def _chain(series: npt.NDArray[np.int64], numbers: npt.NDArray[np.int64]) -> npt
     return out
 
 
-def _unchain(
+def unchain(
     series: npt.NDArray[np.int64], differences: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
-    """Inverse of _chain. int64 sums wrap around on overflow and wrap back when the base is
+    """Inverse of chain. int64 sums wrap around on overflow and wrap back when the base is
     taken off, so the result is exact."""
     if len(differences) == 0:
         return differences
@@ -129,7 +129,7 @@ def _differences(
     row_start = np.repeat(starts, np.diff(np.r_[starts, count]))
     last_decimal = np.maximum.accumulate(np.where(use, np.arange(count), -1))
     carried = np.where(last_decimal >= row_start, mantissa[np.maximum(last_decimal, 0)], 0)
-    return _chain(series, carried)
+    return chain(series, carried)
 
 
 def decode(
@@ -142,9 +142,9 @@ def decode(
     """Values of rows sorted by series, each series complete from its first encoded row."""
     if len(series) == 0:
         return np.empty(0, dtype=np.float64)
-    mantissas = _unchain(series, mantissa_differences)
+    mantissas = unchain(series, mantissa_differences)
     scale = 10.0 ** exponents.astype(np.float64)
     values = mantissas.astype(np.float64) / scale
     floats = ~use
-    values[floats] = _unchain(series[floats], float_differences[floats]).view(np.float64)
+    values[floats] = unchain(series[floats], float_differences[floats]).view(np.float64)
     return values
