@@ -259,3 +259,22 @@ def test_frozen_head_chunks_read_compact_and_replay_the_same(tmp_path: Path) -> 
     db.compact(force=True)
     assert _all(db) == expected
     db.close()
+
+
+def test_series_without_samples_are_forgotten_at_checkpoint_and_can_return(
+    tmp_path: Path,
+) -> None:
+    db = _open(tmp_path)
+    db.append("default", _grid(2, 40))
+    ghost = {"__name__": "ghost"}
+    refused = db.append("default", _batch([(ghost, T0, 1.0)]))  # far behind: out of bounds
+    assert refused.rejected["out of bounds"][0] == 1
+    db.compact(force=True)
+    assert "ghost" not in db.label_values("default", "__name__")
+    assert db._tenants["default"].keys.get(b"__name__\xffghost") is None
+    later = T0 + 41 * 15_000
+    assert db.append("default", _batch([(ghost, later, 2.0)])).appended == 1
+    _crash(db)
+    db = _open(tmp_path)
+    assert _all(db)["(('__name__', 'ghost'),)"] == ([later], [2.0])
+    db.close()

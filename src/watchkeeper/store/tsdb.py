@@ -552,26 +552,41 @@ class MetricsDB:
         for state, chunks, known, metadata in cut:
             sids, ts, vals = concatenated(chunks)
             in_head = set(np.unique(sids).tolist())
-            entries = [(sid, series_key(state.labels[sid])) for sid in sorted(in_head)]
+            unused = [s for s in known if s not in in_head and s not in state.series_in_blocks]
+            # Series written to since the cut stay, and their records must survive the old
+            # segments: no new series record is written for a series already known.
+            in_head.update(self._drop_unused_series(state, unused, len(chunks)))
+            with self._state_lock:
+                entries = [(sid, series_key(state.labels[sid])) for sid in sorted(in_head)]
             if entries:
                 payloads.append(records.encode_series(state.name, entries))
             if len(ts):
                 payloads.append(records.encode_samples(state.name, sids, ts, vals))
             if metadata:
                 payloads.append(records.encode_metadata(state.name, metadata))
-            unused = [s for s in known if s not in in_head and s not in state.series_in_blocks]
-            self._drop_unused_series(state, unused, len(chunks))
         checkpoint.write(self.directory, seq, payloads)
         self.wal.remove_segments_before(seq)
 
-    def _drop_unused_series(self, state: TenantState, unused: list[int], cut_chunks: int) -> None:
+    def _drop_unused_series(
+        self, state: TenantState, unused: list[int], cut_chunks: int
+    ) -> list[int]:
         """Forget series that had no samples in the head or any block at the checkpoint (all
-        their samples were rejected, or retention removed them), unless written to since."""
-        with self._state_lock:
-            since = {int(s) for c in state.chunks[cut_chunks:] for s in np.unique(c.arrays()[0])}
-            for sid in unused:
-                if sid not in since:
-                    state.drop_series(sid)
+        their samples were rejected, or retention removed them), unless written to since;
+        returns those kept for that reason."""
+        if not unused:
+            return []
+        # Appends are held off and the ones already accepted applied, so "written to since"
+        # is exact: a series may be in use again by now.
+        with self._append_lock:
+            self.wal.barrier().result()
+            with self._state_lock:
+                since = set()
+                for chunk in state.chunks[cut_chunks:]:
+                    since.update(np.unique(chunk.arrays()[0]).tolist())
+                for sid in unused:
+                    if sid not in since:
+                        state.drop_series(sid)
+        return [sid for sid in unused if sid in since]
 
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete blocks entirely older than the retention period before the tenant's newest
