@@ -1,14 +1,15 @@
-"""Turning head chunks into sorted, deduplicated sample runs: for reads and for block writes."""
+"""Head chunks to sorted, deduplicated sample runs (for reads and block writes), and lookups of
+exact samples in them (for retried writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.store.blocks import SortedPart
-from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk
+from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk, concatenated
 
 PART_SAMPLES = 128 * 1024
 _NO_IDS = np.empty(0, dtype=np.int64)
@@ -67,3 +68,26 @@ def dedupe_sorted(
     if np.all(keep):
         return sids, ts, vals
     return sids[keep], ts[keep], vals[keep]
+
+
+def already_stored(
+    chunks: Sequence[HeadChunk | FrozenChunk],
+    sids: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+    bits: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """Which of the samples (series, timestamp, value bits) the chunks hold exactly."""
+    if not chunks:
+        return np.zeros(len(sids), dtype=bool)
+    head_s, head_t, head_v = concatenated(chunks)
+    near = np.isin(head_t, ts) & np.isin(head_s, sids)
+    stored = set(
+        zip(
+            head_s[near].tolist(),
+            head_t[near].tolist(),
+            head_v[near].view(np.int64).tolist(),
+            strict=True,
+        )
+    )
+    probe = zip(sids.tolist(), ts.tolist(), bits.tolist(), strict=True)
+    return np.fromiter((row in stored for row in probe), dtype=bool, count=len(sids))

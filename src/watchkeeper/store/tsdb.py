@@ -38,7 +38,7 @@ from watchkeeper.store.blocks import (
     write_block,
 )
 from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze
-from watchkeeper.store.merge import dedupe_sorted, series_range, sorted_parts
+from watchkeeper.store.merge import already_stored, dedupe_sorted, series_range, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
@@ -218,20 +218,7 @@ class MetricsDB:
         low, high = int(ts.min()), int(ts.max())
         with self._state_lock:
             chunks = [c for c in state.chunks if c.max_time >= low and c.min_time <= high]
-        if not chunks:
-            return np.zeros(len(sids), dtype=bool)
-        head_s, head_t, head_v = concatenated(chunks)
-        near = np.isin(head_t, ts) & np.isin(head_s, sids)
-        stored = set(
-            zip(
-                head_s[near].tolist(),
-                head_t[near].tolist(),
-                head_v[near].view(np.int64).tolist(),
-                strict=True,
-            )
-        )
-        probe = zip(sids.tolist(), ts.tolist(), bits.tolist(), strict=True)
-        return np.fromiter((row in stored for row in probe), dtype=bool, count=len(sids))
+        return already_stored(chunks, sids, ts, bits)
 
     def _bounds(self, state: TenantState) -> tuple[int, int | None]:
         """Oldest timestamp accepted in order, and through the out-of-order window (or None)."""
