@@ -99,11 +99,13 @@ class MetricsDB:
         )
 
     def close(self) -> None:
-        self.wal.close()
-        if self._freezer_thread is not None:
+        """Wait for a compaction or freeze in progress (they need the WAL), then stop."""
+        with self._compaction_lock:
             self._closing = True
-            self._freeze_wanted.set()
+        self._freeze_wanted.set()
+        if self._freezer_thread is not None:
             self._freezer_thread.join()
+        self.wal.close()
         self._reader.close()
 
     # --- writing -----------------------------------------------------------------------
@@ -259,6 +261,8 @@ class MetricsDB:
 
     def _freeze(self, state: TenantState) -> None:
         with self._compaction_lock:  # compaction and retention rewrite the chunk list
+            if self._closing:
+                return
             with self._state_lock:
                 if state.raw_samples < self.options.freeze_samples:
                     return
@@ -475,6 +479,8 @@ class MetricsDB:
         block behind the newest sample; with `force`, everything in the head."""
         written: list[BlockMeta] = []
         with self._compaction_lock:
+            if self._closing:
+                return written
             for state in list(self._tenants.values()):
                 while (end := self._next_cut(state, force)) is not None:
                     block = self._cut_block(state, end)
@@ -580,6 +586,8 @@ class MetricsDB:
         sample (or `now_ms`); returns how many were deleted."""
         deleted = 0
         with self._compaction_lock:
+            if self._closing:
+                return 0
             for state in list(self._tenants.values()):
                 reference = state.newest_time if now_ms is None else now_ms
                 if reference == INT64_MIN:
