@@ -104,3 +104,13 @@ def test_a_data_dir_serves_one_process(start_server) -> None:
     result = _cli("serve", "--data-dir", str(server.data_dir), "--listen", "127.0.0.1:9")
     assert result.returncode == 1
     assert "is in use by another watchkeeper process" in result.stderr
+
+
+def test_a_corrupt_wal_is_a_clean_start_up_error(tmp_path: Path) -> None:
+    wal = tmp_path / "metrics" / "wal"
+    wal.mkdir(parents=True)
+    (wal / "00000001").write_bytes(b"\x05\x00\x00\x00garbage-that-is-not-a-record")
+    (wal / "00000002").write_bytes(b"")
+    result = _cli("serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:9")
+    assert result.returncode == 1
+    assert "cannot be opened" in result.stderr and "is corrupt" in result.stderr

@@ -128,7 +128,9 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _tune_allocators()
-    from watchkeeper.app import Watchkeeper  # noqa: PLC0415 (heavy imports only when serving)
+    # heavy imports only when serving, after the allocator settings
+    from watchkeeper.app import Watchkeeper  # noqa: PLC0415
+    from watchkeeper.store import WALFailedError  # noqa: PLC0415
 
     config = _load(args)
     app = Watchkeeper(config)
@@ -137,5 +139,9 @@ def _serve(args: argparse.Namespace) -> int:
         f"(data in {config.data_dir.resolve()}, auth {'on' if config.auth.tokens else 'off'})",
         file=sys.stderr,
     )
-    app.serve()
+    try:
+        app.serve()
+    except WALFailedError as err:
+        print(f"watchkeeper: storage in {config.data_dir} cannot be opened: {err}", file=sys.stderr)
+        return 1
     return 0
