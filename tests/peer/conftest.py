@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -201,19 +200,8 @@ class Prometheus(ManagedProcess):
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.workdir)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"prometheus not ready after {timeout}s:\n{self.log()}")
+        self.wait_ready(f"{self.url}/-/ready", timeout)
+        return self
 
     def freeze(self) -> None:
         """Reload without scrape jobs (the remote_write section is unchanged, so its queue
