@@ -1,0 +1,203 @@
+"""Aggregation operators (sum, avg, count, min, max, group, stddev, stdvar, quantile, topk,
+bottomk, limitk, count_values) with by/without, computed for all steps at once: series are sorted
+by group and reduced with numpy's segment reductions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from watchkeeper.model import METRIC_NAME, Labels
+from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.values import Bools, Floats, InstantSteps, Ints, ScalarSteps, StringValue
+from watchkeeper.promql.vectors import merge_same_labels
+
+if TYPE_CHECKING:
+    from watchkeeper.promql.evaluator import Evaluator
+
+
+def format_float(value: float) -> str:
+    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64) writes it: the shortest digits that
+    read back to the same float, never in exponent form; `NaN`, `+Inf`, `-Inf`."""
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = np.format_float_positional(value, unique=True, trim="-")
+    return "0" if text == "-0" and value == 0 else text
+
+
+def _group_labels(labels: Labels, names: set[str], by: bool) -> Labels:
+    if by:
+        return tuple(pair for pair in labels if pair[0] in names)
+    return tuple(pair for pair in labels if pair[0] not in names and pair[0] != METRIC_NAME)
+
+
+def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
+    """Each series' group (index into the returned group label sets, in order of first
+    appearance)."""
+    if modifier is None:
+        by, names = True, set()
+    else:
+        by = str(modifier.type).endswith("By")
+        names = set(modifier.labels)
+    index: dict[Labels, int] = {}
+    gid = np.empty(len(vector.labels), dtype=np.int64)
+    for i, ls in enumerate(vector.labels):
+        gid[i] = index.setdefault(_group_labels(ls, names, by), len(index))
+    return list(index), gid
+
+
+def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
+    op = str(node.op)
+    param = ev.eval(node.param) if node.param is not None else None
+    vector = ev.eval_vector(node.expr)
+    steps = len(ev.ts)
+    if op == "count_values":
+        if not isinstance(param, StringValue):
+            raise QueryError("count_values needs a label name string as its first argument")
+        return _count_values(vector, node.modifier, param.value, steps)
+    if op in ("topk", "bottomk", "limitk"):
+        if not isinstance(param, ScalarSteps):
+            raise QueryError(f"{op} needs a scalar as its first argument")
+        return _select_k(op, vector, node.modifier, param.values)
+    if op == "limit_ratio":
+        raise QueryError("limit_ratio is not supported yet")
+    group_labels, gid = _groups(vector, node.modifier)
+    ngroups = len(group_labels)
+    if ngroups == 0:
+        return InstantSteps.empty(steps)
+    order = np.argsort(gid, kind="stable")
+    sorted_gid = gid[order]
+    starts = np.flatnonzero(np.r_[True, sorted_gid[1:] != sorted_gid[:-1]])
+    present = vector.present[order]
+    values = vector.values[order]
+    count = np.add.reduceat(present.astype(np.float64), starts, axis=0)
+    group_present = count > 0
+    with np.errstate(all="ignore"):
+        if op == "quantile":
+            if not isinstance(param, ScalarSteps):
+                raise QueryError("quantile needs a scalar as its first argument")
+            result = np.vstack(
+                [
+                    quantile_columns(param.values, values[a:b], present[a:b])
+                    for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True)
+                ]
+            ).reshape(ngroups, steps)
+        else:
+            result = _reduce(op, values, present, starts, count)
+    return merge_same_labels(group_labels, result, group_present)
+
+
+def _reduce(op: str, values: Floats, present: Bools, starts: Ints, count: Floats) -> Floats:
+    zeroed = np.where(present, values, 0.0)
+    if op == "sum":
+        return np.add.reduceat(zeroed, starts, axis=0)
+    if op == "count":
+        return count
+    if op == "group":
+        return np.ones_like(count)
+    if op == "avg":
+        total = np.add.reduceat(zeroed, starts, axis=0)
+        mean = total / count
+        # Prometheus switches to an incremental mean when the sum overflows
+        finite_inputs = ~np.logical_or.reduceat(np.isinf(zeroed), starts, axis=0)
+        overflow = np.isinf(total) & finite_inputs
+        if overflow.any():
+            rows = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+            scaled = np.add.reduceat(zeroed / count[rows], starts, axis=0)
+            mean = np.where(overflow, scaled, mean)
+        return mean
+    if op in ("min", "max"):
+        blank = np.where(present, values, np.nan)
+        reducer = np.fmin if op == "min" else np.fmax
+        return reducer.reduceat(blank, starts, axis=0)
+    if op in ("stddev", "stdvar"):
+        mean = np.add.reduceat(zeroed, starts, axis=0) / count
+        rows = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+        dev = np.where(present, values - mean[rows], 0.0)
+        var = np.add.reduceat(dev * dev, starts, axis=0) / count
+        return np.sqrt(var) if op == "stddev" else var
+    raise QueryError(f"unsupported aggregation {op}")
+
+
+def quantile_columns(q: Floats, values: Floats, present: Bools) -> Floats:
+    """Per column, the q-quantile of the present values as Prometheus computes it (NaNs sort
+    first; linear interpolation between closest ranks)."""
+    rows, steps = values.shape
+    category = np.where(present, np.where(np.isnan(values), 0, 1), 2)
+    keyed = np.where(present & ~np.isnan(values), values, 0.0)
+    order = np.lexsort((keyed, category), axis=0)
+    ordered = np.take_along_axis(values, order, axis=0)
+    n = present.sum(axis=0).astype(np.float64)
+    rank = q * (n - 1)
+    lower = np.maximum(0, np.floor(rank))
+    upper = np.minimum(n - 1, lower + 1)
+    weight = rank - np.floor(rank)
+    cols = np.arange(steps)
+    li = np.clip(lower, 0, max(rows - 1, 0)).astype(np.int64)
+    ui = np.clip(upper, 0, max(rows - 1, 0)).astype(np.int64)
+    if rows == 0:
+        return np.full(steps, np.nan)
+    result = ordered[li, cols] * (1 - weight) + ordered[ui, cols] * weight
+    result = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, result))
+    return np.where((n == 0) | np.isnan(q), np.nan, result)
+
+
+def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) -> InstantSteps:
+    """topk/bottomk/limitk: the series themselves (labels untouched), present at a step when
+    among the group's k chosen there. NaN is chosen last, as in Prometheus."""
+    steps = vector.values.shape[1]
+    if np.isnan(k_values).any() or (np.abs(k_values) >= 2**63).any():
+        raise QueryError(f"Scalar value {k_values[0]} overflows int64")
+    k = k_values.astype(np.int64)
+    group_labels, gid = _groups(vector, modifier)
+    n = len(vector.labels)
+    chosen = np.zeros((n, steps), dtype=bool)
+    rank = np.zeros((n, steps), dtype=np.int64)
+    for g in range(len(group_labels)):
+        rows = np.flatnonzero(gid == g)
+        present = vector.present[rows]
+        values = vector.values[rows]
+        if op == "limitk":
+            position = np.cumsum(present, axis=0) - 1
+        else:
+            nan = np.isnan(values)
+            key = np.where(nan, 0.0, -values if op == "topk" else values)
+            category = np.where(present, np.where(nan, 1, 0), 2)
+            tiebreak = np.broadcast_to(np.arange(len(rows))[:, None], present.shape)
+            order = np.lexsort((tiebreak, key, category), axis=0)
+            position = np.empty_like(order)
+            np.put_along_axis(position, order, np.arange(len(rows))[:, None], axis=0)
+        chosen[rows] = present & (position < k[None, :])
+        rank[rows] = position
+    keep = chosen.any(axis=1)
+    idx = np.flatnonzero(keep)
+    if steps == 1 and op != "limitk":
+        # an instant result lists each group's choice best first, groups in order of appearance
+        idx = idx[np.lexsort((rank[idx, 0], gid[idx]))]
+    return InstantSteps(
+        [vector.labels[i] for i in idx], vector.values[idx], chosen[idx]
+    )
+
+
+def _count_values(vector: InstantSteps, modifier: Any, label: str, steps: int) -> InstantSteps:
+    if not label:
+        raise QueryError(f"invalid label name {label!r}")
+    group_labels, gid = _groups(vector, modifier)
+    rows, cols = np.nonzero(vector.present)
+    if len(rows) == 0:
+        return InstantSteps.empty(steps)
+    values = vector.values[rows, cols]
+    uniq, inverse = np.unique(values, return_inverse=True)
+    key = gid[rows] * len(uniq) + inverse.ravel()
+    keys, key_index = np.unique(key, return_inverse=True)
+    counts = np.zeros((len(keys), steps))
+    np.add.at(counts, (key_index.ravel(), cols), 1.0)
+    labels: list[Labels] = []
+    for k in keys.tolist():
+        base = dict(group_labels[k // len(uniq)])
+        base[label] = format_float(float(uniq[k % len(uniq)]))
+        labels.append(tuple(sorted(base.items())))
+    return merge_same_labels(labels, counts, counts > 0)

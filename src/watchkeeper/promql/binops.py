@@ -1,0 +1,251 @@
+"""Binary operators: arithmetic, comparisons (filtering or `bool`), set operators, and vector
+matching with on/ignoring and group_left/group_right, as Prometheus defines them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from watchkeeper.model import Labels, format_labels
+from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.values import Bools, Floats, InstantSteps, ScalarSteps, Value
+from watchkeeper.promql.vectors import drop_name, merge_same_labels, signature
+
+if TYPE_CHECKING:
+    from watchkeeper.promql.evaluator import Evaluator
+
+ARITHMETIC: dict[str, Callable[[Floats, Floats], Floats]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.divide,
+    "%": np.fmod,  # Go's math.Mod: the result takes the dividend's sign
+    "^": np.power,
+    "atan2": np.arctan2,
+}
+COMPARISON: dict[str, Callable[[Floats, Floats], Bools]] = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    ">": np.greater,
+    "<": np.less,
+    ">=": np.greater_equal,
+    "<=": np.less_equal,
+}
+SET_OPERATORS = ("and", "or", "unless")
+
+
+def negate(value: Value) -> Value:
+    if isinstance(value, ScalarSteps):
+        return ScalarSteps(-value.values)
+    if isinstance(value, InstantSteps):
+        return merge_same_labels([drop_name(ls) for ls in value.labels], -value.values, value.present)
+    raise QueryError("unary minus applies to scalars and instant vectors only")
+
+
+def _apply(op: str, lhs: Floats, rhs: Floats, return_bool: bool) -> tuple[Floats, Bools | None]:
+    """Values and, for a comparison, which elements pass. A filtering comparison keeps the left
+    value; with `bool` the value becomes 1 or 0."""
+    with np.errstate(all="ignore"):
+        if op in ARITHMETIC:
+            return np.asarray(ARITHMETIC[op](lhs, rhs), dtype=np.float64), None
+        keep = COMPARISON[op](lhs, rhs)
+    if return_bool:
+        return keep.astype(np.float64), None
+    return np.broadcast_to(lhs, keep.shape).astype(np.float64), keep
+
+
+def evaluate(ev: Evaluator, node: Any) -> Value:
+    op = str(node.op)
+    modifier = node.modifier
+    return_bool = bool(modifier is not None and modifier.return_bool)
+    lhs = ev.eval(node.lhs)
+    rhs = ev.eval(node.rhs)
+    if isinstance(lhs, ScalarSteps) and isinstance(rhs, ScalarSteps):
+        values, _ = _apply(op, lhs.values, rhs.values, True)
+        return ScalarSteps(values)
+    if isinstance(lhs, InstantSteps) and isinstance(rhs, ScalarSteps):
+        return _vector_scalar(op, lhs, rhs.values[None, :], return_bool, scalar_left=False)
+    if isinstance(lhs, ScalarSteps) and isinstance(rhs, InstantSteps):
+        return _vector_scalar(op, rhs, lhs.values[None, :], return_bool, scalar_left=True)
+    if isinstance(lhs, InstantSteps) and isinstance(rhs, InstantSteps):
+        if op in SET_OPERATORS:
+            return _set_operation(op, lhs, rhs, modifier)
+        return _vector_vector(op, lhs, rhs, modifier, return_bool)
+    raise QueryError(f"operator {op} does not apply to these operand types")
+
+
+def _vector_scalar(
+    op: str, vector: InstantSteps, scalar: Floats, return_bool: bool, *, scalar_left: bool
+) -> InstantSteps:
+    lhs, rhs = (scalar, vector.values) if scalar_left else (vector.values, scalar)
+    values, keep = _apply(op, lhs, rhs, return_bool)
+    present = vector.present
+    if keep is not None:
+        # a filter always returns the vector's own value, whichever side it is on
+        values = vector.values
+        present = present & keep
+    labels = vector.labels
+    if op in ARITHMETIC or return_bool:
+        labels = [drop_name(ls) for ls in labels]
+        return merge_same_labels(labels, values, present)
+    return InstantSteps(labels, values, present)
+
+
+def _matching(modifier: Any) -> tuple[list[str], bool]:
+    """The matching label names and whether they are `on` (else `ignoring`)."""
+    matching = modifier.matching if modifier is not None else None
+    if matching is None:
+        return [], False
+    return list(matching.labels), str(matching.type).endswith("Include")
+
+
+def _presence_by_signature(
+    vector: InstantSteps, names: list[str], on: bool
+) -> tuple[list[Labels], dict[Labels, Bools]]:
+    sigs = [signature(ls, names, on) for ls in vector.labels]
+    present: dict[Labels, Bools] = {}
+    for sig, row in zip(sigs, vector.present, strict=True):
+        if sig in present:
+            present[sig] = present[sig] | row
+        else:
+            present[sig] = row
+    return sigs, present
+
+
+def _set_operation(op: str, lhs: InstantSteps, rhs: InstantSteps, modifier: Any) -> InstantSteps:
+    names, on = _matching(modifier)
+    steps = lhs.values.shape[1]
+    none = np.zeros(steps, dtype=bool)
+    lhs_sigs, lhs_present = _presence_by_signature(lhs, names, on)
+    rhs_sigs, rhs_present = _presence_by_signature(rhs, names, on)
+    if op in ("and", "unless"):
+        matched = np.array([rhs_present.get(sig, none) for sig in lhs_sigs], dtype=bool)
+        matched = matched.reshape(len(lhs_sigs), steps)
+        present = lhs.present & (matched if op == "and" else ~matched)
+        return InstantSteps(lhs.labels, lhs.values, present)
+    blocked = np.array([lhs_present.get(sig, none) for sig in rhs_sigs], dtype=bool)
+    blocked = blocked.reshape(len(rhs_sigs), steps)
+    return merge_same_labels(
+        lhs.labels + rhs.labels,
+        np.concatenate([lhs.values, rhs.values]),
+        np.concatenate([lhs.present, rhs.present & ~blocked]),
+    )
+
+
+def _match_labels(labels: Labels, names: list[str], on: bool) -> str:
+    return format_labels(signature(labels, names, on))
+
+
+def _vector_vector(
+    op: str, lhs: InstantSteps, rhs: InstantSteps, modifier: Any, return_bool: bool
+) -> InstantSteps:
+    names, on = _matching(modifier)
+    card = str(modifier.card).rsplit(".", 1)[-1] if modifier is not None else "OneToOne"
+    include = list(modifier.group_labels or []) if modifier is not None else []
+    steps = lhs.values.shape[1]
+    swapped = card == "OneToMany"
+    many, one = (rhs, lhs) if swapped else (lhs, rhs)
+    one_side = "left" if swapped else "right"
+
+    # the "one" side: per signature, its series; two present at one step is many-to-many
+    one_groups: dict[Labels, list[int]] = {}
+    for j, ls in enumerate(one.labels):
+        one_groups.setdefault(signature(ls, names, on), []).append(j)
+    for sig, rows in one_groups.items():
+        if len(rows) > 1:
+            counts = one.present[rows].sum(axis=0)
+            if (counts > 1).any():
+                step = int(np.argmax(counts > 1))
+                both = [r for r in rows if one.present[r, step]][:2]
+                raise QueryError(
+                    f"found duplicate series for the match group "
+                    f"{_match_labels(one.labels[both[0]], names, on)} on the {one_side} "
+                    f"hand-side of the operation: [{format_labels(one.labels[both[1]])}, "
+                    f"{format_labels(one.labels[both[0]])}];many-to-many matching not allowed: "
+                    "matching labels must be unique on one side"
+                )
+
+    drop = op in ARITHMETIC or return_bool
+    out_labels: list[Labels] = []
+    out_values: list[Floats] = []
+    out_present: list[Bools] = []
+    out_sig: list[Labels] = []
+    for i, ls in enumerate(many.labels):
+        sig = signature(ls, names, on)
+        for j in one_groups.get(sig, ()):
+            both = many.present[i] & one.present[j]
+            if not both.any():
+                continue
+            lv, rv = (one.values[j], many.values[i]) if swapped else (many.values[i], one.values[j])
+            values, keep = _apply(op, lv, rv, return_bool)
+            present = both if keep is None else both & keep
+            if not present.any():
+                continue
+            out_labels.append(
+                _result_labels(ls, one.labels[j], names, on, card, include, drop)
+            )
+            out_values.append(values)
+            out_present.append(present)
+            out_sig.append(sig)
+    values_arr = np.array(out_values, dtype=np.float64).reshape(len(out_values), steps)
+    present_arr = np.array(out_present, dtype=bool).reshape(len(out_present), steps)
+    _check_unique_matches(out_labels, out_sig, present_arr, card)
+    return merge_same_labels(out_labels, values_arr, present_arr)
+
+
+def _result_labels(
+    many: Labels,
+    one: Labels,
+    names: list[str],
+    on: bool,
+    card: str,
+    include: list[str],
+    drop: bool,
+) -> Labels:
+    labels = dict(many)
+    if drop:
+        labels.pop("__name__", None)
+    if card == "OneToOne":
+        if on:
+            labels = {k: v for k, v in labels.items() if k in names}
+        else:
+            for name in names:
+                labels.pop(name, None)
+    if include:
+        one_values = dict(one)
+        for name in include:
+            if one_values.get(name, ""):
+                labels[name] = one_values[name]
+            else:
+                labels.pop(name, None)
+    return tuple(sorted(labels.items()))
+
+
+def _check_unique_matches(
+    labels: list[Labels], sigs: list[Labels], present: Bools, card: str
+) -> None:
+    """One-to-one: a signature may match once per step. Many-to-one: each result label set
+    once per step within a signature."""
+    groups: dict[Labels, list[int]] = {}
+    for i, sig in enumerate(sigs):
+        groups.setdefault(sig, []).append(i)
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        if card == "OneToOne":
+            if (present[rows].sum(axis=0) > 1).any():
+                raise QueryError(
+                    "multiple matches for labels: many-to-one matching must be explicit "
+                    "(group_left/group_right)"
+                )
+            continue
+        by_labels: dict[Labels, list[int]] = {}
+        for r in rows:
+            by_labels.setdefault(labels[r], []).append(r)
+        for same in by_labels.values():
+            if len(same) > 1 and (present[same].sum(axis=0) > 1).any():
+                raise QueryError(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                )

@@ -1,0 +1,161 @@
+"""The query engine: parses a PromQL query, evaluates it at one time or over a range of steps,
+and hands back a result in the shape the Prometheus API returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import promql_parser as pp
+
+from watchkeeper.promql.ast import selector_matcher_sets, walk
+from watchkeeper.promql.errors import QueryError, QueryParseError
+from watchkeeper.promql.evaluator import EvalContext, Evaluator
+from watchkeeper.promql.querier import Querier
+from watchkeeper.promql.result import QueryResult, Series
+from watchkeeper.promql.values import InstantSteps, RangeSteps, ScalarSteps, StringValue, Value
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Engine settings; each limit has the config key `query.<field>`."""
+
+    lookback_delta_ms: int = 300_000
+    timeout_s: float = 120.0
+    max_samples: int = 50_000_000
+    max_series_per_selector: int = 1_000_000
+    default_subquery_step_ms: int = 60_000
+
+
+def parse(query: str) -> Any:
+    """The query's AST; a QueryParseError naming the problem if it is not valid PromQL."""
+    try:
+        expr = pp.parse(query)
+    except ValueError as err:
+        raise QueryParseError(f"1:1: parse error: {err}") from None
+    for node in walk(expr):
+        if isinstance(node, pp.VectorSelector):
+            for matchers in selector_matcher_sets(node):
+                if all(m.matches_empty() for m in matchers):
+                    raise QueryParseError(
+                        "1:1: parse error: vector selector must contain at least one "
+                        "non-empty matcher"
+                    )
+    return expr
+
+
+class Engine:
+    """Evaluates PromQL against a `Querier`. Thread-safe: every query has its own state."""
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        self.options = options or EngineOptions()
+
+    def instant_query(
+        self,
+        querier: Querier,
+        query: str,
+        time_ms: int,
+        *,
+        lookback_delta_ms: int | None = None,
+        timeout_s: float | None = None,
+    ) -> QueryResult:
+        expr = parse(query)
+        ctx = self._context(querier, query, time_ms, time_ms, lookback_delta_ms, timeout_s)
+        value = Evaluator(ctx, np.array([time_ms], dtype=np.int64)).eval(expr)
+        result = _instant_result(value, time_ms)
+        result.annotations = ctx.annotations
+        result.samples_loaded = ctx.samples_loaded
+        return result
+
+    def range_query(
+        self,
+        querier: Querier,
+        query: str,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        *,
+        lookback_delta_ms: int | None = None,
+        timeout_s: float | None = None,
+    ) -> QueryResult:
+        if step_ms <= 0:
+            raise QueryParseError(
+                "zero or negative query resolution step widths are not accepted. "
+                "Try a positive integer"
+            )
+        if end_ms < start_ms:
+            raise QueryParseError("end timestamp must not be before start time")
+        expr = parse(query)
+        ctx = self._context(querier, query, start_ms, end_ms, lookback_delta_ms, timeout_s)
+        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        value = Evaluator(ctx, steps).eval(expr)
+        result = _range_result(value, steps)
+        result.annotations = ctx.annotations
+        result.samples_loaded = ctx.samples_loaded
+        return result
+
+    def _context(
+        self,
+        querier: Querier,
+        query: str,
+        start_ms: int,
+        end_ms: int,
+        lookback_delta_ms: int | None,
+        timeout_s: float | None,
+    ) -> EvalContext:
+        options = self.options
+        timeout = options.timeout_s if timeout_s is None else min(timeout_s, options.timeout_s)
+        return EvalContext(
+            querier=querier,
+            query=query,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            lookback_ms=lookback_delta_ms or options.lookback_delta_ms,
+            subquery_step_ms=options.default_subquery_step_ms,
+            max_samples=options.max_samples,
+            max_series_per_selector=options.max_series_per_selector,
+            deadline=time.monotonic() + timeout,
+        )
+
+
+def _instant_result(value: Value, time_ms: int) -> QueryResult:
+    if isinstance(value, ScalarSteps):
+        return QueryResult("scalar", scalar=float(value.values[0]), time_ms=time_ms)
+    if isinstance(value, StringValue):
+        return QueryResult("string", string=value.value, time_ms=time_ms)
+    if isinstance(value, RangeSteps):
+        series = []
+        for i, labels in enumerate(value.labels):
+            lo, hi = int(value.lo[i, 0]), int(value.hi[i, 0])
+            if hi > lo:
+                series.append(Series(labels, value.t[lo:hi].copy(), value.v[lo:hi].copy()))
+        series.sort(key=lambda s: s.labels)
+        return QueryResult("matrix", series=series, time_ms=time_ms)
+    if isinstance(value, InstantSteps):
+        rows = np.flatnonzero(value.present[:, 0])
+        stamp = np.array([time_ms], dtype=np.int64)
+        return QueryResult(
+            "vector",
+            series=[Series(value.labels[i], stamp, value.values[i, :1].copy()) for i in rows],
+            time_ms=time_ms,
+        )
+    raise QueryError(f"unexpected result type {type(value).__name__}")
+
+
+def _range_result(value: Value, steps: Any) -> QueryResult:
+    if isinstance(value, ScalarSteps):
+        return QueryResult("matrix", series=[Series((), steps, value.values.copy())])
+    if isinstance(value, InstantSteps):
+        series = []
+        for i, labels in enumerate(value.labels):
+            mask = value.present[i]
+            if mask.any():
+                series.append(Series(labels, steps[mask], value.values[i][mask]))
+        series.sort(key=lambda s: s.labels)
+        return QueryResult("matrix", series=series)
+    kind = "range vector" if isinstance(value, RangeSteps) else "string"
+    raise QueryParseError(
+        f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
+    )

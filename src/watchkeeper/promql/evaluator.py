@@ -1,0 +1,274 @@
+"""Evaluates a parsed PromQL expression at every step of a query at once.
+
+Each node becomes one value over all steps (see values.py): a selector reads its series once for
+the whole query and finds each step's sample with one vectorised search; operators, functions
+and aggregations then work on whole (series x steps) arrays.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import promql_parser as pp
+
+from watchkeeper.model import Labels, Matcher
+from watchkeeper.promql import aggregations, binops, functions
+from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
+from watchkeeper.promql.errors import QueryError, QueryTimeoutError
+from watchkeeper.promql.positions import call_argument
+from watchkeeper.promql.querier import Querier
+from watchkeeper.promql.result import Annotations
+from watchkeeper.promql.values import (
+    InstantSteps,
+    Ints,
+    RangeSteps,
+    ScalarSteps,
+    StringValue,
+    Value,
+    is_stale,
+)
+from watchkeeper.store.types import SeriesSamples
+
+
+@dataclass
+class EvalContext:
+    """What every node of one query shares: where data comes from, the query's own start and
+    end (for `@ start()`/`@ end()`), settings, limits and the annotations collected."""
+
+    querier: Querier
+    query: str
+    start_ms: int
+    end_ms: int
+    lookback_ms: int
+    subquery_step_ms: int
+    max_samples: int
+    max_series_per_selector: int
+    deadline: float
+    annotations: Annotations = field(default_factory=Annotations)
+    samples_loaded: int = 0
+    # function calls seen so far by name, and the calls being evaluated, for positions
+    _call_counts: dict[str, int] = field(default_factory=dict)
+    _calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def enter_call(self, name: str) -> None:
+        ordinal = self._call_counts.get(name, 0)
+        self._call_counts[name] = ordinal + 1
+        self._calls.append((name, ordinal))
+
+    def exit_call(self) -> None:
+        self._calls.pop()
+
+    def argument_position(self, argument: int) -> str:
+        """`line:column` of an argument of the function call being evaluated."""
+        if not self._calls:
+            return "1:1"
+        name, ordinal = self._calls[-1]
+        return call_argument(self.query, name, ordinal, argument)
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise QueryTimeoutError("query timed out in expression evaluation")
+
+    def count_samples(self, n: int) -> None:
+        """Prometheus' query.max-samples: how many samples one step of evaluation may hold."""
+        self.samples_loaded += n
+        if n > self.max_samples:
+            raise QueryError(
+                "query processing would load too many samples into memory in query execution "
+                f"(query.max_samples={self.max_samples})"
+            )
+
+
+class Evaluator:
+    """Evaluates nodes at the step timestamps `ts` (milliseconds)."""
+
+    def __init__(self, ctx: EvalContext, ts: Ints) -> None:
+        self.ctx = ctx
+        self.ts = ts
+
+    def argument_position(self, function: str, argument: int) -> str:
+        del function  # the call being evaluated is known to the context
+        return self.ctx.argument_position(argument)
+
+    @property
+    def steps(self) -> int:
+        return len(self.ts)
+
+    def eval(self, node: Any) -> Value:
+        self.ctx.check_deadline()
+        if isinstance(node, pp.NumberLiteral):
+            return ScalarSteps(np.full(self.steps, float(node.val)))
+        if isinstance(node, pp.StringLiteral):
+            return StringValue(node.val)
+        if isinstance(node, pp.ParenExpr):
+            return self.eval(node.expr)
+        if isinstance(node, pp.UnaryExpr):
+            return binops.negate(self.eval(node.expr))
+        if isinstance(node, pp.VectorSelector):
+            return self.instant_selector(node)
+        if isinstance(node, pp.MatrixSelector):
+            return self.range_selector(node)
+        if isinstance(node, pp.SubqueryExpr):
+            return self.subquery(node)
+        if isinstance(node, pp.BinaryExpr):
+            return binops.evaluate(self, node)
+        if isinstance(node, pp.AggregateExpr):
+            return aggregations.evaluate(self, node)
+        if isinstance(node, pp.Call):
+            return functions.evaluate(self, node)
+        raise QueryError(f"unsupported expression {type(node).__name__}")
+
+    def eval_vector(self, node: Any) -> InstantSteps:
+        value = self.eval(node)
+        if not isinstance(value, InstantSteps):
+            raise QueryError(f"expected instant vector, got {type(value).__name__}")
+        return value
+
+    def eval_scalar(self, node: Any) -> ScalarSteps:
+        value = self.eval(node)
+        if not isinstance(value, ScalarSteps):
+            raise QueryError(f"expected scalar, got {type(value).__name__}")
+        return value
+
+    def eval_range(self, node: Any) -> RangeSteps:
+        value = self.eval(node)
+        if not isinstance(value, RangeSteps):
+            raise QueryError(f"expected range vector, got {type(value).__name__}")
+        return value
+
+    # -- time
+
+    def effective_times(self, node: Any) -> Ints:
+        """The time each step reads at: the step's time or the node's `@` time, minus its
+        offset."""
+        at = at_modifier(node)
+        if at is None:
+            base = self.ts
+        else:
+            kind, when = at
+            fixed = {"start": self.ctx.start_ms, "end": self.ctx.end_ms}.get(kind, when)
+            base = np.full(self.steps, fixed, dtype=np.int64)
+        result: Ints = base - offset_ms(node)
+        return result
+
+    # -- selectors
+
+    def select(self, node: Any, start: int, end: int) -> list[SeriesSamples]:
+        seen: dict[Labels, SeriesSamples] = {}
+        for matchers in selector_matcher_sets(node):
+            for series in self._select_one(matchers, start, end):
+                seen.setdefault(series.labels, series)
+        found = sorted(seen.values(), key=lambda s: s.labels)
+        limit = self.ctx.max_series_per_selector
+        if limit and len(found) > limit:
+            raise QueryError(
+                f"the selector {node.prettify()} selects {len(found)} series, over the limit "
+                f"of {limit} (query.max_series_per_selector)"
+            )
+        self.ctx.count_samples(sum(len(s.timestamps) for s in found))
+        return found
+
+    def _select_one(self, matchers: list[Matcher], start: int, end: int) -> list[SeriesSamples]:
+        return self.ctx.querier.select(matchers, start, end)
+
+    def instant_selector(self, node: Any) -> InstantSteps:
+        eff = self.effective_times(node)
+        lookback = self.ctx.lookback_ms
+        series = self.select(node, int(eff.min()) - lookback + 1, int(eff.max()))
+        return lookup_instant(series, eff, lookback)
+
+    def range_selector(self, node: Any) -> RangeSteps:
+        vs = node.vector_selector
+        range_ms = duration_ms(node.range)
+        ends = self.effective_times(vs)
+        series = self.select(vs, int(ends.min()) - range_ms + 1, int(ends.max()))
+        return windows(
+            [s.labels for s in series],
+            [s.timestamps for s in series],
+            [s.values for s in series],
+            ends,
+            range_ms,
+            drop_stale=True,
+        )
+
+    def subquery(self, node: Any) -> RangeSteps:
+        range_ms = duration_ms(node.range)
+        step_ms = duration_ms(node.step) or self.ctx.subquery_step_ms
+        ends = self.effective_times(node)
+        # inner steps are multiples of the step, from the earliest window's start on
+        window_start = int(ends.min()) - range_ms
+        first = _trunc_div(window_start, step_ms) * step_ms
+        if first < window_start:
+            first += step_ms
+        inner_ts = np.arange(first, int(ends.max()) + 1, step_ms, dtype=np.int64)
+        inner = Evaluator(self.ctx, inner_ts).eval_vector(node.expr)
+        timestamps = [inner_ts[row] for row in inner.present]
+        values = [inner.values[i][row] for i, row in enumerate(inner.present)]
+        return windows(inner.labels, timestamps, values, ends, range_ms, drop_stale=False)
+
+
+def _trunc_div(a: int, b: int) -> int:
+    # Prometheus aligns with Go's division, truncating toward zero (matters before 1970)
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def lookup_instant(series: list[SeriesSamples], eff: Ints, lookback: int) -> InstantSteps:
+    """Each series' latest sample at or before each effective time and newer than the lookback
+    delta, unless that sample is a staleness marker."""
+    n, steps = len(series), len(eff)
+    if n == 0:
+        return InstantSteps.empty(steps)
+    lengths = np.array([len(s.timestamps) for s in series], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    t_all = np.concatenate([s.timestamps for s in series]).astype(np.int64)
+    v_all = np.concatenate([s.values for s in series]).astype(np.float64)
+    base = int(min(int(eff.min()), int(t_all.min()) if len(t_all) else 0)) - 1
+    span = int(max(int(eff.max()), int(t_all.max()) if len(t_all) else 0)) - base + 1
+    sid = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    keys = sid * span + (t_all - base)
+    queries = np.arange(n, dtype=np.int64)[:, None] * span + (eff - base)[None, :]
+    idx = np.searchsorted(keys, queries, side="right") - 1
+    valid = idx >= starts[:, None]
+    idx = np.where(valid, idx, 0)
+    sample_ts = t_all[idx]
+    values = v_all[idx]
+    present = valid & (sample_ts > (eff - lookback)[None, :]) & ~is_stale(values)
+    return InstantSteps([s.labels for s in series], values, present, sample_ts)
+
+
+def windows(
+    labels: list[Labels],
+    timestamps: list[Ints],
+    values: list[Any],
+    ends: Ints,
+    range_ms: int,
+    *,
+    drop_stale: bool,
+) -> RangeSteps:
+    """A range vector from per-series samples: the window at each step is (end - range, end]."""
+    if drop_stale:
+        keep = [~is_stale(v) for v in values]
+        timestamps = [t[k] for t, k in zip(timestamps, keep, strict=True)]
+        values = [v[k] for v, k in zip(values, keep, strict=True)]
+    n, steps = len(labels), len(ends)
+    lengths = np.array([len(t) for t in timestamps], dtype=np.int64)
+    bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    if n == 0 or bounds[-1] == 0:
+        t_all = np.zeros(0, dtype=np.int64)
+        v_all = np.zeros(0, dtype=np.float64)
+        zeros = np.zeros((n, steps), dtype=np.int64)
+        return RangeSteps(labels, t_all, v_all, bounds, zeros, zeros.copy(), range_ms, ends)
+    t_all = np.concatenate(timestamps).astype(np.int64)
+    v_all = np.concatenate(values).astype(np.float64)
+    base = min(int(ends.min()) - range_ms, int(t_all.min())) - 1
+    span = max(int(ends.max()), int(t_all.max())) - base + 1
+    sid = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    keys = sid * span + (t_all - base)
+    row = np.arange(n, dtype=np.int64)[:, None] * span
+    lo = np.searchsorted(keys, row + (ends - range_ms - base)[None, :], side="right")
+    hi = np.searchsorted(keys, row + (ends - base)[None, :], side="right")
+    return RangeSteps(labels, t_all, v_all, bounds, lo, hi, range_ms, ends)

@@ -1,0 +1,452 @@
+"""PromQL functions over float samples: math and trigonometry, time, label manipulation,
+sorting, absent, scalar/vector, classic histogram_quantile, and the range-vector functions
+(implemented in range_functions.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import promql_parser as pp
+import re2
+
+from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
+from watchkeeper.promql import histograms, range_functions
+from watchkeeper.promql.ast import selector_matcher_sets
+from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.values import (
+    Floats,
+    InstantSteps,
+    RangeSteps,
+    ScalarSteps,
+    StringValue,
+    Value,
+)
+from watchkeeper.promql.vectors import drop_name, merge_same_labels
+
+if TYPE_CHECKING:
+    from watchkeeper.promql.evaluator import Evaluator
+
+
+def _sgn(v: Floats) -> Floats:
+    return np.where(np.isnan(v), v, np.sign(v))
+
+
+ELEMENTWISE: dict[str, Callable[[Floats], Floats]] = {
+    "abs": np.abs,
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "ln": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "sgn": _sgn,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "tanh": np.tanh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
+    "deg": np.degrees,
+    "rad": np.radians,
+}
+
+OVER_TIME_KEEPING_NAME = {"last_over_time", "first_over_time"}
+
+
+def evaluate(ev: Evaluator, node: Any) -> Value:
+    name = node.func.name
+    args = list(node.args)
+    ev.ctx.enter_call(name)
+    try:
+        return _evaluate(ev, name, args)
+    finally:
+        ev.ctx.exit_call()
+
+
+def _evaluate(ev: Evaluator, name: str, args: list[Any]) -> Value:
+    if name in ELEMENTWISE:
+        vector = ev.eval_vector(args[0])
+        with np.errstate(all="ignore"):
+            values = ELEMENTWISE[name](vector.values)
+        return _renamed(vector, values)
+    handler = _HANDLERS.get(name)
+    if handler is not None:
+        return handler(ev, args)
+    if name in _RANGE_HANDLERS:
+        return _range_function(ev, name, args)
+    raise QueryError(f"function {name!r} is not supported")
+
+
+def _renamed(
+    vector: InstantSteps, values: Floats, present: Any = None, keep_name: bool = False
+) -> InstantSteps:
+    """A function's result: the input's series with new values; the metric name dropped."""
+    labels = vector.labels if keep_name else [drop_name(ls) for ls in vector.labels]
+    return merge_same_labels(labels, values, vector.present if present is None else present)
+
+
+def _scalar_arg(ev: Evaluator, node: Any) -> Floats:
+    return ev.eval_scalar(node).values
+
+
+def _string_arg(ev: Evaluator, node: Any) -> str:
+    value = ev.eval(node)
+    if not isinstance(value, StringValue):
+        raise QueryError("expected a string argument")
+    return value.value
+
+
+# -- range-vector functions
+
+
+def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
+    steps = len(ev.ts)
+    matrix_arg = args[1] if name == "quantile_over_time" else args[0]
+    rs = ev.eval_range(matrix_arg)
+    if name == "absent_over_time":
+        return _absent(ev, matrix_arg, rs.counts.sum(axis=0) > 0)
+    compute = _RANGE_HANDLERS[name]
+    extra: list[Floats] = []
+    if name == "quantile_over_time":
+        extra = [_scalar_arg(ev, args[0])]
+    elif name == "predict_linear":
+        extra = [_scalar_arg(ev, args[1])]
+    elif name in ("double_exponential_smoothing", "holt_winters"):
+        extra = [_scalar_arg(ev, args[1]), _scalar_arg(ev, args[2])]
+        _check_smoothing(extra[0], extra[1])
+    ev.ctx.count_samples(int(rs.counts.sum(axis=0).max(initial=0)))
+    values, present = compute(rs, extra, ev)
+    keep_name = name in OVER_TIME_KEEPING_NAME
+    labels = rs.labels if keep_name else [drop_name(ls) for ls in rs.labels]
+    del steps
+    return merge_same_labels(labels, values, present)
+
+
+def _check_smoothing(sf: Floats, tf: Floats) -> None:
+    for value in sf:
+        if not 0 < value < 1:
+            raise QueryError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {value:f}")
+    for value in tf:
+        if not 0 < value < 1:
+            raise QueryError(f"invalid trend factor. Expected: 0 < tf < 1, got: {value:f}")
+
+
+RangeCompute = Callable[[RangeSteps, list[Floats], "Evaluator"], range_functions.Result]
+
+_RANGE_HANDLERS: dict[str, RangeCompute] = {
+    "rate": lambda rs, a, ev: range_functions.extrapolated(rs, counter=True, per_second=True),
+    "increase": lambda rs, a, ev: range_functions.extrapolated(
+        rs, counter=True, per_second=False
+    ),
+    "delta": lambda rs, a, ev: range_functions.extrapolated(rs, counter=False, per_second=False),
+    "irate": lambda rs, a, ev: range_functions.instant_change(rs, per_second=True),
+    "idelta": lambda rs, a, ev: range_functions.instant_change(rs, per_second=False),
+    "resets": lambda rs, a, ev: range_functions.resets(rs),
+    "changes": lambda rs, a, ev: range_functions.changes(rs),
+    "deriv": lambda rs, a, ev: range_functions.deriv(rs),
+    "predict_linear": lambda rs, a, ev: range_functions.predict_linear(rs, a[0], rs.ends),
+    "first_over_time": lambda rs, a, ev: range_functions.first_over_time(rs),
+    "last_over_time": lambda rs, a, ev: range_functions.last_over_time(rs),
+    "count_over_time": lambda rs, a, ev: range_functions.count_over_time(rs),
+    "present_over_time": lambda rs, a, ev: range_functions.present_over_time(rs),
+    "quantile_over_time": lambda rs, a, ev: range_functions.quantile_over_time(rs, a[0]),
+    "mad_over_time": lambda rs, a, ev: range_functions.mad_over_time(rs),
+    "double_exponential_smoothing": lambda rs, a, ev: (
+        range_functions.double_exponential_smoothing(rs, a[0], a[1])
+    ),
+    "holt_winters": lambda rs, a, ev: range_functions.double_exponential_smoothing(
+        rs, a[0], a[1]
+    ),
+    "absent_over_time": lambda rs, a, ev: (np.zeros(0), np.zeros(0, dtype=bool)),
+}
+for _name, _reducer in range_functions.SIMPLE_OVER_TIME.items():
+    _RANGE_HANDLERS[_name] = (
+        lambda reducer: lambda rs, a, ev: range_functions.reduce_windows(rs, reducer)
+    )(_reducer)
+
+
+# -- absent
+
+
+def _absent_labels(node: Any) -> Labels:
+    """The labels absent() reports: the selector's equality matchers (a label matched twice is
+    left out, as Prometheus does)."""
+    while isinstance(node, pp.ParenExpr):
+        node = node.expr
+    if isinstance(node, pp.MatrixSelector):
+        node = node.vector_selector
+    if not isinstance(node, pp.VectorSelector):
+        return ()
+    labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for matcher in selector_matcher_sets(node)[0]:
+        if matcher.name == METRIC_NAME:
+            continue
+        if matcher.op is MatchOp.EQUAL and matcher.name not in seen:
+            labels[matcher.name] = matcher.value
+            seen.add(matcher.name)
+        else:
+            labels.pop(matcher.name, None)
+            seen.add(matcher.name)
+    return tuple(sorted((k, v) for k, v in labels.items() if v))
+
+
+def _absent(ev: Evaluator, node: Any, any_present: Any) -> InstantSteps:
+    absent = ~np.asarray(any_present, dtype=bool)
+    return InstantSteps([_absent_labels(node)], np.ones((1, len(ev.ts))), absent[None, :])
+
+
+def _fn_absent(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    return _absent(ev, args[0], vector.present.any(axis=0))
+
+
+# -- scalars, vectors, time
+
+
+def _fn_time(ev: Evaluator, args: list[Any]) -> Value:
+    return ScalarSteps(ev.ts / 1000.0)
+
+
+def _fn_pi(ev: Evaluator, args: list[Any]) -> Value:
+    return ScalarSteps(np.full(len(ev.ts), math.pi))
+
+
+def _fn_vector(ev: Evaluator, args: list[Any]) -> Value:
+    values = _scalar_arg(ev, args[0])
+    return InstantSteps([()], values[None, :].copy(), np.ones((1, len(values)), dtype=bool))
+
+
+def _fn_scalar(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    steps = len(ev.ts)
+    if not vector.labels:
+        return ScalarSteps(np.full(steps, np.nan))
+    single = vector.present.sum(axis=0) == 1
+    which = np.argmax(vector.present, axis=0)
+    values = vector.values[which, np.arange(steps)]
+    return ScalarSteps(np.where(single, values, np.nan))
+
+
+def _fn_timestamp(ev: Evaluator, args: list[Any]) -> Value:
+    arg = args[0]
+    while isinstance(arg, pp.ParenExpr):
+        arg = arg.expr
+    vector = ev.eval_vector(arg)
+    if isinstance(arg, pp.VectorSelector) and vector.sample_ts is not None:
+        values = vector.sample_ts / 1000.0
+    else:
+        values = np.broadcast_to(ev.ts / 1000.0, vector.values.shape).copy()
+    return _renamed(vector, values)
+
+
+def _date_part(part: Callable[[dt.datetime], float]) -> Callable[[Evaluator, list[Any]], Value]:
+    def handler(ev: Evaluator, args: list[Any]) -> Value:
+        if args:
+            vector = ev.eval_vector(args[0])
+        else:
+            steps = len(ev.ts)
+            vector = InstantSteps(
+                [()], (ev.ts / 1000.0)[None, :], np.ones((1, steps), dtype=bool)
+            )
+        values = np.full(vector.values.shape, np.nan)
+        rows, cols = np.nonzero(vector.present)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            seconds = vector.values[r, c]
+            if math.isfinite(seconds):
+                try:
+                    when = dt.datetime.fromtimestamp(int(seconds // 1), dt.UTC)
+                except (OverflowError, ValueError, OSError):
+                    continue
+                values[r, c] = part(when)
+        return _renamed(vector, values)
+
+    return handler
+
+
+def _days_in_month(when: dt.datetime) -> float:
+    following = when.replace(day=28) + dt.timedelta(days=4)
+    return float((following - dt.timedelta(days=following.day)).day)
+
+
+# -- clamping and rounding
+
+
+def _fn_clamp(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    low = _scalar_arg(ev, args[1])[None, :]
+    high = _scalar_arg(ev, args[2])[None, :]
+    values = np.maximum(low, np.minimum(high, vector.values))
+    return _renamed(vector, values, vector.present & ~(high < low))
+
+
+def _fn_clamp_min(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    return _renamed(vector, np.maximum(_scalar_arg(ev, args[1])[None, :], vector.values))
+
+
+def _fn_clamp_max(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    return _renamed(vector, np.minimum(_scalar_arg(ev, args[1])[None, :], vector.values))
+
+
+def _fn_round(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    to_nearest = _scalar_arg(ev, args[1]) if len(args) > 1 else np.ones(len(ev.ts))
+    with np.errstate(all="ignore"):
+        inverse = (1.0 / to_nearest)[None, :]
+        values = np.floor(vector.values * inverse + 0.5) / inverse
+    return _renamed(vector, values)
+
+
+# -- sorting
+
+
+def _sort(descending: bool) -> Callable[[Evaluator, list[Any]], Value]:
+    def handler(ev: Evaluator, args: list[Any]) -> Value:
+        vector = ev.eval_vector(args[0])
+        if len(ev.ts) != 1 or not vector.labels:
+            return vector
+        values = vector.values[:, 0]
+        nan = np.isnan(values)
+        key = np.where(nan, 0.0, -values if descending else values)
+        order = np.lexsort((key, nan))
+        return InstantSteps(
+            [vector.labels[i] for i in order], vector.values[order], vector.present[order]
+        )
+
+    return handler
+
+
+# -- labels
+
+
+_GO_TEMPLATE = re.compile(r"\$(\$|\{([^}]*)\}|([A-Za-z0-9_]+))")
+
+
+def expand_replacement(template: str, match: Any) -> str:
+    """Go's regexp Expand: `$1`, `${1}`, `$name`, `${name}`; `$$` is a dollar sign; a group
+    that does not exist expands to nothing. `$1x` names the group `1x`, as in Go."""
+
+    def group(found: re.Match[str]) -> str:
+        if found.group(1) == "$":
+            return "$"
+        name = found.group(2) if found.group(2) is not None else found.group(3)
+        try:
+            value = match.group(int(name)) if name.isdigit() else match.group(name)
+        except (IndexError, KeyError, ValueError, re2.error):
+            return ""
+        return value or ""
+
+    return _GO_TEMPLATE.sub(group, template)
+
+
+def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    dst, replacement, src, pattern = (_string_arg(ev, a) for a in args[1:5])
+    try:
+        regex = re2.compile(f"^(?s:{pattern})$")
+    except re2.error as err:
+        raise QueryError(f"invalid regular expression in label_replace(): {pattern}") from err
+    if not is_valid_label_name(dst):
+        raise QueryError(f"invalid destination label name in label_replace(): {dst}")
+    labels: list[Labels] = []
+    for ls in vector.labels:
+        values = dict(ls)
+        match = regex.match(values.get(src, ""))
+        if match is not None:
+            result = expand_replacement(replacement, match)
+            if result:
+                values[dst] = result
+            else:
+                values.pop(dst, None)
+        labels.append(tuple(sorted(values.items())))
+    return merge_same_labels(labels, vector.values, vector.present)
+
+
+def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
+    vector = ev.eval_vector(args[0])
+    dst = _string_arg(ev, args[1])
+    separator = _string_arg(ev, args[2])
+    sources = [_string_arg(ev, a) for a in args[3:]]
+    if not is_valid_label_name(dst):
+        raise QueryError(f"invalid destination label name in label_join(): {dst}")
+    labels: list[Labels] = []
+    for ls in vector.labels:
+        values = dict(ls)
+        joined = separator.join(values.get(s, "") for s in sources)
+        if joined:
+            values[dst] = joined
+        else:
+            values.pop(dst, None)
+        labels.append(tuple(sorted(values.items())))
+    return merge_same_labels(labels, vector.values, vector.present)
+
+
+# -- histograms
+
+
+def _fn_histogram_quantile(ev: Evaluator, args: list[Any]) -> Value:
+    q = _scalar_arg(ev, args[0])
+    vector = ev.eval_vector(args[1])
+    return histograms.quantile(ev, q, vector, args[1])
+
+
+def _fn_histogram_fraction(ev: Evaluator, args: list[Any]) -> Value:
+    lower = _scalar_arg(ev, args[0])
+    upper = _scalar_arg(ev, args[1])
+    vector = ev.eval_vector(args[2])
+    return histograms.fraction(ev, lower, upper, vector, args[2])
+
+
+def _native_only(ev: Evaluator, args: list[Any]) -> Value:
+    # these read native histogram samples only; float series give no result, as in Prometheus
+    ev.eval_vector(args[0])
+    return InstantSteps.empty(len(ev.ts))
+
+
+Handler = Callable[["Evaluator", list[Any]], Value]
+
+_HANDLERS: dict[str, Handler] = {
+    "absent": _fn_absent,
+    "time": _fn_time,
+    "pi": _fn_pi,
+    "vector": _fn_vector,
+    "scalar": _fn_scalar,
+    "timestamp": _fn_timestamp,
+    "minute": _date_part(lambda d: d.minute),
+    "hour": _date_part(lambda d: d.hour),
+    "day_of_month": _date_part(lambda d: d.day),
+    "day_of_week": _date_part(lambda d: (d.weekday() + 1) % 7),
+    "day_of_year": _date_part(lambda d: d.timetuple().tm_yday),
+    "days_in_month": _date_part(_days_in_month),
+    "month": _date_part(lambda d: d.month),
+    "year": _date_part(lambda d: d.year),
+    "clamp": _fn_clamp,
+    "clamp_min": _fn_clamp_min,
+    "clamp_max": _fn_clamp_max,
+    "round": _fn_round,
+    "sort": _sort(descending=False),
+    "sort_desc": _sort(descending=True),
+    "label_replace": _fn_label_replace,
+    "label_join": _fn_label_join,
+    "histogram_quantile": _fn_histogram_quantile,
+    "histogram_fraction": _fn_histogram_fraction,
+    "histogram_count": _native_only,
+    "histogram_sum": _native_only,
+    "histogram_avg": _native_only,
+    "histogram_stddev": _native_only,
+    "histogram_stdvar": _native_only,
+}

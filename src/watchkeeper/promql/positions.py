@@ -1,0 +1,81 @@
+"""Where in the query text a node starts, for annotations (`PromQL warning: ... (1:25)`).
+
+promql-parser does not report positions, so this scans the text the way PromQL's lexer splits it
+(strings, comments, brackets) to find a function call's arguments. Calls are numbered in the
+order their names appear, which is the order the evaluator reaches them.
+"""
+
+from __future__ import annotations
+
+_OPEN = "([{"
+_CLOSE = ")]}"
+_QUOTES = "\"'`"
+
+
+def _skip_string(text: str, i: int) -> int:
+    quote = text[i]
+    i += 1
+    while i < len(text) and text[i] != quote:
+        i += 2 if text[i] == "\\" and quote != "`" else 1
+    return i + 1
+
+
+def _line_col(text: str, index: int) -> str:
+    before = text[:index]
+    line = before.count("\n") + 1
+    start = before.rfind("\n") + 1
+    return f"{line}:{len(text[start:index].encode()) + 1}"
+
+
+def call_argument(text: str, function: str, occurrence: int, argument: int) -> str:
+    """`line:column` of argument `argument` (0-based) of the `occurrence`-th (0-based) call of
+    `function`; "1:1" when it cannot be found."""
+    seen = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in _QUOTES:
+            i = _skip_string(text, i)
+            continue
+        if ch == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        if ch.isalpha() or ch == "_":
+            j = i
+            while j < len(text) and (text[j].isalnum() or text[j] in "_:"):
+                j += 1
+            word = text[i:j]
+            k = j
+            while k < len(text) and text[k].isspace():
+                k += 1
+            if word == function and k < len(text) and text[k] == "(":
+                if seen == occurrence:
+                    return _argument_start(text, k + 1, argument)
+                seen += 1
+            i = j
+            continue
+        i += 1
+    return "1:1"
+
+
+def _argument_start(text: str, i: int, argument: int) -> str:
+    depth = 0
+    index = 0
+    while i < len(text):
+        ch = text[i]
+        if index == argument and depth == 0 and not ch.isspace():
+            return _line_col(text, i)
+        if ch in _QUOTES:
+            i = _skip_string(text, i)
+            continue
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            if depth == 0:
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            index += 1
+        i += 1
+    return "1:1"

@@ -1,0 +1,297 @@
+"""Functions over range vectors (rate, increase, *_over_time, deriv, ...), for every series and
+step at once.
+
+Windows index into one flat sample array, so a function reads its first and last samples with
+fancy indexing, counts resets and changes with cumulative sums, and reduces whole windows by
+gathering their samples into one array and reducing segments (chunked to bound memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from watchkeeper.promql.aggregations import quantile_columns
+from watchkeeper.promql.values import Bools, Floats, Ints, RangeSteps
+
+Result = tuple[Floats, Bools]
+# samples gathered per chunk of windows, to bound the memory a long range query takes
+GATHER_CHUNK = 4_000_000
+
+
+def _first_last(rs: RangeSteps, need: int) -> tuple[Bools, Ints, Ints]:
+    counts = rs.counts
+    ok = counts >= need
+    first = np.where(ok, rs.lo, 0)
+    last = np.where(ok, rs.hi - 1, 0)
+    return ok, first, last
+
+
+def extrapolated(rs: RangeSteps, *, counter: bool, per_second: bool) -> Result:
+    """rate, increase and delta: the change over the window, extrapolated to the window's edges
+    unless a series starts or ends inside it (Prometheus' extrapolatedRate)."""
+    ok, first, last = _first_last(rs, 2)
+    if not ok.any():
+        return np.zeros(ok.shape), ok
+    t, v = rs.t, rs.v
+    with np.errstate(all="ignore"):
+        first_v, last_v = v[first], v[last]
+        result = last_v - first_v
+        if counter:
+            corrections = _reset_corrections(rs)
+            result = result + corrections[last] - corrections[first]
+        range_start = (rs.ends - rs.range_ms)[None, :]
+        range_end = rs.ends[None, :]
+        to_start = (t[first] - range_start) / 1000.0
+        to_end = (range_end - t[last]) / 1000.0
+        sampled = (t[last] - t[first]) / 1000.0
+        average = sampled / (rs.counts - 1)
+        threshold = average * 1.1
+        to_start = np.where(to_start >= threshold, average / 2, to_start)
+        if counter:
+            to_zero = sampled * (first_v / result)
+            use_zero = (result > 0) & (first_v >= 0) & (to_zero < to_start)
+            to_start = np.where(use_zero, to_zero, to_start)
+        to_end = np.where(to_end >= threshold, average / 2, to_end)
+        factor = (sampled + to_start + to_end) / sampled
+        if per_second:
+            factor = factor / (rs.range_ms / 1000.0)
+        result = result * factor
+    return result, ok
+
+
+def _reset_corrections(rs: RangeSteps) -> Floats:
+    """Running sum, within each series, of the value before every counter reset."""
+    v = rs.v
+    if len(v) < 2:
+        return np.zeros(len(v))
+    add = np.where(v[1:] < v[:-1], v[:-1], 0.0)
+    add[rs.bounds[1:-1] - 1] = 0.0  # never across two series
+    return np.concatenate(([0.0], np.cumsum(add)))
+
+
+def _running_count(rs: RangeSteps, changed: Bools) -> Floats:
+    """Running count within each series of the positions (after the first) where `changed`."""
+    flags = changed.astype(np.float64)
+    if len(flags):
+        flags[rs.bounds[1:-1] - 1] = 0.0
+    return np.concatenate(([0.0], np.cumsum(flags)))
+
+
+def resets(rs: RangeSteps) -> Result:
+    ok, first, last = _first_last(rs, 1)
+    v = rs.v
+    running = _running_count(rs, v[1:] < v[:-1])
+    return running[last] - running[first], ok
+
+
+def changes(rs: RangeSteps) -> Result:
+    ok, first, last = _first_last(rs, 1)
+    v = rs.v
+    same = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
+    running = _running_count(rs, ~same)
+    return running[last] - running[first], ok
+
+
+def instant_change(rs: RangeSteps, *, per_second: bool) -> Result:
+    """irate and idelta: from the last two samples of the window."""
+    ok, _, last = _first_last(rs, 2)
+    prev = np.where(ok, last - 1, 0)
+    t, v = rs.t, rs.v
+    with np.errstate(all="ignore"):
+        result = v[last] - v[prev]
+        interval = t[last] - t[prev]
+        if per_second:
+            result = np.where(v[last] < v[prev], v[last], result)
+            result = result / (interval / 1000.0)
+    return result, ok & (interval != 0)
+
+
+def first_over_time(rs: RangeSteps) -> Result:
+    ok, first, _ = _first_last(rs, 1)
+    return rs.v[first], ok
+
+
+def last_over_time(rs: RangeSteps) -> Result:
+    ok, _, last = _first_last(rs, 1)
+    return rs.v[last], ok
+
+
+def count_over_time(rs: RangeSteps) -> Result:
+    counts = rs.counts
+    return counts.astype(np.float64), counts > 0
+
+
+def present_over_time(rs: RangeSteps) -> Result:
+    counts = rs.counts
+    return np.ones(counts.shape), counts > 0
+
+
+Reducer = Callable[[Floats, Ints, Ints, Ints, Ints], Floats]
+
+
+def reduce_windows(rs: RangeSteps, reducer: Reducer, min_count: int = 1) -> Result:
+    """Applies `reducer(samples, segment_starts, counts, window_index, sample_times)` to the
+    windows holding at least `min_count` samples, gathering their samples chunk by chunk."""
+    counts = rs.counts.ravel()
+    out = np.zeros(counts.shape)
+    ok = counts >= max(min_count, 1)
+    windows = np.flatnonzero(ok)
+    lo = rs.lo.ravel()
+    position = 0
+    while position < len(windows):
+        cumulative = np.cumsum(counts[windows[position:]])
+        take = max(1, int(np.searchsorted(cumulative, GATHER_CHUNK, side="right")))
+        chunk = windows[position : position + take]
+        position += take
+        c = counts[chunk]
+        seg = np.concatenate(([0], np.cumsum(c)[:-1]))
+        idx = np.repeat(lo[chunk] - seg, c) + np.arange(int(c.sum()))
+        with np.errstate(all="ignore"):
+            out[chunk] = reducer(rs.v[idx], seg, c, chunk, rs.t[idx])
+    return out.reshape(rs.lo.shape), ok.reshape(rs.lo.shape)
+
+
+def _sum(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+    return np.add.reduceat(g, seg)
+
+
+def _avg(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+    total = np.add.reduceat(g, seg)
+    mean = total / c
+    overflow = np.isinf(total) & ~np.logical_or.reduceat(np.isinf(g), seg)
+    if overflow.any():
+        scaled = np.add.reduceat(g / np.repeat(c, c), seg)
+        mean = np.where(overflow, scaled, mean)
+    return mean
+
+
+def _min(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+    return np.fmin.reduceat(g, seg)
+
+
+def _max(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+    return np.fmax.reduceat(g, seg)
+
+
+def _variance(g: Floats, seg: Ints, c: Ints) -> Floats:
+    mean = np.add.reduceat(g, seg) / c
+    dev = g - np.repeat(mean, c)
+    return np.add.reduceat(dev * dev, seg) / c
+
+
+def _stdvar(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+    return _variance(g, seg, c)
+
+
+def _stddev(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+    return np.sqrt(_variance(g, seg, c))
+
+
+SIMPLE_OVER_TIME: dict[str, Reducer] = {
+    "sum_over_time": _sum,
+    "avg_over_time": _avg,
+    "min_over_time": _min,
+    "max_over_time": _max,
+    "stddev_over_time": _stddev,
+    "stdvar_over_time": _stdvar,
+}
+
+
+def _padded(g: Floats, seg: Ints, c: Ints) -> tuple[Floats, Bools]:
+    """Windows as columns of a (longest window x windows) array, with a mask of real samples."""
+    width = int(c.max())
+    offsets = np.arange(len(g)) - np.repeat(seg, c)
+    column = np.repeat(np.arange(len(c)), c)
+    padded = np.zeros((width, len(c)))
+    mask = np.zeros((width, len(c)), dtype=bool)
+    padded[offsets, column] = g
+    mask[offsets, column] = True
+    return padded, mask
+
+
+def quantile_over_time(rs: RangeSteps, q: Floats) -> Result:
+    steps = rs.lo.shape[1]
+
+    def reducer(g: Floats, seg: Ints, c: Ints, w: Ints, _t: Ints) -> Floats:
+        padded, mask = _padded(g, seg, c)
+        return quantile_columns(q[w % steps], padded, mask)
+
+    return reduce_windows(rs, reducer)
+
+
+def mad_over_time(rs: RangeSteps) -> Result:
+    def reducer(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+        padded, mask = _padded(g, seg, c)
+        half = np.full(len(c), 0.5)
+        median = quantile_columns(half, padded, mask)
+        return quantile_columns(half, np.abs(padded - median[None, :]), mask)
+
+    return reduce_windows(rs, reducer)
+
+
+def _regression(
+    g: Floats, seg: Ints, c: Ints, x: Floats
+) -> tuple[Floats, Floats]:
+    """Least-squares slope and intercept per window (Prometheus' linearRegression, including
+    its answer for a constant series)."""
+    n = c.astype(np.float64)
+    sum_x = np.add.reduceat(x, seg)
+    sum_y = np.add.reduceat(g, seg)
+    sum_xy = np.add.reduceat(x * g, seg)
+    sum_x2 = np.add.reduceat(x * x, seg)
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    slope = cov_xy / var_x
+    intercept = sum_y / n - slope * sum_x / n
+    first = g[seg]
+    constant = np.logical_and.reduceat(g == np.repeat(first, c), seg)
+    slope = np.where(constant, np.where(np.isinf(first), np.nan, 0.0), slope)
+    intercept = np.where(constant, np.where(np.isinf(first), np.nan, first), intercept)
+    return slope, intercept
+
+
+def deriv(rs: RangeSteps) -> Result:
+    def reducer(g: Floats, seg: Ints, c: Ints, _w: Ints, t: Ints) -> Floats:
+        x = (t - np.repeat(t[seg], c)) / 1000.0
+        return _regression(g, seg, c, x)[0]
+
+    return reduce_windows(rs, reducer, min_count=2)
+
+
+def predict_linear(rs: RangeSteps, seconds: Floats, eval_ts: Ints) -> Result:
+    steps = rs.lo.shape[1]
+
+    def reducer(g: Floats, seg: Ints, c: Ints, w: Ints, t: Ints) -> Floats:
+        at = eval_ts[w % steps]
+        x = (t - np.repeat(at, c)) / 1000.0
+        slope, intercept = _regression(g, seg, c, x)
+        return slope * seconds[w % steps] + intercept
+
+    return reduce_windows(rs, reducer, min_count=2)
+
+
+def double_exponential_smoothing(rs: RangeSteps, sf: Floats, tf: Floats) -> Result:
+    """Holt's linear smoothing, all windows advanced together one sample position at a time."""
+    steps = rs.lo.shape[1]
+
+    def reducer(g: Floats, seg: Ints, c: Ints, w: Ints, _t: Ints) -> Floats:
+        padded, _ = _padded(g, seg, c)
+        s_f, t_f = sf[w % steps], tf[w % steps]
+        s0 = np.zeros(len(c))
+        s1 = padded[0].copy()
+        trend = padded[1] - padded[0]
+        for i in range(1, padded.shape[0]):
+            live = c > i
+            if i > 1:
+                new_trend = t_f * (s1 - s0) + (1 - t_f) * trend
+            else:
+                new_trend = trend
+            new_s1 = s_f * padded[i] + (1 - s_f) * (s1 + new_trend)
+            s0 = np.where(live, s1, s0)
+            s1 = np.where(live, new_s1, s1)
+            trend = np.where(live, new_trend, trend)
+        return s1
+
+    return reduce_windows(rs, reducer, min_count=2)

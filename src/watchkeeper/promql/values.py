@@ -1,0 +1,89 @@
+"""The engine's intermediate values, each evaluated at every step of a query at once.
+
+An instant vector is a (series x steps) matrix of values with a mask of which series have a
+sample at which step; a range vector keeps every series' samples in one flat array and, per
+series and step, the bounds of that step's window into it. Every operator and function works on
+whole arrays, so the cost of a range query grows with its series, not with its steps times its
+series in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from watchkeeper.model import Labels
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+# Prometheus' staleness marker: one particular NaN, told apart from other NaNs by its bits.
+STALE_NAN_BITS = 0x7FF0000000000002
+
+
+def is_stale(values: Floats) -> Bools:
+    return values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+
+
+@dataclass
+class InstantSteps:
+    """An instant vector at each step: `values[i, j]` is series i at step j when
+    `present[i, j]`. `sample_ts` is set only for a plain selector's result: the timestamps of the
+    samples it picked, which `timestamp()` reports."""
+
+    labels: list[Labels]
+    values: Floats
+    present: Bools
+    sample_ts: Ints | None = None
+
+    @staticmethod
+    def empty(steps: int) -> InstantSteps:
+        return InstantSteps([], np.zeros((0, steps)), np.zeros((0, steps), dtype=bool))
+
+
+@dataclass
+class ScalarSteps:
+    values: Floats
+
+
+@dataclass
+class StringValue:
+    value: str
+
+
+@dataclass
+class RangeSteps:
+    """A range vector at each step. Series i's samples are `t[bounds[i]:bounds[i+1]]` (stale
+    markers removed); its window at step j is `t[lo[i, j]:hi[i, j]]`, the samples in
+    (ends[j] - range_ms, ends[j]]."""
+
+    labels: list[Labels]
+    t: Ints
+    v: Floats
+    bounds: Ints
+    lo: Ints
+    hi: Ints
+    range_ms: int
+    ends: Ints
+
+    @property
+    def counts(self) -> Ints:
+        counts: Ints = self.hi - self.lo
+        return counts
+
+
+Value = InstantSteps | ScalarSteps | StringValue | RangeSteps
+
+
+def type_name(value: Value) -> str:
+    """The PromQL type name, as error messages show it."""
+    if isinstance(value, InstantSteps):
+        return "instant vector"
+    if isinstance(value, RangeSteps):
+        return "range vector"
+    if isinstance(value, ScalarSteps):
+        return "scalar"
+    return "string"

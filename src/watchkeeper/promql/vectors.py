@@ -1,0 +1,90 @@
+"""Helpers shared by operators, functions and aggregations: dropping the metric name, matching
+signatures, and the rule that a vector holds each label set once per step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from watchkeeper.model import METRIC_NAME, Labels
+from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.values import Bools, Floats, InstantSteps
+
+
+def drop_name(labels: Labels) -> Labels:
+    if labels and any(name == METRIC_NAME for name, _ in labels):
+        return tuple(pair for pair in labels if pair[0] != METRIC_NAME)
+    return labels
+
+
+def metric_name(labels: Labels) -> str:
+    for name, value in labels:
+        if name == METRIC_NAME:
+            return value
+    return ""
+
+
+def signature(labels: Labels, names: Sequence[str], on: bool) -> Labels:
+    """The labels two series are matched by: only `names` with `on`, otherwise every label but
+    `names` and the metric name."""
+    if on:
+        wanted = set(names)
+        return tuple(pair for pair in labels if pair[0] in wanted)
+    unwanted = set(names) | {METRIC_NAME}
+    return tuple(pair for pair in labels if pair[0] not in unwanted)
+
+
+def merge_same_labels(
+    labels: list[Labels], values: Floats, present: Bools, *, keep_order: bool = True
+) -> InstantSteps:
+    """One row per label set. Rows that share a label set are combined if they never have a
+    sample at the same step; otherwise the vector is invalid, as in Prometheus."""
+    first: dict[Labels, int] = {}
+    duplicate = False
+    for i, ls in enumerate(labels):
+        if ls in first:
+            duplicate = True
+            break
+        first[ls] = i
+    if not duplicate:
+        return InstantSteps(labels, values, present)
+    groups: dict[Labels, list[int]] = {}
+    for i, ls in enumerate(labels):
+        groups.setdefault(ls, []).append(i)
+    out_labels: list[Labels] = []
+    rows_v: list[Floats] = []
+    rows_p: list[Bools] = []
+    for ls, rows in groups.items():
+        if len(rows) == 1:
+            out_labels.append(ls)
+            rows_v.append(values[rows[0]])
+            rows_p.append(present[rows[0]])
+            continue
+        p = present[rows]
+        if (p.sum(axis=0) > 1).any():
+            raise QueryError("vector cannot contain metrics with the same labelset")
+        which = np.argmax(p, axis=0)
+        out_labels.append(ls)
+        rows_v.append(values[rows][which, np.arange(values.shape[1])])
+        rows_p.append(p.any(axis=0))
+    steps = values.shape[1]
+    return InstantSteps(
+        out_labels,
+        np.array(rows_v).reshape(len(out_labels), steps),
+        np.array(rows_p, dtype=bool).reshape(len(out_labels), steps),
+    )
+
+
+def without_absent(vector: InstantSteps) -> InstantSteps:
+    """Drops series with no sample at any step."""
+    keep = vector.present.any(axis=1)
+    if keep.all():
+        return vector
+    idx = np.flatnonzero(keep)
+    return InstantSteps(
+        [vector.labels[i] for i in idx],
+        vector.values[idx],
+        vector.present[idx],
+        None if vector.sample_ts is None else vector.sample_ts[idx],
+    )
