@@ -10,6 +10,7 @@ import numpy as np
 
 from watchkeeper.model import METRIC_NAME, Labels
 from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.summation import sum_segments
 from watchkeeper.promql.values import Bools, Floats, InstantSteps, Ints, ScalarSteps, StringValue
 from watchkeeper.promql.vectors import merge_same_labels
 
@@ -79,6 +80,7 @@ def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
         if op == "quantile":
             if not isinstance(param, ScalarSteps):
                 raise QueryError("quantile needs a scalar as its first argument")
+            warn_quantile_range(ev, param.values)
             result = np.vstack(
                 [
                     quantile_columns(param.values, values[a:b], present[a:b])
@@ -93,13 +95,13 @@ def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
 def _reduce(op: str, values: Floats, present: Bools, starts: Ints, count: Floats) -> Floats:
     zeroed = np.where(present, values, 0.0)
     if op == "sum":
-        return np.add.reduceat(zeroed, starts, axis=0)
+        return sum_segments(zeroed, starts)
     if op == "count":
         return count
     if op == "group":
         return np.ones_like(count)
     if op == "avg":
-        total = np.add.reduceat(zeroed, starts, axis=0)
+        total = sum_segments(zeroed, starts)
         mean = total / count
         # Prometheus switches to an incremental mean when the sum overflows
         finite_inputs = ~np.logical_or.reduceat(np.isinf(zeroed), starts, axis=0)
@@ -114,12 +116,25 @@ def _reduce(op: str, values: Floats, present: Bools, starts: Ints, count: Floats
         reducer = np.fmin if op == "min" else np.fmax
         return reducer.reduceat(blank, starts, axis=0)
     if op in ("stddev", "stdvar"):
-        mean = np.add.reduceat(zeroed, starts, axis=0) / count
+        mean = sum_segments(zeroed, starts) / count
         rows = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
         dev = np.where(present, values - mean[rows], 0.0)
         var = np.add.reduceat(dev * dev, starts, axis=0) / count
+        # equal values have no spread, exactly (a rounded mean would leave a tiny one)
+        blank = np.where(present, values, np.nan)
+        same = np.fmin.reduceat(blank, starts, axis=0) == np.fmax.reduceat(blank, starts, axis=0)
+        var = np.where(same & np.isfinite(mean), 0.0, var)
         return np.sqrt(var) if op == "stddev" else var
     raise QueryError(f"unsupported aggregation {op}")
+
+
+def warn_quantile_range(ev: Evaluator, q: Floats) -> None:
+    bad = q[np.isnan(q) | (q < 0) | (q > 1)]
+    if len(bad):
+        ev.ctx.annotations.warn(
+            f"PromQL warning: quantile value should be between 0 and 1, got "
+            f"{format_float(float(bad[0]))} ({ev.ctx.argument_position(0)})"
+        )
 
 
 def quantile_columns(q: Floats, values: Floats, present: Bools) -> Floats:
@@ -136,8 +151,8 @@ def quantile_columns(q: Floats, values: Floats, present: Bools) -> Floats:
     upper = np.minimum(n - 1, lower + 1)
     weight = rank - np.floor(rank)
     cols = np.arange(steps)
-    li = np.clip(lower, 0, max(rows - 1, 0)).astype(np.int64)
-    ui = np.clip(upper, 0, max(rows - 1, 0)).astype(np.int64)
+    li = np.clip(np.nan_to_num(lower), 0, max(rows - 1, 0)).astype(np.int64)
+    ui = np.clip(np.nan_to_num(upper), 0, max(rows - 1, 0)).astype(np.int64)
     if rows == 0:
         return np.full(steps, np.nan)
     result = ordered[li, cols] * (1 - weight) + ordered[ui, cols] * weight
@@ -149,7 +164,9 @@ def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) ->
     """topk/bottomk/limitk: the series themselves (labels untouched), present at a step when
     among the group's k chosen there. NaN is chosen last, as in Prometheus."""
     steps = vector.values.shape[1]
-    if np.isnan(k_values).any() or (np.abs(k_values) >= 2**63).any():
+    if np.isnan(k_values).any():
+        raise QueryError("Parameter value is NaN")
+    if (np.abs(k_values) >= 2**63).any():
         raise QueryError(f"Scalar value {k_values[0]} overflows int64")
     k = k_values.astype(np.int64)
     group_labels, gid = _groups(vector, modifier)
@@ -177,9 +194,7 @@ def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) ->
     if steps == 1 and op != "limitk":
         # an instant result lists each group's choice best first, groups in order of appearance
         idx = idx[np.lexsort((rank[idx, 0], gid[idx]))]
-    return InstantSteps(
-        [vector.labels[i] for i in idx], vector.values[idx], chosen[idx]
-    )
+    return InstantSteps([vector.labels[i] for i in idx], vector.values[idx], chosen[idx])
 
 
 def _count_values(vector: InstantSteps, modifier: Any, label: str, steps: int) -> InstantSteps:

@@ -17,6 +17,7 @@ from typing import Any
 import promql_parser
 
 from watchkeeper.promql.ast import at_modifier
+from watchkeeper.promql.engine import parse
 from watchkeeper.promql.errors import QueryParseError
 
 _CARDINALITY = {
@@ -29,17 +30,9 @@ _MATCH_OPS = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
 _SET_OPS = {"and", "or", "unless"}
 
 
-def parse_expr(text: str) -> promql_parser.Expr:
-    """The syntax tree of a query; QueryParseError saying why it is not PromQL."""
-    try:
-        return promql_parser.parse(text)
-    except ValueError as err:
-        raise QueryParseError(f"parse error: {err}") from None
-
-
 def format_query(text: str) -> str:
     """The query in Prometheus' pretty form (what `/api/v1/format_query` answers)."""
-    expr = parse_expr(text)
+    expr = parse(text)
     if _has_time_before_1970(expr):
         # promql-parser prints such an `@` time as 0, which would be a different query
         raise QueryParseError("cannot format an @ modifier time before 1970-01-01")
@@ -49,7 +42,7 @@ def format_query(text: str) -> str:
 
 def parse_query(text: str) -> Any:
     """The query's syntax tree as Prometheus' `/api/v1/parse_query` answers it."""
-    return ast_to_json(parse_expr(text))
+    return ast_to_json(parse(text))
 
 
 def ast_to_json(node: Any) -> Any:
@@ -194,7 +187,9 @@ def _value_type_of(node: Any) -> str:
 def _matchers(selector: Any) -> list[dict[str, str]]:
     if selector.matchers.or_matchers:
         # a promql-parser extension Prometheus' syntax tree has no place for
-        raise QueryParseError("parse error: 'or' between label matchers is not Prometheus PromQL")
+        raise QueryParseError(
+            "1:1: parse error: 'or' between label matchers is not Prometheus PromQL"
+        )
     out = [
         {"name": m.name, "value": m.value, "type": _MATCH_OPS[_name(m.op)]}
         for m in selector.matchers.matchers

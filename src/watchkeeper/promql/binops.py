@@ -40,7 +40,9 @@ def negate(value: Value) -> Value:
     if isinstance(value, ScalarSteps):
         return ScalarSteps(-value.values)
     if isinstance(value, InstantSteps):
-        return merge_same_labels([drop_name(ls) for ls in value.labels], -value.values, value.present)
+        return merge_same_labels(
+            [drop_name(ls) for ls in value.labels], -value.values, value.present
+        )
     raise QueryError("unary minus applies to scalars and instant vectors only")
 
 
@@ -158,12 +160,12 @@ def _vector_vector(
             counts = one.present[rows].sum(axis=0)
             if (counts > 1).any():
                 step = int(np.argmax(counts > 1))
-                both = [r for r in rows if one.present[r, step]][:2]
+                both = sorted(one.labels[r] for r in rows if one.present[r, step])[:2]
                 raise QueryError(
                     f"found duplicate series for the match group "
-                    f"{_match_labels(one.labels[both[0]], names, on)} on the {one_side} "
-                    f"hand-side of the operation: [{format_labels(one.labels[both[1]])}, "
-                    f"{format_labels(one.labels[both[0]])}];many-to-many matching not allowed: "
+                    f"{_match_labels(both[0], names, on)} on the {one_side} "
+                    f"hand-side of the operation: [{format_labels(both[0])}, "
+                    f"{format_labels(both[1])}];many-to-many matching not allowed: "
                     "matching labels must be unique on one side"
                 )
 
@@ -172,20 +174,27 @@ def _vector_vector(
     out_values: list[Floats] = []
     out_present: list[Bools] = []
     out_sig: list[Labels] = []
+    # one-to-one: a signature may be matched once per step, counted before any filtering
+    matched: dict[Labels, Any] = {}
     for i, ls in enumerate(many.labels):
         sig = signature(ls, names, on)
         for j in one_groups.get(sig, ()):
             both = many.present[i] & one.present[j]
             if not both.any():
                 continue
+            if card == "OneToOne":
+                if sig in matched and (matched[sig] & both).any():
+                    raise QueryError(
+                        "multiple matches for labels: many-to-one matching must be explicit "
+                        "(group_left/group_right)"
+                    )
+                matched[sig] = matched[sig] | both if sig in matched else both
             lv, rv = (one.values[j], many.values[i]) if swapped else (many.values[i], one.values[j])
             values, keep = _apply(op, lv, rv, return_bool)
             present = both if keep is None else both & keep
             if not present.any():
                 continue
-            out_labels.append(
-                _result_labels(ls, one.labels[j], names, on, card, include, drop)
-            )
+            out_labels.append(_result_labels(ls, one.labels[j], names, on, card, include, drop))
             out_values.append(values)
             out_present.append(present)
             out_sig.append(sig)

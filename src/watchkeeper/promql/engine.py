@@ -89,6 +89,7 @@ class Engine:
             raise QueryParseError("end timestamp must not be before start time")
         expr = parse(query)
         ctx = self._context(querier, query, start_ms, end_ms, lookback_delta_ms, timeout_s)
+        ctx.range_query = True
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         value = Evaluator(ctx, steps).eval(expr)
         result = _range_result(value, steps)

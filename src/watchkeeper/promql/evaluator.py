@@ -18,7 +18,7 @@ from watchkeeper.model import Labels, Matcher
 from watchkeeper.promql import aggregations, binops, functions
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, QueryTimeoutError
-from watchkeeper.promql.positions import call_argument
+from watchkeeper.promql.positions import call_argument, call_start
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import Annotations
 from watchkeeper.promql.values import (
@@ -47,6 +47,7 @@ class EvalContext:
     max_samples: int
     max_series_per_selector: int
     deadline: float
+    range_query: bool = False
     annotations: Annotations = field(default_factory=Annotations)
     samples_loaded: int = 0
     # function calls seen so far by name, and the calls being evaluated, for positions
@@ -60,6 +61,13 @@ class EvalContext:
 
     def exit_call(self) -> None:
         self._calls.pop()
+
+    def call_position(self) -> str:
+        """`line:column` where the function call being evaluated starts."""
+        if not self._calls:
+            return "1:1"
+        name, ordinal = self._calls[-1]
+        return call_start(self.query, name, ordinal)
 
     def argument_position(self, argument: int) -> str:
         """`line:column` of an argument of the function call being evaluated."""
@@ -204,6 +212,8 @@ class Evaluator:
         if first < window_start:
             first += step_ms
         inner_ts = np.arange(first, int(ends.max()) + 1, step_ms, dtype=np.int64)
+        if len(inner_ts) == 0:
+            return windows([], [], [], ends, range_ms, drop_stale=False)
         inner = Evaluator(self.ctx, inner_ts).eval_vector(node.expr)
         timestamps = [inner_ts[row] for row in inner.present]
         values = [inner.values[i][row] for i, row in enumerate(inner.present)]

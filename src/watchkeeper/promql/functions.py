@@ -15,7 +15,7 @@ import promql_parser as pp
 import re2
 
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
-from watchkeeper.promql import histograms, range_functions
+from watchkeeper.promql import aggregations, histograms, range_functions
 from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
@@ -121,6 +121,7 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
     extra: list[Floats] = []
     if name == "quantile_over_time":
         extra = [_scalar_arg(ev, args[0])]
+        aggregations.warn_quantile_range(ev, extra[0])
     elif name == "predict_linear":
         extra = [_scalar_arg(ev, args[1])]
     elif name in ("double_exponential_smoothing", "holt_winters"):
@@ -147,28 +148,25 @@ RangeCompute = Callable[[RangeSteps, list[Floats], "Evaluator"], range_functions
 
 _RANGE_HANDLERS: dict[str, RangeCompute] = {
     "rate": lambda rs, a, ev: range_functions.extrapolated(rs, counter=True, per_second=True),
-    "increase": lambda rs, a, ev: range_functions.extrapolated(
-        rs, counter=True, per_second=False
-    ),
+    "increase": lambda rs, a, ev: range_functions.extrapolated(rs, counter=True, per_second=False),
     "delta": lambda rs, a, ev: range_functions.extrapolated(rs, counter=False, per_second=False),
     "irate": lambda rs, a, ev: range_functions.instant_change(rs, per_second=True),
     "idelta": lambda rs, a, ev: range_functions.instant_change(rs, per_second=False),
     "resets": lambda rs, a, ev: range_functions.resets(rs),
     "changes": lambda rs, a, ev: range_functions.changes(rs),
     "deriv": lambda rs, a, ev: range_functions.deriv(rs),
-    "predict_linear": lambda rs, a, ev: range_functions.predict_linear(rs, a[0], rs.ends),
+    # the intercept is at the evaluation time, even with `@` or `offset` on the selector
+    "predict_linear": lambda rs, a, ev: range_functions.predict_linear(rs, a[0], ev.ts),
     "first_over_time": lambda rs, a, ev: range_functions.first_over_time(rs),
     "last_over_time": lambda rs, a, ev: range_functions.last_over_time(rs),
     "count_over_time": lambda rs, a, ev: range_functions.count_over_time(rs),
     "present_over_time": lambda rs, a, ev: range_functions.present_over_time(rs),
     "quantile_over_time": lambda rs, a, ev: range_functions.quantile_over_time(rs, a[0]),
     "mad_over_time": lambda rs, a, ev: range_functions.mad_over_time(rs),
-    "double_exponential_smoothing": lambda rs, a, ev: (
-        range_functions.double_exponential_smoothing(rs, a[0], a[1])
-    ),
-    "holt_winters": lambda rs, a, ev: range_functions.double_exponential_smoothing(
+    "double_exponential_smoothing": lambda rs, a, ev: range_functions.double_exponential_smoothing(
         rs, a[0], a[1]
     ),
+    "holt_winters": lambda rs, a, ev: range_functions.double_exponential_smoothing(rs, a[0], a[1]),
     "absent_over_time": lambda rs, a, ev: (np.zeros(0), np.zeros(0, dtype=bool)),
 }
 for _name, _reducer in range_functions.SIMPLE_OVER_TIME.items():
@@ -258,9 +256,7 @@ def _date_part(part: Callable[[dt.datetime], float]) -> Callable[[Evaluator, lis
             vector = ev.eval_vector(args[0])
         else:
             steps = len(ev.ts)
-            vector = InstantSteps(
-                [()], (ev.ts / 1000.0)[None, :], np.ones((1, steps), dtype=bool)
-            )
+            vector = InstantSteps([()], (ev.ts / 1000.0)[None, :], np.ones((1, steps), dtype=bool))
         values = np.full(vector.values.shape, np.nan)
         rows, cols = np.nonzero(vector.present)
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -317,6 +313,11 @@ def _fn_round(ev: Evaluator, args: list[Any]) -> Value:
 def _sort(descending: bool) -> Callable[[Evaluator, list[Any]], Value]:
     def handler(ev: Evaluator, args: list[Any]) -> Value:
         vector = ev.eval_vector(args[0])
+        if ev.ctx.range_query:
+            ev.ctx.annotations.warn(
+                "PromQL warning: sort is ineffective for range queries since results are "
+                f"always ordered by labels ({ev.ctx.call_position()})"
+            )
         if len(ev.ts) != 1 or not vector.labels:
             return vector
         values = vector.values[:, 0]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from watchkeeper.promql.errors import QueryTimeoutError
+from watchkeeper.promql.errors import QueryCanceledError, QueryTimeoutError
 
 T = TypeVar("T")
 
@@ -40,6 +40,7 @@ class QueryGate:
         self._cond = threading.Condition()
         self._running = 0
         self._waiting: deque[object] = deque()
+        self._closed = False
 
     @property
     def running(self) -> int:
@@ -56,6 +57,7 @@ class QueryGate:
         cannot get one by then raises QueryTimeoutError. Waiters are served first come, first
         served."""
         with self._cond:
+            self._refuse_if_closed()
             if not self._waiting and self._running < self.max_concurrent:
                 self._running += 1
                 return
@@ -63,6 +65,7 @@ class QueryGate:
             self._waiting.append(ticket)
             try:
                 while not (self._waiting[0] is ticket and self._running < self.max_concurrent):
+                    self._refuse_if_closed()
                     remaining = deadline - self.clock()
                     if remaining <= 0:
                         raise QueryTimeoutError(
@@ -75,6 +78,16 @@ class QueryGate:
                 self._waiting.remove(ticket)
                 # the next in line may now be first (or a slot may be free for it)
                 self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse queries from now on, including those waiting (the server is stopping)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise QueryCanceledError("query canceled: the server is shutting down")
 
     def release(self) -> None:
         with self._cond:

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 SMALL_DELTA_TOLERANCE = 1e-12
 _MIN_NORMAL = 2.2250738585072014e-308
-MONOTONICITY_URL = "https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile"
+MONOTONICITY_URL = (
+    "https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile"
+)
 
 
 def _almost_equal(a: Floats, b: Floats, epsilon: float) -> Bools:
@@ -55,16 +57,16 @@ def _bucket_groups(
                 f"({node_position})"
             )
             continue
-        key = drop_name(tuple(pair for pair in labels if pair[0] != "le"))
+        # grouped with the name, which is dropped afterwards: two histograms that differ only
+        # by name make a vector with one label set twice, an error as in Prometheus
+        key = tuple(pair for pair in labels if pair[0] != "le")
         bounds, rows, _ = groups.setdefault(key, ([], [], metric_name(labels)))
         bounds.append(bound)
         rows.append(i)
     return groups
 
 
-def _prepared(
-    bounds: list[float], counts: Floats
-) -> tuple[Floats, Floats, Bools]:
+def _prepared(bounds: list[float], counts: Floats) -> tuple[Floats, Floats, Bools]:
     """Sorted, coalesced buckets made monotonic, and per column whether that forced a fix."""
     order = np.argsort(np.array(bounds), kind="stable")
     ub = np.array(bounds)[order]
@@ -129,9 +131,7 @@ def quantile(ev: Evaluator, q: Floats, vector: InstantSteps, arg: Any) -> Instan
     )
 
 
-def bucket_fraction(
-    lower: Floats, upper: Floats, bounds: list[float], counts: Floats
-) -> Floats:
+def bucket_fraction(lower: Floats, upper: Floats, bounds: list[float], counts: Floats) -> Floats:
     """Prometheus' BucketFraction for every column: the share of observations in
     [lower, upper], interpolating linearly inside buckets."""
     steps = counts.shape[1]
@@ -223,10 +223,10 @@ def _per_group(ev: Evaluator, vector: InstantSteps, position: str, compute: Any)
             if len(forced) and forced.any():
                 ev.ctx.annotations.info(
                     "PromQL info: input to histogram_quantile needed to be fixed for "
-                    f"monotonicity (see {MONOTONICITY_URL}) for metric name \"{name}\" "
+                    f'monotonicity (see {MONOTONICITY_URL}) for metric name "{name}" '
                     f"({position})"
                 )
-        labels.append(key)
+        labels.append(drop_name(key))
         values.append(result)
         present.append(p.any(axis=0))
     return merge_same_labels(

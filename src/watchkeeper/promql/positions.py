@@ -27,9 +27,21 @@ def _line_col(text: str, index: int) -> str:
     return f"{line}:{len(text[start:index].encode()) + 1}"
 
 
+def call_start(text: str, function: str, occurrence: int) -> str:
+    """`line:column` of the `occurrence`-th (0-based) call of `function`."""
+    found = _find_call(text, function, occurrence)
+    return "1:1" if found is None else _line_col(text, found[0])
+
+
 def call_argument(text: str, function: str, occurrence: int, argument: int) -> str:
     """`line:column` of argument `argument` (0-based) of the `occurrence`-th (0-based) call of
     `function`; "1:1" when it cannot be found."""
+    found = _find_call(text, function, occurrence)
+    return "1:1" if found is None else _argument_start(text, found[1], argument)
+
+
+def _find_call(text: str, function: str, occurrence: int) -> tuple[int, int] | None:
+    """Where the call's name starts and where its arguments start."""
     seen = 0
     i = 0
     while i < len(text):
@@ -51,12 +63,12 @@ def call_argument(text: str, function: str, occurrence: int, argument: int) -> s
                 k += 1
             if word == function and k < len(text) and text[k] == "(":
                 if seen == occurrence:
-                    return _argument_start(text, k + 1, argument)
+                    return i, k + 1
                 seen += 1
             i = j
             continue
         i += 1
-    return "1:1"
+    return None
 
 
 def _argument_start(text: str, i: int, argument: int) -> str:

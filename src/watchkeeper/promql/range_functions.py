@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from watchkeeper.promql.aggregations import quantile_columns
+from watchkeeper.promql.summation import sum_segments
 from watchkeeper.promql.values import Bools, Floats, Ints, RangeSteps
 
 Result = tuple[Floats, Bools]
@@ -154,11 +155,11 @@ def reduce_windows(rs: RangeSteps, reducer: Reducer, min_count: int = 1) -> Resu
 
 
 def _sum(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
-    return np.add.reduceat(g, seg)
+    return sum_segments(g, seg)
 
 
 def _avg(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
-    total = np.add.reduceat(g, seg)
+    total = sum_segments(g, seg)
     mean = total / c
     overflow = np.isinf(total) & ~np.logical_or.reduceat(np.isinf(g), seg)
     if overflow.any():
@@ -176,9 +177,12 @@ def _max(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
 
 
 def _variance(g: Floats, seg: Ints, c: Ints) -> Floats:
-    mean = np.add.reduceat(g, seg) / c
+    mean = sum_segments(g, seg) / c
     dev = g - np.repeat(mean, c)
-    return np.add.reduceat(dev * dev, seg) / c
+    variance = np.add.reduceat(dev * dev, seg) / c
+    # equal values have no spread, exactly (a rounded mean would leave a tiny one)
+    same = np.fmin.reduceat(g, seg) == np.fmax.reduceat(g, seg)
+    return np.where(same & np.isfinite(mean), 0.0, variance)
 
 
 def _stdvar(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
@@ -231,9 +235,7 @@ def mad_over_time(rs: RangeSteps) -> Result:
     return reduce_windows(rs, reducer)
 
 
-def _regression(
-    g: Floats, seg: Ints, c: Ints, x: Floats
-) -> tuple[Floats, Floats]:
+def _regression(g: Floats, seg: Ints, c: Ints, x: Floats) -> tuple[Floats, Floats]:
     """Least-squares slope and intercept per window (Prometheus' linearRegression, including
     its answer for a constant series)."""
     n = c.astype(np.float64)
