@@ -11,6 +11,7 @@ import numpy as np
 import promql_parser as pp
 
 from watchkeeper.promql.ast import selector_matcher_sets, walk
+from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.evaluator import EvalContext, Evaluator
 from watchkeeper.promql.querier import Querier
@@ -61,7 +62,7 @@ class Engine:
         lookback_delta_ms: int | None = None,
         timeout_s: float | None = None,
     ) -> QueryResult:
-        expr = parse(query)
+        expr = parse(rewrite_durations(query, 0, 0))
         ctx = self._context(querier, query, time_ms, time_ms, lookback_delta_ms, timeout_s)
         value = Evaluator(ctx, np.array([time_ms], dtype=np.int64)).eval(expr)
         result = _instant_result(value, time_ms)
@@ -87,7 +88,7 @@ class Engine:
             )
         if end_ms < start_ms:
             raise QueryParseError("end timestamp must not be before start time")
-        expr = parse(query)
+        expr = parse(rewrite_durations(query, step_ms, end_ms - start_ms))
         ctx = self._context(querier, query, start_ms, end_ms, lookback_delta_ms, timeout_s)
         ctx.range_query = True
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)

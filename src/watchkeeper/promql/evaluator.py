@@ -18,7 +18,12 @@ from watchkeeper.model import Labels, Matcher
 from watchkeeper.promql import aggregations, binops, functions
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, QueryTimeoutError
-from watchkeeper.promql.positions import call_argument, call_start
+from watchkeeper.promql.positions import (
+    call_argument,
+    call_argument_text,
+    call_start,
+    go_string_is_utf8,
+)
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import Annotations
 from watchkeeper.promql.values import (
@@ -68,6 +73,13 @@ class EvalContext:
             return "1:1"
         name, ordinal = self._calls[-1]
         return call_start(self.query, name, ordinal)
+
+    def argument_is_utf8(self, argument: int) -> bool:
+        """Whether a string argument of the call being evaluated is valid UTF-8 as written."""
+        if not self._calls:
+            return True
+        name, ordinal = self._calls[-1]
+        return go_string_is_utf8(call_argument_text(self.query, name, ordinal, argument))
 
     def argument_position(self, argument: int) -> str:
         """`line:column` of an argument of the function call being evaluated."""

@@ -361,7 +361,7 @@ def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
         regex = re2.compile(f"^(?s:{pattern})$")
     except re2.error as err:
         raise QueryError(f"invalid regular expression in label_replace(): {pattern}") from err
-    if not is_valid_label_name(dst):
+    if not is_valid_label_name(dst) or not ev.ctx.argument_is_utf8(1):
         raise QueryError(f"invalid destination label name in label_replace(): {dst}")
     labels: list[Labels] = []
     for ls in vector.labels:
@@ -382,7 +382,7 @@ def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
     dst = _string_arg(ev, args[1])
     separator = _string_arg(ev, args[2])
     sources = [_string_arg(ev, a) for a in args[3:]]
-    if not is_valid_label_name(dst):
+    if not is_valid_label_name(dst) or not ev.ctx.argument_is_utf8(1):
         raise QueryError(f"invalid destination label name in label_join(): {dst}")
     labels: list[Labels] = []
     for ls in vector.labels:

@@ -71,6 +71,54 @@ def _find_call(text: str, function: str, occurrence: int) -> tuple[int, int] | N
     return None
 
 
+def call_argument_text(text: str, function: str, occurrence: int, argument: int) -> str:
+    """The raw text from where the argument starts (empty when it cannot be found)."""
+    found = _find_call(text, function, occurrence)
+    if found is None:
+        return ""
+    where = _argument_start(text, found[1], argument)
+    line, column = (int(part) for part in where.split(":"))
+    lines = text.split("\n")
+    if line > len(lines):
+        return ""
+    return lines[line - 1].encode()[column - 1 :].decode(errors="replace")
+
+
+def go_string_is_utf8(raw: str) -> bool:
+    """Whether the Go string literal at the start of `raw` holds valid UTF-8: `"\\xff"` is
+    one byte 0xFF in Go, which no label name may contain, while Python reads it as `ÿ`."""
+    if not raw or raw[0] not in "\"'" or "\\" not in raw:
+        return True
+    quote = raw[0]
+    out = bytearray()
+    i = 1
+    while i < len(raw) and raw[i] != quote:
+        ch = raw[i]
+        if ch != "\\":
+            out += ch.encode()
+            i += 1
+            continue
+        nxt = raw[i + 1 : i + 2]
+        if nxt == "x":
+            out.append(int(raw[i + 2 : i + 4], 16))
+            i += 4
+        elif nxt.isdigit():
+            out.append(int(raw[i + 1 : i + 4], 8) & 0xFF)
+            i += 4
+        elif nxt in ("u", "U"):
+            width = 4 if nxt == "u" else 8
+            out += chr(int(raw[i + 2 : i + 2 + width], 16)).encode()
+            i += 2 + width
+        else:
+            out += b"?"
+            i += 2
+    try:
+        out.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _argument_start(text: str, i: int, argument: int) -> str:
     depth = 0
     index = 0
