@@ -23,8 +23,10 @@ class MatchOp(StrEnum):
 
 def compile_anchored(pattern: str) -> Any:
     """Compile a Prometheus regex: anchored at both ends, `.` matching newlines."""
+    options = re2.Options()
+    options.log_errors = False  # the error is raised to the caller; nothing for stderr
     try:
-        return re2.compile(f"^(?s:{pattern})$")
+        return re2.compile(f"^(?s:{pattern})$", options)
     except re2.error as err:
         raise ValueError(f"invalid regular expression {pattern!r}: {err}") from None
 

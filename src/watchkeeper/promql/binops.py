@@ -155,7 +155,7 @@ def _vector_vector(
     one_groups: dict[Labels, list[int]] = {}
     for j, ls in enumerate(one.labels):
         one_groups.setdefault(signature(ls, names, on), []).append(j)
-    for sig, rows in one_groups.items():
+    for rows in one_groups.values():
         if len(rows) > 1:
             counts = one.present[rows].sum(axis=0)
             if (counts > 1).any():

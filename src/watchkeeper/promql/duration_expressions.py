@@ -15,8 +15,15 @@ import re
 
 from watchkeeper.promql.errors import QueryParseError
 
-_UNITS_MS = {"y": 31_536_000_000, "w": 604_800_000, "d": 86_400_000, "h": 3_600_000,
-             "m": 60_000, "s": 1000, "ms": 1}
+_UNITS_MS = {
+    "y": 31_536_000_000,
+    "w": 604_800_000,
+    "d": 86_400_000,
+    "h": 3_600_000,
+    "m": 60_000,
+    "s": 1000,
+    "ms": 1,
+}
 _DURATION = re.compile(r"(?:\d+(?:ms|[ywdhms]))+")
 _DURATION_PART = re.compile(r"(\d+)(ms|[ywdhms])")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -104,9 +111,12 @@ class _Parser:
         duration = _DURATION.match(self.text, self.pos)
         if duration:
             self.pos = duration.end()
-            return sum(
-                int(n) * _UNITS_MS[unit] for n, unit in _DURATION_PART.findall(duration.group())
-            ) / 1000.0
+            return (
+                sum(
+                    int(n) * _UNITS_MS[unit] for n, unit in _DURATION_PART.findall(duration.group())
+                )
+                / 1000.0
+            )
         number = _NUMBER.match(self.text, self.pos)
         if number:
             self.pos = number.end()
@@ -209,9 +219,7 @@ def _rewrite_brackets(content: str, step_s: float, range_s: float) -> str:
     return ":".join(rewritten)
 
 
-def _rewrite_offset(
-    query: str, i: int, out: list[str], step_s: float, range_s: float
-) -> int:
+def _rewrite_offset(query: str, i: int, out: list[str], step_s: float, range_s: float) -> int:
     """Rewrites the operand after `offset` at `i`; returns where the rest of the query starts."""
     j = i
     while j < len(query) and query[j].isspace():

@@ -15,12 +15,14 @@ import promql_parser as pp
 import re2
 
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
+from watchkeeper.model.matchers import compile_anchored
 from watchkeeper.promql import aggregations, histograms, range_functions
 from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
     Floats,
     InstantSteps,
+    Ints,
     RangeSteps,
     ScalarSteps,
     StringValue,
@@ -128,7 +130,7 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
         extra = [_scalar_arg(ev, args[1]), _scalar_arg(ev, args[2])]
         _check_smoothing(extra[0], extra[1])
     ev.ctx.count_samples(int(rs.counts.sum(axis=0).max(initial=0)))
-    values, present = compute(rs, extra, ev)
+    values, present = compute(rs, extra, ev.ts)
     keep_name = name in OVER_TIME_KEEPING_NAME
     labels = rs.labels if keep_name else [drop_name(ls) for ls in rs.labels]
     del steps
@@ -144,35 +146,39 @@ def _check_smoothing(sf: Floats, tf: Floats) -> None:
             raise QueryError(f"invalid trend factor. Expected: 0 < tf < 1, got: {value:f}")
 
 
-RangeCompute = Callable[[RangeSteps, list[Floats], "Evaluator"], range_functions.Result]
+RangeCompute = Callable[[RangeSteps, list[Floats], Ints], range_functions.Result]
 
 _RANGE_HANDLERS: dict[str, RangeCompute] = {
-    "rate": lambda rs, a, ev: range_functions.extrapolated(rs, counter=True, per_second=True),
-    "increase": lambda rs, a, ev: range_functions.extrapolated(rs, counter=True, per_second=False),
-    "delta": lambda rs, a, ev: range_functions.extrapolated(rs, counter=False, per_second=False),
-    "irate": lambda rs, a, ev: range_functions.instant_change(rs, per_second=True),
-    "idelta": lambda rs, a, ev: range_functions.instant_change(rs, per_second=False),
-    "resets": lambda rs, a, ev: range_functions.resets(rs),
-    "changes": lambda rs, a, ev: range_functions.changes(rs),
-    "deriv": lambda rs, a, ev: range_functions.deriv(rs),
+    "rate": lambda rs, a, ts: range_functions.extrapolated(rs, counter=True, per_second=True),
+    "increase": lambda rs, a, ts: range_functions.extrapolated(rs, counter=True, per_second=False),
+    "delta": lambda rs, a, ts: range_functions.extrapolated(rs, counter=False, per_second=False),
+    "irate": lambda rs, a, ts: range_functions.instant_change(rs, per_second=True),
+    "idelta": lambda rs, a, ts: range_functions.instant_change(rs, per_second=False),
+    "resets": lambda rs, a, ts: range_functions.resets(rs),
+    "changes": lambda rs, a, ts: range_functions.changes(rs),
+    "deriv": lambda rs, a, ts: range_functions.deriv(rs),
     # the intercept is at the evaluation time, even with `@` or `offset` on the selector
-    "predict_linear": lambda rs, a, ev: range_functions.predict_linear(rs, a[0], ev.ts),
-    "first_over_time": lambda rs, a, ev: range_functions.first_over_time(rs),
-    "last_over_time": lambda rs, a, ev: range_functions.last_over_time(rs),
-    "count_over_time": lambda rs, a, ev: range_functions.count_over_time(rs),
-    "present_over_time": lambda rs, a, ev: range_functions.present_over_time(rs),
-    "quantile_over_time": lambda rs, a, ev: range_functions.quantile_over_time(rs, a[0]),
-    "mad_over_time": lambda rs, a, ev: range_functions.mad_over_time(rs),
-    "double_exponential_smoothing": lambda rs, a, ev: range_functions.double_exponential_smoothing(
+    "predict_linear": lambda rs, a, ts: range_functions.predict_linear(rs, a[0], ts),
+    "first_over_time": lambda rs, a, ts: range_functions.first_over_time(rs),
+    "last_over_time": lambda rs, a, ts: range_functions.last_over_time(rs),
+    "count_over_time": lambda rs, a, ts: range_functions.count_over_time(rs),
+    "present_over_time": lambda rs, a, ts: range_functions.present_over_time(rs),
+    "quantile_over_time": lambda rs, a, ts: range_functions.quantile_over_time(rs, a[0]),
+    "mad_over_time": lambda rs, a, ts: range_functions.mad_over_time(rs),
+    "double_exponential_smoothing": lambda rs, a, ts: range_functions.double_exponential_smoothing(
         rs, a[0], a[1]
     ),
-    "holt_winters": lambda rs, a, ev: range_functions.double_exponential_smoothing(rs, a[0], a[1]),
-    "absent_over_time": lambda rs, a, ev: (np.zeros(0), np.zeros(0, dtype=bool)),
+    "holt_winters": lambda rs, a, ts: range_functions.double_exponential_smoothing(rs, a[0], a[1]),
+    "absent_over_time": lambda rs, a, ts: (np.zeros(0), np.zeros(0, dtype=bool)),
 }
+
+
+def _over_time(reducer: range_functions.Reducer) -> RangeCompute:
+    return lambda rs, a, ts: range_functions.reduce_windows(rs, reducer)
+
+
 for _name, _reducer in range_functions.SIMPLE_OVER_TIME.items():
-    _RANGE_HANDLERS[_name] = (
-        lambda reducer: lambda rs, a, ev: range_functions.reduce_windows(rs, reducer)
-    )(_reducer)
+    _RANGE_HANDLERS[_name] = _over_time(_reducer)
 
 
 # -- absent
@@ -358,8 +364,8 @@ def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
     vector = ev.eval_vector(args[0])
     dst, replacement, src, pattern = (_string_arg(ev, a) for a in args[1:5])
     try:
-        regex = re2.compile(f"^(?s:{pattern})$")
-    except re2.error as err:
+        regex = compile_anchored(pattern)
+    except ValueError as err:
         raise QueryError(f"invalid regular expression in label_replace(): {pattern}") from err
     if not is_valid_label_name(dst) or not ev.ctx.argument_is_utf8(1):
         raise QueryError(f"invalid destination label name in label_replace(): {dst}")

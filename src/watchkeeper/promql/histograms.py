@@ -30,7 +30,8 @@ def _almost_equal(a: Floats, b: Floats, epsilon: float) -> Bools:
         tiny = (a == 0) | (b == 0) | (abs_sum < _MIN_NORMAL)
         relative = diff / np.minimum(abs_sum, np.finfo(np.float64).max) < epsilon
         result = np.where(tiny, diff < epsilon * _MIN_NORMAL, relative)
-    return (a == b) | (np.isnan(a) & np.isnan(b)) | result
+    equal: Bools = (a == b) | (np.isnan(a) & np.isnan(b)) | result
+    return equal
 
 
 def _parse_le(value: str) -> float | None:
@@ -161,7 +162,13 @@ def _fraction_one(lower: float, upper: float, ub: Floats, c: Floats, count: floa
         upper_bound = float(ub[i])
         bucket = float(c[i])
 
-        def interpolate(v: float, lb: float = lower_bound, ubound: float = upper_bound) -> float:
+        def interpolate(
+            v: float,
+            lb: float = lower_bound,
+            ubound: float = upper_bound,
+            bucket: float = bucket,
+            rank: float = rank,
+        ) -> float:
             if lb == -math.inf:
                 return bucket
             return rank + (bucket - rank) * (v - lb) / (ubound - lb)
@@ -228,7 +235,7 @@ def _per_group(ev: Evaluator, vector: InstantSteps, position: str, compute: Any)
                 )
         labels.append(drop_name(key))
         values.append(result)
-        present.append(p.any(axis=0))
+        present.append(np.asarray(p.any(axis=0), dtype=bool))
     return merge_same_labels(
         labels,
         np.array(values).reshape(len(labels), steps),

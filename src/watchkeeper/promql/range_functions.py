@@ -269,7 +269,8 @@ def predict_linear(rs: RangeSteps, seconds: Floats, eval_ts: Ints) -> Result:
         at = eval_ts[w % steps]
         x = (t - np.repeat(at, c)) / 1000.0
         slope, intercept = _regression(g, seg, c, x)
-        return slope * seconds[w % steps] + intercept
+        predicted: Floats = slope * seconds[w % steps] + intercept
+        return predicted
 
     return reduce_windows(rs, reducer, min_count=2)
 
@@ -286,14 +287,12 @@ def double_exponential_smoothing(rs: RangeSteps, sf: Floats, tf: Floats) -> Resu
         trend = padded[1] - padded[0]
         for i in range(1, padded.shape[0]):
             live = c > i
-            if i > 1:
-                new_trend = t_f * (s1 - s0) + (1 - t_f) * trend
-            else:
-                new_trend = trend
+            new_trend = t_f * (s1 - s0) + (1 - t_f) * trend if i > 1 else trend
             new_s1 = s_f * padded[i] + (1 - s_f) * (s1 + new_trend)
             s0 = np.where(live, s1, s0)
             s1 = np.where(live, new_s1, s1)
             trend = np.where(live, new_trend, trend)
-        return s1
+        smoothed: Floats = s1
+        return smoothed
 
     return reduce_windows(rs, reducer, min_count=2)

@@ -25,7 +25,8 @@ STALE_NAN_BITS = 0x7FF0000000000002
 
 
 def is_stale(values: Floats) -> Bools:
-    return values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    stale: Bools = values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    return stale
 
 
 @dataclass

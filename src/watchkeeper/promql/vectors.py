@@ -67,7 +67,7 @@ def merge_same_labels(
         which = np.argmax(p, axis=0)
         out_labels.append(ls)
         rows_v.append(values[rows][which, np.arange(values.shape[1])])
-        rows_p.append(p.any(axis=0))
+        rows_p.append(np.asarray(p.any(axis=0), dtype=bool))
     steps = values.shape[1]
     return InstantSteps(
         out_labels,
