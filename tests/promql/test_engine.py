@@ -1,0 +1,184 @@
+"""The engine's own rules beyond the conformance files: limits, result shapes, duration
+expressions, annotation positions, and reading from the real store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchkeeper.model import SeriesBatch, labels_from_dict
+from watchkeeper.promql.aggregations import format_float
+from watchkeeper.promql.duration_expressions import rewrite
+from watchkeeper.promql.engine import Engine, EngineOptions
+from watchkeeper.promql.errors import QueryError, QueryParseError, QueryTimeoutError
+from watchkeeper.promql.positions import call_argument, call_start, go_string_is_utf8
+from watchkeeper.promql.querier import MemoryQuerier, StoreQuerier
+from watchkeeper.promql.values import STALE_NAN_BITS
+from watchkeeper.store import MetricsDB, StorageOptions
+from watchkeeper.store.types import SeriesSamples
+
+MINUTE = 60_000
+
+
+def _series(labels: dict[str, str], times: list[int], values: list[float]) -> SeriesSamples:
+    return SeriesSamples(
+        labels_from_dict(labels),
+        np.array(times, dtype=np.int64),
+        np.array(values, dtype=np.float64),
+    )
+
+
+def _querier(n: int = 3, points: int = 11) -> MemoryQuerier:
+    times = [k * MINUTE for k in range(points)]
+    return MemoryQuerier(
+        [
+            _series({"__name__": "up", "job": "api", "i": str(i)}, times, [float(i)] * points)
+            for i in range(n)
+        ]
+    )
+
+
+def test_instant_and_range_result_shapes() -> None:
+    engine = Engine()
+    querier = _querier()
+    vector = engine.instant_query(querier, "up", 5 * MINUTE)
+    assert vector.result_type == "vector"
+    assert [s.values.tolist() for s in vector.series] == [[0.0], [1.0], [2.0]]
+    assert all(s.timestamps.tolist() == [5 * MINUTE] for s in vector.series)
+    matrix = engine.instant_query(querier, "up[2m]", 5 * MINUTE)
+    assert matrix.result_type == "matrix"
+    assert matrix.series[0].timestamps.tolist() == [4 * MINUTE, 5 * MINUTE]  # left-open window
+    scalar = engine.instant_query(querier, "1 + 2", 0)
+    assert (scalar.result_type, scalar.scalar) == ("scalar", 3.0)
+    string = engine.instant_query(querier, '"hello"', 0)
+    assert (string.result_type, string.string) == ("string", "hello")
+    ranged = engine.range_query(querier, "sum(up)", 0, 10 * MINUTE, 2 * MINUTE)
+    assert ranged.result_type == "matrix"
+    assert ranged.series[0].timestamps.tolist() == [
+        0,
+        2 * MINUTE,
+        4 * MINUTE,
+        6 * MINUTE,
+        8 * MINUTE,
+        10 * MINUTE,
+    ]
+    assert ranged.series[0].values.tolist() == [3.0] * 6
+
+
+def test_range_query_rejects_range_vectors_and_bad_steps() -> None:
+    engine = Engine()
+    with pytest.raises(QueryParseError, match='invalid expression type "range vector"'):
+        engine.range_query(_querier(), "up[5m]", 0, MINUTE, 1000)
+    with pytest.raises(QueryParseError, match="zero or negative query resolution"):
+        engine.range_query(_querier(), "up", 0, MINUTE, 0)
+    with pytest.raises(QueryParseError, match="end timestamp must not be before start"):
+        engine.range_query(_querier(), "up", MINUTE, 0, 1000)
+
+
+def test_parse_errors_are_bad_data() -> None:
+    engine = Engine()
+    with pytest.raises(QueryParseError, match="parse error") as caught:
+        engine.instant_query(_querier(), "sum(", 0)
+    assert caught.value.kind == "bad_data"
+    with pytest.raises(QueryParseError, match="at least one non-empty matcher"):
+        engine.instant_query(_querier(), '{job=~".*"}', 0)
+
+
+def test_max_samples_limit_names_itself() -> None:
+    engine = Engine(EngineOptions(max_samples=20))
+    assert len(engine.instant_query(_querier(3, 5), "up", 4 * MINUTE).series) == 3
+    with pytest.raises(QueryError, match=r"too many samples.*query.max_samples=20") as caught:
+        engine.instant_query(_querier(3, 11), "sum_over_time(up[10m])", 10 * MINUTE)
+    assert caught.value.kind == "execution"
+
+
+def test_max_series_per_selector_limit_names_itself() -> None:
+    engine = Engine(EngineOptions(max_series_per_selector=2))
+    with pytest.raises(QueryError, match=r"query\.max_series_per_selector"):
+        engine.instant_query(_querier(3), "up", 0)
+    assert len(engine.instant_query(_querier(3), 'up{i!="0"}', 0).series) == 2
+
+
+def test_timeout_is_a_timeout_error() -> None:
+    engine = Engine(EngineOptions(timeout_s=0.0))
+    time.sleep(0.001)
+    with pytest.raises(QueryTimeoutError, match="timed out") as caught:
+        engine.instant_query(_querier(), "up", 0)
+    assert caught.value.kind == "timeout"
+
+
+def test_stale_marker_ends_a_series() -> None:
+    stale = float(np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0])
+    querier = MemoryQuerier([_series({"__name__": "m"}, [0, MINUTE], [1.0, stale])])
+    engine = Engine()
+    assert len(engine.instant_query(querier, "m", 30_000).series) == 1
+    assert engine.instant_query(querier, "m", 2 * MINUTE).series == []
+    # a range selector drops the marker itself
+    window = engine.instant_query(querier, "m[5m]", 2 * MINUTE).series[0]
+    assert window.values.tolist() == [1.0]
+
+
+def test_duration_expressions_become_literals() -> None:
+    assert rewrite("rate(x[5m+1m])", 0, 0) == "rate(x[360000ms])"
+    assert rewrite("x[30s:step()*2]", 15_000, 0) == "x[30s:30000ms]"
+    assert rewrite("x offset (2*2)", 0, 0) == "x offset 4000ms"
+    assert rewrite("x offset 100 + 2", 0, 0) == "x offset 100 + 2"
+    assert rewrite("x offset -min_of(step(), 1s)+8000", 5000, 0) == "x offset -1000ms+8000"
+    assert rewrite("x offset range()", 0, 0).strip() == "x"
+    assert rewrite('x{a="[1+1]"}[1h]', 0, 0) == 'x{a="[1+1]"}[1h]'
+
+
+def test_annotation_positions() -> None:
+    text = "sum(histogram_quantile(0.9, rate(x[5m]))) / histogram_quantile(0.5, y)"
+    assert call_argument(text, "histogram_quantile", 0, 1) == "1:29"
+    assert call_argument(text, "histogram_quantile", 1, 1) == "1:69"
+    assert call_start(text, "histogram_quantile", 1) == "1:45"
+    assert call_argument('f("a,b", c)', "f", 0, 1) == "1:10"
+
+
+def test_go_string_utf8_check() -> None:
+    assert go_string_is_utf8('"abc"')
+    assert go_string_is_utf8('"\\u00ff"')
+    assert not go_string_is_utf8('"\\xff"')
+    assert go_string_is_utf8('"\\xc3\\xbf"')
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (1e21, "1000000000000000000000"),
+        (-0.0, "0"),
+        (float("nan"), "NaN"),
+        (float("inf"), "+Inf"),
+        (-2.5e-7, "-0.00000025"),
+    ],
+)
+def test_format_float_like_go(value: float, text: str) -> None:
+    assert format_float(value) == text
+
+
+def test_queries_read_the_real_store(tmp_path: Path) -> None:
+    db = MetricsDB(tmp_path, StorageOptions(retention_ms=10**12, block_duration_ms=10 * MINUTE))
+    db.open()
+    try:
+        rows = [
+            (labels_from_dict({"__name__": "req_total", "code": code}), k * 15_000, float(k * n))
+            for k in range(80)
+            for code, n in (("200", 2), ("500", 1))
+        ]
+        db.append("t1", SeriesBatch.from_samples(rows))
+        db.compact(force=True)  # some samples from blocks, the rest from the head
+        engine = Engine()
+        result = engine.instant_query(
+            StoreQuerier(db, "t1"), "sum by (code) (rate(req_total[5m]))", 79 * 15_000
+        )
+        rates = {dict(s.labels)["code"]: float(s.values[0]) for s in result.series}
+        assert rates == pytest.approx({"200": 2 / 15, "500": 1 / 15})
+        assert engine.instant_query(StoreQuerier(db, "other"), "req_total", 0).series == []
+    finally:
+        db.close()
