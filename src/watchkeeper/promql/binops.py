@@ -170,36 +170,47 @@ def _vector_vector(
                 )
 
     drop = op in ARITHMETIC or return_bool
-    out_labels: list[Labels] = []
-    out_values: list[Floats] = []
-    out_present: list[Bools] = []
-    out_sig: list[Labels] = []
-    # one-to-one: a signature may be matched once per step, counted before any filtering
-    matched: dict[Labels, Any] = {}
+    # every (many, one) pair with equal signatures; the arithmetic then runs on all at once
+    pair_many: list[int] = []
+    pair_one: list[int] = []
+    pair_sig: list[int] = []
+    sig_ids: dict[Labels, int] = {}
+    sigs: list[Labels] = []
     for i, ls in enumerate(many.labels):
         sig = signature(ls, names, on)
         for j in one_groups.get(sig, ()):
-            both = many.present[i] & one.present[j]
-            if not both.any():
-                continue
-            if card == "OneToOne":
-                if sig in matched and (matched[sig] & both).any():
-                    raise QueryError(
-                        "multiple matches for labels: many-to-one matching must be explicit "
-                        "(group_left/group_right)"
-                    )
-                matched[sig] = matched[sig] | both if sig in matched else both
-            lv, rv = (one.values[j], many.values[i]) if swapped else (many.values[i], one.values[j])
-            values, keep = _apply(op, lv, rv, return_bool)
-            present = both if keep is None else both & keep
-            if not present.any():
-                continue
-            out_labels.append(_result_labels(ls, one.labels[j], names, on, card, include, drop))
-            out_values.append(values)
-            out_present.append(present)
-            out_sig.append(sig)
-    values_arr = np.array(out_values, dtype=np.float64).reshape(len(out_values), steps)
-    present_arr = np.array(out_present, dtype=bool).reshape(len(out_present), steps)
+            pair_many.append(i)
+            pair_one.append(j)
+            if sig not in sig_ids:
+                sig_ids[sig] = len(sigs)
+                sigs.append(sig)
+            pair_sig.append(sig_ids[sig])
+    ii = np.array(pair_many, dtype=np.int64)
+    jj = np.array(pair_one, dtype=np.int64)
+    sid = np.array(pair_sig, dtype=np.int64)
+    paired = many.present[ii] & one.present[jj]
+    if card == "OneToOne" and len(ii):
+        # a signature may be matched once per step, counted before any filtering
+        matches = np.zeros((len(sigs), steps), dtype=np.int64)
+        np.add.at(matches, sid, paired.astype(np.int64))
+        if (matches > 1).any():
+            raise QueryError(
+                "multiple matches for labels: many-to-one matching must be explicit "
+                "(group_left/group_right)"
+            )
+    lv, rv = (one.values[jj], many.values[ii]) if swapped else (many.values[ii], one.values[jj])
+    values, keep = _apply(op, lv, rv, return_bool)
+    present = paired if keep is None else paired & keep
+    kept = np.flatnonzero(present.any(axis=1))
+    out_labels = [
+        _result_labels(
+            many.labels[pair_many[r]], one.labels[pair_one[r]], names, on, card, include, drop
+        )
+        for r in kept.tolist()
+    ]
+    out_sig = [sigs[pair_sig[r]] for r in kept.tolist()]
+    values_arr = np.asarray(values[kept], dtype=np.float64).reshape(len(kept), steps)
+    present_arr = present[kept].reshape(len(kept), steps)
     _check_unique_matches(out_labels, out_sig, present_arr, card)
     return merge_same_labels(out_labels, values_arr, present_arr)
 
