@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import xxhash
 
 from watchkeeper.model import METRIC_NAME, Labels
 from watchkeeper.promql.errors import QueryError
@@ -64,7 +65,9 @@ def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
             raise QueryError(f"{op} needs a scalar as its first argument")
         return _select_k(op, vector, node.modifier, param.values)
     if op == "limit_ratio":
-        raise QueryError("limit_ratio is not supported yet")
+        if not isinstance(param, ScalarSteps):
+            raise QueryError("limit_ratio needs a scalar as its first argument")
+        return _limit_ratio(ev, vector, param.values)
     group_labels, gid = _groups(vector, node.modifier)
     ngroups = len(group_labels)
     if ngroups == 0:
@@ -195,6 +198,44 @@ def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) ->
         # an instant result lists each group's choice best first, groups in order of appearance
         idx = idx[np.lexsort((rank[idx, 0], gid[idx]))]
     return InstantSteps([vector.labels[i] for i in idx], vector.values[idx], chosen[idx])
+
+
+def label_hash(labels: Labels) -> int:
+    """Prometheus' labels.Hash (its default label encoding since 3.x): XXH64 over each name and
+    value, each preceded by its length as a uvarint."""
+    data = bytearray()
+    for name, value in labels:
+        for text in (name.encode(), value.encode()):
+            size = len(text)
+            while size >= 0x80:
+                data.append((size & 0x7F) | 0x80)
+                size >>= 7
+            data.append(size)
+            data += text
+    return int(xxhash.xxh64_intdigest(bytes(data)))
+
+
+def _limit_ratio(ev: Evaluator, vector: InstantSteps, ratios: Floats) -> InstantSteps:
+    """limit_ratio(r, v): the series whose label hash falls below r of the hash range (r > 0),
+    or above 1 + r (r < 0), so that r and -(1 - r) pick complementary series, the same ones at
+    every step."""
+    if np.isnan(ratios).any():
+        raise QueryError("Ratio value is NaN")
+    if (np.abs(ratios) > 1).any():
+        bad = float(ratios[np.abs(ratios) > 1][0])
+        ev.ctx.annotations.warn(
+            f"PromQL warning: ratio value should be between -1 and 1, got {format_float(bad)}, "
+            f"capping to {format_float(float(np.clip(bad, -1, 1)))} "
+            f"({ev.ctx.argument_position(0)})"
+        )
+    ratio = np.clip(ratios, -1.0, 1.0)[None, :]
+    offsets = np.array(
+        [label_hash(ls) / float(2**64 - 1) for ls in vector.labels], dtype=np.float64
+    )[:, None]
+    keep = ((ratio >= 0) & (offsets < ratio)) | ((ratio < 0) & (offsets >= 1.0 + ratio))
+    chosen = vector.present & keep & (ratio != 0)
+    rows = np.flatnonzero(chosen.any(axis=1))
+    return InstantSteps([vector.labels[i] for i in rows], vector.values[rows], chosen[rows])
 
 
 def _count_values(vector: InstantSteps, modifier: Any, label: str, steps: int) -> InstantSteps:

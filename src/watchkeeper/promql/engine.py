@@ -91,6 +91,7 @@ class Engine:
         expr = parse(rewrite_durations(query, step_ms, end_ms - start_ms))
         ctx = self._context(querier, query, start_ms, end_ms, lookback_delta_ms, timeout_s)
         ctx.range_query = True
+        ctx.step_ms = step_ms
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         value = Evaluator(ctx, steps).eval(expr)
         result = _range_result(value, steps)

@@ -53,6 +53,7 @@ class EvalContext:
     max_series_per_selector: int
     deadline: float
     range_query: bool = False
+    step_ms: int = 0
     annotations: Annotations = field(default_factory=Annotations)
     samples_loaded: int = 0
     # function calls seen so far by name, and the calls being evaluated, for positions
@@ -108,10 +109,6 @@ class Evaluator:
     def __init__(self, ctx: EvalContext, ts: Ints) -> None:
         self.ctx = ctx
         self.ts = ts
-
-    def argument_position(self, function: str, argument: int) -> str:
-        del function  # the call being evaluated is known to the context
-        return self.ctx.argument_position(argument)
 
     @property
     def steps(self) -> int:

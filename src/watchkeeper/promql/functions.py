@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from watchkeeper.promql.evaluator import Evaluator
 
 
+Handler = Callable[["Evaluator", list[Any]], Value]
+
+
 def _sgn(v: Floats) -> Floats:
     return np.where(np.isnan(v), v, np.sign(v))
 
@@ -165,6 +168,10 @@ _RANGE_HANDLERS: dict[str, RangeCompute] = {
     "present_over_time": lambda rs, a, ts: range_functions.present_over_time(rs),
     "quantile_over_time": lambda rs, a, ts: range_functions.quantile_over_time(rs, a[0]),
     "mad_over_time": lambda rs, a, ts: range_functions.mad_over_time(rs),
+    "ts_of_first_over_time": lambda rs, a, ts: range_functions.ts_of(rs, "first"),
+    "ts_of_last_over_time": lambda rs, a, ts: range_functions.ts_of(rs, "last"),
+    "ts_of_min_over_time": lambda rs, a, ts: range_functions.ts_of(rs, "min"),
+    "ts_of_max_over_time": lambda rs, a, ts: range_functions.ts_of(rs, "max"),
     "double_exponential_smoothing": lambda rs, a, ts: range_functions.double_exponential_smoothing(
         rs, a[0], a[1]
     ),
@@ -222,6 +229,31 @@ def _fn_absent(ev: Evaluator, args: list[Any]) -> Value:
 
 def _fn_time(ev: Evaluator, args: list[Any]) -> Value:
     return ScalarSteps(ev.ts / 1000.0)
+
+
+def _query_time(part: str) -> Handler:
+    """start(), end(), step() and range(): the query's own times in seconds (an instant
+    query's start and end are its time, its step and range 0)."""
+
+    def handler(ev: Evaluator, args: list[Any]) -> Value:
+        ctx = ev.ctx
+        seconds = {
+            "start": ctx.start_ms,
+            "end": ctx.end_ms,
+            "step": ctx.step_ms,
+            "range": ctx.end_ms - ctx.start_ms,
+        }[part] / 1000.0
+        return ScalarSteps(np.full(len(ev.ts), seconds))
+
+    return handler
+
+
+def _extreme_of(pick: Callable[..., Floats]) -> Handler:
+    def handler(ev: Evaluator, args: list[Any]) -> Value:
+        values = [_scalar_arg(ev, arg) for arg in args]
+        return ScalarSteps(pick(np.vstack(values), axis=0))
+
+    return handler
 
 
 def _fn_pi(ev: Evaluator, args: list[Any]) -> Value:
@@ -337,6 +369,38 @@ def _sort(descending: bool) -> Callable[[Evaluator, list[Any]], Value]:
     return handler
 
 
+def _natural_key(value: str) -> list[tuple[int, int, str]]:
+    """Natural order: runs of digits compare as numbers (`a2` before `a10`)."""
+    return [
+        (0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk)
+        for chunk in re.findall(r"\d+|\D+", value)
+    ]
+
+
+def _sort_by_label(descending: bool) -> Handler:
+    def handler(ev: Evaluator, args: list[Any]) -> Value:
+        vector = ev.eval_vector(args[0])
+        names = [_string_arg(ev, a) for a in args[1:]]
+        if ev.ctx.range_query:
+            ev.ctx.annotations.warn(
+                "PromQL warning: sort is ineffective for range queries since results are "
+                f"always ordered by labels ({ev.ctx.call_position()})"
+            )
+        if len(ev.ts) != 1 or not vector.labels:
+            return vector
+
+        def key(i: int) -> tuple[list[list[tuple[int, int, str]]], Labels]:
+            values = dict(vector.labels[i])
+            return [_natural_key(values.get(n, "")) for n in names], vector.labels[i]
+
+        order = sorted(range(len(vector.labels)), key=key, reverse=descending)
+        return InstantSteps(
+            [vector.labels[i] for i in order], vector.values[order], vector.present[order]
+        )
+
+    return handler
+
+
 # -- labels
 
 
@@ -408,14 +472,40 @@ def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
 def _fn_histogram_quantile(ev: Evaluator, args: list[Any]) -> Value:
     q = _scalar_arg(ev, args[0])
     vector = ev.eval_vector(args[1])
-    return histograms.quantile(ev, q, vector, args[1])
+    return histograms.quantile(ev, q, vector)
+
+
+def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
+    """histogram_quantiles(v, "label", q1, q2, ...): each quantile as its own series, told
+    apart by the label."""
+    vector = ev.eval_vector(args[0])
+    label = _string_arg(ev, args[1])
+    labels: list[Labels] = []
+    values: list[Floats] = []
+    present: list[Any] = []
+    for index, node in enumerate(args[2:], start=2):
+        q = _scalar_arg(ev, node)
+        result = histograms.quantile(ev, q, vector, vector_arg=0, q_arg=index)
+        shown = aggregations.format_float(float(q[0]))
+        if "." not in shown and shown.lstrip("-").isdigit():
+            shown += ".0"  # as Prometheus labels them: 0.0, 0.25, 1.0
+        for row, ls in enumerate(result.labels):
+            labels.append(tuple(sorted({**dict(ls), label: shown}.items())))
+            values.append(result.values[row])
+            present.append(result.present[row])
+    steps = len(ev.ts)
+    return merge_same_labels(
+        labels,
+        np.array(values).reshape(len(labels), steps),
+        np.array(present, dtype=bool).reshape(len(labels), steps),
+    )
 
 
 def _fn_histogram_fraction(ev: Evaluator, args: list[Any]) -> Value:
     lower = _scalar_arg(ev, args[0])
     upper = _scalar_arg(ev, args[1])
     vector = ev.eval_vector(args[2])
-    return histograms.fraction(ev, lower, upper, vector, args[2])
+    return histograms.fraction(ev, lower, upper, vector)
 
 
 def _native_only(ev: Evaluator, args: list[Any]) -> Value:
@@ -423,8 +513,6 @@ def _native_only(ev: Evaluator, args: list[Any]) -> Value:
     ev.eval_vector(args[0])
     return InstantSteps.empty(len(ev.ts))
 
-
-Handler = Callable[["Evaluator", list[Any]], Value]
 
 _HANDLERS: dict[str, Handler] = {
     "absent": _fn_absent,
@@ -445,12 +533,21 @@ _HANDLERS: dict[str, Handler] = {
     "clamp_min": _fn_clamp_min,
     "clamp_max": _fn_clamp_max,
     "round": _fn_round,
+    "start": _query_time("start"),
+    "end": _query_time("end"),
+    "step": _query_time("step"),
+    "range": _query_time("range"),
+    "min_of": _extreme_of(np.min),
+    "max_of": _extreme_of(np.max),
+    "sort_by_label": _sort_by_label(descending=False),
+    "sort_by_label_desc": _sort_by_label(descending=True),
     "sort": _sort(descending=False),
     "sort_desc": _sort(descending=True),
     "label_replace": _fn_label_replace,
     "label_join": _fn_label_join,
     "histogram_quantile": _fn_histogram_quantile,
     "histogram_fraction": _fn_histogram_fraction,
+    "histogram_quantiles": _fn_histogram_quantiles,
     "histogram_count": _native_only,
     "histogram_sum": _native_only,
     "histogram_avg": _native_only,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from watchkeeper.model import Labels
+from watchkeeper.promql.aggregations import format_float
 from watchkeeper.promql.values import Bools, Floats, InstantSteps
 from watchkeeper.promql.vectors import drop_name, merge_same_labels, metric_name
 
@@ -118,14 +119,16 @@ def _q_edges(q: Floats, result: Floats) -> Floats:
     return np.where(np.isnan(q), np.nan, np.where(q < 0, -np.inf, np.where(q > 1, np.inf, result)))
 
 
-def quantile(ev: Evaluator, q: Floats, vector: InstantSteps, arg: Any) -> InstantSteps:
-    position = ev.argument_position("histogram_quantile", 1)
-    bad_q = q[~np.isnan(q) & ((q < 0) | (q > 1))]
-    if np.isnan(q).any() or len(bad_q):
-        shown = "NaN" if np.isnan(q).any() else f"{bad_q[0]:g}"
+def quantile(
+    ev: Evaluator, q: Floats, vector: InstantSteps, vector_arg: int = 1, q_arg: int = 0
+) -> InstantSteps:
+    """histogram_quantile; the argument indexes place the annotations."""
+    position = ev.ctx.argument_position(vector_arg)
+    bad_q = q[np.isnan(q) | (q < 0) | (q > 1)]
+    if len(bad_q):
         ev.ctx.annotations.warn(
-            f"PromQL warning: quantile value should be between 0 and 1, got {shown} "
-            f"({ev.argument_position('histogram_quantile', 0)})"
+            "PromQL warning: quantile value should be between 0 and 1, got "
+            f"{format_float(float(bad_q[0]))} ({ev.ctx.argument_position(q_arg)})"
         )
     return _per_group(
         ev, vector, position, lambda bounds, c, cols: bucket_quantile(q[cols], bounds, c)
@@ -193,10 +196,8 @@ def _fraction_one(lower: float, upper: float, ub: Floats, c: Floats, count: floa
     return (upper_rank - lower_rank) / count
 
 
-def fraction(
-    ev: Evaluator, lower: Floats, upper: Floats, vector: InstantSteps, arg: Any
-) -> InstantSteps:
-    position = ev.argument_position("histogram_fraction", 2)
+def fraction(ev: Evaluator, lower: Floats, upper: Floats, vector: InstantSteps) -> InstantSteps:
+    position = ev.ctx.argument_position(2)
     return _per_group(
         ev,
         vector,

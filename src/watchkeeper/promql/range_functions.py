@@ -230,7 +230,28 @@ def mad_over_time(rs: RangeSteps) -> Result:
         padded, mask = _padded(g, seg, c)
         half = np.full(len(c), 0.5)
         median = quantile_columns(half, padded, mask)
-        return quantile_columns(half, np.abs(padded - median[None, :]), mask)
+        mad = quantile_columns(half, np.abs(padded - median[None, :]), mask)
+        # a NaN sample makes the deviation unknown rather than being sorted away
+        return np.where(np.logical_or.reduceat(np.isnan(g), seg), np.nan, mad)
+
+    return reduce_windows(rs, reducer)
+
+
+def ts_of(rs: RangeSteps, which: str) -> Result:
+    """ts_of_{first,last,min,max}_over_time: the time (seconds) of that sample; for min and
+    max the last one reaching it, NaN only when every sample is NaN."""
+    if which in ("first", "last"):
+        ok, first, last = _first_last(rs, 1)
+        chosen = first if which == "first" else last
+        return rs.t[chosen] / 1000.0, ok
+
+    def reducer(g: Floats, seg: Ints, c: Ints, _w: Ints, t: Ints) -> Floats:
+        extreme = (np.fmin if which == "min" else np.fmax).reduceat(g, seg)
+        target = np.repeat(extreme, c)
+        hit = (g == target) | (np.isnan(target) & np.isnan(g))
+        index = np.where(hit, np.arange(len(g)), -1)
+        result: Floats = t[np.maximum.reduceat(index, seg)] / 1000.0
+        return result
 
     return reduce_windows(rs, reducer)
 
