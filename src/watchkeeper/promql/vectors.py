@@ -13,8 +13,12 @@ from watchkeeper.promql.values import Bools, Floats, InstantSteps
 
 
 def drop_name(labels: Labels) -> Labels:
-    if labels and any(name == METRIC_NAME for name, _ in labels):
-        return tuple(pair for pair in labels if pair[0] != METRIC_NAME)
+    # label sets are sorted by name, so the search stops at the first name after __name__
+    for i, (name, _) in enumerate(labels):
+        if name == METRIC_NAME:
+            return labels[:i] + labels[i + 1 :]
+        if name > METRIC_NAME:
+            break
     return labels
 
 
