@@ -25,6 +25,9 @@ DURATION_KEYS = {
     "out_of_order_time_window",
     "compaction_check_interval",
     "interval",
+    "timeout",
+    "lookback_delta",
+    "default_subquery_step",
 }
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import uvicorn
@@ -22,6 +23,7 @@ from watchkeeper.api.auth import Authenticator
 from watchkeeper.config import Config, ConfigError
 from watchkeeper.ingest import RemoteWriteDecoder, RemoteWriteLimits
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
+from watchkeeper.promql import Engine, EngineOptions, QueryGate
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,23 @@ class Watchkeeper:
             ),
             series_cache_size=config.ingest.series_cache_size,
         )
+        query = config.query
+        self.engine = Engine(
+            EngineOptions(
+                lookback_delta_ms=query.lookback_delta,
+                timeout_s=query.timeout / 1000,
+                max_samples=query.max_samples,
+                max_series_per_selector=query.max_series_per_selector,
+                default_subquery_step_ms=query.default_subquery_step,
+            )
+        )
+        self.query_gate = QueryGate(query.max_concurrent)
+        self.instruments.queries_running.set_function(lambda: self.query_gate.running)
+        self.instruments.queries_queued.set_function(lambda: self.query_gate.queued)
+        # as many threads again as slots: those queue in the gate, where their timeout runs
+        self.query_executor = ThreadPoolExecutor(
+            max_workers=2 * query.max_concurrent, thread_name_prefix="query"
+        )
         self.api: FastAPI = create_api(
             ApiContext(
                 config=config,
@@ -100,6 +119,9 @@ class Watchkeeper:
                 remote_write=self.decoder,
                 auth=Authenticator(config.auth.tokens),
                 audit=AuditLog(config.data_dir / "audit.log"),
+                engine=self.engine,
+                query_gate=self.query_gate,
+                query_executor=self.query_executor,
                 instruments=self.instruments,
                 version=__version__,
             )
@@ -147,6 +169,10 @@ class Watchkeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # queued queries are refused; running ones (bounded by their timeout) finish before
+        # the store closes under them
+        self.query_gate.close()
+        await asyncio.to_thread(self.query_executor.shutdown, wait=True, cancel_futures=True)
         await asyncio.to_thread(self.store.close)
         self.lock.release()
 

@@ -96,6 +96,49 @@ class IngestConfig(_Section):
     )
 
 
+class QueryConfig(_Section):
+    timeout: DurationMs = Field(
+        parse_duration("2m"),
+        description="Longest a query may take, time waiting for a slot included (Prometheus' "
+        "--query.timeout). A request's `timeout` parameter can only shorten it.",
+    )
+    max_samples: int = Field(
+        50_000_000,
+        ge=1,
+        description="Most samples one query may hold in memory at once (Prometheus' "
+        "--query.max-samples); a query over it fails with a 422 naming this key.",
+    )
+    max_series_per_selector: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most series one selector of a query may select; a query over it fails "
+        "with a 422 naming this key.",
+    )
+    max_concurrent: int = Field(
+        20,
+        ge=1,
+        description="Queries evaluated at the same time (Prometheus' --query.max-concurrency); "
+        "further queries wait for a slot, and the wait counts toward their timeout.",
+    )
+    lookback_delta: DurationMs = Field(
+        parse_duration("5m"),
+        description="How far back a selector looks for a series' latest sample (Prometheus' "
+        "--query.lookback-delta). A request's `lookback_delta` parameter overrides it.",
+    )
+    default_subquery_step: DurationMs = Field(
+        parse_duration("1m"),
+        description="Resolution of a subquery written without a step, as in `x[1h:]` "
+        "(Prometheus uses its global evaluation_interval, 1m by default).",
+    )
+
+    @field_validator("timeout", "lookback_delta", "default_subquery_step")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be more than 0")
+        return value
+
+
 Role = Literal["viewer", "editor", "admin"]
 
 
@@ -148,6 +191,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
+    query: QueryConfig = Field(default_factory=QueryConfig)  # type: ignore[arg-type]
     auth: AuthConfig = Field(default_factory=AuthConfig)
     self_monitoring: SelfMonitoringConfig = Field(
         default_factory=SelfMonitoringConfig  # type: ignore[arg-type]

@@ -64,6 +64,9 @@ def test_tenants_never_see_each_other(start_server) -> None:
         assert series["data"] == [{"__name__": "secret_b"}]
         exported = client.get("/api/v1/export", params=everything, headers=_auth("reader-a")).text
         assert "secret_b" not in exported and "secret_a" in exported
+        query = {"query": '{__name__=~"secret_.+"}', "time": NOW / 1000}
+        found = client.get("/api/v1/query", params=query, headers=_auth("reader-a")).json()
+        assert [s["metric"]["__name__"] for s in found["data"]["result"]] == ["secret_a"]
         # a token may not pick another tenant unless allowed
         response = client.get(
             "/api/v1/labels", headers={**_auth("reader-a"), "X-Scope-OrgID": "team-b"}
@@ -90,6 +93,8 @@ def test_missing_or_wrong_tokens_and_roles(start_server) -> None:
             == 401
         )
         assert client.get("/metrics").status_code == 401
+        for path in ("/api/v1/query", "/api/v1/query_range", "/api/v1/format_query"):
+            assert client.get(path, params={"query": "1"}).status_code == 401
         response = _write(client, "reader-a", "x")
         assert response.status_code == 403 and "needs editor" in response.text
         flush = client.post("/api/v1/admin/tsdb/flush", headers=_auth("writer-a"))

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from watchkeeper.api import admin, export, health, prometheus_meta, write
+from watchkeeper.api import admin, export, health, prometheus_meta, query, write
 from watchkeeper.api.context import ApiContext
 from watchkeeper.api.errors import APIError, error_response
 from watchkeeper.api.requests import BodyTooLargeError
@@ -26,7 +26,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (health, write, prometheus_meta, export, admin):
+    for module in (health, write, query, prometheus_meta, export, admin):
         app.include_router(module.router(ctx))
 
     @app.exception_handler(APIError)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.instruments import Instruments
 from watchkeeper.config import Config
 from watchkeeper.ingest import RemoteWriteDecoder
+from watchkeeper.promql import Engine, QueryGate
 from watchkeeper.store import AuditLog, MetricsDB
 
 
@@ -18,5 +20,10 @@ class ApiContext:
     remote_write: RemoteWriteDecoder
     auth: Authenticator
     audit: AuditLog
+    engine: Engine
+    query_gate: QueryGate
+    # query threads, apart from the shared pool, so queries waiting in the gate never hold up
+    # writes or metadata reads
+    query_executor: Executor
     instruments: Instruments
     version: str

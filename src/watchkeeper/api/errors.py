@@ -12,6 +12,7 @@ STATUS_BY_TYPE = {
     "forbidden": 403,
     "not_found": 404,
     "execution": 422,
+    "canceled": 499,  # Prometheus' "client closed connection"
     "too_many_requests": 429,
     "internal": 500,
     "unavailable": 503,

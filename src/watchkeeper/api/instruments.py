@@ -37,6 +37,16 @@ class Instruments:
             "Series held in the metrics store's index, over all tenants.",
             registry=registry,
         )
+        self.queries_running = Gauge(
+            "watchkeeper_queries_running",
+            "PromQL queries being evaluated now (at most query.max_concurrent).",
+            registry=registry,
+        )
+        self.queries_queued = Gauge(
+            "watchkeeper_queries_queued",
+            "PromQL queries waiting for a free query.max_concurrent slot.",
+            registry=registry,
+        )
         self.http_duration = Histogram(
             "watchkeeper_http_request_duration_seconds",
             "HTTP request latency by route, method and status code.",

@@ -54,16 +54,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def api_params(ctx: ApiContext, request: Request) -> dict[str, list[str]]:
-    """Query-string and (for POST) form parameters, as Prometheus reads them."""
+    """Form (for POST) and query-string parameters, as Prometheus reads them: Go's
+    Request.Form lists a POST body's values first, so they win over the URL's."""
     params: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        params.setdefault(key, []).append(value)
     if request.method == "POST":
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/x-www-form-urlencoded"):
             body = await read_body(request, ctx.config.limits.max_request_body_bytes)
             for key, value in parse_qsl(body.decode(errors="replace"), keep_blank_values=True):
                 params.setdefault(key, []).append(value)
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
     return params
 
 

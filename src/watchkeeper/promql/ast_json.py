@@ -1,10 +1,12 @@
 """PromQL text to the two answers about its syntax the Prometheus API gives: the pretty form
 (`/api/v1/format_query`) and the syntax tree as JSON (`/api/v1/parse_query`).
 
-The JSON follows Prometheus 3.14's web/api/v1/translate_ast.go field by field. Parts of the
-language promql-parser does not parse (duration expressions such as `[5m+1m]`, the `anchored`
-and `smoothed` modifiers) are off by default in Prometheus too, so their fields take the values
-Prometheus gives a query without them: null expressions and false flags.
+The JSON follows Prometheus 3.14's web/api/v1/translate_ast.go field by field. The `anchored`
+and `smoothed` modifiers, which promql-parser does not parse, are off by default in Prometheus
+too, so those fields are false as Prometheus writes them then. Duration expressions such as
+`[5m+1m]` are evaluated by queries (rewritten to literals first) but their syntax tree is not
+kept, so both answers refuse them; without them Prometheus writes `rangeExpr`, `offsetExpr` and
+`stepExpr` as null, as here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import promql_parser
 
 from watchkeeper.promql.ast import at_modifier
+from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.engine import parse
 from watchkeeper.promql.errors import QueryParseError
 
@@ -32,7 +35,7 @@ _SET_OPS = {"and", "or", "unless"}
 
 def format_query(text: str) -> str:
     """The query in Prometheus' pretty form (what `/api/v1/format_query` answers)."""
-    expr = parse(text)
+    expr = _parse(text)
     if _has_time_before_1970(expr):
         # promql-parser prints such an `@` time as 0, which would be a different query
         raise QueryParseError("cannot format an @ modifier time before 1970-01-01")
@@ -42,7 +45,17 @@ def format_query(text: str) -> str:
 
 def parse_query(text: str) -> Any:
     """The query's syntax tree as Prometheus' `/api/v1/parse_query` answers it."""
-    return ast_to_json(parse(text))
+    return ast_to_json(_parse(text))
+
+
+def _parse(text: str) -> Any:
+    if rewrite_durations(text, 0, 0) != text:
+        # queries evaluate them (rewritten to literals); their syntax tree is not kept
+        raise QueryParseError(
+            "1:1: parse error: duration expressions such as [5m+1m] are not supported by "
+            "format_query and parse_query"
+        )
+    return parse(text)
 
 
 def ast_to_json(node: Any) -> Any:

@@ -1,0 +1,149 @@
+"""Query answers in the Prometheus API's JSON, written as Prometheus writes them.
+
+Byte for byte as Prometheus 3 (web/api/v1/json_codec.go, util/jsonutil): sample timestamps are
+seconds with the milliseconds kept as three digits (`1700000000.120`); sample values are strings
+in Go's shortest float form, with an exponent only below 1e-6 or from 1e21 (`"1e-07"`); a
+scalar's value never has one; strings escape `<`, `>` and `&` as Go does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from watchkeeper.model import Labels
+from watchkeeper.promql import GatedRun, QueryResult, Series, format_float
+
+MAX_ANNOTATIONS = 10  # per kind, as Prometheus' API answers them
+_ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def go_string(text: str) -> str:
+    """A JSON string as Go's encoders write it (HTML-safe, other control bytes as \\u00XX)."""
+    return '"' + _ESCAPE.sub(_escape, text) + '"'
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def go_json(value: Any) -> str:
+    """Any JSON value as Go writes a map: keys sorted, no spaces, `<`, `>` and `&` escaped (the
+    escapes are safe to apply to the whole text: those characters only occur inside strings)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escaped)
+    return text
+
+
+def sample_value(value: float) -> str:
+    """jsonutil.MarshalFloat, without the quotes."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    size = abs(value)
+    if size != 0 and (size < 1e-6 or size >= 1e21):
+        return text  # Python's repr has Go's 'e' form here: shortest digits, e-07, e+21
+    if "e" in text:
+        return format_float(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def sample_timestamp(ms: int) -> str:
+    """jsonutil.MarshalTimestamp: seconds, the milliseconds as three digits when not zero."""
+    sign = "-" if ms < 0 else ""
+    seconds, fraction = divmod(abs(ms), 1000)
+    return f"{sign}{seconds}.{fraction:03d}" if fraction else f"{sign}{seconds}"
+
+
+def go_number(value: float) -> str:
+    """A float64 as Go's encoding/json writes it (the timestamps of scalars and strings)."""
+    text = sample_value(value)
+    if "e-0" in text:  # encoding/json shortens e-07 to e-7
+        text = text.replace("e-0", "e-")
+    return text
+
+
+def labels_object(labels: Labels) -> str:
+    return "{" + ",".join(f"{go_string(n)}:{go_string(v)}" for n, v in labels) + "}"
+
+
+def _vector(series: Sequence[Series]) -> Iterable[str]:
+    for s in series:
+        stamp = sample_timestamp(int(s.timestamps[0]))
+        value = sample_value(float(s.values[0]))
+        yield f'{{"metric":{labels_object(s.labels)},"value":[{stamp},"{value}"]}}'
+
+
+def _matrix(series: Sequence[Series]) -> Iterable[str]:
+    stamps: dict[int, str] = {}  # the steps of a range query repeat in every series
+    for s in series:
+        head = f'{{"metric":{labels_object(s.labels)}'
+        if len(s.timestamps) == 0:  # Prometheus leaves out an empty "values"
+            yield head + "}"
+            continue
+        points = []
+        for ms, value in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
+            stamp = stamps.get(ms)
+            if stamp is None:
+                stamp = stamps[ms] = sample_timestamp(ms)
+            points.append(f'[{stamp},"{sample_value(value)}"]')
+        yield head + ',"values":[' + ",".join(points) + "]}"
+
+
+def result_json(result: QueryResult, series: Sequence[Series]) -> str:
+    """`"resultType":...,"result":...` of a query answer (the series possibly limited)."""
+    kind = result.result_type
+    if kind == "vector":
+        body = "[" + ",".join(_vector(series)) + "]"
+    elif kind == "matrix":
+        body = "[" + ",".join(_matrix(series)) + "]"
+    elif kind == "scalar":
+        body = f'[{go_number(result.time_ms / 1000)},"{format_float(result.scalar)}"]'
+    elif kind == "string":
+        body = f"[{go_number(result.time_ms / 1000)},{go_string(result.string)}]"
+    else:
+        raise ValueError(f"unknown result type {kind!r}")
+    return f'"resultType":"{kind}","result":{body}'
+
+
+def stats_json(run: GatedRun[Any]) -> str:
+    """The `stats` of a query answer: the timings watchkeeper measures, in seconds. (The
+    engine's sample count is of samples read from storage, not Prometheus' per-step
+    `totalQueryableSamples`, so `samples` is left out rather than filled with another number.)"""
+    timings = {
+        "evalTotalTime": run.run_seconds,
+        "execQueueTime": run.queue_seconds,
+        "execTotalTime": run.queue_seconds + run.run_seconds,
+    }
+    timing_text = ",".join(f'"{k}":{go_number(v)}' for k, v in timings.items())
+    return f'{{"timings":{{{timing_text}}}}}'
+
+
+def success_body(data: str, warnings: Sequence[str] = (), infos: Sequence[str] = ()) -> bytes:
+    """`{"status":"success","data":...}` with `warnings`/`infos` when there are any, Prometheus
+    answering at most ten of each and counting the rest."""
+    parts = ['{"status":"success","data":', data]
+    for key, items, kind in (("warnings", warnings, "warning"), ("infos", infos, "info")):
+        if not items:
+            continue
+        shown = [go_string(item) for item in items[:MAX_ANNOTATIONS]]
+        if len(items) > MAX_ANNOTATIONS:
+            omitted = len(items) - MAX_ANNOTATIONS
+            shown.append(go_string(f"{omitted} more {kind} annotations omitted"))
+        parts.append(f',"{key}":[' + ",".join(shown) + "]")
+    parts.append("}")
+    return "".join(parts).encode("utf-8", "replace")

@@ -1,0 +1,96 @@
+"""Query answers written as Prometheus writes them (json_codec.go, util/jsonutil)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from watchkeeper.api.query_json import (
+    go_json,
+    go_string,
+    result_json,
+    sample_timestamp,
+    sample_value,
+    success_body,
+)
+from watchkeeper.promql.result import QueryResult, Series
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"),
+        (-0.0, "-0"),
+        (0.5, "0.5"),
+        (1e-6, "0.000001"),
+        (9.9e-7, "9.9e-07"),
+        (1e-7, "1e-07"),
+        (1e20, "100000000000000000000"),
+        (1e21, "1e+21"),
+        (1.2345e22, "1.2345e+22"),
+        (123456789.123, "123456789.123"),
+        (math.nan, "NaN"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+    ],
+)
+def test_sample_values_as_jsonutil_marshalfloat(value: float, text: str) -> None:
+    assert sample_value(value) == text
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (1_700_000_000_000, "1700000000"),
+        (1_700_000_000_120, "1700000000.120"),
+        (1_700_000_000_005, "1700000000.005"),
+        (0, "0"),
+        (-1500, "-1.500"),
+    ],
+)
+def test_timestamps_as_jsonutil_marshaltimestamp(ms: int, text: str) -> None:
+    assert sample_timestamp(ms) == text
+
+
+def test_strings_are_escaped_as_go_does() -> None:
+    assert (
+        go_string('a<b>&"\\\n\x01é\u2028') == '"a\\u003cb\\u003e\\u0026\\"\\\\\\n\\u0001é\\u2028"'
+    )
+    assert json.loads(go_string('a<b>&"\\\n\x01é')) == 'a<b>&"\\\n\x01é'
+    assert go_json({"b": [1, None], "a": "<"}) == '{"a":"\\u003c","b":[1,null]}'
+
+
+def _series(labels: dict[str, str], points: list[tuple[int, float]]) -> Series:
+    return Series(
+        tuple(sorted(labels.items())),
+        np.array([t for t, _ in points], dtype=np.int64),
+        np.array([v for _, v in points], dtype=np.float64),
+    )
+
+
+def test_result_shapes() -> None:
+    vector = QueryResult("vector", [_series({"__name__": "up", "job": "a"}, [(1500, 1.0)])])
+    assert result_json(vector, vector.series) == (
+        '"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},'
+        '"value":[1.500,"1"]}]'
+    )
+    matrix = QueryResult("matrix", [_series({}, [(1000, 0.25), (2000, math.nan)])])
+    assert result_json(matrix, matrix.series) == (
+        '"resultType":"matrix","result":[{"metric":{},"values":[[1,"0.25"],[2,"NaN"]]}]'
+    )
+    # a scalar's timestamp is a Go float and its value never has an exponent
+    scalar = QueryResult("scalar", scalar=1e-7, time_ms=1_700_000_000_500)
+    assert result_json(scalar, []) == '"resultType":"scalar","result":[1700000000.5,"0.0000001"]'
+    string = QueryResult("string", string="a<b", time_ms=2000)
+    assert result_json(string, []) == '"resultType":"string","result":[2,"a\\u003cb"]'
+
+
+def test_success_body_keeps_ten_annotations_of_each_kind() -> None:
+    body = json.loads(success_body('"x"', [f"w{i}" for i in range(12)], ["i"]))
+    assert body["status"] == "success" and body["data"] == "x"
+    assert body["warnings"] == [*(f"w{i}" for i in range(10)), "2 more warning annotations omitted"]
+    assert body["infos"] == ["i"]
+    assert json.loads(success_body("[]")) == {"status": "success", "data": []}
