@@ -2,11 +2,13 @@
 
 What is run for an instant eval (§4.3):
 * step 1, the instant query itself, with every expectation checked;
+* step 2, the "@ check": unless the query uses a time-dependent function, the query with `@ T`
+  added to every selector and subquery (at_rewrite.py) is run at -10T, 0, T/5, T and 10T and
+  must meet the same result and failure expectations. Its annotations are not checked: their
+  positions refer to the printed text, which differs from Prometheus' printer;
 * step 3, the range-mode consistency check (the same text as a range query T-1m..T+1m, step 1m;
-  the point at T must meet the result expectations; annotations are not checked).
-Step 2, the "@ check" (re-running the query with `@ T` added to every selector and subquery at
-several evaluation times), is **skipped for now**: it needs an AST rewrite and printer, which
-the engine does not offer yet.
+  the point at T must meet the result expectations; annotations are not checked), for the
+  original query and each rewritten one.
 
 Range evals are a single range query (§4.3). Evals that expect native histogram values are
 reported as failing without being run: neither the runner nor the engine handles histograms.
@@ -26,6 +28,7 @@ from typing import Any
 
 import re2
 
+from tests.promql.at_rewrite import is_time_dependent, pin
 from tests.promql.promqltest import (
     EvalCase,
     ExpectedSeries,
@@ -33,6 +36,8 @@ from tests.promql.promqltest import (
     is_stale_nan,
 )
 from watchkeeper.model import Labels
+from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
+from watchkeeper.promql.engine import parse
 from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.result import QueryResult, Series
 
@@ -124,8 +129,32 @@ def _run_instant_eval(engine: Any, case: EvalCase) -> None:
     assert result is not None
     _check_instant_result(case, result)
     _check_annotations(case, result)
-    # §4.3 step 2 (the `@` re-runs) is skipped: see the module docstring.
     _range_mode_check(engine, case, result)
+    _at_reruns(engine, case)
+
+
+def _at_reruns(engine: Any, case: EvalCase) -> None:
+    """§4.3 step 2; a failure names the rewritten query and the time it ran at."""
+    expr = parse(rewrite_durations(case.expr, 0, 0))
+    if is_time_dependent(expr):
+        return
+    text = pin(expr, case.time_ms)
+    t = case.time_ms
+    times = [-1000, 0, 1000] if t == 0 else [-10 * t, 0, t // 5, t, 10 * t]
+    querier = case.storage.querier()
+    for when in times:
+        what = f"@ re-run of `{text}` at {format_ts(when)}"
+        try:
+            result, error = _execute(
+                lambda when=when: engine.instant_query(querier, text, when), what
+            )
+            if _check_error(case, error, result):
+                continue
+            assert result is not None
+            _check_instant_result(case, result)
+            _range_mode_check(engine, case, result, text, when)
+        except EvalFailedError as failure:
+            raise EvalFailedError(f"{what}: {failure.summary}", failure.details) from None
 
 
 def _run_range_eval(engine: Any, case: EvalCase) -> None:
@@ -401,16 +430,19 @@ def _annotation_listing(case: EvalCase, result: QueryResult) -> str:
 # Range-mode consistency check (§4.3 step 3)
 
 
-def _range_mode_check(engine: Any, case: EvalCase, instant: QueryResult) -> None:
+def _range_mode_check(
+    engine: Any, case: EvalCase, instant: QueryResult, expr: str = "", at: int | None = None
+) -> None:
+    expr = expr or case.expr
     if case.range_vector is not None or case.expected_string is not None:
         return
-    if any(call in case.expr for call in _RANGE_DEPENDENT_CALLS):
+    if any(call in expr for call in _RANGE_DEPENDENT_CALLS):
         return
-    at = case.time_ms
+    at = case.time_ms if at is None else at
     context = "range-mode check (§4.3.3, range query T-1m..T+1m step 1m)"
     querier = case.storage.querier()
     result, error = _execute(
-        lambda: engine.range_query(querier, case.expr, at - 60_000, at + 60_000, 60_000), context
+        lambda: engine.range_query(querier, expr, at - 60_000, at + 60_000, 60_000), context
     )
     if error is not None:
         raise EvalFailedError(f"{context}: the range query failed: {error.message}")

@@ -44,8 +44,10 @@ def matrix(
 
 
 class FakeEngine:
-    """Answers instant queries with `instant`; range queries with `range_answer`, or by default
-    with the instant vector repeated at every step (so the range-mode check agrees)."""
+    """Answers instant queries with `instant`; the first range query (the original query's
+    range-mode check) with `range_answer`, other range queries (those of the `@` re-runs) and
+    by default with the instant vector repeated at every step (so the range-mode check
+    agrees)."""
 
     def __init__(self, instant: Answer, range_answer: Answer | None = None) -> None:
         self.instant = instant
@@ -61,7 +63,7 @@ class FakeEngine:
         self, querier: object, query: str, start_ms: int, end_ms: int, step_ms: int
     ) -> QueryResult:
         self.range_calls.append((start_ms, end_ms, step_ms))
-        if self.range_answer is not None:
+        if self.range_answer is not None and len(self.range_calls) == 1:
             return self._answer(self.range_answer)
         instant = self._answer(self.instant)
         steps = range(start_ms, end_ms + 1, step_ms)
@@ -216,7 +218,15 @@ def test_range_mode_check() -> None:
     engine = FakeEngine(good)
     (case,) = parse_script(script, "t.test")
     assert run_case(engine, case).passed
-    assert engine.range_calls == [(240_000, 360_000, 60_000)]
+    # the query's own check, then one per `@` re-run (at -10T, 0, T/5, T and 10T)
+    assert engine.range_calls[0] == (240_000, 360_000, 60_000)
+    assert [start + 60_000 for start, _, _ in engine.range_calls[1:]] == [
+        -3_000_000,
+        0,
+        60_000,
+        300_000,
+        3_000_000,
+    ]
 
     wrong_at_t = matrix(({"__name__": "m", "a": "1"}, [(240_000, 1), (300_000, 7)]))
     outcome = run(script, good, wrong_at_t)
