@@ -11,7 +11,7 @@ import xxhash
 
 from watchkeeper.model import METRIC_NAME, Labels
 from watchkeeper.promql.errors import QueryError
-from watchkeeper.promql.summation import sum_segments
+from watchkeeper.promql.summation import sum_segments, variance_segments
 from watchkeeper.promql.values import Bools, Floats, InstantSteps, Ints, ScalarSteps, StringValue
 from watchkeeper.promql.vectors import merge_same_labels
 
@@ -26,8 +26,7 @@ def format_float(value: float) -> str:
         return "NaN"
     if np.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    text = np.format_float_positional(value, unique=True, trim="-")
-    return "0" if text == "-0" and value == 0 else text
+    return str(np.format_float_positional(value, unique=True, trim="-"))
 
 
 def _group_labels(labels: Labels, names: set[str], by: bool) -> Labels:
@@ -36,14 +35,17 @@ def _group_labels(labels: Labels, names: set[str], by: bool) -> Labels:
     return tuple(pair for pair in labels if pair[0] not in names and pair[0] != METRIC_NAME)
 
 
+def _grouping(modifier: Any) -> tuple[bool, set[str]]:
+    """Whether the modifier is `by` (else `without`), and its label names."""
+    if modifier is None:
+        return True, set()
+    return str(modifier.type).endswith("By"), set(modifier.labels)
+
+
 def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
     """Each series' group (index into the returned group label sets, in order of first
     appearance)."""
-    if modifier is None:
-        by, names = True, set()
-    else:
-        by = str(modifier.type).endswith("By")
-        names = set(modifier.labels)
+    by, names = _grouping(modifier)
     index: dict[Labels, int] = {}
     gid = np.empty(len(vector.labels), dtype=np.int64)
     for i, ls in enumerate(vector.labels):
@@ -119,14 +121,7 @@ def _reduce(op: str, values: Floats, present: Bools, starts: Ints, count: Floats
         reducer = np.fmin if op == "min" else np.fmax
         return reducer.reduceat(blank, starts, axis=0)
     if op in ("stddev", "stdvar"):
-        mean = sum_segments(zeroed, starts) / count
-        rows = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
-        dev = np.where(present, values - mean[rows], 0.0)
-        var = np.add.reduceat(dev * dev, starts, axis=0) / count
-        # equal values have no spread, exactly (a rounded mean would leave a tiny one)
-        blank = np.where(present, values, np.nan)
-        same = np.fmin.reduceat(blank, starts, axis=0) == np.fmax.reduceat(blank, starts, axis=0)
-        var = np.where(same & np.isfinite(mean), 0.0, var)
+        var = variance_segments(values, present, starts, compensated=False)
         return np.sqrt(var) if op == "stddev" else var
     raise QueryError(f"unsupported aggregation {op}")
 
@@ -239,21 +234,28 @@ def _limit_ratio(ev: Evaluator, vector: InstantSteps, ratios: Floats) -> Instant
 
 
 def _count_values(vector: InstantSteps, modifier: Any, label: str, steps: int) -> InstantSteps:
+    """count_values: each sample's value becomes a label (as Go formats it, so -0 and 0 are
+    different values) before grouping, as in Prometheus: `by` may group on it, `without` may
+    drop it."""
     if not label:
         raise QueryError(f"invalid label name {label!r}")
-    group_labels, gid = _groups(vector, modifier)
+    by, names = _grouping(modifier)
+    if by:
+        names = names | {label}  # `by` always keeps the value label
     rows, cols = np.nonzero(vector.present)
     if len(rows) == 0:
         return InstantSteps.empty(steps)
     values = vector.values[rows, cols]
-    uniq, inverse = np.unique(values, return_inverse=True)
-    key = gid[rows] * len(uniq) + inverse.ravel()
-    keys, key_index = np.unique(key, return_inverse=True)
-    counts = np.zeros((len(keys), steps))
-    np.add.at(counts, (key_index.ravel(), cols), 1.0)
-    labels: list[Labels] = []
-    for k in keys.tolist():
-        base = dict(group_labels[k // len(uniq)])
-        base[label] = format_float(float(uniq[k % len(uniq)]))
-        labels.append(tuple(sorted(base.items())))
-    return merge_same_labels(labels, counts, counts > 0)
+    bits = np.where(np.isnan(values), np.nan, values).view(np.uint64)
+    uniq, inverse = np.unique(bits, return_inverse=True)
+    pairs, pair_index = np.unique(rows * len(uniq) + inverse.ravel(), return_inverse=True)
+    texts = [format_float(float(v)) for v in uniq.view(np.float64).tolist()]
+    index: dict[Labels, int] = {}
+    pair_group = np.empty(len(pairs), dtype=np.int64)
+    for p, key in enumerate(pairs.tolist()):
+        labelled = {**dict(vector.labels[key // len(uniq)]), label: texts[key % len(uniq)]}
+        group = _group_labels(tuple(sorted(labelled.items())), names, by)
+        pair_group[p] = index.setdefault(group, len(index))
+    counts = np.zeros((len(index), steps))
+    np.add.at(counts, (pair_group[pair_index.ravel()], cols), 1.0)
+    return merge_same_labels(list(index), counts, counts > 0)

@@ -155,11 +155,13 @@ def _vector_vector(
     one_groups: dict[Labels, list[int]] = {}
     for j, ls in enumerate(one.labels):
         one_groups.setdefault(signature(ls, names, on), []).append(j)
+    # (only at steps where the other side has samples: with nothing to match there is no error)
+    many_present = many.present.any(axis=0)
     for rows in one_groups.values():
         if len(rows) > 1:
-            counts = one.present[rows].sum(axis=0)
-            if (counts > 1).any():
-                step = int(np.argmax(counts > 1))
+            duplicated = (one.present[rows].sum(axis=0) > 1) & many_present
+            if duplicated.any():
+                step = int(np.argmax(duplicated))
                 both = sorted(one.labels[r] for r in rows if one.present[r, step])[:2]
                 raise QueryError(
                     f"found duplicate series for the match group "

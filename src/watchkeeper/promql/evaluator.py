@@ -276,17 +276,18 @@ def windows(
     n, steps = len(labels), len(ends)
     lengths = np.array([len(t) for t in timestamps], dtype=np.int64)
     bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    # one unused sample after the last series, so that every window bound (even of an empty
+    # window) indexes a sample
+    t_all = np.concatenate([*timestamps, [0]]).astype(np.int64)
+    v_all = np.concatenate([*values, [np.nan]]).astype(np.float64)
     if n == 0 or bounds[-1] == 0:
-        t_all = np.zeros(0, dtype=np.int64)
-        v_all = np.zeros(0, dtype=np.float64)
         zeros = np.zeros((n, steps), dtype=np.int64)
         return RangeSteps(labels, t_all, v_all, bounds, zeros, zeros.copy(), range_ms, ends)
-    t_all = np.concatenate(timestamps).astype(np.int64)
-    v_all = np.concatenate(values).astype(np.float64)
-    base = min(int(ends.min()) - range_ms, int(t_all.min())) - 1
-    span = max(int(ends.max()), int(t_all.max())) - base + 1
+    real = t_all[: bounds[-1]]
+    base = min(int(ends.min()) - range_ms, int(real.min())) - 1
+    span = max(int(ends.max()), int(real.max())) - base + 1
     sid = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    keys = sid * span + (t_all - base)
+    keys = sid * span + (real - base)
     row = np.arange(n, dtype=np.int64)[:, None] * span
     lo = np.searchsorted(keys, row + (ends - range_ms - base)[None, :], side="right")
     hi = np.searchsorted(keys, row + (ends - base)[None, :], side="right")

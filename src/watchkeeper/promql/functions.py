@@ -209,8 +209,8 @@ def _absent_labels(node: Any) -> Labels:
             labels[matcher.name] = matcher.value
             seen.add(matcher.name)
         else:
+            # only an equality matcher claims the name: `{job=~".+", job="a"}` reports job="a"
             labels.pop(matcher.name, None)
-            seen.add(matcher.name)
     return tuple(sorted((k, v) for k, v in labels.items() if v))
 
 
@@ -301,7 +301,8 @@ def _date_part(part: Callable[[dt.datetime], float]) -> Callable[[Evaluator, lis
             seconds = vector.values[r, c]
             if math.isfinite(seconds):
                 try:
-                    when = dt.datetime.fromtimestamp(int(seconds // 1), dt.UTC)
+                    # Go's int64() truncates toward zero: -0.5 is the epoch itself
+                    when = dt.datetime.fromtimestamp(int(seconds), dt.UTC)
                 except (OverflowError, ValueError, OSError):
                     continue
                 values[r, c] = part(when)

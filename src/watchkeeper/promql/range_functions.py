@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from watchkeeper.promql.aggregations import quantile_columns
-from watchkeeper.promql.summation import sum_segments
+from watchkeeper.promql.summation import sum_segments, variance_segments
 from watchkeeper.promql.values import Bools, Floats, Ints, RangeSteps
 
 Result = tuple[Floats, Bools]
@@ -65,18 +65,22 @@ def extrapolated(rs: RangeSteps, *, counter: bool, per_second: bool) -> Result:
 def _reset_corrections(rs: RangeSteps) -> Floats:
     """Running sum, within each series, of the value before every counter reset."""
     v = rs.v
-    if len(v) < 2:
-        return np.zeros(len(v))
     add = np.where(v[1:] < v[:-1], v[:-1], 0.0)
-    add[rs.bounds[1:-1] - 1] = 0.0  # never across two series
+    add[_boundaries(rs, len(add))] = 0.0  # never across two series
     return np.concatenate(([0.0], np.cumsum(add)))
+
+
+def _boundaries(rs: RangeSteps, size: int) -> Ints:
+    """Positions in a pairwise-difference array (`x[k]` compares samples k and k+1) that pair
+    two different series (or the last series and the unused sample after it)."""
+    positions: Ints = rs.bounds[1:] - 1
+    return positions[(positions >= 0) & (positions < size)]
 
 
 def _running_count(rs: RangeSteps, changed: Bools) -> Floats:
     """Running count within each series of the positions (after the first) where `changed`."""
     flags = changed.astype(np.float64)
-    if len(flags):
-        flags[rs.bounds[1:-1] - 1] = 0.0
+    flags[_boundaries(rs, len(flags))] = 0.0
     return np.concatenate(([0.0], np.cumsum(flags)))
 
 
@@ -177,12 +181,8 @@ def _max(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
 
 
 def _variance(g: Floats, seg: Ints, c: Ints) -> Floats:
-    mean = sum_segments(g, seg) / c
-    dev = g - np.repeat(mean, c)
-    variance = np.add.reduceat(dev * dev, seg) / c
-    # equal values have no spread, exactly (a rounded mean would leave a tiny one)
-    same = np.fmin.reduceat(g, seg) == np.fmax.reduceat(g, seg)
-    return np.where(same & np.isfinite(mean), 0.0, variance)
+    column = g[:, None]
+    return variance_segments(column, np.ones_like(column, dtype=bool), seg, compensated=True)[:, 0]
 
 
 def _stdvar(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:

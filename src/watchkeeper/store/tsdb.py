@@ -458,6 +458,8 @@ class MetricsDB:
         s_all, t_all, v_all = dedupe_sorted(
             np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
         )
+        if len(s_all) == 0:
+            return []  # the series exist but have no samples in [start, end]
         bounds = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1], True])
         out = [
             SeriesSamples(labels[int(s_all[a])], t_all[a:b], v_all[a:b])
