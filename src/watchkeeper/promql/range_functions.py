@@ -256,14 +256,27 @@ def ts_of(rs: RangeSteps, which: str) -> Result:
     return reduce_windows(rs, reducer)
 
 
+def _rounded_sums(values: Floats, seg: Ints) -> Floats:
+    """Segment sums in extended precision (x87's 64-bit mantissa), rounded to float64."""
+    with np.errstate(all="ignore"):
+        exact = np.add.reduceat(values.astype(np.longdouble), seg)
+    result: Floats = exact.astype(np.float64)
+    return result
+
+
 def _regression(g: Floats, seg: Ints, c: Ints, x: Floats) -> tuple[Floats, Floats]:
     """Least-squares slope and intercept per window (Prometheus' linearRegression, including
-    its answer for a constant series)."""
+    its answer for a constant series).
+
+    Prometheus adds up with Kahan compensation, which gives the correctly rounded sums almost
+    always, and its closing formula cancels digits when the values are large next to their
+    trend; so the sums here are taken in extended precision and rounded once, and the formula
+    is the same, to give the same answer rather than a more accurate one."""
     n = c.astype(np.float64)
-    sum_x = np.add.reduceat(x, seg)
-    sum_y = np.add.reduceat(g, seg)
-    sum_xy = np.add.reduceat(x * g, seg)
-    sum_x2 = np.add.reduceat(x * x, seg)
+    sum_x = _rounded_sums(x, seg)
+    sum_y = _rounded_sums(g, seg)
+    sum_xy = _rounded_sums(x * g, seg)
+    sum_x2 = _rounded_sums(x * x, seg)
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
     slope = cov_xy / var_x
