@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import promql_parser as pp
 
-from watchkeeper.model import Labels, Matcher
+from watchkeeper.model import Labels
 from watchkeeper.promql import aggregations, binops, functions
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, QueryTimeoutError
@@ -35,7 +35,7 @@ from watchkeeper.promql.values import (
     Value,
     is_stale,
 )
-from watchkeeper.store.types import SeriesSamples
+from watchkeeper.store.types import SeriesColumns, SeriesSamples
 
 
 @dataclass
@@ -173,23 +173,24 @@ class Evaluator:
 
     # -- selectors
 
-    def select(self, node: Any, start: int, end: int) -> list[SeriesSamples]:
-        seen: dict[Labels, SeriesSamples] = {}
-        for matchers in selector_matcher_sets(node):
-            for series in self._select_one(matchers, start, end):
-                seen.setdefault(series.labels, series)
-        found = sorted(seen.values(), key=lambda s: s.labels)
+    def select(self, node: Any, start: int, end: int) -> SeriesColumns:
+        sets = selector_matcher_sets(node)
+        found = self.ctx.querier.select(sets[0], start, end)
+        if len(sets) > 1:
+            # `or` between matcher sets: each series once, in label order
+            seen: dict[Labels, SeriesSamples] = {}
+            for matchers in sets:
+                for series in self.ctx.querier.select(matchers, start, end).series():
+                    seen.setdefault(series.labels, series)
+            found = SeriesColumns.of(sorted(seen.values(), key=lambda s: s.labels))
         limit = self.ctx.max_series_per_selector
         if limit and len(found) > limit:
             raise QueryError(
                 f"the selector {node.prettify()} selects {len(found)} series, over the limit "
                 f"of {limit} (query.max_series_per_selector)"
             )
-        self.ctx.count_samples(sum(len(s.timestamps) for s in found))
+        self.ctx.count_samples(len(found.timestamps))
         return found
-
-    def _select_one(self, matchers: list[Matcher], start: int, end: int) -> list[SeriesSamples]:
-        return self.ctx.querier.select(matchers, start, end)
 
     def instant_selector(self, node: Any) -> InstantSteps:
         eff = self.effective_times(node)
@@ -202,14 +203,17 @@ class Evaluator:
         range_ms = duration_ms(node.range)
         ends = self.effective_times(vs)
         series = self.select(vs, int(ends.min()) - range_ms + 1, int(ends.max()))
-        return windows(
-            [s.labels for s in series],
-            [s.timestamps for s in series],
-            [s.values for s in series],
-            ends,
-            range_ms,
-            drop_stale=True,
-        )
+        if len(series.values):
+            fresh = ~is_stale(series.values)  # range selectors drop staleness markers
+            if not fresh.all():
+                kept = np.r_[0, np.cumsum(fresh)]
+                series = SeriesColumns(
+                    series.labels,
+                    kept[series.bounds].astype(np.int64),
+                    series.timestamps[fresh],
+                    series.values[fresh],
+                )
+        return windows(series, ends, range_ms)
 
     def subquery(self, node: Any) -> RangeSteps:
         range_ms = duration_ms(node.range)
@@ -222,11 +226,18 @@ class Evaluator:
             first += step_ms
         inner_ts = np.arange(first, int(ends.max()) + 1, step_ms, dtype=np.int64)
         if len(inner_ts) == 0:
-            return windows([], [], [], ends, range_ms, drop_stale=False)
+            return windows(SeriesColumns.empty(), ends, range_ms)
         inner = Evaluator(self.ctx, inner_ts).eval_vector(node.expr)
-        timestamps = [inner_ts[row] for row in inner.present]
-        values = [inner.values[i][row] for i, row in enumerate(inner.present)]
-        return windows(inner.labels, timestamps, values, ends, range_ms, drop_stale=False)
+        # each series' points at the inner steps where it has one, row after row
+        rows, cols = np.nonzero(inner.present)
+        counts = np.bincount(rows, minlength=len(inner.labels))
+        columns = SeriesColumns(
+            inner.labels,
+            np.r_[0, np.cumsum(counts)].astype(np.int64),
+            inner_ts[cols],
+            inner.values[rows, cols],
+        )
+        return windows(columns, ends, range_ms)
 
 
 def _trunc_div(a: int, b: int) -> int:
@@ -235,60 +246,49 @@ def _trunc_div(a: int, b: int) -> int:
     return q if a >= 0 else -q
 
 
-def lookup_instant(series: list[SeriesSamples], eff: Ints, lookback: int) -> InstantSteps:
+def lookup_instant(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSteps:
     """Each series' latest sample at or before each effective time and newer than the lookback
     delta, unless that sample is a staleness marker."""
     n, steps = len(series), len(eff)
-    if n == 0:
+    if n == 0 or len(series.timestamps) == 0:
         return InstantSteps.empty(steps)
-    lengths = np.array([len(s.timestamps) for s in series], dtype=np.int64)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    t_all = np.concatenate([s.timestamps for s in series]).astype(np.int64)
-    v_all = np.concatenate([s.values for s in series]).astype(np.float64)
-    base = int(min(int(eff.min()), int(t_all.min()) if len(t_all) else 0)) - 1
-    span = int(max(int(eff.max()), int(t_all.max()) if len(t_all) else 0)) - base + 1
-    sid = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    keys = sid * span + (t_all - base)
+    t_all, v_all, bounds = series.timestamps, series.values, series.bounds
+    keys, base, span = _series_time_keys(bounds, t_all, int(eff.min()), int(eff.max()))
     queries = np.arange(n, dtype=np.int64)[:, None] * span + (eff - base)[None, :]
     idx = np.searchsorted(keys, queries, side="right") - 1
-    valid = idx >= starts[:, None]
+    valid = idx >= bounds[:-1, None]
     idx = np.where(valid, idx, 0)
     sample_ts = t_all[idx]
     values = v_all[idx]
     present = valid & (sample_ts > (eff - lookback)[None, :]) & ~is_stale(values)
-    return InstantSteps([s.labels for s in series], values, present, sample_ts)
+    return InstantSteps(series.labels, values, present, sample_ts)
 
 
-def windows(
-    labels: list[Labels],
-    timestamps: list[Ints],
-    values: list[Any],
-    ends: Ints,
-    range_ms: int,
-    *,
-    drop_stale: bool,
-) -> RangeSteps:
-    """A range vector from per-series samples: the window at each step is (end - range, end]."""
-    if drop_stale:
-        keep = [~is_stale(v) for v in values]
-        timestamps = [t[k] for t, k in zip(timestamps, keep, strict=True)]
-        values = [v[k] for v, k in zip(values, keep, strict=True)]
-    n, steps = len(labels), len(ends)
-    lengths = np.array([len(t) for t in timestamps], dtype=np.int64)
-    bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+def _series_time_keys(bounds: Ints, timestamps: Ints, low: int, high: int) -> tuple[Ints, int, int]:
+    """One sorted key per sample, (series, time), so one searchsorted finds every series' place
+    at every step; also the base time and the span the keys use."""
+    base = min(low, int(timestamps.min())) - 1
+    span = max(high, int(timestamps.max())) - base + 1
+    sid = np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds))
+    keys: Ints = sid * span + (timestamps - base)
+    return keys, base, span
+
+
+def windows(series: SeriesColumns, ends: Ints, range_ms: int) -> RangeSteps:
+    """A range vector from flat samples: the window at each step is (end - range, end]."""
+    n, steps = len(series), len(ends)
+    bounds = series.bounds
     # one unused sample after the last series, so that every window bound (even of an empty
     # window) indexes a sample
-    t_all = np.concatenate([*timestamps, [0]]).astype(np.int64)
-    v_all = np.concatenate([*values, [np.nan]]).astype(np.float64)
+    t_all = np.r_[series.timestamps, 0].astype(np.int64)
+    v_all = np.r_[series.values, np.nan].astype(np.float64)
     if n == 0 or bounds[-1] == 0:
         zeros = np.zeros((n, steps), dtype=np.int64)
-        return RangeSteps(labels, t_all, v_all, bounds, zeros, zeros.copy(), range_ms, ends)
-    real = t_all[: bounds[-1]]
-    base = min(int(ends.min()) - range_ms, int(real.min())) - 1
-    span = max(int(ends.max()), int(real.max())) - base + 1
-    sid = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    keys = sid * span + (real - base)
+        return RangeSteps(series.labels, t_all, v_all, bounds, zeros, zeros.copy(), range_ms, ends)
+    keys, base, span = _series_time_keys(
+        bounds, series.timestamps, int(ends.min()) - range_ms, int(ends.max())
+    )
     row = np.arange(n, dtype=np.int64)[:, None] * span
     lo = np.searchsorted(keys, row + (ends - range_ms - base)[None, :], side="right")
     hi = np.searchsorted(keys, row + (ends - base)[None, :], side="right")
-    return RangeSteps(labels, t_all, v_all, bounds, lo, hi, range_ms, ends)
+    return RangeSteps(series.labels, t_all, v_all, bounds, lo, hi, range_ms, ends)

@@ -6,33 +6,27 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from watchkeeper.model import Matcher
-from watchkeeper.store.types import SeriesSamples
+from watchkeeper.store.protocol import MetricStore
+from watchkeeper.store.types import SeriesColumns, SeriesSamples
 
 
 class Querier(Protocol):
     """Samples of the series matching every matcher, with timestamps in [start_ms, end_ms]
-    (both inclusive), each series sorted by time, the list sorted by labels. Staleness markers
-    are returned as stored (the StaleNaN bit pattern)."""
+    (both inclusive), each series sorted by time, the series sorted by labels, in flat arrays.
+    Staleness markers are returned as stored (the StaleNaN bit pattern)."""
 
-    def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
-    ) -> list[SeriesSamples]: ...
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesColumns: ...
 
 
 class StoreQuerier:
-    """A `Querier` over one tenant of a store with `read(tenant, matcher_sets, start, end)`."""
+    """A `Querier` over one tenant of a metrics store."""
 
-    def __init__(self, store: object, tenant: str) -> None:
+    def __init__(self, store: MetricStore, tenant: str) -> None:
         self._store = store
         self._tenant = tenant
 
-    def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
-    ) -> list[SeriesSamples]:
-        result: list[SeriesSamples] = self._store.read(  # type: ignore[attr-defined]
-            self._tenant, [list(matchers)], start_ms, end_ms
-        )
-        return result
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesColumns:
+        return self._store.read_columns(self._tenant, [list(matchers)], start_ms, end_ms)
 
 
 class MemoryQuerier:
@@ -42,9 +36,7 @@ class MemoryQuerier:
     def __init__(self, series: Sequence[SeriesSamples] = ()) -> None:
         self._series = sorted(series, key=lambda s: s.labels)
 
-    def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
-    ) -> list[SeriesSamples]:
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesColumns:
         out: list[SeriesSamples] = []
         for s in self._series:
             values = dict(s.labels)
@@ -53,4 +45,4 @@ class MemoryQuerier:
             keep = (s.timestamps >= start_ms) & (s.timestamps <= end_ms)
             if keep.any():
                 out.append(SeriesSamples(s.labels, s.timestamps[keep], s.values[keep]))
-        return out
+        return SeriesColumns.of(out)

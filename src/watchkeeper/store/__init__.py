@@ -7,7 +7,7 @@ never see files, WAL records or DuckDB. Must not import anything above `model`.
 from watchkeeper.store.audit import AuditLog
 from watchkeeper.store.protocol import MetricStore
 from watchkeeper.store.tsdb import MetricsDB
-from watchkeeper.store.types import AppendResult, SeriesSamples, StorageOptions
+from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples, StorageOptions
 from watchkeeper.store.wal import WALFailedError
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "AuditLog",
     "MetricStore",
     "MetricsDB",
+    "SeriesColumns",
     "SeriesSamples",
     "StorageOptions",
     "WALFailedError",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
 
 if TYPE_CHECKING:
-    from watchkeeper.store.types import AppendResult, SeriesSamples
+    from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples
 
 
 class MetricStore(Protocol):
@@ -49,6 +49,14 @@ class MetricStore(Protocol):
         start: int = ...,
         end: int = ...,
     ) -> list[SeriesSamples]: ...
+
+    def read_columns(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = ...,
+        end: int = ...,
+    ) -> SeriesColumns: ...
 
     def metadata(self, tenant: str) -> dict[str, MetricMetadata]: ...
 

@@ -43,7 +43,7 @@ from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
-from watchkeeper.store.types import AppendResult, SeriesSamples, StorageOptions
+from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples, StorageOptions
 from watchkeeper.store.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -432,26 +432,41 @@ class MetricsDB:
     ) -> list[SeriesSamples]:
         """Samples of the matching series in [start, end], per series sorted by time, sorted by
         labels. Each (series, timestamp) appears once: the first value written wins."""
+        return self.read_columns(tenant, matcher_sets, start, end).series()
+
+    def read_columns(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> SeriesColumns:
+        """`read` as flat arrays (no object per series), for the query engine."""
         state = self._tenants.get(tenant)
         if state is None:
-            return []
+            return SeriesColumns.empty()
         sids = np.sort(self._matching(state, matcher_sets, start, end))
         if len(sids) == 0:
-            return []
+            return SeriesColumns.empty()
         with self._state_lock:
             blocks = [b for b in state.blocks if b.max_time >= start and b.min_time <= end]
             chunks = list(state.chunks)
-            labels = {int(s): state.labels[int(s)] for s in sids}
+            labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
         parts_s, parts_t, parts_v = [], [], []
         block_s, block_t, block_v = self._reader.read(blocks, sids, start, end)
         parts_s.append(block_s)
         parts_t.append(block_t)
         parts_v.append(block_v)
+        # a lookup table answers "is this sample's series wanted" in one pass (np.isin sorts)
+        wanted = np.zeros(int(sids[-1]) + 1, dtype=bool)
+        wanted[sids] = True
         for chunk in chunks:
             if chunk.max_time < start or chunk.min_time > end:
                 continue
             c_series, c_ts, c_values = series_range(chunk, int(sids[0]), int(sids[-1]))
-            mask = (c_ts >= start) & (c_ts <= end) & np.isin(c_series, sids)
+            in_range = c_series <= sids[-1]
+            mask = (c_ts >= start) & (c_ts <= end) & in_range
+            mask[in_range] &= wanted[c_series[in_range]]
             parts_s.append(c_series[mask])
             parts_t.append(c_ts[mask])
             parts_v.append(c_values[mask])
@@ -459,15 +474,21 @@ class MetricsDB:
             np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
         )
         if len(s_all) == 0:
-            return []  # the series exist but have no samples in [start, end]
-        bounds = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1], True])
-        out = [
-            SeriesSamples(labels[int(s_all[a])], t_all[a:b], v_all[a:b])
-            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-            if b > a
-        ]
-        out.sort(key=lambda s: s.labels)
-        return out
+            return SeriesColumns.empty()  # the series exist but have no samples in range
+        starts = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1]])
+        found = [labels[s] for s in s_all[starts].tolist()]
+        bounds = np.r_[starts, len(s_all)].astype(np.int64)
+        order = sorted(range(len(found)), key=found.__getitem__)
+        if order != list(range(len(found))):
+            # series ids follow creation order; results are in label order
+            index = np.array(order, dtype=np.int64)
+            lengths = np.diff(bounds)[index]
+            offsets = np.repeat(bounds[index] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+            rows = offsets + np.arange(int(lengths.sum()))
+            t_all, v_all = t_all[rows], v_all[rows]
+            bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            found = [found[i] for i in order]
+        return SeriesColumns(found, bounds, t_all, v_all)
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
         state = self._tenants.get(tenant)

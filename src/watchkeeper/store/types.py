@@ -38,3 +38,42 @@ class SeriesSamples:
     labels: Labels
     timestamps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SeriesColumns:
+    """Samples of several series in flat arrays, for readers that work on all series at once:
+    series i is `labels[i]` with `timestamps[bounds[i]:bounds[i + 1]]` and the same values."""
+
+    labels: list[Labels]
+    bounds: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @staticmethod
+    def empty() -> SeriesColumns:
+        return SeriesColumns(
+            [], np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+        )
+
+    @staticmethod
+    def of(series: list[SeriesSamples]) -> SeriesColumns:
+        if not series:
+            return SeriesColumns.empty()
+        lengths = [len(s.timestamps) for s in series]
+        return SeriesColumns(
+            [s.labels for s in series],
+            np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+            np.concatenate([s.timestamps for s in series]).astype(np.int64),
+            np.concatenate([s.values for s in series]).astype(np.float64),
+        )
+
+    def series(self) -> list[SeriesSamples]:
+        b = self.bounds.tolist()
+        return [
+            SeriesSamples(labels, self.timestamps[b[i] : b[i + 1]], self.values[b[i] : b[i + 1]])
+            for i, labels in enumerate(self.labels)
+        ]
