@@ -72,3 +72,21 @@ def test_realistic_samples_compress_well() -> None:
         chunks.append(HeadChunk(ids, ts, values))
     frozen = freeze(chunks)
     assert frozen.nbytes / len(frozen) < 6  # against 24 bytes per raw sample
+
+
+def test_freezing_many_samples_slices_them_by_arrival_time() -> None:
+    # ten series sampled each second for 100 s, arriving in time order
+    rows = [(s, t * 1000, float(s * 1000 + t)) for t in range(100) for s in range(10)]
+    slices = headchunks.freeze_slices(_chunks(rows, 64), 250)
+    assert [len(f) for f in slices] == [250, 250, 250, 250]
+    # each slice covers its own stretch of time, so a recent window decodes one of them
+    assert [(f.min_time, f.max_time) for f in slices] == [
+        (0, 24_000),
+        (25_000, 49_000),
+        (50_000, 74_000),
+        (75_000, 99_000),
+    ]
+    got = sorted(
+        (int(s), int(t), float(v)) for f in slices for s, t, v in zip(*f.arrays(), strict=True)
+    )
+    assert got == sorted(rows)

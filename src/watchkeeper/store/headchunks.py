@@ -131,6 +131,23 @@ def concatenated(chunks: Sequence[HeadChunk | FrozenChunk]) -> Arrays:
     )
 
 
+def freeze_slices(
+    chunks: Sequence[HeadChunk | FrozenChunk], slice_samples: int
+) -> list[FrozenChunk]:
+    """`chunks` (in arrival order) frozen in slices of about `slice_samples` samples each.
+
+    Arrival order is time order, so each slice covers its own stretch of time and a query of
+    the last minutes decodes one slice, not the hours a compaction may have left in the head
+    (its cut turns the chunks it keeps back into raw ones)."""
+    series, timestamps, values = concatenated(chunks)
+    size = len(series)
+    step = max(1, slice_samples)
+    return [
+        freeze([HeadChunk(series[a : a + step], timestamps[a : a + step], values[a : a + step])])
+        for a in range(0, size, step)
+    ]
+
+
 def freeze(chunks: Sequence[HeadChunk | FrozenChunk]) -> FrozenChunk:
     """One frozen chunk holding every sample of `chunks` (given in arrival order)."""
     series, timestamps, values = concatenated(chunks)

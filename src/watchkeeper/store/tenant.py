@@ -69,14 +69,14 @@ class TenantState:
         return start, self.chunks[start:]
 
     def replace_raw(
-        self, start: int, raw: list[HeadChunk | FrozenChunk], frozen: FrozenChunk
+        self, start: int, raw: list[HeadChunk | FrozenChunk], frozen: list[FrozenChunk]
     ) -> bool:
         """Swap the raw chunks `raw` (found at `start`) for their frozen form, if unchanged."""
         current = self.chunks[start : start + len(raw)]
         if len(current) != len(raw) or any(a is not b for a, b in zip(current, raw, strict=True)):
             return False
-        self.chunks = [*self.chunks[:start], frozen, *self.chunks[start + len(raw) :]]
-        self.raw_samples -= len(frozen)
+        self.chunks = [*self.chunks[:start], *frozen, *self.chunks[start + len(raw) :]]
+        self.raw_samples -= sum(len(f) for f in frozen)
         return True
 
     def add_series(self, sid: int, labels: Labels) -> None:

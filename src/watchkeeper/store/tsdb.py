@@ -37,7 +37,7 @@ from watchkeeper.store.blocks import (
     read_block_series,
     write_block,
 )
-from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze
+from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
 from watchkeeper.store.merge import already_stored, dedupe_sorted, series_range, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.series_times import SeriesTimes
@@ -267,7 +267,7 @@ class MetricsDB:
                 if state.raw_samples < self.options.freeze_samples:
                     return
                 start, raw = state.raw_run()
-            frozen = freeze(raw)
+            frozen = freeze_slices(raw, self.options.freeze_samples)
             with self._state_lock:
                 state.replace_raw(start, raw, frozen)
 
