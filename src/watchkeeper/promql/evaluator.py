@@ -278,13 +278,14 @@ def windows(series: SeriesColumns, ends: Ints, range_ms: int) -> RangeSteps:
     """A range vector from flat samples: the window at each step is (end - range, end]."""
     n, steps = len(series), len(ends)
     bounds = series.bounds
-    # one unused sample after the last series, so that every window bound (even of an empty
-    # window) indexes a sample
-    t_all = np.r_[series.timestamps, 0].astype(np.int64)
-    v_all = np.r_[series.values, np.nan].astype(np.float64)
     if n == 0 or bounds[-1] == 0:
+        # one unused sample, so that the bounds of the (empty) windows index a sample
+        t_none, v_none = np.zeros(1, dtype=np.int64), np.full(1, np.nan)
         zeros = np.zeros((n, steps), dtype=np.int64)
-        return RangeSteps(series.labels, t_all, v_all, bounds, zeros, zeros.copy(), range_ms, ends)
+        return RangeSteps(
+            series.labels, t_none, v_none, bounds, zeros, zeros.copy(), range_ms, ends
+        )
+    t_all, v_all = series.timestamps, series.values
     keys, base, span = _series_time_keys(
         bounds, series.timestamps, int(ends.min()) - range_ms, int(ends.max())
     )

@@ -59,8 +59,8 @@ class StringValue:
 class RangeSteps:
     """A range vector at each step. Series i's samples are `t[bounds[i]:bounds[i+1]]` (stale
     markers removed); its window at step j is `t[lo[i, j]:hi[i, j]]`, the samples in
-    (ends[j] - range_ms, ends[j]]. `t` and `v` end with one unused sample, so that even an empty
-    window's bounds index a sample."""
+    (ends[j] - range_ms, ends[j]]. `t` and `v` hold at least one sample (an unused one when there
+    are none), so that even an empty window's bounds index a sample."""
 
     labels: list[Labels]
     t: Ints
