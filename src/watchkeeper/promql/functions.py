@@ -117,7 +117,6 @@ def _string_arg(ev: Evaluator, node: Any) -> str:
 
 
 def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
-    steps = len(ev.ts)
     matrix_arg = args[1] if name == "quantile_over_time" else args[0]
     rs = ev.eval_range(matrix_arg)
     if name == "absent_over_time":
@@ -129,14 +128,13 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
         aggregations.warn_quantile_range(ev, extra[0])
     elif name == "predict_linear":
         extra = [_scalar_arg(ev, args[1])]
-    elif name in ("double_exponential_smoothing", "holt_winters"):
+    elif name == "double_exponential_smoothing":
         extra = [_scalar_arg(ev, args[1]), _scalar_arg(ev, args[2])]
         _check_smoothing(extra[0], extra[1])
     ev.ctx.count_samples(int(rs.counts.sum(axis=0).max(initial=0)))
     values, present = compute(rs, extra, ev.ts)
     keep_name = name in OVER_TIME_KEEPING_NAME
     labels = rs.labels if keep_name else [drop_name(ls) for ls in rs.labels]
-    del steps
     return merge_same_labels(labels, values, present)
 
 
@@ -175,7 +173,7 @@ _RANGE_HANDLERS: dict[str, RangeCompute] = {
     "double_exponential_smoothing": lambda rs, a, ts: range_functions.double_exponential_smoothing(
         rs, a[0], a[1]
     ),
-    "holt_winters": lambda rs, a, ts: range_functions.double_exponential_smoothing(rs, a[0], a[1]),
+    # answered from the window counts before any handler runs (see _range_function)
     "absent_over_time": lambda rs, a, ts: (np.zeros(0), np.zeros(0, dtype=bool)),
 }
 
