@@ -224,12 +224,18 @@ class BlockReader:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty.copy(), np.empty(0, dtype=np.float64)
         ids = pa.table({"series_id": pa.array(series, type=pa.int64())})
-        parts = [self._read_block(block, ids) for block in blocks]
-        got_s = np.concatenate([p[0] for p in parts])
-        got_t = np.concatenate([p[1] for p in parts])
-        got_v = np.concatenate([p[2] for p in parts])
-        keep = (got_t >= start) & (got_t <= end)
-        return got_s[keep], got_t[keep], got_v[keep]
+        # each block's samples are cut to [start, end] as they come, so a long read never
+        # holds the blocks' whole contents and their filtered copy at once
+        parts_s, parts_t, parts_v = [], [], []
+        for block in blocks:
+            got_s, got_t, got_v = self._read_block(block, ids)
+            keep = (got_t >= start) & (got_t <= end)
+            if not keep.all():
+                got_s, got_t, got_v = got_s[keep], got_t[keep], got_v[keep]
+            parts_s.append(got_s)
+            parts_t.append(got_t)
+            parts_v.append(got_v)
+        return np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
 
     def _read_block(
         self, block: BlockMeta, ids: pa.Table

@@ -38,7 +38,13 @@ from watchkeeper.store.blocks import (
     write_block,
 )
 from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
-from watchkeeper.store.merge import already_stored, dedupe_sorted, series_range, sorted_parts
+from watchkeeper.store.merge import (
+    already_stored,
+    first_of_each,
+    series_range,
+    sort_order,
+    sorted_parts,
+)
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
@@ -470,24 +476,42 @@ class MetricsDB:
             parts_s.append(c_series[mask])
             parts_t.append(c_ts[mask])
             parts_v.append(c_values[mask])
-        s_all, t_all, v_all = dedupe_sorted(
-            np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-        )
+        # dedupe_sorted, one array at a time: each step lets go of what it replaces, so a long
+        # query holds its samples about once rather than three times
+        del block_s, block_t, block_v
+        s_all = np.concatenate(parts_s)
+        parts_s.clear()
+        t_all = np.concatenate(parts_t)
+        parts_t.clear()
+        v_all = np.concatenate(parts_v)
+        parts_v.clear()
+        if len(s_all):
+            order = sort_order(s_all, t_all)
+            s_all = s_all[order]
+            t_all = t_all[order]
+            v_all = v_all[order]
+            del order
+            keep = first_of_each(s_all, t_all)
+            if keep is not None:
+                s_all, t_all, v_all = s_all[keep], t_all[keep], v_all[keep]
         if len(s_all) == 0:
             return SeriesColumns.empty()  # the series exist but have no samples in range
         starts = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1]])
         found = [labels[s] for s in s_all[starts].tolist()]
         bounds = np.r_[starts, len(s_all)].astype(np.int64)
-        order = sorted(range(len(found)), key=found.__getitem__)
-        if order != list(range(len(found))):
+        by_labels = sorted(range(len(found)), key=found.__getitem__)
+        if by_labels != list(range(len(found))):
             # series ids follow creation order; results are in label order
-            index = np.array(order, dtype=np.int64)
+            index = np.array(by_labels, dtype=np.int64)
             lengths = np.diff(bounds)[index]
             offsets = np.repeat(bounds[index] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
             rows = offsets + np.arange(int(lengths.sum()))
-            t_all, v_all = t_all[rows], v_all[rows]
+            del offsets
+            t_all = t_all[rows]
+            v_all = v_all[rows]
+            del rows
             bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-            found = [found[i] for i in order]
+            found = [found[i] for i in by_labels]
         return SeriesColumns(found, bounds, t_all, v_all)
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
