@@ -148,6 +148,31 @@ def scrape_target() -> Iterator[ScrapeTarget]:
         target.stop()
 
 
+class ReceivingPrometheus(ManagedProcess):
+    """A real Prometheus with no scrape jobs, taking samples only over remote write
+    (`--web.enable-remote-write-receiver`): the reference for query comparisons."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.workdir = workdir
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log_path = workdir / "prometheus.log"
+        config = workdir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1h\n")
+        self.args = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address={self.url.removeprefix('http://')}",
+            "--web.enable-remote-write-receiver",
+        ]
+
+    def start(self, timeout: float = 30.0) -> ReceivingPrometheus:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=self.workdir)
+        self.wait_ready(f"{self.url}/-/ready", timeout)
+        return self
+
+
 class Prometheus(ManagedProcess):
     """A real Prometheus on a loopback port, scraping the given targets every second and
     remote-writing to `remote_write_url`. `freeze()` reloads it without scrape jobs."""

@@ -10,10 +10,8 @@ tests/api/test_query_api.py against Prometheus 3's source instead.
 from __future__ import annotations
 
 import math
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,13 +19,11 @@ import pytest
 
 from tests.conftest import (
     WRITE_HEADERS,
-    ManagedProcess,
     Server,
-    free_port,
     snappy_body,
     write_request,
 )
-from tests.peer.conftest import LOGS
+from tests.peer.conftest import LOGS, ReceivingPrometheus
 
 pytestmark = pytest.mark.peer
 
@@ -69,35 +65,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-class Receiver(ManagedProcess):
-    """Prometheus with no scrape jobs, taking samples only over remote write."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.workdir = workdir
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log_path = workdir / "prometheus.log"
-        config = workdir / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 1h\n")
-        self.args = [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address={self.url.removeprefix('http://')}",
-            "--web.enable-remote-write-receiver",
-        ]
-
-    def start(self) -> Receiver:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=self.workdir)
-        self.wait_ready(f"{self.url}/-/ready", 30)
-        return self
-
-
 @pytest.fixture(scope="module")
 def peers(
     prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory, watchkeeper: Server
 ) -> Iterator[tuple[str, str]]:
-    receiver = Receiver(prometheus_binary, tmp_path_factory.mktemp("prometheus-query"))
+    receiver = ReceivingPrometheus(prometheus_binary, tmp_path_factory.mktemp("prometheus-query"))
     LOGS["prometheus (query API)"] = receiver.log_path
     try:
         receiver.start()

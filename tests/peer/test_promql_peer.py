@@ -95,20 +95,17 @@ import os
 import random
 import re
 import struct
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.conftest import WRITE_HEADERS, Server, snappy_body, write_request
-from tests.peer.conftest import LOGS, Prometheus
+from tests.peer.conftest import LOGS, ReceivingPrometheus
 
 pytestmark = pytest.mark.peer
 
@@ -1398,32 +1395,6 @@ def _order_problems(expected: list[dict[str, Any]], got: list[dict[str, Any]]) -
 
 
 # --- the servers ----------------------------------------------------------------------------
-
-
-class ReceivingPrometheus(Prometheus):
-    """A Prometheus without scrape jobs or remote write of its own, that accepts remote-write
-    requests (`--web.enable-remote-write-receiver`)."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        super().__init__(binary, workdir, {}, "")
-
-    def config(self, scrape: bool) -> str:
-        return yaml.safe_dump({"global": {"scrape_interval": "15s"}})
-
-    def start(self, timeout: float = 30.0) -> ReceivingPrometheus:
-        self.config_path.write_text(self.config(scrape=False))
-        args = [
-            self.binary,
-            f"--config.file={self.config_path}",
-            f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-            f"--web.listen-address={self.address}",
-            "--web.enable-remote-write-receiver",
-            "--log.level=info",
-        ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.workdir)
-        self.wait_ready(f"{self.url}/-/ready", timeout)
-        return self
 
 
 @dataclass

@@ -14,6 +14,7 @@ import math
 import re
 
 from watchkeeper.promql.errors import QueryParseError
+from watchkeeper.promql.positions import skip_string
 
 _UNITS_MS = {
     "y": 31_536_000_000,
@@ -148,14 +149,6 @@ def _literal(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-def _skip_string(text: str, i: int) -> int:
-    quote = text[i]
-    i += 1
-    while i < len(text) and text[i] != quote:
-        i += 2 if text[i] == "\\" and quote != "`" else 1
-    return i + 1
-
-
 def rewrite(query: str, step_ms: int, range_ms: int) -> str:
     """The query with every duration expression replaced by a literal."""
     if "[" not in query and "offset" not in query.lower():
@@ -166,13 +159,13 @@ def rewrite(query: str, step_ms: int, range_ms: int) -> str:
     while i < len(query):
         ch = query[i]
         if ch in "\"'`":
-            end = _skip_string(query, i)
+            end = skip_string(query, i)
             out.append(query[i:end])
             i = end
         elif ch == "{":
             end = i + 1
             while end < len(query) and query[end] != "}":
-                end = _skip_string(query, end) if query[end] in "\"'`" else end + 1
+                end = skip_string(query, end) if query[end] in "\"'`" else end + 1
             out.append(query[i : end + 1])
             i = end + 1
         elif ch == "[":

@@ -62,13 +62,7 @@ class Engine:
         lookback_delta_ms: int | None = None,
         timeout_s: float | None = None,
     ) -> QueryResult:
-        expr = parse(rewrite_durations(query, 0, 0))
-        ctx = self._context(querier, query, time_ms, time_ms, lookback_delta_ms, timeout_s)
-        value = Evaluator(ctx, np.array([time_ms], dtype=np.int64)).eval(expr)
-        result = _instant_result(value, time_ms)
-        result.annotations = ctx.annotations
-        result.samples_loaded = ctx.samples_loaded
-        return result
+        return self._run(querier, query, time_ms, time_ms, 0, lookback_delta_ms, timeout_s)
 
     def range_query(
         self,
@@ -88,29 +82,23 @@ class Engine:
             )
         if end_ms < start_ms:
             raise QueryParseError("end timestamp must not be before start time")
-        expr = parse(rewrite_durations(query, step_ms, end_ms - start_ms))
-        ctx = self._context(querier, query, start_ms, end_ms, lookback_delta_ms, timeout_s)
-        ctx.range_query = True
-        ctx.step_ms = step_ms
-        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-        value = Evaluator(ctx, steps).eval(expr)
-        result = _range_result(value, steps)
-        result.annotations = ctx.annotations
-        result.samples_loaded = ctx.samples_loaded
-        return result
+        return self._run(querier, query, start_ms, end_ms, step_ms, lookback_delta_ms, timeout_s)
 
-    def _context(
+    def _run(
         self,
         querier: Querier,
         query: str,
         start_ms: int,
         end_ms: int,
+        step_ms: int,
         lookback_delta_ms: int | None,
         timeout_s: float | None,
-    ) -> EvalContext:
+    ) -> QueryResult:
+        """Evaluates `query` from start to end every step (an instant query has step 0)."""
+        expr = parse(rewrite_durations(query, step_ms, end_ms - start_ms))
         options = self.options
         timeout = options.timeout_s if timeout_s is None else min(timeout_s, options.timeout_s)
-        return EvalContext(
+        ctx = EvalContext(
             querier=querier,
             query=query,
             start_ms=start_ms,
@@ -120,7 +108,18 @@ class Engine:
             max_samples=options.max_samples,
             max_series_per_selector=options.max_series_per_selector,
             deadline=time.monotonic() + timeout,
+            range_query=step_ms > 0,
+            step_ms=step_ms,
         )
+        if step_ms:
+            steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+            result = _range_result(Evaluator(ctx, steps).eval(expr), steps)
+        else:
+            steps = np.array([start_ms], dtype=np.int64)
+            result = _instant_result(Evaluator(ctx, steps).eval(expr), start_ms)
+        result.annotations = ctx.annotations
+        result.samples_loaded = ctx.samples_loaded
+        return result
 
 
 def _instant_result(value: Value, time_ms: int) -> QueryResult:

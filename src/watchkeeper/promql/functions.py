@@ -432,18 +432,12 @@ def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
         raise QueryError(f"invalid regular expression in label_replace(): {pattern}") from err
     if not is_valid_label_name(dst) or not ev.ctx.argument_is_utf8(1):
         raise QueryError(f"invalid destination label name in label_replace(): {dst}")
-    labels: list[Labels] = []
-    for ls in vector.labels:
-        values = dict(ls)
+
+    def replaced(values: dict[str, str]) -> str | None:
         match = regex.match(values.get(src, ""))
-        if match is not None:
-            result = expand_replacement(replacement, match)
-            if result:
-                values[dst] = result
-            else:
-                values.pop(dst, None)
-        labels.append(tuple(sorted(values.items())))
-    return merge_same_labels(labels, vector.values, vector.present)
+        return None if match is None else expand_replacement(replacement, match)
+
+    return _with_label(vector, dst, replaced)
 
 
 def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
@@ -453,13 +447,23 @@ def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
     sources = [_string_arg(ev, a) for a in args[3:]]
     if not is_valid_label_name(dst) or not ev.ctx.argument_is_utf8(1):
         raise QueryError(f"invalid destination label name in label_join(): {dst}")
+    return _with_label(
+        vector, dst, lambda values: separator.join(values.get(n, "") for n in sources)
+    )
+
+
+def _with_label(
+    vector: InstantSteps, dst: str, value_of: Callable[[dict[str, str]], str | None]
+) -> InstantSteps:
+    """Each series with label `dst` set to `value_of(its labels)`, or removed when that is
+    empty; None leaves the series as it is (label_replace's regex did not match)."""
     labels: list[Labels] = []
     for ls in vector.labels:
         values = dict(ls)
-        joined = separator.join(values.get(s, "") for s in sources)
-        if joined:
-            values[dst] = joined
-        else:
+        value = value_of(values)
+        if value:
+            values[dst] = value
+        elif value is not None:
             values.pop(dst, None)
         labels.append(tuple(sorted(values.items())))
     return merge_same_labels(labels, vector.values, vector.present)

@@ -12,7 +12,8 @@ _CLOSE = ")]}"
 _QUOTES = "\"'`"
 
 
-def _skip_string(text: str, i: int) -> int:
+def skip_string(text: str, i: int) -> int:
+    """Where the string literal starting at `i` (", ' or `) ends, past its closing quote."""
     quote = text[i]
     i += 1
     while i < len(text) and text[i] != quote:
@@ -47,7 +48,7 @@ def _find_call(text: str, function: str, occurrence: int) -> tuple[int, int] | N
     while i < len(text):
         ch = text[i]
         if ch in _QUOTES:
-            i = _skip_string(text, i)
+            i = skip_string(text, i)
             continue
         if ch == "#":
             end = text.find("\n", i)
@@ -127,7 +128,7 @@ def _argument_start(text: str, i: int, argument: int) -> str:
         if index == argument and depth == 0 and not ch.isspace():
             return _line_col(text, i)
         if ch in _QUOTES:
-            i = _skip_string(text, i)
+            i = skip_string(text, i)
             continue
         if ch in _OPEN:
             depth += 1

@@ -91,6 +91,7 @@ def welford_variance(values: list[float], compensated: bool) -> float:
 
 
 def _kahan_step(value: float, total: float, compensation: float) -> tuple[float, float]:
+    """Prometheus' kahanSumInc: add `value`, keeping the lost low-order part separately."""
     t = total + value
     if math.isinf(t):
         compensation = 0.0
@@ -104,12 +105,5 @@ def _kahan_step(value: float, total: float, compensation: float) -> tuple[float,
 def kahan_sum(values: list[float]) -> float:
     total = compensation = 0.0
     for value in values:
-        t = total + value
-        if math.isinf(t):
-            compensation = 0.0
-        elif abs(total) >= abs(value):
-            compensation += (total - t) + value
-        else:
-            compensation += (value - t) + total
-        total = t
+        total, compensation = _kahan_step(value, total, compensation)
     return total + compensation

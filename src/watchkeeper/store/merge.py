@@ -45,9 +45,7 @@ def sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[So
                 parts_t.append(c_ts[mask])
                 parts_v.append(c_values[mask])
         if parts_s:
-            yield dedupe_sorted(
-                np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-            )
+            yield merge_parts(parts_s, parts_t, parts_v)
 
 
 def series_range(chunk: HeadChunk | FrozenChunk, low: int, high: int) -> Arrays:
@@ -55,22 +53,54 @@ def series_range(chunk: HeadChunk | FrozenChunk, low: int, high: int) -> Arrays:
     return chunk.arrays(low, high) if isinstance(chunk, FrozenChunk) else chunk.arrays()
 
 
-def dedupe_sorted(
-    sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], vals: npt.NDArray[np.float64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Sort by (series, time) keeping arrival order among equals, then keep the first of each
-    (series, time)."""
+def head_parts(
+    chunks: Sequence[HeadChunk | FrozenChunk],
+    sids: npt.NDArray[np.int64],
+    start: int,
+    end: int,
+) -> Iterator[Arrays]:
+    """The samples of the series `sids` (sorted) in [start, end], chunk by chunk."""
+    # a lookup table answers "is this sample's series wanted" in one pass (np.isin sorts)
+    wanted = np.zeros(int(sids[-1]) + 1, dtype=bool)
+    wanted[sids] = True
+    for chunk in chunks:
+        if chunk.max_time < start or chunk.min_time > end:
+            continue
+        c_series, c_ts, c_values = series_range(chunk, int(sids[0]), int(sids[-1]))
+        in_range = c_series <= sids[-1]
+        mask = (c_ts >= start) & (c_ts <= end) & in_range
+        mask[in_range] &= wanted[c_series[in_range]]
+        yield c_series[mask], c_ts[mask], c_values[mask]
+
+
+def merge_parts(
+    parts_s: list[npt.NDArray[np.int64]],
+    parts_t: list[npt.NDArray[np.int64]],
+    parts_v: list[npt.NDArray[np.float64]],
+) -> Arrays:
+    """The parts joined (the lists are emptied), sorted by (series, time) keeping arrival order
+    among equals, with only the first of each (series, time). One array at a time: each step
+    lets go of what it replaces, so a long read holds its samples about once, not three times."""
+    sids = np.concatenate(parts_s)
+    parts_s.clear()
+    ts = np.concatenate(parts_t)
+    parts_t.clear()
+    vals = np.concatenate(parts_v)
+    parts_v.clear()
     if len(ts) == 0:
         return sids, ts, vals
-    order = sort_order(sids, ts)
-    sids, ts, vals = sids[order], ts[order], vals[order]
-    keep = first_of_each(sids, ts)
-    if keep is None:
+    order = _sort_order(sids, ts)
+    sids = sids[order]
+    ts = ts[order]
+    vals = vals[order]
+    del order
+    keep = np.r_[True, (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])]
+    if keep.all():
         return sids, ts, vals
     return sids[keep], ts[keep], vals[keep]
 
 
-def sort_order(sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+def _sort_order(sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
     """The stable order that sorts samples by (series, time)."""
     low, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
     if int(sids.max()) < (2**62) // span and int(sids.min()) >= 0:
@@ -80,14 +110,6 @@ def sort_order(sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> npt.ND
         return order
     lexical: npt.NDArray[np.intp] = np.lexsort((ts, sids))
     return lexical
-
-
-def first_of_each(
-    sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_] | None:
-    """Of sorted samples, which are the first of their (series, time); None if all are."""
-    keep = np.r_[True, (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])]
-    return None if keep.all() else keep
 
 
 def already_stored(

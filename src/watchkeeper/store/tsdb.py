@@ -40,9 +40,8 @@ from watchkeeper.store.blocks import (
 from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
 from watchkeeper.store.merge import (
     already_stored,
-    first_of_each,
-    series_range,
-    sort_order,
+    head_parts,
+    merge_parts,
     sorted_parts,
 )
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
@@ -459,60 +458,16 @@ class MetricsDB:
             chunks = list(state.chunks)
             labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
         parts_s, parts_t, parts_v = [], [], []
-        block_s, block_t, block_v = self._reader.read(blocks, sids, start, end)
-        parts_s.append(block_s)
-        parts_t.append(block_t)
-        parts_v.append(block_v)
-        # a lookup table answers "is this sample's series wanted" in one pass (np.isin sorts)
-        wanted = np.zeros(int(sids[-1]) + 1, dtype=bool)
-        wanted[sids] = True
-        for chunk in chunks:
-            if chunk.max_time < start or chunk.min_time > end:
-                continue
-            c_series, c_ts, c_values = series_range(chunk, int(sids[0]), int(sids[-1]))
-            in_range = c_series <= sids[-1]
-            mask = (c_ts >= start) & (c_ts <= end) & in_range
-            mask[in_range] &= wanted[c_series[in_range]]
-            parts_s.append(c_series[mask])
-            parts_t.append(c_ts[mask])
-            parts_v.append(c_values[mask])
-        # dedupe_sorted, one array at a time: each step lets go of what it replaces, so a long
-        # query holds its samples about once rather than three times
-        del block_s, block_t, block_v
-        s_all = np.concatenate(parts_s)
-        parts_s.clear()
-        t_all = np.concatenate(parts_t)
-        parts_t.clear()
-        v_all = np.concatenate(parts_v)
-        parts_v.clear()
-        if len(s_all):
-            order = sort_order(s_all, t_all)
-            s_all = s_all[order]
-            t_all = t_all[order]
-            v_all = v_all[order]
-            del order
-            keep = first_of_each(s_all, t_all)
-            if keep is not None:
-                s_all, t_all, v_all = s_all[keep], t_all[keep], v_all[keep]
-        if len(s_all) == 0:
-            return SeriesColumns.empty()  # the series exist but have no samples in range
-        starts = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1]])
-        found = [labels[s] for s in s_all[starts].tolist()]
-        bounds = np.r_[starts, len(s_all)].astype(np.int64)
-        by_labels = sorted(range(len(found)), key=found.__getitem__)
-        if by_labels != list(range(len(found))):
-            # series ids follow creation order; results are in label order
-            index = np.array(by_labels, dtype=np.int64)
-            lengths = np.diff(bounds)[index]
-            offsets = np.repeat(bounds[index] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-            rows = offsets + np.arange(int(lengths.sum()))
-            del offsets
-            t_all = t_all[rows]
-            v_all = v_all[rows]
-            del rows
-            bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-            found = [found[i] for i in by_labels]
-        return SeriesColumns(found, bounds, t_all, v_all)
+        for part_s, part_t, part_v in (
+            self._reader.read(blocks, sids, start, end),
+            *head_parts(chunks, sids, start, end),
+        ):
+            parts_s.append(part_s)
+            parts_t.append(part_t)
+            parts_v.append(part_v)
+        del part_s, part_t, part_v  # the lists hold the only references merge_parts lets go of
+        s_all, t_all, v_all = merge_parts(parts_s, parts_t, parts_v)
+        return SeriesColumns.in_label_order(s_all, t_all, v_all, labels)
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
         state = self._tenants.get(tenant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +71,32 @@ class SeriesColumns:
             np.concatenate([s.timestamps for s in series]).astype(np.int64),
             np.concatenate([s.values for s in series]).astype(np.float64),
         )
+
+    @staticmethod
+    def in_label_order(
+        series_ids: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+        labels: Mapping[int, Labels],
+    ) -> SeriesColumns:
+        """Columns from samples sorted by (series id, time), reordered so that the series
+        follow their labels' order (ids follow creation order)."""
+        if len(series_ids) == 0:
+            return SeriesColumns.empty()
+        starts = np.flatnonzero(np.r_[True, series_ids[1:] != series_ids[:-1]])
+        found = [labels[s] for s in series_ids[starts].tolist()]
+        bounds = np.r_[starts, len(series_ids)].astype(np.int64)
+        by_labels = sorted(range(len(found)), key=found.__getitem__)
+        if by_labels != list(range(len(found))):
+            index = np.array(by_labels, dtype=np.int64)
+            lengths = np.diff(bounds)[index]
+            rows = np.repeat(bounds[index] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+            rows += np.arange(int(lengths.sum()))
+            timestamps = timestamps[rows]  # one at a time, releasing the unordered one
+            values = values[rows]
+            bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            found = [found[i] for i in by_labels]
+        return SeriesColumns(found, bounds, timestamps, values)
 
     def series(self) -> list[SeriesSamples]:
         b = self.bounds.tolist()
