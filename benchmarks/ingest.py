@@ -1262,6 +1262,29 @@ def print_ratios(results: list[Result], series: int, out: TextIO) -> None:
 # Main
 
 
+def add_server_arguments(run: Any) -> None:
+    """The options every benchmark has for the servers it starts (`run`, an argument group):
+    --keep, --tmpdir, --watchkeeper, --prometheus."""
+    run.add_argument(
+        "--keep", action="store_true", help="keep the temporary data dirs and server logs"
+    )
+    run.add_argument(
+        "--tmpdir",
+        type=Path,
+        default=None,
+        help="where the temporary data dirs are made (default: the system temp dir)",
+    )
+    run.add_argument(
+        "--watchkeeper",
+        type=Path,
+        default=DEFAULT_WATCHKEEPER,
+        help="watchkeeper executable (default: the one beside this Python, %(default)s)",
+    )
+    run.add_argument(
+        "--prometheus", type=Path, default=Path("/usr/bin/prometheus"), help="%(default)s"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmarks/ingest.py",
@@ -1314,24 +1337,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of watchkeeper,prometheus,victoriametrics (default: all); a peer "
         "whose binary is missing is skipped",
     )
-    run.add_argument(
-        "--keep", action="store_true", help="keep the temporary data dirs and server logs"
-    )
-    run.add_argument(
-        "--tmpdir",
-        type=Path,
-        default=None,
-        help="where the temporary data dirs are made (default: the system temp dir)",
-    )
-    run.add_argument(
-        "--watchkeeper",
-        type=Path,
-        default=DEFAULT_WATCHKEEPER,
-        help="watchkeeper executable (default: the one beside this Python, %(default)s)",
-    )
-    run.add_argument(
-        "--prometheus", type=Path, default=Path("/usr/bin/prometheus"), help="%(default)s"
-    )
+    add_server_arguments(run)
     run.add_argument(
         "--victoriametrics",
         type=Path,

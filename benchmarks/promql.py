@@ -36,7 +36,6 @@ import psutil
 
 # benchmarks/ is on sys.path when this file runs as a script (python benchmarks/promql.py)
 from ingest import (
-    DEFAULT_WATCHKEEPER,
     EncodedRequests,
     Server,
     Workload,
@@ -44,6 +43,7 @@ from ingest import (
     _interrupt_as_exception,
     _make_server,
     _version,
+    add_server_arguments,
     build_workload,
     cpu_seconds,
     encode_requests,
@@ -719,24 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     queries.add_argument("--list", action="store_true", help="print the queries and exit")
     run = parser.add_argument_group("servers")
-    run.add_argument(
-        "--keep", action="store_true", help="keep the temporary data dirs and server logs"
-    )
-    run.add_argument(
-        "--tmpdir",
-        type=Path,
-        default=None,
-        help="where the temporary data dirs are made (default: the system temp dir)",
-    )
-    run.add_argument(
-        "--watchkeeper",
-        type=Path,
-        default=DEFAULT_WATCHKEEPER,
-        help="watchkeeper executable (default: the one beside this Python, %(default)s)",
-    )
-    run.add_argument(
-        "--prometheus", type=Path, default=Path("/usr/bin/prometheus"), help="%(default)s"
-    )
+    add_server_arguments(run)
     run.add_argument(
         "--idle-timeout",
         type=float,
