@@ -347,23 +347,32 @@ def _fn_round(ev: Evaluator, args: list[Any]) -> Value:
 # -- sorting
 
 
-def _sort(descending: bool) -> Callable[[Evaluator, list[Any]], Value]:
+def _reordered(ev: Evaluator, vector: InstantSteps, order_of: Callable[[], Any]) -> Value:
+    """The sort family: the series in `order_of()`'s order in an instant query; a range query's
+    result is ordered by labels anyway, which Prometheus warns about."""
+    if ev.ctx.range_query:
+        ev.ctx.annotations.warn(
+            "PromQL warning: sort is ineffective for range queries since results are "
+            f"always ordered by labels ({ev.ctx.call_position()})"
+        )
+    if len(ev.ts) != 1 or not vector.labels:
+        return vector
+    order = order_of()
+    return InstantSteps(
+        [vector.labels[i] for i in order], vector.values[order], vector.present[order]
+    )
+
+
+def _sort(descending: bool) -> Handler:
     def handler(ev: Evaluator, args: list[Any]) -> Value:
         vector = ev.eval_vector(args[0])
-        if ev.ctx.range_query:
-            ev.ctx.annotations.warn(
-                "PromQL warning: sort is ineffective for range queries since results are "
-                f"always ordered by labels ({ev.ctx.call_position()})"
-            )
-        if len(ev.ts) != 1 or not vector.labels:
-            return vector
-        values = vector.values[:, 0]
-        nan = np.isnan(values)
-        key = np.where(nan, 0.0, -values if descending else values)
-        order = np.lexsort((key, nan))
-        return InstantSteps(
-            [vector.labels[i] for i in order], vector.values[order], vector.present[order]
-        )
+
+        def by_value() -> Any:
+            values = vector.values[:, 0]
+            nan = np.isnan(values)  # NaN last either way
+            return np.lexsort((np.where(nan, 0.0, -values if descending else values), nan))
+
+        return _reordered(ev, vector, by_value)
 
     return handler
 
@@ -380,22 +389,15 @@ def _sort_by_label(descending: bool) -> Handler:
     def handler(ev: Evaluator, args: list[Any]) -> Value:
         vector = ev.eval_vector(args[0])
         names = [_string_arg(ev, a) for a in args[1:]]
-        if ev.ctx.range_query:
-            ev.ctx.annotations.warn(
-                "PromQL warning: sort is ineffective for range queries since results are "
-                f"always ordered by labels ({ev.ctx.call_position()})"
-            )
-        if len(ev.ts) != 1 or not vector.labels:
-            return vector
 
         def key(i: int) -> tuple[list[list[tuple[int, int, str]]], Labels]:
             values = dict(vector.labels[i])
             return [_natural_key(values.get(n, "")) for n in names], vector.labels[i]
 
-        order = sorted(range(len(vector.labels)), key=key, reverse=descending)
-        return InstantSteps(
-            [vector.labels[i] for i in order], vector.values[order], vector.present[order]
-        )
+        def by_labels() -> Any:
+            return sorted(range(len(vector.labels)), key=key, reverse=descending)
+
+        return _reordered(ev, vector, by_labels)
 
     return handler
 
