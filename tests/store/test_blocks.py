@@ -28,7 +28,7 @@ def test_block_round_trip_with_series_and_time_filters(tmp_path: Path) -> None:
     reader = BlockReader()
     wanted = np.array([3, 17, 40], dtype=np.int64)
     start, end = int(timestamps[10]), int(timestamps[30])
-    got_s, got_t, got_v = reader.read([block], wanted, start, end)
+    [(got_s, got_t, got_v)] = list(reader.parts([block], wanted, start, end))
     keep = np.isin(series, wanted) & (timestamps >= start) & (timestamps <= end)
     assert got_s.tolist() == series[keep].tolist()
     assert got_t.tolist() == timestamps[keep].tolist()

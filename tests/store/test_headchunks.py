@@ -21,6 +21,10 @@ def _chunks(rows: list[tuple[int, int, float]], size: int) -> list[HeadChunk]:
     return out
 
 
+def _name(sid: int) -> str:
+    return f"metric_{sid % 3}"
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -35,17 +39,17 @@ def _chunks(rows: list[tuple[int, int, float]], size: int) -> list[HeadChunk]:
         max_size=120,
     ),
     chunk_size=st.integers(1, 40),
-    low=st.integers(-2, 32),
-    span=st.integers(0, 35),
+    wanted=st.sets(st.integers(-2, 33), max_size=12),
 )
 def test_frozen_chunks_give_back_every_sample(
-    monkeypatch: pytest.MonkeyPatch, rows, chunk_size: int, low: int, span: int
+    monkeypatch: pytest.MonkeyPatch, rows, chunk_size: int, wanted: set[int]
 ) -> None:
     monkeypatch.setattr(headchunks, "SEGMENT_ROWS", 7)
     chunks = _chunks(rows, chunk_size)
-    frozen = freeze(chunks)
+    frozen = freeze(chunks, _name)
+    # storage order: by metric name, then id; each series in arrival order
     series = np.array([r[0] for r in rows], dtype=np.int64)
-    order = np.argsort(series, kind="stable")
+    order = sorted(range(len(rows)), key=lambda i: (_name(rows[i][0]), rows[i][0]))
     expect_s = series[order]
     expect_t = np.array([r[1] for r in rows], dtype=np.int64)[order]
     expect_v = np.array([r[2] for r in rows], dtype=np.float64)[order]
@@ -53,9 +57,8 @@ def test_frozen_chunks_give_back_every_sample(
     assert got_s.tolist() == expect_s.tolist()
     assert got_t.tolist() == expect_t.tolist()
     assert got_v.view(np.int64).tolist() == expect_v.view(np.int64).tolist()
-    high = low + span
-    part_s, part_t, part_v = frozen.arrays(low, high)
-    keep = (expect_s >= low) & (expect_s <= high)
+    part_s, part_t, part_v = frozen.arrays(np.array(sorted(wanted), dtype=np.int64))
+    keep = np.isin(expect_s, list(wanted))
     assert part_s.tolist() == expect_s[keep].tolist()
     assert part_t.tolist() == expect_t[keep].tolist()
     assert part_v.view(np.int64).tolist() == expect_v[keep].view(np.int64).tolist()

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from watchkeeper.model import MetricMetadata, SeriesBatch, labels_from_dict
+from watchkeeper.model import (
+    MetricMetadata,
+    SeriesBatch,
+    labels_from_dict,
+    labels_from_key,
+    series_key,
+)
 from watchkeeper.promql import parse_series_selector
-from watchkeeper.store import MetricsDB, StorageOptions, merge
+from watchkeeper.store import MetricsDB, StorageOptions, blocks, merge, valuecodec
 
 MINUTE = 60_000
 T0 = 1_700_000_000_000
@@ -277,4 +287,123 @@ def test_series_without_samples_are_forgotten_at_checkpoint_and_can_return(
     _crash(db)
     db = _open(tmp_path)
     assert _all(db)["(('__name__', 'ghost'),)"] == ([later], [2.0])
+    db.close()
+
+
+def _interleaved(targets: int, steps: int) -> SeriesBatch:
+    """Three metrics per target, created target by target, so ids interleave the names."""
+    rows = [
+        ({"__name__": name, "i": str(i)}, T0 + k * 15_000, float(i * 100 + k))
+        for k in range(steps)
+        for i in range(targets)
+        for name in ("c_metric", "b_metric", "a_metric")
+    ]
+    return _batch(rows)
+
+
+def test_blocks_keep_a_metrics_series_together_and_reads_decode_only_their_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blocks, "ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(merge, "PART_SAMPLES", 40)
+    db = _open(tmp_path)
+    db.append("default", _interleaved(6, 20))
+    expected = _all(db, selector="b_metric")
+    (block,) = db.compact(force=True)
+    # storage order: by metric name, then id (creation order)
+    names = [labels_from_key(k)[0][1] for k in blocks.read_block_series(block).keys]
+    assert names == ["a_metric"] * 6 + ["b_metric"] * 6 + ["c_metric"] * 6
+    read_groups: list[list[int]] = []
+    original = pq.ParquetFile.read_row_groups
+
+    def spy(self: pq.ParquetFile, row_groups: list[int], *args: object, **kwargs: object):
+        read_groups.append(list(row_groups))
+        return original(self, row_groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    assert _all(db, selector="b_metric") == expected
+    metadata = pq.read_metadata(block.path / blocks.SAMPLES_FILE)
+    sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    ends = np.cumsum(sizes).tolist()
+    # b_metric's rows are the middle third of 360: only the row groups overlapping them
+    holding_b = [g for g in range(len(sizes)) if ends[g] > 120 and ends[g] - sizes[g] < 240]
+    assert read_groups == [holding_b] and len(holding_b) < metadata.num_row_groups / 2
+    db.close()
+
+
+def _write_version_1_block(tenant_dir: Path, rows: list[tuple[int, bytes, int, float]]) -> Path:
+    """A block as format version 1 wrote it: id order, a series_id column, no row counts."""
+    rows = sorted(rows)
+    series = np.array([r[0] for r in rows], dtype=np.int64)
+    timestamps = np.array([r[2] for r in rows], dtype=np.int64)
+    values = np.array([r[3] for r in rows])
+    exponents, differences, decimal, float_differences = valuecodec.encode(series, values)
+    path = tenant_dir / f"{timestamps.min():015d}-{timestamps.max():015d}"
+    path.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "series_id": series,
+                "tdelta": valuecodec.chain(series, timestamps),
+                "exp": exponents,
+                "mdelta": differences,
+                "fdelta": pa.array(float_differences, mask=decimal),
+            }
+        ),
+        path / blocks.SAMPLES_FILE,
+    )
+    keys = {r[0]: r[1] for r in rows}
+    ids = sorted(keys)
+    pq.write_table(
+        pa.table(
+            {
+                "series_id": pa.array(ids, type=pa.int64()),
+                "key": pa.array([keys[i] for i in ids], type=pa.binary()),
+                "min_ts": [int(timestamps[series == i].min()) for i in ids],
+                "max_ts": [int(timestamps[series == i].max()) for i in ids],
+            }
+        ),
+        path / blocks.SERIES_FILE,
+    )
+    meta = {"version": 1, "min_time": int(timestamps.min()), "max_time": int(timestamps.max())}
+    meta |= {"samples": len(rows), "series": len(ids)}
+    (path / blocks.META_FILE).write_text(json.dumps(meta))
+    return path
+
+
+def test_version_1_blocks_are_rewritten_on_open(tmp_path: Path) -> None:
+    key = {
+        sid: series_key(labels_from_dict({"__name__": name, "i": str(sid)}))
+        for sid, name in ((1, "z_metric"), (2, "a_metric"), (3, "z_metric"))
+    }
+    rows = [(sid, key[sid], T0 + k * 15_000, sid * 1.5 + k) for sid in key for k in range(10)]
+    rows.append((2, key[2], T0 + 10 * 15_000, float("nan")))
+    old = _write_version_1_block(tmp_path / "blocks" / "default", rows)
+    db = _open(tmp_path)
+    (block,) = db._tenants["default"].blocks
+    assert block.version == blocks.FORMAT_VERSION and not old.exists()
+    assert json.loads((block.path / blocks.META_FILE).read_text())["version"] == 2
+    assert blocks.read_block_series(block).series.tolist() == [2, 1, 3]  # a_metric first
+    found = _all(db)
+    assert found["1"] == ([T0 + k * 15_000 for k in range(10)], [1.5 + k for k in range(10)])
+    assert found["2"][1][:10] == [3.0 + k for k in range(10)] and np.isnan(found["2"][1][10])
+    # ids keep counting above the block's series
+    db.append("default", _batch([({"__name__": "new"}, T0 + 20 * 15_000, 1.0)]))
+    assert max(db._tenants["default"].labels) == 4
+    db.close()
+
+
+def test_a_block_stored_twice_is_read_once(tmp_path: Path) -> None:
+    """An upgrade interrupted between writing the new block and deleting the old one leaves two
+    copies of the same samples; reads fall back to sorting and keep each sample once."""
+    db = _open(tmp_path)
+    db.append("default", _interleaved(4, 10))
+    db.compact(force=True)
+    expected = _all(db)
+    (block,) = db._tenants["default"].blocks
+    db.close()
+    shutil.copytree(block.path, block.path.with_name(block.path.name + "-1"))
+    db = _open(tmp_path)
+    assert len(db._tenants["default"].blocks) == 2
+    assert _all(db) == expected
     db.close()

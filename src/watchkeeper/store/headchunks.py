@@ -17,8 +17,11 @@ import cramjam
 import numpy as np
 import numpy.typing as npt
 
+from watchkeeper.store.series_index import NameOf, SeriesIndex, plan_units, storage_order
+
 Arrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 ZSTD_LEVEL = 1  # the gain from higher levels is small next to their cost on the write path
+_NO_TIMES = np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -55,23 +58,31 @@ class HeadChunk:
         return HeadChunk(self.series[keep], self.timestamps[keep], self.values[keep])
 
 
-SEGMENT_ROWS = 64 * 1024
+# Rows per compressed segment: a read decodes the segments holding its series, so smaller ones
+# waste less on a few series; below 16 Ki rows zstd's ratio and per-call costs start to show.
+SEGMENT_ROWS = 16 * 1024
 
 
 @dataclass(frozen=True)
 class FrozenChunk:
-    """Samples grouped by series (ascending) in arrival order, compressed in segments of
-    SEGMENT_ROWS rows, so a range of series decodes without the rest."""
+    """Samples grouped by series in storage order (series_index.py), each series in arrival
+    order, compressed in segments of SEGMENT_ROWS rows, so some series decode without the rest."""
 
-    ids: npt.NDArray[np.int64]  # distinct series, ascending
-    counts: npt.NDArray[np.int64]  # samples per series
+    index: SeriesIndex
     segments: tuple[tuple[bytes, bytes], ...]  # (zstd int64 time deltas, zstd value planes)
-    size: int
     min_time: int
     max_time: int
 
     def __len__(self) -> int:
-        return self.size
+        return self.index.rows
+
+    @property
+    def ids(self) -> npt.NDArray[np.int64]:
+        return self.index.ids
+
+    @property
+    def counts(self) -> npt.NDArray[np.int64]:
+        return self.index.counts
 
     @property
     def frozen(self) -> bool:
@@ -80,36 +91,41 @@ class FrozenChunk:
     @property
     def nbytes(self) -> int:
         packed = sum(len(t) + len(v) for t, v in self.segments)
-        return self.ids.nbytes + self.counts.nbytes + packed
+        return self.index.ids.nbytes * 3 + packed
 
-    def arrays(self, low: int | None = None, high: int | None = None) -> Arrays:
-        """The samples, or those of series in [low, high]."""
-        series_starts = np.r_[0, np.cumsum(self.counts)]
-        first = 0 if low is None else int(np.searchsorted(self.ids, low, "left"))
-        last = len(self.ids) if high is None else int(np.searchsorted(self.ids, high, "right"))
-        row_from, row_to = int(series_starts[first]), int(series_starts[last])
-        if row_to <= row_from:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty.copy(), np.empty(0, dtype=np.float64)
-        seg_from, seg_to = row_from // SEGMENT_ROWS, (row_to - 1) // SEGMENT_ROWS + 1
+    def arrays(self, wanted: npt.NDArray[np.int64] | None = None) -> Arrays:
+        """The samples, or those of the series `wanted` (ascending ids), series by series in
+        storage order."""
+        unit_starts = np.r_[np.arange(0, len(self), SEGMENT_ROWS), len(self)].astype(np.int64)
+        if wanted is None:
+            series = np.repeat(self.index.ids, self.index.counts)
+            plan = plan_units(unit_starts, np.zeros(1, dtype=np.int64), np.array([len(self)]))
+        else:
+            positions = self.index.positions(wanted)
+            starts, lengths = self.index.ranges_of(positions)
+            series = np.repeat(self.index.ids[positions], lengths)
+            plan = plan_units(unit_starts, starts, lengths)
         decoded_t, decoded_v = [], []
-        for index in range(seg_from, seg_to):
-            deltas_blob, planes_blob = self.segments[index]
+        series_starts = self.index.starts
+        for unit in plan.units:
+            deltas_blob, planes_blob = self.segments[unit]
             deltas = np.frombuffer(bytes(cramjam.zstd.decompress(deltas_blob)), dtype=np.int64)
-            rows = len(deltas)
+            size = len(deltas)
             planes = np.frombuffer(bytes(cramjam.zstd.decompress(planes_blob)), np.uint8)
-            decoded_v.append(planes.reshape(8, rows).T.copy().view(np.float64).reshape(rows))
+            decoded_v.append(planes.reshape(8, size).T.copy().view(np.float64).reshape(size))
             # deltas restart (hold an absolute time) at each series start and segment start
-            seg_start = index * SEGMENT_ROWS
-            inner = series_starts[(series_starts > seg_start) & (series_starts < seg_start + rows)]
+            seg_start = int(unit_starts[unit])
+            inner = series_starts[(series_starts > seg_start) & (series_starts < seg_start + size)]
             resets = np.r_[0, inner - seg_start]
             running = np.cumsum(deltas)
             base = running[resets] - deltas[resets]
-            decoded_t.append(running - np.repeat(base, np.diff(np.r_[resets, rows])))
-        offset = seg_from * SEGMENT_ROWS
-        timestamps = np.concatenate(decoded_t)[row_from - offset : row_to - offset]
-        values = np.concatenate(decoded_v)[row_from - offset : row_to - offset]
-        series = np.repeat(self.ids[first:last], self.counts[first:last])
+            decoded_t.append(running - np.repeat(base, np.diff(np.r_[resets, size])))
+        if not plan.units:
+            return series, _NO_TIMES, np.empty(0, dtype=np.float64)
+        timestamps = np.concatenate(decoded_t)
+        values = np.concatenate(decoded_v)
+        if len(plan.within) != len(timestamps):
+            timestamps, values = timestamps[plan.within], values[plan.within]
         return series, timestamps, values
 
     def after(self, end: int) -> HeadChunk:
@@ -132,7 +148,7 @@ def concatenated(chunks: Sequence[HeadChunk | FrozenChunk]) -> Arrays:
 
 
 def freeze_slices(
-    chunks: Sequence[HeadChunk | FrozenChunk], slice_samples: int
+    chunks: Sequence[HeadChunk | FrozenChunk], slice_samples: int, name_of: NameOf | None = None
 ) -> list[FrozenChunk]:
     """`chunks` (in arrival order) frozen in slices of about `slice_samples` samples each.
 
@@ -143,17 +159,25 @@ def freeze_slices(
     size = len(series)
     step = max(1, slice_samples)
     return [
-        freeze([HeadChunk(series[a : a + step], timestamps[a : a + step], values[a : a + step])])
+        freeze(
+            [HeadChunk(series[a : a + step], timestamps[a : a + step], values[a : a + step])],
+            name_of,
+        )
         for a in range(0, size, step)
     ]
 
 
-def freeze(chunks: Sequence[HeadChunk | FrozenChunk]) -> FrozenChunk:
-    """One frozen chunk holding every sample of `chunks` (given in arrival order)."""
+def freeze(chunks: Sequence[HeadChunk | FrozenChunk], name_of: NameOf | None = None) -> FrozenChunk:
+    """One frozen chunk holding every sample of `chunks` (given in arrival order), its series
+    in storage order by the metric names `name_of` gives (id order without it)."""
     series, timestamps, values = concatenated(chunks)
+    ids = np.unique(series)
+    ordered = storage_order(ids, name_of)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.searchsorted(ids, ordered)] = np.arange(len(ids), dtype=np.int64)
     # Grouped by series in arrival order, which is time order except for out-of-order samples;
     # readers sort by (series, time) anyway. A stable radix sort on one key is the cheap part.
-    order = np.argsort(series, kind="stable")
+    order = np.argsort(rank[np.searchsorted(ids, series)], kind="stable")
     series, timestamps, values = series[order], timestamps[order], values[order]
     size = len(series)
     first = np.empty(size, dtype=bool)
@@ -178,10 +202,8 @@ def freeze(chunks: Sequence[HeadChunk | FrozenChunk]) -> FrozenChunk:
             )
         )
     return FrozenChunk(
-        ids=series[starts],
-        counts=np.diff(np.r_[starts, size]),
+        index=SeriesIndex.of(series[starts], np.diff(np.r_[starts, size])),
         segments=tuple(segments),
-        size=size,
         min_time=int(timestamps.min()),
         max_time=int(timestamps.max()),
     )

@@ -1,28 +1,36 @@
-"""Head chunks to sorted, deduplicated sample runs (for reads and block writes), and lookups of
-exact samples in them (for retried writes)."""
+"""Head chunks to sorted, deduplicated sample runs (for reads and block writes), the parts of a
+read laid out as columns in label order, and lookups of exact samples in head chunks (for
+retried writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from watchkeeper.model import Labels
 from watchkeeper.store.blocks import SortedPart
 from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk, concatenated
+from watchkeeper.store.ordering import INT64_MIN
+from watchkeeper.store.series_index import NameOf, gather_rows, storage_order
+from watchkeeper.store.types import SeriesColumns
 
 PART_SAMPLES = 128 * 1024
 _NO_IDS = np.empty(0, dtype=np.int64)
 
 
-def sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[SortedPart]:
-    """The head's samples before `end`, sorted by (series, time) and deduplicated, in parts of
-    about PART_SAMPLES samples covering consecutive series ranges: a block is written part by
-    part, so compaction never holds a second copy of the whole head."""
+def sorted_parts(
+    chunks: list[HeadChunk | FrozenChunk], end: int, name_of: NameOf | None = None
+) -> Iterator[SortedPart]:
+    """The head's samples before `end` in storage order (series_index.py) by the metric names
+    `name_of` gives, time-sorted and deduplicated per series, in parts of about PART_SAMPLES
+    samples holding whole series: a block is written part by part, so compaction never holds a
+    second copy of the whole head."""
     if not chunks:
         return
     # Samples per series, roughly (samples after `end` included): enough to cut the series
-    # space into parts of about PART_SAMPLES without decoding frozen chunks for it.
+    # into parts of about PART_SAMPLES without decoding frozen chunks for it.
     frozen_ids = [c.ids for c in chunks if isinstance(c, FrozenChunk)]
     frozen_counts = [c.counts for c in chunks if isinstance(c, FrozenChunk)]
     raw_ids, raw_counts = np.unique(
@@ -32,25 +40,45 @@ def sorted_parts(chunks: list[HeadChunk | FrozenChunk], end: int) -> Iterator[So
     every_id = np.concatenate([*frozen_ids, raw_ids])
     ids, where = np.unique(every_id, return_inverse=True)
     counts = np.bincount(where, weights=np.concatenate([*frozen_counts, raw_counts]))
-    group = np.cumsum(counts) // PART_SAMPLES
+    ordered = storage_order(ids, name_of)
+    group = np.cumsum(counts[np.searchsorted(ids, ordered)]) // PART_SAMPLES
+    wanted_table = np.zeros(int(ids[-1]) + 1, dtype=bool)
     for g in np.unique(group).tolist():
-        members = ids[group == g]
-        low, high = int(members[0]), int(members[-1])
+        members = ordered[group == g]  # storage order
+        wanted = np.sort(members)
+        wanted_table[wanted] = True
+        # samples carry their series' place in `members`, so one sort by (place, time) gives
+        # storage order
+        place = np.empty(len(members), dtype=np.int64)
+        place[np.searchsorted(wanted, members)] = np.arange(len(members), dtype=np.int64)
         parts_s, parts_t, parts_v = [], [], []
         for chunk in chunks:
-            c_series, c_ts, c_values = series_range(chunk, low, high)
-            mask = (c_series >= low) & (c_series <= high) & (c_ts < end)
+            c_series, c_ts, c_values = select(chunk, wanted, wanted_table)
+            mask = c_ts < end
             if np.any(mask):
-                parts_s.append(c_series[mask])
+                parts_s.append(place[np.searchsorted(wanted, c_series[mask])])
                 parts_t.append(c_ts[mask])
                 parts_v.append(c_values[mask])
+        wanted_table[wanted] = False
         if parts_s:
-            yield merge_parts(parts_s, parts_t, parts_v)
+            places, ts, vals = merge_parts(parts_s, parts_t, parts_v)
+            yield members[places], ts, vals
 
 
-def series_range(chunk: HeadChunk | FrozenChunk, low: int, high: int) -> Arrays:
-    """A chunk's samples, decoding only series [low, high] of a frozen one."""
-    return chunk.arrays(low, high) if isinstance(chunk, FrozenChunk) else chunk.arrays()
+def select(
+    chunk: HeadChunk | FrozenChunk,
+    wanted: npt.NDArray[np.int64],
+    wanted_table: npt.NDArray[np.bool_],
+) -> Arrays:
+    """A chunk's samples of the series `wanted` (ascending; `wanted_table[sid]` is True for
+    them, and as long as the largest), decoding only what a frozen chunk needs for them."""
+    if isinstance(chunk, FrozenChunk):
+        return chunk.arrays(wanted)
+    series = chunk.series
+    in_range = series < len(wanted_table)
+    mask = in_range.copy()
+    mask[in_range] = wanted_table[series[in_range]]
+    return series[mask], chunk.timestamps[mask], chunk.values[mask]
 
 
 def head_parts(
@@ -61,15 +89,13 @@ def head_parts(
 ) -> Iterator[Arrays]:
     """The samples of the series `sids` (sorted) in [start, end], chunk by chunk."""
     # a lookup table answers "is this sample's series wanted" in one pass (np.isin sorts)
-    wanted = np.zeros(int(sids[-1]) + 1, dtype=bool)
-    wanted[sids] = True
+    wanted_table = np.zeros(int(sids[-1]) + 1, dtype=bool)
+    wanted_table[sids] = True
     for chunk in chunks:
         if chunk.max_time < start or chunk.min_time > end:
             continue
-        c_series, c_ts, c_values = series_range(chunk, int(sids[0]), int(sids[-1]))
-        in_range = c_series <= sids[-1]
-        mask = (c_ts >= start) & (c_ts <= end) & in_range
-        mask[in_range] &= wanted[c_series[in_range]]
+        c_series, c_ts, c_values = select(chunk, sids, wanted_table)
+        mask = (c_ts >= start) & (c_ts <= end)
         yield c_series[mask], c_ts[mask], c_values[mask]
 
 
@@ -133,3 +159,62 @@ def already_stored(
     )
     probe = zip(sids.tolist(), ts.tolist(), bits.tolist(), strict=True)
     return np.fromiter((row in stored for row in probe), dtype=bool, count=len(sids))
+
+
+def columns_in_label_order(
+    parts: list[Arrays], sids: npt.NDArray[np.int64], labels: Mapping[int, Labels]
+) -> SeriesColumns:
+    """The samples of `parts` (the list is emptied) as columns, series in label order, without
+    sorting samples: each part is a block's read or the merged head, holding each series in one
+    time-sorted run, and each part is newer than the one before. Those hold by the ordering
+    rules (nothing is stored at or before the newest block's end); where they do not, as when
+    an interrupted block upgrade left two copies of a block, the samples are sorted instead.
+    `sids` (ascending) holds every series in the parts."""
+    found = [labels[s] for s in sids.tolist()]
+    by_labels = sorted(range(len(found)), key=found.__getitem__)
+    rank = np.empty(len(sids), dtype=np.int64)
+    rank[by_labels] = np.arange(len(sids), dtype=np.int64)
+    runs = []
+    newest = INT64_MIN
+    for part_s, part_t, _ in parts:
+        starts = np.flatnonzero(np.r_[True, part_s[1:] != part_s[:-1]])
+        lengths = np.diff(np.r_[starts, len(part_s)])
+        ranks = rank[np.searchsorted(sids, part_s[starts])]
+        ascending = part_t[1:] > part_t[:-1]
+        ascending[starts[1:] - 1] = True
+        in_order = int(part_t.min()) > newest and bool(ascending.all())
+        if not in_order or len(np.unique(ranks)) != len(ranks):
+            return _sorted_columns(parts, labels)
+        newest = int(part_t.max())
+        runs.append((ranks, lengths))
+    totals = np.zeros(len(sids), dtype=np.int64)
+    for ranks, lengths in runs:
+        totals[ranks] += lengths
+    cursor = np.zeros(len(sids), dtype=np.int64)
+    np.cumsum(totals[:-1], out=cursor[1:])
+    size = int(totals.sum())
+    timestamps = np.empty(size, dtype=np.int64)
+    values = np.empty(size, dtype=np.float64)
+    for ranks, lengths in runs:
+        _, part_t, part_v = parts.pop(0)  # let go of each part once it is placed
+        rows = gather_rows(cursor[ranks], lengths)
+        timestamps[rows] = part_t
+        values[rows] = part_v
+        cursor[ranks] += lengths
+    present = np.flatnonzero(totals)
+    bounds = np.zeros(len(present) + 1, dtype=np.int64)
+    np.cumsum(totals[present], out=bounds[1:])
+    return SeriesColumns(
+        [found[by_labels[i]] for i in present.tolist()], bounds, timestamps, values
+    )
+
+
+def _sorted_columns(parts: list[Arrays], labels: Mapping[int, Labels]) -> SeriesColumns:
+    parts_s, parts_t, parts_v = [], [], []
+    while parts:
+        part_s, part_t, part_v = parts.pop(0)
+        parts_s.append(part_s)
+        parts_t.append(part_t)
+        parts_v.append(part_v)
+    s_all, t_all, v_all = merge_parts(parts_s, parts_t, parts_v)
+    return SeriesColumns.in_label_order(s_all, t_all, v_all, labels)

@@ -30,21 +30,25 @@ from watchkeeper.model import (
 )
 from watchkeeper.store import checkpoint, records
 from watchkeeper.store.blocks import (
+    FORMAT_VERSION,
     BlockMeta,
     BlockReader,
     delete_block,
     list_blocks,
     read_block_series,
+    upgrade,
     write_block,
 )
 from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
 from watchkeeper.store.merge import (
     already_stored,
+    columns_in_label_order,
     head_parts,
     merge_parts,
     sorted_parts,
 )
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
+from watchkeeper.store.series_index import NameOf, metric_name_of
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -85,7 +89,8 @@ class MetricsDB:
         self._blocks_dir.mkdir(exist_ok=True)
         for tenant_dir in sorted(p for p in self._blocks_dir.iterdir() if p.is_dir()):
             state = self._tenant(tenant_dir.name)
-            for block in list_blocks(tenant_dir):
+            for found in list_blocks(tenant_dir):
+                block = found if found.version == FORMAT_VERSION else _upgraded(found)
                 self._load_block_series(state, block)
                 state.blocks.append(block)
         checkpoint_seq = self._replay_checkpoint()
@@ -272,7 +277,7 @@ class MetricsDB:
                 if state.raw_samples < self.options.freeze_samples:
                     return
                 start, raw = state.raw_run()
-            frozen = freeze_slices(raw, self.options.freeze_samples)
+            frozen = freeze_slices(raw, self.options.freeze_samples, _name_of(state))
             with self._state_lock:
                 state.replace_raw(start, raw, frozen)
 
@@ -457,17 +462,19 @@ class MetricsDB:
             blocks = [b for b in state.blocks if b.max_time >= start and b.min_time <= end]
             chunks = list(state.chunks)
             labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
-        parts_s, parts_t, parts_v = [], [], []
-        for part_s, part_t, part_v in (
-            self._reader.read(blocks, sids, start, end),
-            *head_parts(chunks, sids, start, end),
-        ):
-            parts_s.append(part_s)
-            parts_t.append(part_t)
-            parts_v.append(part_v)
-        del part_s, part_t, part_v  # the lists hold the only references merge_parts lets go of
-        s_all, t_all, v_all = merge_parts(parts_s, parts_t, parts_v)
-        return SeriesColumns.in_label_order(s_all, t_all, v_all, labels)
+        parts = list(self._reader.parts(blocks, sids, start, end))
+        head_s, head_t, head_v = [], [], []
+        for part_s, part_t, part_v in head_parts(chunks, sids, start, end):
+            head_s.append(part_s)
+            head_t.append(part_t)
+            head_v.append(part_v)
+        if head_s:
+            head = merge_parts(head_s, head_t, head_v)
+            if len(head[0]):
+                parts.append(head)
+        if not parts:
+            return SeriesColumns.empty()
+        return columns_in_label_order(parts, sids, labels)
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
         state = self._tenants.get(tenant)
@@ -513,7 +520,9 @@ class MetricsDB:
             chunks = list(state.chunks)
         labels = state.labels
         block = write_block(
-            state.directory, sorted_parts(chunks, end), lambda sid: series_key(labels[sid])
+            state.directory,
+            sorted_parts(chunks, end, _name_of(state)),
+            lambda sid: series_key(labels[sid]),
         )
         if block is None:
             self._cut_floor.pop(state.name, None)
@@ -602,6 +611,7 @@ class MetricsDB:
                     state.blocks = [b for b in state.blocks if b not in expired]
                 for block in expired:
                     delete_block(block)
+                    self._reader.forget(block)
                     deleted += 1
                 self._reload_block_series(state)
             if deleted:
@@ -615,3 +625,14 @@ class MetricsDB:
             remaining.update(found.series.tolist())
         with self._state_lock:
             state.series_in_blocks = remaining
+
+
+def _upgraded(block: BlockMeta) -> BlockMeta:
+    log.info("rewriting block %s in block format version %d", block.path, FORMAT_VERSION)
+    return upgrade(block)
+
+
+def _name_of(state: TenantState) -> NameOf:
+    """The metric name of a tenant's series, for the storage order of chunks and blocks."""
+    labels = state.labels
+    return lambda sid: metric_name_of(labels[sid])
