@@ -1,7 +1,7 @@
 """Storage: the metrics store protocol and its embedded backend (WAL, head, Parquet blocks).
 
-Owns every byte on disk and every SQL statement; layers above call the MetricStore protocol and
-never see files, WAL records or DuckDB. Must not import anything above `model`.
+Owns every byte on disk; layers above call the MetricStore protocol and never see files, WAL
+records, chunks or blocks. Must not import anything above `model`.
 """
 
 from watchkeeper.store.audit import AuditLog
