@@ -138,7 +138,14 @@ def test_own_metrics_are_exposed_and_stored(start_server) -> None:
     with server.client() as client:
         body = snappy_body(write_request([({"__name__": "x"}, [(NOW, 1.0)])]))
         assert client.post("/api/v1/write", content=body, headers=WRITE_HEADERS).status_code == 204
+        assert client.get("/api/v1/query", params={"query": "sum("}).status_code == 400
         exposition = client.get("/metrics").text
+        # each request is timed under its route, method and status code
+        for labels in (
+            'code="204",handler="/api/v1/write",method="POST"',
+            'code="400",handler="/api/v1/query",method="GET"',
+        ):
+            assert f"watchkeeper_http_request_duration_seconds_count{{{labels}}} 1.0" in exposition
         for name in (
             "watchkeeper_ingested_samples_total",
             "watchkeeper_wal_fsync_duration_seconds_bucket",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchkeeper.api import admin, export, health, prometheus_meta, query, write
 from watchkeeper.api.context import ApiContext
@@ -45,19 +46,37 @@ def create_api(ctx: ApiContext) -> FastAPI:
     async def wal_failed(request: Request, err: WALFailedError) -> Response:
         return error_response("unavailable", f"storage unavailable: {err}")
 
-    duration = ctx.instruments.http_duration
-
-    @app.middleware("http")
-    async def timing(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        handler = getattr(route, "path", "unmatched")
-        duration.labels(handler, request.method, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
-
+    app.add_middleware(RequestTiming, duration=ctx.instruments.http_duration)
     return app
+
+
+class RequestTiming:
+    """Observes each HTTP request's duration by route, method and status code. Plain ASGI:
+    Starlette's BaseHTTPMiddleware (`@app.middleware`) runs every request through a task group
+    and a memory stream, about 0.3 ms each, a quarter of a small query's time."""
+
+    def __init__(self, app: ASGIApp, duration: Histogram) -> None:
+        self.app = app
+        self.duration = duration
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            # the router puts the matched route into this same scope
+            handler = getattr(scope.get("route"), "path", "unmatched")
+            self.duration.labels(handler, scope["method"], str(status)).observe(
+                time.perf_counter() - started
+            )
