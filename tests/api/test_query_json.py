@@ -14,6 +14,7 @@ from watchkeeper.api.query_json import (
     result_json,
     sample_timestamp,
     sample_value,
+    sample_values,
     success_body,
 )
 from watchkeeper.promql.result import QueryResult, Series
@@ -39,6 +40,33 @@ from watchkeeper.promql.result import QueryResult, Series
 )
 def test_sample_values_as_jsonutil_marshalfloat(value: float, text: str) -> None:
     assert sample_value(value) == text
+
+
+def test_values_written_in_bulk_as_one_by_one() -> None:
+    rng = np.random.default_rng(5)
+    magnitudes = 10.0 ** rng.integers(-12, 25, 5000) * rng.choice([-1.0, 1.0], 5000)
+    values = np.concatenate(
+        [
+            rng.random(5000) * magnitudes,
+            np.round(rng.random(1000) * 1e6, 2),
+            np.arange(-50, 50, dtype=np.float64),
+            [
+                0.0,
+                -0.0,
+                1e16,
+                9999999999999998.0,
+                1e-4,
+                9.99e-5,
+                1e21,
+                5e-324,
+                1.7976931348623157e308,
+            ],
+            [math.nan, math.inf, -math.inf, 0.1 + 0.2, 100.0, 1e15, 123.0e-4],
+        ]
+    )
+    assert sample_values(values) == [sample_value(v) for v in values.tolist()]
+    assert sample_values(values[::7]) == [sample_value(v) for v in values[::7].tolist()]
+    assert sample_values(np.empty(0)) == []
 
 
 @pytest.mark.parametrize(

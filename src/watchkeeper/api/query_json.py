@@ -12,7 +12,11 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import orjson
 
 from watchkeeper.model import Labels
 from watchkeeper.promql import GatedRun, QueryResult, Series, format_float
@@ -62,6 +66,26 @@ def sample_value(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def sample_values(values: npt.NDArray[np.float64]) -> list[str]:
+    """`sample_value` of many values at once. orjson writes the shortest digits that read back
+    to the same float, as Python's repr and Go's strconv do, about twelve times faster than
+    repr; an integral value's ".0" is cut, as Go writes none, and the values whose form differs
+    from Go's 'f' (exponents below 1e-4 and from 1e16; NaN and infinities, which orjson writes
+    as null) are redone one by one."""
+    if len(values) == 0:
+        return []
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    text = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    # shortest digits never end in ".0" except for an integral value
+    texts = (text[1:-1] + ",").replace(".0,", ",").split(",")[:-1]
+    size = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        odd = ~np.isfinite(values) | (size >= 1e16) | ((size < 1e-4) & (size != 0))
+    for i in np.flatnonzero(odd).tolist():
+        texts[i] = sample_value(float(values[i]))
+    return texts
+
+
 def sample_timestamp(ms: int) -> str:
     """jsonutil.MarshalTimestamp: seconds, the milliseconds as three digits when not zero."""
     sign = "-" if ms < 0 else ""
@@ -95,13 +119,14 @@ def _matrix(series: Sequence[Series]) -> Iterable[str]:
         if len(s.timestamps) == 0:  # Prometheus leaves out an empty "values"
             yield head + "}"
             continue
-        points = []
-        for ms, value in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
-            stamp = stamps.get(ms)
-            if stamp is None:
-                stamp = stamps[ms] = sample_timestamp(ms)
-            points.append(f'[{stamp},"{sample_value(value)}"]')
-        yield head + ',"values":[' + ",".join(points) + "]}"
+        times = s.timestamps.tolist()
+        opening = list(map(stamps.get, times))
+        if None in opening:
+            for i, ms in enumerate(times):
+                if opening[i] is None:
+                    opening[i] = stamps[ms] = "[" + sample_timestamp(ms) + ',"'
+        points = map(str.__add__, cast(list[str], opening), sample_values(s.values))
+        yield head + ',"values":[' + '"],'.join(points) + '"]]}'
 
 
 def result_json(result: QueryResult, series: Sequence[Series]) -> str:
