@@ -103,6 +103,7 @@ class Watchkeeper:
                 max_samples=query.max_samples,
                 max_series_per_selector=query.max_series_per_selector,
                 default_subquery_step_ms=query.default_subquery_step,
+                batch_samples=query.batch_samples,
             )
         )
         self.query_gate = QueryGate(query.max_concurrent)

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from watchkeeper.model import SeriesBatch, labels_from_dict
+from watchkeeper.model import Labels, SeriesBatch, labels_from_dict
 from watchkeeper.promql.aggregations import format_float
 from watchkeeper.promql.duration_expressions import rewrite
 from watchkeeper.promql.engine import Engine, EngineOptions
 from watchkeeper.promql.errors import QueryError, QueryParseError, QueryTimeoutError
 from watchkeeper.promql.positions import call_argument, call_start, go_string_is_utf8
 from watchkeeper.promql.querier import MemoryQuerier, StoreQuerier
+from watchkeeper.promql.result import QueryResult
 from watchkeeper.promql.values import STALE_NAN_BITS
 from watchkeeper.store import MetricsDB, StorageOptions
 from watchkeeper.store.types import SeriesSamples
@@ -87,19 +88,55 @@ def test_parse_errors_are_bad_data() -> None:
         engine.instant_query(_querier(), '{job=~".*"}', 0)
 
 
-def test_max_samples_limit_names_itself() -> None:
-    engine = Engine(EngineOptions(max_samples=20))
+@pytest.mark.parametrize("batch_samples", [0, 5])
+def test_max_samples_limit_names_itself(batch_samples: int) -> None:
+    # read in batches of 5 samples, a selector still counts all it holds
+    engine = Engine(EngineOptions(max_samples=20, batch_samples=batch_samples))
     assert len(engine.instant_query(_querier(3, 5), "up", 4 * MINUTE).series) == 3
     with pytest.raises(QueryError, match=r"too many samples.*query.max_samples=20") as caught:
         engine.instant_query(_querier(3, 11), "sum_over_time(up[10m])", 10 * MINUTE)
     assert caught.value.kind == "execution"
 
 
-def test_max_series_per_selector_limit_names_itself() -> None:
-    engine = Engine(EngineOptions(max_series_per_selector=2))
+@pytest.mark.parametrize("batch_samples", [0, 5])
+def test_max_series_per_selector_limit_names_itself(batch_samples: int) -> None:
+    engine = Engine(EngineOptions(max_series_per_selector=2, batch_samples=batch_samples))
     with pytest.raises(QueryError, match=r"query\.max_series_per_selector"):
         engine.instant_query(_querier(3), "up", 0)
     assert len(engine.instant_query(_querier(3), 'up{i!="0"}', 0).series) == 2
+
+
+def test_selectors_read_in_batches_answer_as_read_whole() -> None:
+    times = [k * MINUTE for k in range(11)]
+    querier = MemoryQuerier(
+        [
+            _series(
+                {"__name__": "up", "job": job, "i": str(i)},
+                times,
+                [float(i * k) for k in range(11)],
+            )
+            for job in ("web", "api", "db")
+            for i in (3, 1, 2)
+        ]
+    )
+    whole = Engine(EngineOptions(batch_samples=0))
+    batched = Engine(EngineOptions(batch_samples=12))  # about one series a batch, last first
+
+    def answer(result: QueryResult) -> list[tuple[Labels, list[float]]]:
+        return [(s.labels, s.values.tolist()) for s in result.series]
+
+    for query in ("up", "rate(up[5m])", "max_over_time(up[3m])", "timestamp(up)", "up[2m]"):
+        got = batched.instant_query(querier, query, 10 * MINUTE)
+        assert answer(got) == answer(whole.instant_query(querier, query, 10 * MINUTE))
+        # in label order: i, then job
+        assert [dict(s.labels)["i"] + dict(s.labels)["job"] for s in got.series][:3] == [
+            "1api",
+            "1db",
+            "1web",
+        ]
+    for query in ("up", "rate(up[5m])", "max_over_time(up[3m])", "timestamp(up)"):
+        got = batched.range_query(querier, query, 0, 10 * MINUTE, MINUTE)
+        assert answer(got) == answer(whole.range_query(querier, query, 0, 10 * MINUTE, MINUTE))
 
 
 def test_timeout_is_a_timeout_error() -> None:

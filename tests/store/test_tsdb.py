@@ -407,3 +407,24 @@ def test_a_block_stored_twice_is_read_once(tmp_path: Path) -> None:
     assert len(db._tenants["default"].blocks) == 2
     assert _all(db) == expected
     db.close()
+
+
+def test_batched_reads_hand_over_every_series_once_in_storage_order(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    db.append("default", _interleaved(6, 20))
+    db.compact(force=True)
+    matchers = parse_series_selector("{__name__=~'.+'}")
+    whole = db.read_columns("default", matchers)
+    batches = list(db.read_column_batches("default", matchers, T0, T0 + 3_600_000, 50))
+    # 18 series of 20 samples, whole, a batch ending where the running count passes 50k
+    assert [len(b) for b in batches] == [2, 3, 2, 3, 2, 3, 2, 1]
+    names = [labels[0][1] for b in batches for labels in b.labels]
+    assert names == ["a_metric"] * 6 + ["b_metric"] * 6 + ["c_metric"] * 6
+    got = {
+        ls: (b.timestamps[b.bounds[i] : b.bounds[i + 1]].tolist())
+        for b in batches
+        for i, ls in enumerate(b.labels)
+    }
+    assert got == {s.labels: s.timestamps.tolist() for s in whole.series()}
+    assert list(db.read_column_batches("default", matchers, T0, T0 + 3_600_000, 0)) != []
+    db.close()

@@ -28,6 +28,9 @@ class EngineOptions:
     max_samples: int = 50_000_000
     max_series_per_selector: int = 1_000_000
     default_subquery_step_ms: int = 60_000
+    # a selector whose series are worked on one by one is read in batches of about this many
+    # samples, so a query over many long series never holds them all (0: all at once)
+    batch_samples: int = 1_000_000
 
 
 def parse(query: str) -> Any:
@@ -107,6 +110,7 @@ class Engine:
             subquery_step_ms=options.default_subquery_step_ms,
             max_samples=options.max_samples,
             max_series_per_selector=options.max_series_per_selector,
+            batch_samples=options.batch_samples,
             deadline=time.monotonic() + timeout,
             range_query=step_ms > 0,
             step_ms=step_ms,

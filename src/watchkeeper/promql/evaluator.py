@@ -8,6 +8,7 @@ and aggregations then work on whole (series x steps) arrays.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class EvalContext:
     max_samples: int
     max_series_per_selector: int
     deadline: float
+    batch_samples: int = 0
     range_query: bool = False
     step_ms: int = 0
     annotations: Annotations = field(default_factory=Annotations)
@@ -93,10 +95,11 @@ class EvalContext:
         if time.monotonic() > self.deadline:
             raise QueryTimeoutError("query timed out in expression evaluation")
 
-    def count_samples(self, n: int) -> None:
-        """Prometheus' query.max-samples: how many samples one step of evaluation may hold."""
+    def count_samples(self, n: int, held: int | None = None) -> None:
+        """Prometheus' query.max-samples: how many samples one step of evaluation may hold
+        (`held`, when more than the `n` just loaded: a selector read in batches)."""
         self.samples_loaded += n
-        if n > self.max_samples:
+        if max(n, held or 0) > self.max_samples:
             raise QueryError(
                 "query processing would load too many samples into memory in query execution "
                 f"(query.max_samples={self.max_samples})"
@@ -174,6 +177,7 @@ class Evaluator:
     # -- selectors
 
     def select(self, node: Any, start: int, end: int) -> SeriesColumns:
+        """Every series of a selector at once, in label order."""
         sets = selector_matcher_sets(node)
         found = self.ctx.querier.select(sets[0], start, end)
         if len(sets) > 1:
@@ -183,37 +187,60 @@ class Evaluator:
                 for series in self.ctx.querier.select(matchers, start, end).series():
                     seen.setdefault(series.labels, series)
             found = SeriesColumns.of(sorted(seen.values(), key=lambda s: s.labels))
-        limit = self.ctx.max_series_per_selector
-        if limit and len(found) > limit:
-            raise QueryError(
-                f"the selector {node.prettify()} selects {len(found)} series, over the limit "
-                f"of {limit} (query.max_series_per_selector)"
-            )
+        self._check_series(node, len(found))
         self.ctx.count_samples(len(found.timestamps))
         return found
+
+    def select_batches(self, node: Any, start: int, end: int) -> Iterator[SeriesColumns]:
+        """A selector's series in batches of about `batch_samples` samples (in label order
+        within a batch only), so that work done series by series never holds them all."""
+        sets = selector_matcher_sets(node)
+        if len(sets) > 1 or not self.ctx.batch_samples:
+            yield self.select(node, start, end)
+            return
+        series = samples = 0
+        for batch in self.ctx.querier.select_batches(sets[0], start, end, self.ctx.batch_samples):
+            series += len(batch)
+            samples += len(batch.timestamps)
+            self._check_series(node, series)
+            self.ctx.count_samples(len(batch.timestamps), held=samples)
+            yield batch
+
+    def _check_series(self, node: Any, count: int) -> None:
+        limit = self.ctx.max_series_per_selector
+        if limit and count > limit:
+            raise QueryError(
+                f"the selector {node.prettify()} selects more than {limit} series "
+                "(query.max_series_per_selector)"
+            )
 
     def instant_selector(self, node: Any) -> InstantSteps:
         eff = self.effective_times(node)
         lookback = self.ctx.lookback_ms
-        series = self.select(node, int(eff.min()) - lookback + 1, int(eff.max()))
-        return lookup_instant(series, eff, lookback)
+        batches = self.select_batches(node, int(eff.min()) - lookback + 1, int(eff.max()))
+        parts = [lookup_instant(series, eff, lookback) for series in batches]
+        return InstantSteps.concat_in_label_order(parts, self.steps)
+
+    def range_batches(self, node: Any) -> Iterator[RangeSteps]:
+        """A range vector in batches of series where it is read from storage (a range
+        selector), whole where it is computed (a subquery)."""
+        while isinstance(node, pp.ParenExpr):
+            node = node.expr
+        if not isinstance(node, pp.MatrixSelector):
+            yield self.eval_range(node)
+            return
+        vs = node.vector_selector
+        range_ms = duration_ms(node.range)
+        ends = self.effective_times(vs)
+        for series in self.select_batches(vs, int(ends.min()) - range_ms + 1, int(ends.max())):
+            yield windows(_without_stale(series), ends, range_ms)
 
     def range_selector(self, node: Any) -> RangeSteps:
         vs = node.vector_selector
         range_ms = duration_ms(node.range)
         ends = self.effective_times(vs)
         series = self.select(vs, int(ends.min()) - range_ms + 1, int(ends.max()))
-        if len(series.values):
-            fresh = ~is_stale(series.values)  # range selectors drop staleness markers
-            if not fresh.all():
-                kept = np.r_[0, np.cumsum(fresh)]
-                series = SeriesColumns(
-                    series.labels,
-                    kept[series.bounds].astype(np.int64),
-                    series.timestamps[fresh],
-                    series.values[fresh],
-                )
-        return windows(series, ends, range_ms)
+        return windows(_without_stale(series), ends, range_ms)
 
     def subquery(self, node: Any) -> RangeSteps:
         range_ms = duration_ms(node.range)
@@ -238,6 +265,22 @@ class Evaluator:
             inner.values[rows, cols],
         )
         return windows(columns, ends, range_ms)
+
+
+def _without_stale(series: SeriesColumns) -> SeriesColumns:
+    """The samples without staleness markers, which range selectors drop."""
+    if len(series.values) == 0:
+        return series
+    fresh = ~is_stale(series.values)
+    if fresh.all():
+        return series
+    kept = np.r_[0, np.cumsum(fresh)]
+    return SeriesColumns(
+        series.labels,
+        kept[series.bounds].astype(np.int64),
+        series.timestamps[fresh],
+        series.values[fresh],
+    )
 
 
 def _trunc_div(a: int, b: int) -> int:

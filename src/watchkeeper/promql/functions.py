@@ -118,24 +118,42 @@ def _string_arg(ev: Evaluator, node: Any) -> str:
 
 def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
     matrix_arg = args[1] if name == "quantile_over_time" else args[0]
-    rs = ev.eval_range(matrix_arg)
     if name == "absent_over_time":
+        rs = ev.eval_range(matrix_arg)
         return _absent(ev, matrix_arg, rs.counts.sum(axis=0) > 0)
     compute = _RANGE_HANDLERS[name]
     extra: list[Floats] = []
+    in_windows = np.zeros(ev.steps, dtype=np.int64)
+    parts: list[InstantSteps] = []
+    # series by series: a range selector is read and reduced in batches of series
+    for rs in ev.range_batches(matrix_arg):
+        if not parts:
+            extra = _range_function_arguments(ev, name, args)
+        in_windows += rs.counts.sum(axis=0)
+        values, present = compute(rs, extra, ev.ts)
+        parts.append(InstantSteps(rs.labels, values, present))
+    if not parts:
+        _range_function_arguments(ev, name, args)  # their errors and warnings all the same
+    ev.ctx.count_samples(int(in_windows.max(initial=0)))
+    result = InstantSteps.concat_in_label_order(parts, ev.steps)
+    keep_name = name in OVER_TIME_KEEPING_NAME
+    labels = result.labels if keep_name else [drop_name(ls) for ls in result.labels]
+    return merge_same_labels(labels, result.values, result.present)
+
+
+def _range_function_arguments(ev: Evaluator, name: str, args: list[Any]) -> list[Floats]:
+    """The scalar arguments of a range-vector function, checked."""
     if name == "quantile_over_time":
-        extra = [_scalar_arg(ev, args[0])]
-        aggregations.warn_quantile_range(ev, extra[0])
-    elif name == "predict_linear":
-        extra = [_scalar_arg(ev, args[1])]
-    elif name == "double_exponential_smoothing":
+        quantile = _scalar_arg(ev, args[0])
+        aggregations.warn_quantile_range(ev, quantile)
+        return [quantile]
+    if name == "predict_linear":
+        return [_scalar_arg(ev, args[1])]
+    if name == "double_exponential_smoothing":
         extra = [_scalar_arg(ev, args[1]), _scalar_arg(ev, args[2])]
         _check_smoothing(extra[0], extra[1])
-    ev.ctx.count_samples(int(rs.counts.sum(axis=0).max(initial=0)))
-    values, present = compute(rs, extra, ev.ts)
-    keep_name = name in OVER_TIME_KEEPING_NAME
-    labels = rs.labels if keep_name else [drop_name(ls) for ls in rs.labels]
-    return merge_same_labels(labels, values, present)
+        return extra
+    return []
 
 
 def _check_smoothing(sf: Floats, tf: Floats) -> None:

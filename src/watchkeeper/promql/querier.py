@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from watchkeeper.model import Matcher
@@ -17,6 +17,13 @@ class Querier(Protocol):
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesColumns: ...
 
+    def select_batches(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, batch_samples: int
+    ) -> Iterable[SeriesColumns]:
+        """`select` in batches of whole series, about `batch_samples` samples each: each batch
+        in label order, the batches in any order."""
+        ...
+
 
 class StoreQuerier:
     """A `Querier` over one tenant of a metrics store."""
@@ -27,6 +34,13 @@ class StoreQuerier:
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesColumns:
         return self._store.read_columns(self._tenant, [list(matchers)], start_ms, end_ms)
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, batch_samples: int
+    ) -> Iterable[SeriesColumns]:
+        return self._store.read_column_batches(
+            self._tenant, [list(matchers)], start_ms, end_ms, batch_samples
+        )
 
 
 class MemoryQuerier:
@@ -46,3 +60,19 @@ class MemoryQuerier:
             if keep.any():
                 out.append(SeriesSamples(s.labels, s.timestamps[keep], s.values[keep]))
         return SeriesColumns.of(out)
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, batch_samples: int
+    ) -> Iterable[SeriesColumns]:
+        """Batches in reverse label order, so that tests see the engine put results back in
+        order whatever order batches come in."""
+        found = self.select(matchers, start_ms, end_ms).series()
+        batches: list[list[SeriesSamples]] = [[]]
+        held = 0
+        for series in found:
+            if batches[-1] and batch_samples and held + len(series.timestamps) > batch_samples:
+                batches.append([])
+                held = 0
+            batches[-1].append(series)
+            held += len(series.timestamps)
+        return [SeriesColumns.of(batch) for batch in reversed(batches) if batch]

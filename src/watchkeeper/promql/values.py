@@ -44,6 +44,23 @@ class InstantSteps:
     def empty(steps: int) -> InstantSteps:
         return InstantSteps([], np.zeros((0, steps)), np.zeros((0, steps), dtype=bool))
 
+    @staticmethod
+    def concat_in_label_order(parts: list[InstantSteps], steps: int) -> InstantSteps:
+        """One vector of the parts' series (distinct label sets), in label order."""
+        if len(parts) <= 1:
+            return parts[0] if parts else InstantSteps.empty(steps)
+        labels = [ls for part in parts for ls in part.labels]
+        order = np.array(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.int64)
+        sample_ts = None
+        if all(part.sample_ts is not None for part in parts):
+            sample_ts = np.concatenate([part.sample_ts for part in parts])[order]
+        return InstantSteps(
+            [labels[i] for i in order.tolist()],
+            np.concatenate([part.values for part in parts])[order],
+            np.concatenate([part.present for part in parts])[order],
+            sample_ts,
+        )
+
 
 @dataclass
 class ScalarSteps:

@@ -263,6 +263,10 @@ class BlockReader:
             if len(got_s):
                 yield got_s, got_t, got_v
 
+    def row_counts(self, block: BlockMeta, series: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The samples each of `series` (ascending ids) has in the block."""
+        return self._index(block).series.row_counts(series)
+
     def forget(self, block: BlockMeta) -> None:
         """Drop a deleted block's index."""
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
@@ -57,6 +57,18 @@ class MetricStore(Protocol):
         start: int = ...,
         end: int = ...,
     ) -> SeriesColumns: ...
+
+    def read_column_batches(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int,
+        end: int,
+        batch_samples: int,
+    ) -> Iterable[SeriesColumns]:
+        """`read_columns` in batches of whole series of about `batch_samples` samples (all at
+        once for 0); series in label order within a batch, batches in any order."""
+        ...
 
     def metadata(self, tenant: str) -> dict[str, MetricMetadata]: ...
 

@@ -67,12 +67,25 @@ class SeriesIndex:
         are here; every series when `wanted` is None."""
         if wanted is None:
             return np.arange(len(self.ids), dtype=np.int64)
+        return np.sort(self._find(wanted)[1])
+
+    def row_counts(self, wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The rows of each of the `wanted` series (sorted ids; 0 for those not here)."""
+        counts = np.zeros(len(wanted), dtype=np.int64)
+        hit, found = self._find(wanted)
+        counts[hit] = self.starts[found + 1] - self.starts[found]
+        return counts
+
+    def _find(
+        self, wanted: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+        """Which of the `wanted` series (sorted ids) are here, and their positions."""
         if len(self.ids) == 0 or len(wanted) == 0:
-            return _NO_ROWS
+            return np.zeros(len(wanted), dtype=bool), _NO_ROWS
         sorted_ids = self.ids[self.by_id]
         at = np.searchsorted(sorted_ids, wanted).clip(max=len(sorted_ids) - 1)
         hit = sorted_ids[at] == wanted
-        return np.sort(self.by_id[at[hit]])
+        return hit, self.by_id[at[hit]]
 
     def ranges_of(
         self, positions: npt.NDArray[np.int64]

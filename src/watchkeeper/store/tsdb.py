@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from watchkeeper.store.blocks import (
     upgrade,
     write_block,
 )
-from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
+from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, concatenated, freeze_slices
 from watchkeeper.store.merge import (
     already_stored,
     columns_in_label_order,
@@ -48,7 +48,7 @@ from watchkeeper.store.merge import (
     sorted_parts,
 )
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
-from watchkeeper.store.series_index import NameOf, metric_name_of
+from watchkeeper.store.series_index import NameOf, metric_name_of, storage_order
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -452,16 +452,74 @@ class MetricsDB:
         end: int = INT64_MAX,
     ) -> SeriesColumns:
         """`read` as flat arrays (no object per series), for the query engine."""
+        parts = list(self.read_column_batches(tenant, matcher_sets, start, end, 0))
+        return parts[0] if parts else SeriesColumns.empty()
+
+    def read_column_batches(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int,
+        end: int,
+        batch_samples: int,
+    ) -> Iterator[SeriesColumns]:
+        """`read_columns` in batches of whole series holding about `batch_samples` samples
+        each (all at once when 0), so that a query working series by series never holds every
+        sample. Batches follow storage order, so each decodes its own stretch of each block;
+        series are in label order within a batch, not across batches."""
         state = self._tenants.get(tenant)
         if state is None:
-            return SeriesColumns.empty()
+            return
         sids = np.sort(self._matching(state, matcher_sets, start, end))
         if len(sids) == 0:
-            return SeriesColumns.empty()
+            return
         with self._state_lock:
             blocks = [b for b in state.blocks if b.max_time >= start and b.min_time <= end]
             chunks = list(state.chunks)
             labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
+        for batch in self._batches(sids, labels, blocks, chunks, batch_samples):
+            columns = self._read_sids(batch, labels, blocks, chunks, start, end)
+            if len(columns):
+                yield columns
+
+    def _batches(
+        self,
+        sids: npt.NDArray[np.int64],
+        labels: dict[int, Labels],
+        blocks: list[BlockMeta],
+        chunks: list[HeadChunk | FrozenChunk],
+        batch_samples: int,
+    ) -> Iterator[npt.NDArray[np.int64]]:
+        if batch_samples <= 0 or len(sids) < 2:
+            yield sids
+            return
+        # samples per series from the block indexes and frozen chunks (raw head chunks,
+        # at most storage.freeze_samples in all, are left out of the estimate)
+        counts = np.zeros(len(sids), dtype=np.int64)
+        for block in blocks:
+            counts += self._reader.row_counts(block, sids)
+        for chunk in chunks:
+            if isinstance(chunk, FrozenChunk):
+                counts += chunk.index.row_counts(sids)
+        if int(counts.sum()) <= batch_samples:
+            yield sids
+            return
+        ordered = storage_order(sids, lambda sid: metric_name_of(labels[sid]))
+        place = np.searchsorted(sids, ordered)
+        group = (np.cumsum(counts[place]) - 1) // batch_samples
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        for members in np.split(ordered, cuts):
+            yield np.sort(members)
+
+    def _read_sids(
+        self,
+        sids: npt.NDArray[np.int64],
+        labels: dict[int, Labels],
+        blocks: list[BlockMeta],
+        chunks: list[HeadChunk | FrozenChunk],
+        start: int,
+        end: int,
+    ) -> SeriesColumns:
         parts = list(self._reader.parts(blocks, sids, start, end))
         head_s, head_t, head_v = [], [], []
         for part_s, part_t, part_v in head_parts(chunks, sids, start, end):
