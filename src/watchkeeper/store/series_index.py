@@ -11,7 +11,7 @@ one in label order 7% larger (docs/architecture.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,11 @@ def metric_name_of(labels: Labels) -> str:
         if name == METRIC_NAME:
             return value
     return ""
+
+
+def name_of(labels: Mapping[int, Labels]) -> NameOf:
+    """The metric name of series by id, from their labels."""
+    return lambda sid: metric_name_of(labels[sid])
 
 
 def storage_order(ids: npt.NDArray[np.int64], name_of: NameOf | None) -> npt.NDArray[np.int64]:

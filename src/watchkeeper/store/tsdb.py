@@ -39,16 +39,11 @@ from watchkeeper.store.blocks import (
     upgrade,
     write_block,
 )
-from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, concatenated, freeze_slices
-from watchkeeper.store.merge import (
-    already_stored,
-    columns_in_label_order,
-    head_parts,
-    merge_parts,
-    sorted_parts,
-)
+from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
+from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
-from watchkeeper.store.series_index import NameOf, metric_name_of, storage_order
+from watchkeeper.store.reads import ReadSnapshot
+from watchkeeper.store.series_index import name_of
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -277,7 +272,7 @@ class MetricsDB:
                 if state.raw_samples < self.options.freeze_samples:
                     return
                 start, raw = state.raw_run()
-            frozen = freeze_slices(raw, self.options.freeze_samples, _name_of(state))
+            frozen = freeze_slices(raw, self.options.freeze_samples, name_of(state.labels))
             with self._state_lock:
                 state.replace_raw(start, raw, frozen)
 
@@ -474,65 +469,16 @@ class MetricsDB:
         if len(sids) == 0:
             return
         with self._state_lock:
-            blocks = [b for b in state.blocks if b.max_time >= start and b.min_time <= end]
-            chunks = list(state.chunks)
-            labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
-        for batch in self._batches(sids, labels, blocks, chunks, batch_samples):
-            columns = self._read_sids(batch, labels, blocks, chunks, start, end)
+            snapshot = ReadSnapshot(
+                self._reader,
+                [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
+                list(state.chunks),
+                {int(s): state.labels[int(s)] for s in sids.tolist()},
+            )
+        for batch in snapshot.batches(sids, batch_samples):
+            columns = snapshot.read(batch, start, end)
             if len(columns):
                 yield columns
-
-    def _batches(
-        self,
-        sids: npt.NDArray[np.int64],
-        labels: dict[int, Labels],
-        blocks: list[BlockMeta],
-        chunks: list[HeadChunk | FrozenChunk],
-        batch_samples: int,
-    ) -> Iterator[npt.NDArray[np.int64]]:
-        if batch_samples <= 0 or len(sids) < 2:
-            yield sids
-            return
-        # samples per series from the block indexes and frozen chunks (raw head chunks,
-        # at most storage.freeze_samples in all, are left out of the estimate)
-        counts = np.zeros(len(sids), dtype=np.int64)
-        for block in blocks:
-            counts += self._reader.row_counts(block, sids)
-        for chunk in chunks:
-            if isinstance(chunk, FrozenChunk):
-                counts += chunk.index.row_counts(sids)
-        if int(counts.sum()) <= batch_samples:
-            yield sids
-            return
-        ordered = storage_order(sids, lambda sid: metric_name_of(labels[sid]))
-        place = np.searchsorted(sids, ordered)
-        group = (np.cumsum(counts[place]) - 1) // batch_samples
-        cuts = np.flatnonzero(np.diff(group)) + 1
-        for members in np.split(ordered, cuts):
-            yield np.sort(members)
-
-    def _read_sids(
-        self,
-        sids: npt.NDArray[np.int64],
-        labels: dict[int, Labels],
-        blocks: list[BlockMeta],
-        chunks: list[HeadChunk | FrozenChunk],
-        start: int,
-        end: int,
-    ) -> SeriesColumns:
-        parts = list(self._reader.parts(blocks, sids, start, end))
-        head_s, head_t, head_v = [], [], []
-        for part_s, part_t, part_v in head_parts(chunks, sids, start, end):
-            head_s.append(part_s)
-            head_t.append(part_t)
-            head_v.append(part_v)
-        if head_s:
-            head = merge_parts(head_s, head_t, head_v)
-            if len(head[0]):
-                parts.append(head)
-        if not parts:
-            return SeriesColumns.empty()
-        return columns_in_label_order(parts, sids, labels)
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
         state = self._tenants.get(tenant)
@@ -579,7 +525,7 @@ class MetricsDB:
         labels = state.labels
         block = write_block(
             state.directory,
-            sorted_parts(chunks, end, _name_of(state)),
+            sorted_parts(chunks, end, name_of(state.labels)),
             lambda sid: series_key(labels[sid]),
         )
         if block is None:
@@ -688,9 +634,3 @@ class MetricsDB:
 def _upgraded(block: BlockMeta) -> BlockMeta:
     log.info("rewriting block %s in block format version %d", block.path, FORMAT_VERSION)
     return upgrade(block)
-
-
-def _name_of(state: TenantState) -> NameOf:
-    """The metric name of a tenant's series, for the storage order of chunks and blocks."""
-    labels = state.labels
-    return lambda sid: metric_name_of(labels[sid])

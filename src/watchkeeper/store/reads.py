@@ -1,0 +1,69 @@
+"""One read of the metrics store: the blocks and head chunks it covers, fixed when it starts,
+cut into batches of series and laid out as columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from watchkeeper.model import Labels
+from watchkeeper.store.blocks import BlockMeta, BlockReader
+from watchkeeper.store.headchunks import FrozenChunk, HeadChunk
+from watchkeeper.store.merge import columns_in_label_order, head_parts, merge_parts
+from watchkeeper.store.series_index import name_of, storage_order
+from watchkeeper.store.types import SeriesColumns
+
+
+@dataclass(frozen=True)
+class ReadSnapshot:
+    """What a read sees: the blocks overlapping its time range, the head's chunks (appends
+    after the snapshot add chunks the read does not see), and the wanted series' labels."""
+
+    reader: BlockReader
+    blocks: list[BlockMeta]
+    chunks: list[HeadChunk | FrozenChunk]
+    labels: dict[int, Labels]
+
+    def batches(
+        self, sids: npt.NDArray[np.int64], batch_samples: int
+    ) -> Iterator[npt.NDArray[np.int64]]:
+        """`sids` (ascending) cut into batches of whole series holding about `batch_samples`
+        samples (one batch for 0), in storage order so each batch decodes its own stretch of
+        each block; each batch ascending."""
+        if batch_samples <= 0 or len(sids) < 2:
+            yield sids
+            return
+        # samples per series from the block indexes and frozen chunks (raw head chunks,
+        # at most storage.freeze_samples in all, are left out of the estimate)
+        counts = np.zeros(len(sids), dtype=np.int64)
+        for block in self.blocks:
+            counts += self.reader.row_counts(block, sids)
+        for chunk in self.chunks:
+            if isinstance(chunk, FrozenChunk):
+                counts += chunk.index.row_counts(sids)
+        if int(counts.sum()) <= batch_samples:
+            yield sids
+            return
+        ordered = storage_order(sids, name_of(self.labels))
+        group = (np.cumsum(counts[np.searchsorted(sids, ordered)]) - 1) // batch_samples
+        for members in np.split(ordered, np.flatnonzero(np.diff(group)) + 1):
+            yield np.sort(members)
+
+    def read(self, sids: npt.NDArray[np.int64], start: int, end: int) -> SeriesColumns:
+        """The samples of `sids` (ascending) in [start, end], the series in label order."""
+        parts = list(self.reader.parts(self.blocks, sids, start, end))
+        head_s, head_t, head_v = [], [], []
+        for part_s, part_t, part_v in head_parts(self.chunks, sids, start, end):
+            head_s.append(part_s)
+            head_t.append(part_t)
+            head_v.append(part_v)
+        if head_s:
+            head = merge_parts(head_s, head_t, head_v)
+            if len(head[0]):
+                parts.append(head)
+        if not parts:
+            return SeriesColumns.empty()
+        return columns_in_label_order(parts, sids, self.labels)
