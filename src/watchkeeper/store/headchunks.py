@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import cramjam
 import numpy as np
@@ -35,11 +36,11 @@ class HeadChunk:
     def __len__(self) -> int:
         return len(self.timestamps)
 
-    @property
+    @cached_property
     def min_time(self) -> int:
         return int(self.timestamps.min())
 
-    @property
+    @cached_property
     def max_time(self) -> int:
         return int(self.timestamps.max())
 
@@ -110,9 +111,9 @@ class FrozenChunk:
         series_starts = self.index.starts
         for unit in plan.units:
             deltas_blob, planes_blob = self.segments[unit]
-            deltas = np.frombuffer(bytes(cramjam.zstd.decompress(deltas_blob)), dtype=np.int64)
+            deltas = np.frombuffer(memoryview(cramjam.zstd.decompress(deltas_blob)), dtype=np.int64)
             size = len(deltas)
-            planes = np.frombuffer(bytes(cramjam.zstd.decompress(planes_blob)), np.uint8)
+            planes = np.frombuffer(memoryview(cramjam.zstd.decompress(planes_blob)), np.uint8)
             decoded_v.append(planes.reshape(8, size).T.copy().view(np.float64).reshape(size))
             # deltas restart (hold an absolute time) at each series start and segment start
             seg_start = int(unit_starts[unit])
