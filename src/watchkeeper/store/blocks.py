@@ -4,11 +4,13 @@ A block directory holds `samples.parquet`, `series.parquet` and `meta.json`:
 - `samples.parquet`: the samples grouped by series in storage order (metric name, then id;
   store/series_index.py), each series in time order. Timestamps are byte-split differences
   along the series; values are byte-split differences of exact decimal mantissas with a
-  per-series exponent, or of float bits where no decimal is exact (store/valuecodec.py); zstd.
+  per-series exponent (kept in `series.parquet`), or of float bits where no decimal is exact
+  (store/valuecodec.py); zstd.
   That is the smallest layout measured for this data (docs/architecture.md). Row groups of
   ROW_GROUP_ROWS rows are the unit a read decodes.
 - `series.parquet`: one row per series in the same order: series_id, canonical key, first and
-  last timestamp in the block, and its number of sample rows, which locate its rows.
+  last timestamp in the block, its number of sample rows (which locate its rows) and its
+  decimal exponent.
 - `meta.json`: time range, counts and the format version.
 
 It is written under a temporary name, fsynced, and renamed into place, so a crash leaves either
@@ -85,7 +87,6 @@ def _fsync_file(path: Path) -> None:
 _SAMPLES_SCHEMA = pa.schema(
     [
         ("tdelta", pa.int64()),
-        ("exp", pa.int8()),
         ("mdelta", pa.int64()),
         ("fdelta", pa.int64()),
     ]
@@ -110,7 +111,7 @@ def write_block(
         _SAMPLES_SCHEMA,
         compression="zstd",
         compression_level=ZSTD_LEVEL,
-        use_dictionary=["exp"],
+        use_dictionary=False,
         column_encoding={
             "tdelta": "BYTE_STREAM_SPLIT",
             "mdelta": "BYTE_STREAM_SPLIT",
@@ -126,7 +127,6 @@ def write_block(
             table = pa.table(
                 {
                     "tdelta": valuecodec.chain(series, timestamps),
-                    "exp": exponents,
                     "mdelta": differences,
                     "fdelta": pa.array(float_differences, mask=decimal),
                 },
@@ -144,6 +144,8 @@ def write_block(
                         "min_ts": timestamps[starts],
                         "max_ts": timestamps[ends],
                         "rows": ends + 1 - starts,
+                        # constant along a series: read back once per series, not per row
+                        "exp": exponents[starts],
                     }
                 )
             )
@@ -230,11 +232,12 @@ def disk_bytes(block: BlockMeta) -> int:
 @dataclass(frozen=True)
 class _BlockIndex:
     series: SeriesIndex
+    exponents: npt.NDArray[np.int8]  # per series, in storage order
     row_group_starts: npt.NDArray[np.int64]  # first row of each row group, then the row count
     metadata: pq.FileMetaData
 
 
-_COLUMNS = ["tdelta", "exp", "mdelta", "fdelta"]
+_COLUMNS = ["tdelta", "mdelta", "fdelta"]
 
 
 class BlockReader:
@@ -277,13 +280,14 @@ class BlockReader:
             found = self._indexes.get(block.path)
         if found is not None:
             return found
-        table = pq.read_table(block.path / SERIES_FILE, columns=["series_id", "rows"])
+        table = pq.read_table(block.path / SERIES_FILE, columns=["series_id", "rows", "exp"])
         metadata = pq.read_metadata(block.path / SAMPLES_FILE)
         sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=starts[1:])
         index = _BlockIndex(
             SeriesIndex.of(table.column("series_id").to_numpy(), table.column("rows").to_numpy()),
+            np.asarray(table.column("exp").to_numpy(), dtype=np.int8),
             starts,
             metadata,
         )
@@ -301,6 +305,7 @@ class BlockReader:
         positions = index.series.positions(wanted)
         starts, lengths = index.series.ranges_of(positions)
         series = np.repeat(index.series.ids[positions], lengths)
+        exponents = np.repeat(index.exponents[positions], lengths)
         plan = plan_units(index.row_group_starts, starts, lengths)
         if not plan.units:
             empty = np.empty(0, dtype=np.int64)
@@ -312,7 +317,7 @@ class BlockReader:
         if not whole:
             columns = tuple(column[plan.within] for column in columns)  # type: ignore[assignment]
         del table
-        tdelta, exponents, mdelta, decimal, fdelta = columns
+        tdelta, mdelta, decimal, fdelta = columns
         values = valuecodec.decode(series, exponents, mdelta, decimal, fdelta)
         return series, valuecodec.unchain(series, tdelta), values
 
@@ -325,16 +330,14 @@ def _decoded_columns(
     table: pa.Table,
 ) -> tuple[
     npt.NDArray[np.int64],
-    npt.NDArray[np.int8],
     npt.NDArray[np.int64],
     npt.NDArray[np.bool_],
     npt.NDArray[np.int64],
 ]:
-    """(time differences, exponents, mantissa differences, is-decimal, float differences)."""
+    """(time differences, mantissa differences, is-decimal, float differences)."""
     fdelta = table.column("fdelta")
     return (
         np.asarray(table.column("tdelta").to_numpy(), dtype=np.int64),
-        np.asarray(table.column("exp").to_numpy(), dtype=np.int8),
         np.asarray(table.column("mdelta").to_numpy(), dtype=np.int64),
         np.asarray(fdelta.is_null().to_numpy(), dtype=bool),
         np.asarray(pc.fill_null(fdelta, 0).to_numpy(), dtype=np.int64),
@@ -342,12 +345,13 @@ def _decoded_columns(
 
 
 def upgrade(block: BlockMeta) -> BlockMeta:
-    """Rewrite a version-1 block (series in id order, a series_id column per row, no row
-    counts) in the current format, then delete it. A crash in between leaves both; reads keep
+    """Rewrite a version-1 block (series in id order, series_id and exponent columns per row,
+    no row counts) in the current format, then delete it. A crash in between leaves both; reads keep
     the first copy of a sample, and the next start upgrades the old one again."""
     table = pq.read_table(block.path / SAMPLES_FILE)
     series = np.asarray(table.column("series_id").to_numpy(), dtype=np.int64)
-    tdelta, exponents, mdelta, decimal, fdelta = _decoded_columns(table)
+    exponents = np.asarray(table.column("exp").to_numpy(), dtype=np.int8)
+    tdelta, mdelta, decimal, fdelta = _decoded_columns(table)
     del table
     values = valuecodec.decode(series, exponents, mdelta, decimal, fdelta)
     timestamps = valuecodec.unchain(series, tdelta)
