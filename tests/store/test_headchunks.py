@@ -93,3 +93,20 @@ def test_freezing_many_samples_slices_them_by_arrival_time() -> None:
         (int(s), int(t), float(v)) for f in slices for s, t, v in zip(*f.arrays(), strict=True)
     )
     assert got == sorted(rows)
+
+
+def test_raw_run_views_never_change_as_chunks_arrive() -> None:
+    rows = [(s, t * 1000, float(s * 1000 + t)) for t in range(3000) for s in range(3)]
+    chunks = _chunks(rows, 50)
+    run = headchunks.RawRun(chunks[:2])
+    early = run.view()
+    assert early is not None and len(early) == 100
+    before = (early.series.copy(), early.timestamps.copy(), early.values.copy())
+    for chunk in chunks[2:]:  # grows the buffer several times
+        run.append(chunk)
+    assert [a.tolist() for a in early.arrays()] == [a.tolist() for a in before]
+    whole = run.view()
+    assert whole is not None and len(whole) == len(rows)
+    assert list(zip(*(a.tolist() for a in whole.arrays()), strict=True)) == rows
+    assert (whole.min_time, whole.max_time) == (0, 2_999_000)
+    assert headchunks.RawRun().view() is None

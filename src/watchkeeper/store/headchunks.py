@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import cramjam
 import numpy as np
@@ -23,6 +24,8 @@ from watchkeeper.store.series_index import NameOf, SeriesIndex, plan_units, stor
 Arrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 ZSTD_LEVEL = 1  # the gain from higher levels is small next to their cost on the write path
 _NO_TIMES = np.empty(0, dtype=np.int64)
+INT64_MIN = int(np.iinfo(np.int64).min)
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,20 @@ class HeadChunk:
 
     def __len__(self) -> int:
         return len(self.timestamps)
+
+    @staticmethod
+    def spanning(
+        series: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+        min_time: int,
+        max_time: int,
+    ) -> HeadChunk:
+        """A chunk whose time range is known already (no pass over its timestamps)."""
+        chunk = HeadChunk(series, timestamps, values)
+        chunk.__dict__["min_time"] = min_time  # what the cached properties would compute
+        chunk.__dict__["max_time"] = max_time
+        return chunk
 
     @cached_property
     def min_time(self) -> int:
@@ -138,6 +155,58 @@ class FrozenChunk:
         series, timestamps, values = self.arrays()
         keep = timestamps >= end
         return HeadChunk(series[keep], timestamps[keep], values[keep])
+
+
+class RawRun:
+    """The head's raw chunks laid end to end in one growing buffer, for reads: a query then
+    filters one array instead of one small chunk per write request (a few hundred of them
+    before a freeze). Appends copy into spare capacity, doubling it when full, so a view
+    handed out earlier never changes: its rows are written once and a larger buffer is a new
+    one."""
+
+    def __init__(self, chunks: Sequence[HeadChunk | FrozenChunk] = ()) -> None:
+        self._series = np.empty(0, dtype=np.int64)
+        self._timestamps = np.empty(0, dtype=np.int64)
+        self._values = np.empty(0, dtype=np.float64)
+        self._size = 0
+        self._min_time = INT64_MAX
+        self._max_time = INT64_MIN
+        for chunk in chunks:
+            self.append(chunk)
+
+    def append(self, chunk: HeadChunk | FrozenChunk) -> None:
+        series, timestamps, values = chunk.arrays()
+        end = self._size + len(series)
+        if end > len(self._series):
+            capacity = max(end, 2 * len(self._series), 4096)
+            self._series = _grown(self._series, capacity, self._size)
+            self._timestamps = _grown(self._timestamps, capacity, self._size)
+            self._values = _grown(self._values, capacity, self._size)
+        self._series[self._size : end] = series
+        self._timestamps[self._size : end] = timestamps
+        self._values[self._size : end] = values
+        self._size = end
+        self._min_time = min(self._min_time, chunk.min_time)
+        self._max_time = max(self._max_time, chunk.max_time)
+
+    def view(self) -> HeadChunk | None:
+        """Every raw sample so far as one chunk (None if there is none)."""
+        if self._size == 0:
+            return None
+        size = self._size
+        return HeadChunk.spanning(
+            self._series[:size],
+            self._timestamps[:size],
+            self._values[:size],
+            self._min_time,
+            self._max_time,
+        )
+
+
+def _grown(array: npt.NDArray[Any], capacity: int, used: int) -> npt.NDArray[Any]:
+    bigger = np.empty(capacity, dtype=array.dtype)
+    bigger[:used] = array[:used]
+    return bigger
 
 
 def concatenated(chunks: Sequence[HeadChunk | FrozenChunk]) -> Arrays:

@@ -9,7 +9,7 @@ import numpy as np
 
 from watchkeeper.model import Labels, MetricMetadata, series_key
 from watchkeeper.store.blocks import BlockMeta
-from watchkeeper.store.headchunks import FrozenChunk, HeadChunk
+from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, RawRun
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.postings import Postings
 
@@ -27,6 +27,8 @@ class TenantState:
     postings: Postings = field(default_factory=Postings)
     # frozen chunks first, then raw ones, each run in arrival order
     chunks: list[HeadChunk | FrozenChunk] = field(default_factory=list)
+    # the raw chunks end to end, which reads use in their place
+    raw: RawRun = field(default_factory=RawRun)
     head_samples: int = 0
     raw_samples: int = 0
     head_min_time: int = INT64_MAX
@@ -46,6 +48,7 @@ class TenantState:
 
     def reset_head(self) -> None:
         self.chunks = []
+        self.raw = RawRun()
         self.head_samples = 0
         self.raw_samples = 0
         self.head_min_time = INT64_MAX
@@ -58,6 +61,7 @@ class TenantState:
         self.head_samples += len(chunk)
         if not chunk.frozen:
             self.raw_samples += len(chunk)
+            self.raw.append(chunk)
         self.head_min_time = min(self.head_min_time, chunk.min_time)
         self.head_max_time = max(self.head_max_time, chunk.max_time)
 
@@ -77,7 +81,14 @@ class TenantState:
             return False
         self.chunks = [*self.chunks[:start], *frozen, *self.chunks[start + len(raw) :]]
         self.raw_samples -= sum(len(f) for f in frozen)
+        self.raw = RawRun(self.raw_run()[1])  # the raw chunks that came in meanwhile
         return True
+
+    def read_chunks(self) -> list[HeadChunk | FrozenChunk]:
+        """The head as reads see it: the frozen chunks, then the raw ones as one chunk."""
+        start, _ = self.raw_run()
+        raw = self.raw.view()
+        return [*self.chunks[:start], *([raw] if raw is not None else [])]
 
     def add_series(self, sid: int, labels: Labels) -> None:
         if sid not in self.labels:
