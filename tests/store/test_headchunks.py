@@ -110,3 +110,22 @@ def test_raw_run_views_never_change_as_chunks_arrive() -> None:
     assert list(zip(*(a.tolist() for a in whole.arrays()), strict=True)) == rows
     assert (whole.min_time, whole.max_time) == (0, 2_999_000)
     assert headchunks.RawRun().view() is None
+
+
+def test_raw_run_views_leave_out_leading_rows_older_than_asked() -> None:
+    # arrival order is nearly time order: one late sample (t=5) arrives after t=40
+    times = [10, 20, 30, 40, 5, 50, 60]
+    chunk = HeadChunk(
+        np.arange(len(times), dtype=np.int64),
+        np.array(times, dtype=np.int64),
+        np.arange(len(times), dtype=np.float64),
+    )
+    run = headchunks.RawRun([chunk])
+    since_25 = run.view(25)
+    assert since_25 is not None
+    # the rows before the first one at or after 25 go; the late one stays for the caller's filter
+    assert since_25.timestamps.tolist() == [30, 40, 5, 50, 60]
+    assert (since_25.min_time, since_25.max_time) == (5, 60)  # min_time: a lower bound
+    assert run.view(61) is None
+    whole = run.view()
+    assert whole is not None and whole.timestamps.tolist() == times

@@ -162,12 +162,14 @@ class RawRun:
     filters one array instead of one small chunk per write request (a few hundred of them
     before a freeze). Appends copy into spare capacity, doubling it when full, so a view
     handed out earlier never changes: its rows are written once and a larger buffer is a new
-    one."""
+    one. The running maximum of the timestamps lets a view leave out the rows before a time:
+    arrival order is nearly time order, so a query of the last minutes skips most rows."""
 
     def __init__(self, chunks: Sequence[HeadChunk | FrozenChunk] = ()) -> None:
         self._series = np.empty(0, dtype=np.int64)
         self._timestamps = np.empty(0, dtype=np.int64)
         self._values = np.empty(0, dtype=np.float64)
+        self._running_max = np.empty(0, dtype=np.int64)
         self._size = 0
         self._min_time = INT64_MAX
         self._max_time = INT64_MIN
@@ -182,22 +184,29 @@ class RawRun:
             self._series = _grown(self._series, capacity, self._size)
             self._timestamps = _grown(self._timestamps, capacity, self._size)
             self._values = _grown(self._values, capacity, self._size)
+            self._running_max = _grown(self._running_max, capacity, self._size)
         self._series[self._size : end] = series
         self._timestamps[self._size : end] = timestamps
         self._values[self._size : end] = values
+        running = np.maximum.accumulate(timestamps)
+        if self._size:
+            np.maximum(running, self._running_max[self._size - 1], out=running)
+        self._running_max[self._size : end] = running
         self._size = end
         self._min_time = min(self._min_time, chunk.min_time)
         self._max_time = max(self._max_time, chunk.max_time)
 
-    def view(self) -> HeadChunk | None:
-        """Every raw sample so far as one chunk (None if there is none)."""
-        if self._size == 0:
-            return None
+    def view(self, since: int = INT64_MIN) -> HeadChunk | None:
+        """The raw samples so far as one chunk, leaving out leading rows older than `since`
+        (None if none is left). Its min_time is a lower bound, which is all reads need."""
         size = self._size
+        first = int(np.searchsorted(self._running_max[:size], since, side="left"))
+        if first >= size:
+            return None
         return HeadChunk.spanning(
-            self._series[:size],
-            self._timestamps[:size],
-            self._values[:size],
+            self._series[first:size],
+            self._timestamps[first:size],
+            self._values[first:size],
             self._min_time,
             self._max_time,
         )

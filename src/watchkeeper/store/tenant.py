@@ -84,10 +84,11 @@ class TenantState:
         self.raw = RawRun(self.raw_run()[1])  # the raw chunks that came in meanwhile
         return True
 
-    def read_chunks(self) -> list[HeadChunk | FrozenChunk]:
-        """The head as reads see it: the frozen chunks, then the raw ones as one chunk."""
+    def read_chunks(self, since: int) -> list[HeadChunk | FrozenChunk]:
+        """The head as a read from `since` on sees it: the frozen chunks, then the raw ones as
+        one chunk (without leading rows older than `since`)."""
         start, _ = self.raw_run()
-        raw = self.raw.view()
+        raw = self.raw.view(since)
         return [*self.chunks[:start], *([raw] if raw is not None else [])]
 
     def add_series(self, sid: int, labels: Labels) -> None:

@@ -472,7 +472,7 @@ class MetricsDB:
             snapshot = ReadSnapshot(
                 self._reader,
                 [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
-                state.read_chunks(),
+                state.read_chunks(start),
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
             )
         for batch in snapshot.batches(sids, batch_samples):
