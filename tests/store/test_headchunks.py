@@ -95,37 +95,31 @@ def test_freezing_many_samples_slices_them_by_arrival_time() -> None:
     assert got == sorted(rows)
 
 
-def test_raw_run_views_never_change_as_chunks_arrive() -> None:
+def test_raw_run_holds_each_sample_once_in_segments_views_never_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(headchunks, "RAW_SEGMENT_ROWS", 4096)
     rows = [(s, t * 1000, float(s * 1000 + t)) for t in range(3000) for s in range(3)]
-    chunks = _chunks(rows, 50)
-    run = headchunks.RawRun(chunks[:2])
-    early = run.view()
-    assert early is not None and len(early) == 100
-    before = (early.series.copy(), early.timestamps.copy(), early.values.copy())
-    for chunk in chunks[2:]:  # grows the buffer several times
-        run.append(chunk)
+    run = headchunks.RawRun()
+    held = [run.append(chunk) for chunk in _chunks(rows, 50)]
+    early = held[0]
+    before = [a.copy() for a in early.arrays()]
+    # the chunks handed back are the same samples, in views of the segments
+    assert [r for c in held for r in zip(*(a.tolist() for a in c.arrays()), strict=True)] == rows
     assert [a.tolist() for a in early.arrays()] == [a.tolist() for a in before]
-    whole = run.view()
-    assert whole is not None and len(whole) == len(rows)
-    assert list(zip(*(a.tolist() for a in whole.arrays()), strict=True)) == rows
-    assert (whole.min_time, whole.max_time) == (0, 2_999_000)
-    assert headchunks.RawRun().view() is None
-
-
-def test_raw_run_views_leave_out_leading_rows_older_than_asked() -> None:
-    # arrival order is nearly time order: one late sample (t=5) arrives after t=40
-    times = [10, 20, 30, 40, 5, 50, 60]
-    chunk = HeadChunk(
-        np.arange(len(times), dtype=np.int64),
-        np.array(times, dtype=np.int64),
-        np.arange(len(times), dtype=np.float64),
+    views = run.views()
+    # 1 Ki rows, then doubling up to the cap; a chunk that does not fit starts the next one
+    assert [len(v) for v in views] == [1000, 2000, 4050, 1950]
+    assert (
+        list(
+            zip(
+                *(np.concatenate([v.arrays()[i] for v in views]).tolist() for i in range(3)),
+                strict=True,
+            )
+        )
+        == rows
     )
-    run = headchunks.RawRun([chunk])
-    since_25 = run.view(25)
-    assert since_25 is not None
-    # the rows before the first one at or after 25 go; the late one stays for the caller's filter
-    assert since_25.timestamps.tolist() == [30, 40, 5, 50, 60]
-    assert (since_25.min_time, since_25.max_time) == (5, 60)  # min_time: a lower bound
-    assert run.view(61) is None
-    whole = run.view()
-    assert whole is not None and whole.timestamps.tolist() == times
+    assert (views[0].min_time, views[-1].max_time) == (0, 2_999_000)
+    # a read from t=2,000 s on skips the segments that end before it
+    assert [len(v) for v in run.views(2_000_000)] == [4050, 1950]
+    assert headchunks.RawRun().views() == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import cramjam
 import numpy as np
@@ -157,65 +156,77 @@ class FrozenChunk:
         return HeadChunk(series[keep], timestamps[keep], values[keep])
 
 
+RAW_SEGMENT_ROWS = 64 * 1024
+
+
 class RawRun:
-    """The head's raw chunks laid end to end in one growing buffer, for reads: a query then
-    filters one array instead of one small chunk per write request (a few hundred of them
-    before a freeze). Appends copy into spare capacity, doubling it when full, so a view
-    handed out earlier never changes: its rows are written once and a larger buffer is a new
-    one. The running maximum of the timestamps lets a view leave out the rows before a time:
-    arrival order is nearly time order, so a query of the last minutes skips most rows."""
+    """The head's raw samples, copied as they arrive into segments of up to RAW_SEGMENT_ROWS
+    rows. The raw chunks the head lists are views into the segments, so the samples are held
+    once, and a read filters a few segments instead of one small chunk per write request (a few
+    hundred of them before a freeze), skipping the segments older than its range. A segment's
+    rows are written once, so a view never changes."""
 
-    def __init__(self, chunks: Sequence[HeadChunk | FrozenChunk] = ()) -> None:
-        self._series = np.empty(0, dtype=np.int64)
-        self._timestamps = np.empty(0, dtype=np.int64)
-        self._values = np.empty(0, dtype=np.float64)
-        self._running_max = np.empty(0, dtype=np.int64)
-        self._size = 0
-        self._min_time = INT64_MAX
-        self._max_time = INT64_MIN
-        for chunk in chunks:
-            self.append(chunk)
+    def __init__(self) -> None:
+        self._segments: list[_RawSegment] = []
 
-    def append(self, chunk: HeadChunk | FrozenChunk) -> None:
-        series, timestamps, values = chunk.arrays()
-        end = self._size + len(series)
-        if end > len(self._series):
-            capacity = max(end, 2 * len(self._series), 4096)
-            self._series = _grown(self._series, capacity, self._size)
-            self._timestamps = _grown(self._timestamps, capacity, self._size)
-            self._values = _grown(self._values, capacity, self._size)
-            self._running_max = _grown(self._running_max, capacity, self._size)
-        self._series[self._size : end] = series
-        self._timestamps[self._size : end] = timestamps
-        self._values[self._size : end] = values
-        running = np.maximum.accumulate(timestamps)
-        if self._size:
-            np.maximum(running, self._running_max[self._size - 1], out=running)
-        self._running_max[self._size : end] = running
-        self._size = end
-        self._min_time = min(self._min_time, chunk.min_time)
-        self._max_time = max(self._max_time, chunk.max_time)
+    def append(self, chunk: HeadChunk) -> HeadChunk:
+        """Copy `chunk` in; the same samples as a view into the segment that holds them."""
+        last = self._segments[-1] if self._segments else None
+        if last is None or last.free < len(chunk):
+            # small tenants get small segments; a chunk bigger than a segment gets its own
+            grown = 2 * last.capacity if last is not None else 1024
+            last = _RawSegment(max(len(chunk), min(RAW_SEGMENT_ROWS, grown)))
+            self._segments.append(last)
+        return last.append(chunk)
 
-    def view(self, since: int = INT64_MIN) -> HeadChunk | None:
-        """The raw samples so far as one chunk, leaving out leading rows older than `since`
-        (None if none is left). Its min_time is a lower bound, which is all reads need."""
-        size = self._size
-        first = int(np.searchsorted(self._running_max[:size], since, side="left"))
-        if first >= size:
-            return None
+    def views(self, since: int = INT64_MIN) -> list[HeadChunk]:
+        """Each segment's samples so far as one chunk, leaving out segments older than
+        `since`."""
+        return [seg.view() for seg in self._segments if seg.size and seg.max_time >= since]
+
+
+class _RawSegment:
+    def __init__(self, capacity: int) -> None:
+        self.series = np.empty(capacity, dtype=np.int64)
+        self.timestamps = np.empty(capacity, dtype=np.int64)
+        self.values = np.empty(capacity, dtype=np.float64)
+        self.size = 0
+        self.min_time = INT64_MAX
+        self.max_time = INT64_MIN
+
+    @property
+    def capacity(self) -> int:
+        return len(self.series)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.size
+
+    def append(self, chunk: HeadChunk) -> HeadChunk:
+        start, end = self.size, self.size + len(chunk)
+        self.series[start:end] = chunk.series
+        self.timestamps[start:end] = chunk.timestamps
+        self.values[start:end] = chunk.values
+        self.size = end
+        self.min_time = min(self.min_time, chunk.min_time)
+        self.max_time = max(self.max_time, chunk.max_time)
         return HeadChunk.spanning(
-            self._series[first:size],
-            self._timestamps[first:size],
-            self._values[first:size],
-            self._min_time,
-            self._max_time,
+            self.series[start:end],
+            self.timestamps[start:end],
+            self.values[start:end],
+            chunk.min_time,
+            chunk.max_time,
         )
 
-
-def _grown(array: npt.NDArray[Any], capacity: int, used: int) -> npt.NDArray[Any]:
-    bigger = np.empty(capacity, dtype=array.dtype)
-    bigger[:used] = array[:used]
-    return bigger
+    def view(self) -> HeadChunk:
+        size = self.size
+        return HeadChunk.spanning(
+            self.series[:size],
+            self.timestamps[:size],
+            self.values[:size],
+            self.min_time,
+            self.max_time,
+        )
 
 
 def concatenated(chunks: Sequence[HeadChunk | FrozenChunk]) -> Arrays:

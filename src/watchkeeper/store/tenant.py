@@ -27,7 +27,7 @@ class TenantState:
     postings: Postings = field(default_factory=Postings)
     # frozen chunks first, then raw ones, each run in arrival order
     chunks: list[HeadChunk | FrozenChunk] = field(default_factory=list)
-    # the raw chunks end to end, which reads use in their place
+    # holds the raw chunks' samples: the raw chunks listed above are views into it
     raw: RawRun = field(default_factory=RawRun)
     head_samples: int = 0
     raw_samples: int = 0
@@ -57,11 +57,11 @@ class TenantState:
     def add_chunk(self, chunk: HeadChunk | FrozenChunk) -> None:
         if len(chunk) == 0:
             return
+        if isinstance(chunk, HeadChunk):
+            chunk = self.raw.append(chunk)
+            self.raw_samples += len(chunk)
         self.chunks.append(chunk)
         self.head_samples += len(chunk)
-        if not chunk.frozen:
-            self.raw_samples += len(chunk)
-            self.raw.append(chunk)
         self.head_min_time = min(self.head_min_time, chunk.min_time)
         self.head_max_time = max(self.head_max_time, chunk.max_time)
 
@@ -81,15 +81,20 @@ class TenantState:
             return False
         self.chunks = [*self.chunks[:start], *frozen, *self.chunks[start + len(raw) :]]
         self.raw_samples -= sum(len(f) for f in frozen)
-        self.raw = RawRun(self.raw_run()[1])  # the raw chunks that came in meanwhile
+        # the raw chunks that came in meanwhile move to a new run; the old one goes
+        after = start + len(frozen)
+        self.raw = RawRun()
+        self.chunks[after:] = [self._raw_view(c) for c in self.chunks[after:]]
         return True
+
+    def _raw_view(self, chunk: HeadChunk | FrozenChunk) -> HeadChunk | FrozenChunk:
+        return self.raw.append(chunk) if isinstance(chunk, HeadChunk) else chunk
 
     def read_chunks(self, since: int) -> list[HeadChunk | FrozenChunk]:
         """The head as a read from `since` on sees it: the frozen chunks, then the raw ones as
-        one chunk (without leading rows older than `since`)."""
+        few segment-sized chunks (without those older than `since`)."""
         start, _ = self.raw_run()
-        raw = self.raw.view(since)
-        return [*self.chunks[:start], *([raw] if raw is not None else [])]
+        return [*self.chunks[:start], *self.raw.views(since)]
 
     def add_series(self, sid: int, labels: Labels) -> None:
         if sid not in self.labels:
