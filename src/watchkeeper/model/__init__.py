@@ -16,6 +16,7 @@ from watchkeeper.model.labels import (
     labels_from_dict,
     labels_from_key,
     labels_to_dict,
+    metric_name,
     series_key,
 )
 from watchkeeper.model.matchers import Matcher, MatchOp
@@ -35,6 +36,7 @@ __all__ = [
     "labels_from_dict",
     "labels_from_key",
     "labels_to_dict",
+    "metric_name",
     "parse_duration",
     "series_key",
 ]

@@ -70,6 +70,14 @@ PAIR_SEPARATOR = b"\xff"
 LABEL_SEPARATOR = b"\xfe"
 
 
+def metric_name(labels: Labels) -> str:
+    """The value of `__name__`, or "" for a series without one."""
+    for name, value in labels:
+        if name == METRIC_NAME:
+            return value
+    return ""
+
+
 def series_key(labels: Labels) -> bytes:
     return LABEL_SEPARATOR.join(
         name.encode() + PAIR_SEPARATOR + value.encode() for name, value in labels

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from watchkeeper.model import Labels
+from watchkeeper.model import Labels, metric_name
 from watchkeeper.promql.aggregations import format_float
 from watchkeeper.promql.values import Bools, Floats, InstantSteps
-from watchkeeper.promql.vectors import drop_name, merge_same_labels, metric_name
+from watchkeeper.promql.vectors import drop_name, merge_same_labels
 
 if TYPE_CHECKING:
     from watchkeeper.promql.evaluator import Evaluator

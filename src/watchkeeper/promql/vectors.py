@@ -22,13 +22,6 @@ def drop_name(labels: Labels) -> Labels:
     return labels
 
 
-def metric_name(labels: Labels) -> str:
-    for name, value in labels:
-        if name == METRIC_NAME:
-            return value
-    return ""
-
-
 def signature(labels: Labels, names: Sequence[str], on: bool) -> Labels:
     """The labels two series are matched by: only `names` with `on`, otherwise every label but
     `names` and the metric name."""

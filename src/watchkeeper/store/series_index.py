@@ -17,23 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.model.labels import METRIC_NAME, Labels
+from watchkeeper.model.labels import Labels, metric_name
 
 NameOf = Callable[[int], str]
 
 _NO_ROWS = np.empty(0, dtype=np.int64)
 
 
-def metric_name_of(labels: Labels) -> str:
-    for name, value in labels:
-        if name == METRIC_NAME:
-            return value
-    return ""
-
-
 def name_of(labels: Mapping[int, Labels]) -> NameOf:
     """The metric name of series by id, from their labels."""
-    return lambda sid: metric_name_of(labels[sid])
+    return lambda sid: metric_name(labels[sid])
 
 
 def storage_order(ids: npt.NDArray[np.int64], name_of: NameOf | None) -> npt.NDArray[np.int64]:
