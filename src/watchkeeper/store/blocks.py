@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from watchkeeper.model.labels import labels_from_key, metric_name
 from watchkeeper.store import valuecodec
-from watchkeeper.store.series_index import SeriesIndex, plan_units, storage_order
+from watchkeeper.store.series_index import SeriesIndex, plan_units, storage_sort
 from watchkeeper.store.wal import fsync_dir
 
 INT64_MIN = int(np.iinfo(np.int64).min)
@@ -359,11 +359,7 @@ def upgrade(block: BlockMeta) -> BlockMeta:
     key_of = dict(
         zip(old.column("series_id").to_pylist(), old.column("key").to_pylist(), strict=True)
     )
-    ids = np.unique(series)
-    ordered = storage_order(ids, lambda sid: metric_name(labels_from_key(key_of[sid])))
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[np.searchsorted(ids, ordered)] = np.arange(len(ids), dtype=np.int64)
-    order = np.argsort(rank[np.searchsorted(ids, series)], kind="stable")
+    order = storage_sort(series, lambda sid: metric_name(labels_from_key(key_of[sid])))
     rewritten = write_block(
         block.path.parent,
         [(series[order], timestamps[order], values[order])],

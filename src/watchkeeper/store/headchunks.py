@@ -18,7 +18,7 @@ import cramjam
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.store.series_index import NameOf, SeriesIndex, plan_units, storage_order
+from watchkeeper.store.series_index import NameOf, SeriesIndex, plan_units, storage_sort
 
 Arrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 ZSTD_LEVEL = 1  # the gain from higher levels is small next to their cost on the write path
@@ -266,13 +266,9 @@ def freeze(chunks: Sequence[HeadChunk | FrozenChunk], name_of: NameOf | None = N
     """One frozen chunk holding every sample of `chunks` (given in arrival order), its series
     in storage order by the metric names `name_of` gives (id order without it)."""
     series, timestamps, values = concatenated(chunks)
-    ids = np.unique(series)
-    ordered = storage_order(ids, name_of)
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[np.searchsorted(ids, ordered)] = np.arange(len(ids), dtype=np.int64)
     # Grouped by series in arrival order, which is time order except for out-of-order samples;
     # readers sort by (series, time) anyway. A stable radix sort on one key is the cheap part.
-    order = np.argsort(rank[np.searchsorted(ids, series)], kind="stable")
+    order = storage_sort(series, name_of)
     series, timestamps, values = series[order], timestamps[order], values[order]
     size = len(series)
     first = np.empty(size, dtype=bool)

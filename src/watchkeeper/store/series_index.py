@@ -38,6 +38,16 @@ def storage_order(ids: npt.NDArray[np.int64], name_of: NameOf | None) -> npt.NDA
     return ids[np.array(order, dtype=np.int64)]
 
 
+def storage_sort(series: npt.NDArray[np.int64], name_of: NameOf | None) -> npt.NDArray[np.intp]:
+    """The stable order that groups samples (given by their series ids) by series in storage
+    order, keeping the samples of each series in the order given."""
+    ids = np.unique(series)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.searchsorted(ids, storage_order(ids, name_of))] = np.arange(len(ids), dtype=np.int64)
+    order: npt.NDArray[np.intp] = np.argsort(rank[np.searchsorted(ids, series)], kind="stable")
+    return order
+
+
 @dataclass(frozen=True)
 class SeriesIndex:
     """The series of a chunk or block in storage order, with the row range of each."""
