@@ -247,24 +247,22 @@ def router(ctx: ApiContext) -> APIRouter:
 
         return await evaluate(params, limit, started, timeout_s, work)
 
-    @api.api_route("/api/v1/format_query", methods=["GET", "POST"])
-    async def format_query_route(request: Request) -> Response:
+    async def from_syntax_tree(request: Request, answer: Callable[[str], str]) -> Response:
+        """An answer computed from the query's syntax tree alone (no data is read)."""
         principal(ctx, request, "viewer")
         params = await api_params(ctx, request)
         try:
-            pretty = format_query(_first(params, "query"))
+            data = answer(_first(params, "query"))
         except QueryError as err:
             raise _invalid("query", err.message) from None
-        return Response(success_body(go_string(pretty)), media_type="application/json")
+        return Response(success_body(data), media_type="application/json")
+
+    @api.api_route("/api/v1/format_query", methods=["GET", "POST"])
+    async def format_query_route(request: Request) -> Response:
+        return await from_syntax_tree(request, lambda query: go_string(format_query(query)))
 
     @api.api_route("/api/v1/parse_query", methods=["GET", "POST"])
     async def parse_query_route(request: Request) -> Response:
-        principal(ctx, request, "viewer")
-        params = await api_params(ctx, request)
-        try:
-            tree = parse_query(_first(params, "query"))
-        except QueryError as err:
-            raise _invalid("query", err.message) from None
-        return Response(success_body(go_json(tree)), media_type="application/json")
+        return await from_syntax_tree(request, lambda query: go_json(parse_query(query)))
 
     return api
