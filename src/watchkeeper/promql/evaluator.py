@@ -229,18 +229,21 @@ class Evaluator:
         if not isinstance(node, pp.MatrixSelector):
             yield self.eval_range(node)
             return
-        vs = node.vector_selector
-        range_ms = duration_ms(node.range)
-        ends = self.effective_times(vs)
-        for series in self.select_batches(vs, int(ends.min()) - range_ms + 1, int(ends.max())):
-            yield windows(_without_stale(series), ends, range_ms)
+        yield from self._range_windows(node, batched=True)
 
     def range_selector(self, node: Any) -> RangeSteps:
+        (whole,) = self._range_windows(node, batched=False)
+        return whole
+
+    def _range_windows(self, node: Any, batched: bool) -> Iterator[RangeSteps]:
+        """A range selector's windows, for its series in batches or all at once."""
         vs = node.vector_selector
         range_ms = duration_ms(node.range)
         ends = self.effective_times(vs)
-        series = self.select(vs, int(ends.min()) - range_ms + 1, int(ends.max()))
-        return windows(_without_stale(series), ends, range_ms)
+        start, end = int(ends.min()) - range_ms + 1, int(ends.max())
+        batches = self.select_batches(vs, start, end) if batched else [self.select(vs, start, end)]
+        for series in batches:
+            yield windows(_without_stale(series), ends, range_ms)
 
     def subquery(self, node: Any) -> RangeSteps:
         range_ms = duration_ms(node.range)
