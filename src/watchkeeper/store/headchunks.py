@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import cramjam
 import numpy as np
@@ -34,31 +33,17 @@ class HeadChunk:
     series: npt.NDArray[np.int64]
     timestamps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
+    # the time range: taken from the timestamps unless given (an empty chunk keeps these)
+    min_time: int = INT64_MAX
+    max_time: int = INT64_MIN
+
+    def __post_init__(self) -> None:
+        if self.min_time == INT64_MAX and len(self.timestamps):
+            object.__setattr__(self, "min_time", int(self.timestamps.min()))
+            object.__setattr__(self, "max_time", int(self.timestamps.max()))
 
     def __len__(self) -> int:
         return len(self.timestamps)
-
-    @staticmethod
-    def spanning(
-        series: npt.NDArray[np.int64],
-        timestamps: npt.NDArray[np.int64],
-        values: npt.NDArray[np.float64],
-        min_time: int,
-        max_time: int,
-    ) -> HeadChunk:
-        """A chunk whose time range is known already (no pass over its timestamps)."""
-        chunk = HeadChunk(series, timestamps, values)
-        chunk.__dict__["min_time"] = min_time  # what the cached properties would compute
-        chunk.__dict__["max_time"] = max_time
-        return chunk
-
-    @cached_property
-    def min_time(self) -> int:
-        return int(self.timestamps.min())
-
-    @cached_property
-    def max_time(self) -> int:
-        return int(self.timestamps.max())
 
     @property
     def frozen(self) -> bool:
@@ -210,7 +195,7 @@ class _RawSegment:
         self.size = end
         self.min_time = min(self.min_time, chunk.min_time)
         self.max_time = max(self.max_time, chunk.max_time)
-        return HeadChunk.spanning(
+        return HeadChunk(
             self.series[start:end],
             self.timestamps[start:end],
             self.values[start:end],
@@ -220,7 +205,7 @@ class _RawSegment:
 
     def view(self) -> HeadChunk:
         size = self.size
-        return HeadChunk.spanning(
+        return HeadChunk(
             self.series[:size],
             self.timestamps[:size],
             self.values[:size],
