@@ -18,7 +18,7 @@ from watchkeeper.promql.values import Bools, Floats, Ints, RangeSteps
 
 Result = tuple[Floats, Bools]
 # samples gathered per chunk of windows, to bound the memory a long range query takes
-GATHER_CHUNK = 4_000_000
+GATHER_CHUNK = 262_144
 
 
 def _first_last(rs: RangeSteps, need: int) -> tuple[Bools, Ints, Ints]:
