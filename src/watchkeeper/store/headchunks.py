@@ -94,46 +94,44 @@ class FrozenChunk:
     @property
     def nbytes(self) -> int:
         packed = sum(len(t) + len(v) for t, v in self.segments)
-        return self.index.ids.nbytes * 3 + packed
+        return self.index.ids.nbytes * 4 + packed
 
     def arrays(self, wanted: npt.NDArray[np.int64] | None = None) -> Arrays:
         """The samples, or those of the series `wanted` (ascending ids), series by series in
         storage order."""
+        positions = self.index.positions(wanted)
+        starts, lengths = self.index.ranges_of(positions)
+        series = np.repeat(self.index.ids[positions], lengths)
         unit_starts = np.r_[np.arange(0, len(self), SEGMENT_ROWS), len(self)].astype(np.int64)
-        if wanted is None:
-            series = np.repeat(self.index.ids, self.index.counts)
-            plan = plan_units(unit_starts, np.zeros(1, dtype=np.int64), np.array([len(self)]))
-        else:
-            positions = self.index.positions(wanted)
-            starts, lengths = self.index.ranges_of(positions)
-            series = np.repeat(self.index.ids[positions], lengths)
-            plan = plan_units(unit_starts, starts, lengths)
-        decoded_t, decoded_v = [], []
-        series_starts = self.index.starts
-        for unit in plan.units:
-            deltas_blob, planes_blob = self.segments[unit]
-            deltas = np.frombuffer(memoryview(cramjam.zstd.decompress(deltas_blob)), dtype=np.int64)
-            size = len(deltas)
-            planes = np.frombuffer(memoryview(cramjam.zstd.decompress(planes_blob)), np.uint8)
-            decoded_v.append(planes.reshape(8, size).T.copy().view(np.float64).reshape(size))
-            # deltas restart (hold an absolute time) at each series start and segment start
-            seg_start = int(unit_starts[unit])
-            inner = series_starts[
-                np.searchsorted(series_starts, seg_start, "right") : np.searchsorted(
-                    series_starts, seg_start + size, "left"
-                )
-            ]
-            resets = np.r_[0, inner - seg_start]
-            running = np.cumsum(deltas)
-            base = running[resets] - deltas[resets]
-            decoded_t.append(running - np.repeat(base, np.diff(np.r_[resets, size])))
+        plan = plan_units(unit_starts, starts, lengths)
         if not plan.units:
             return series, _NO_TIMES, np.empty(0, dtype=np.float64)
-        timestamps = np.concatenate(decoded_t)
-        values = np.concatenate(decoded_v)
-        if len(plan.within) != len(timestamps):
-            timestamps, values = timestamps[plan.within], values[plan.within]
-        return series, timestamps, values
+        # where each decoded unit's wanted rows begin among all wanted rows
+        sizes = [int(unit_starts[u + 1] - unit_starts[u]) for u in plan.units]
+        bounds = np.searchsorted(plan.within, np.cumsum([0, *sizes]))
+        deltas, values = [], []
+        offset = 0
+        for k, unit in enumerate(plan.units):
+            # only the wanted rows are shuffled back and summed up, not the whole segment
+            rows = plan.within[bounds[k] : bounds[k + 1]] - offset
+            offset += sizes[k]
+            time_blob, value_blob = self.segments[unit]
+            decoded = np.frombuffer(memoryview(cramjam.zstd.decompress(time_blob)), np.int64)
+            deltas.append(decoded[rows])
+            planes = np.frombuffer(memoryview(cramjam.zstd.decompress(value_blob)), np.uint8)
+            planes = planes.reshape(8, sizes[k])
+            picked = planes if len(rows) == sizes[k] else planes[:, rows]
+            values.append(picked.T.copy().view(np.float64).reshape(len(rows)))
+        delta = deltas[0] if len(deltas) == 1 else np.concatenate(deltas)
+        # a delta is from the row before, except at a series start and at a segment start,
+        # where it is the time itself: a cumulative sum restarted there
+        series_begins = np.zeros(len(starts), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=series_begins[1:])
+        restart = np.union1d(series_begins[lengths > 0], bounds[:-1])
+        running = np.cumsum(delta)
+        base = running[restart] - delta[restart]
+        timestamps = running - np.repeat(base, np.diff(np.r_[restart, len(delta)]))
+        return series, timestamps, values[0] if len(values) == 1 else np.concatenate(values)
 
     def after(self, end: int) -> HeadChunk:
         series, timestamps, values = self.arrays()

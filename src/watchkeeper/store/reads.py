@@ -19,7 +19,7 @@ from watchkeeper.store.types import SeriesColumns
 
 @dataclass(frozen=True)
 class ReadSnapshot:
-    """What a read sees: the blocks overlapping its time range, the head's chunks (appends
+    """What a read sees: the blocks and the head's chunks overlapping its time range (appends
     after the snapshot add chunks the read does not see), and the wanted series' labels."""
 
     reader: BlockReader

@@ -55,12 +55,16 @@ class SeriesIndex:
     ids: npt.NDArray[np.int64]  # storage order
     starts: npt.NDArray[np.int64]  # first row of each series; one more entry: the row count
     by_id: npt.NDArray[np.int64]  # positions in `ids` that sort them ascending
+    # `ids` ascending (ids[by_id]), kept because every lookup searches it: gathering it per
+    # lookup cost a small read about 15 µs per chunk or block
+    sorted_ids: npt.NDArray[np.int64]
 
     @staticmethod
     def of(ids: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> SeriesIndex:
         starts = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
-        return SeriesIndex(ids, starts, np.argsort(ids, kind="stable").astype(np.int64))
+        by_id = np.argsort(ids, kind="stable").astype(np.int64)
+        return SeriesIndex(ids, starts, by_id, ids[by_id])
 
     @property
     def rows(self) -> int:
@@ -90,8 +94,9 @@ class SeriesIndex:
         """Which of the `wanted` series (sorted ids) are here, and their positions."""
         if len(self.ids) == 0 or len(wanted) == 0:
             return np.zeros(len(wanted), dtype=bool), _NO_ROWS
-        sorted_ids = self.ids[self.by_id]
-        at = np.searchsorted(sorted_ids, wanted).clip(max=len(sorted_ids) - 1)
+        sorted_ids = self.sorted_ids
+        at = np.searchsorted(sorted_ids, wanted)
+        np.minimum(at, len(sorted_ids) - 1, out=at)
         hit = sorted_ids[at] == wanted
         return hit, self.by_id[at[hit]]
 

@@ -472,7 +472,7 @@ class MetricsDB:
             snapshot = ReadSnapshot(
                 self._reader,
                 [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
-                state.read_chunks(start),
+                [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
             )
         for batch in snapshot.batches(sids, batch_samples):
