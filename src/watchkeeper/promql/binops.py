@@ -235,13 +235,14 @@ def _result_labels(
         else:
             for name in names:
                 labels.pop(name, None)
-    if include:
-        one_values = dict(one)
-        for name in include:
-            if one_values.get(name, ""):
-                labels[name] = one_values[name]
-            else:
-                labels.pop(name, None)
+    if not include:
+        return tuple(labels.items())  # still sorted: only removals happened
+    one_values = dict(one)
+    for name in include:
+        if one_values.get(name, ""):
+            labels[name] = one_values[name]
+        else:
+            labels.pop(name, None)
     return tuple(sorted(labels.items()))
 
 
@@ -250,6 +251,8 @@ def _check_unique_matches(
 ) -> None:
     """One-to-one: a signature may match once per step. Many-to-one: each result label set
     once per step within a signature."""
+    if len(set(labels if card != "OneToOne" else sigs)) == len(sigs):
+        return  # nothing twice, so nothing twice at one step
     groups: dict[Labels, list[int]] = {}
     for i, sig in enumerate(sigs):
         groups.setdefault(sig, []).append(i)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from watchkeeper.model import Labels, metric_name
+from watchkeeper.model import METRIC_NAME, Labels, metric_name
 from watchkeeper.promql.aggregations import format_float
 from watchkeeper.promql.values import Bools, Floats, InstantSteps
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
@@ -47,24 +47,30 @@ def _bucket_groups(
 ) -> dict[Labels, tuple[list[float], list[int], str]]:
     """Series grouped by their labels without `le` and the metric name: (bounds, rows, name)."""
     groups: dict[Labels, tuple[list[float], list[int], str]] = {}
-    for i, labels in enumerate(vector.labels):
-        if not vector.present[i].any():
-            continue
+    # each distinct `le` text is parsed once: a thousand histograms share a dozen of them
+    parsed: dict[str, float | None] = {}
+    for i in np.flatnonzero(vector.present.any(axis=1)).tolist():
+        labels = vector.labels[i]
         values = dict(labels)
-        bound = _parse_le(values.get("le", "")) if "le" in values else None
+        text = values.pop("le", None)
+        bound = None
+        if text is not None:
+            bound = parsed[text] if text in parsed else parsed.setdefault(text, _parse_le(text))
         if bound is None or math.isnan(bound):
             ev.ctx.annotations.warn(
                 'PromQL warning: bucket label "le" is missing or has a malformed value of '
-                f'"{values.get("le", "")}" for metric name "{metric_name(labels)}" '
-                f"({node_position})"
+                f'"{text or ""}" for metric name "{metric_name(labels)}" ({node_position})'
             )
             continue
         # grouped with the name, which is dropped afterwards: two histograms that differ only
-        # by name make a vector with one label set twice, an error as in Prometheus
-        key = tuple(pair for pair in labels if pair[0] != "le")
-        bounds, rows, _ = groups.setdefault(key, ([], [], metric_name(labels)))
-        bounds.append(bound)
-        rows.append(i)
+        # by name make a vector with one label set twice, an error as in Prometheus. The dict
+        # keeps the pairs' (sorted) order.
+        key = tuple(values.items())
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [], values.get(METRIC_NAME, ""))
+        group[0].append(bound)
+        group[1].append(i)
     return groups
 
 
@@ -220,30 +226,49 @@ def _per_group(ev: Evaluator, vector: InstantSteps, position: str, compute: Any)
     # bucket layout -> [(group index, rows in bound order, columns)]
     jobs: dict[tuple[float, ...], list[tuple[int, list[int], Any]]] = {}
     names: list[str] = []
+    # the usual case, every series at every step (always so for an instant query): each group
+    # has one layout for all steps, with no per-group look at which buckets are there
+    everywhere = bool(vector.present.all())
+    all_steps = np.arange(steps)
     for g, (bounds, rows, name) in enumerate(groups.values()):
         names.append(name)
-        p = vector.present[rows]
-        present[g] = p.any(axis=0)
-        if (p.all(axis=0) == present[g]).all():
-            # every bucket there whenever any is: one layout for all steps
-            patterns, columns = [np.ones(len(rows), dtype=bool)], [np.flatnonzero(present[g])]
+        if everywhere:
+            present[g] = True
+            patterns, columns = [None], [all_steps]
         else:
-            # buckets missing at some steps: each pattern of present buckets separately
-            unique, inverse = np.unique(p.T, axis=0, return_inverse=True)
-            patterns, columns = [], []
-            for index, pattern in enumerate(unique):
-                if pattern.any():
-                    patterns.append(pattern)
-                    columns.append(np.flatnonzero(inverse.ravel() == index))
+            p = vector.present[rows]
+            present[g] = p.any(axis=0)
+            if (p.all(axis=0) == present[g]).all():
+                # every bucket there whenever any is: one layout for all steps
+                patterns, columns = [None], [np.flatnonzero(present[g])]
+            else:
+                # buckets missing at some steps: each pattern of present buckets separately
+                unique, inverse = np.unique(p.T, axis=0, return_inverse=True)
+                patterns, columns = [], []
+                for index, pattern in enumerate(unique):
+                    if pattern.any():
+                        patterns.append(pattern)
+                        columns.append(np.flatnonzero(inverse.ravel() == index))
         for pattern, cols in zip(patterns, columns, strict=True):
             if len(cols) == 0:
                 continue
-            used = sorted((b, r) for b, r, keep in zip(bounds, rows, pattern, strict=True) if keep)
+            if pattern is None:
+                used = sorted(zip(bounds, rows, strict=True))
+            else:
+                used = sorted(
+                    (b, r) for b, r, keep in zip(bounds, rows, pattern, strict=True) if keep
+                )
             layout = tuple(b for b, _ in used)
             jobs.setdefault(layout, []).append((g, [r for _, r in used], cols))
     for layout, batch in jobs.items():
-        counts = np.hstack([vector.values[rows][:, cols] for _, rows, cols in batch])
-        all_cols = np.concatenate([cols for _, _, cols in batch])
+        if everywhere:
+            # buckets x (groups x steps) in one gather
+            rows_of = np.array([rows for _, rows, _ in batch])
+            counts = vector.values[rows_of].transpose(1, 0, 2).reshape(len(layout), -1)
+            all_cols = np.tile(all_steps, len(batch))
+        else:
+            counts = np.hstack([vector.values[rows][:, cols] for _, rows, cols in batch])
+            all_cols = np.concatenate([cols for _, _, cols in batch])
         part, forced = compute(list(layout), counts, all_cols)
         offset = 0
         for g, _, cols in batch:

@@ -13,7 +13,10 @@ from watchkeeper.promql.values import Bools, Floats, InstantSteps
 
 
 def drop_name(labels: Labels) -> Labels:
-    # label sets are sorted by name, so the search stops at the first name after __name__
+    # label sets are sorted by name: __name__ is nearly always first (only names starting with
+    # an upper-case letter come before it), and the search stops at the first name after it
+    if labels and labels[0][0] == METRIC_NAME:
+        return labels[1:]
     for i, (name, _) in enumerate(labels):
         if name == METRIC_NAME:
             return labels[:i] + labels[i + 1 :]
@@ -27,9 +30,9 @@ def signature(labels: Labels, names: Sequence[str], on: bool) -> Labels:
     `names` and the metric name."""
     if on:
         wanted = set(names)
-        return tuple(pair for pair in labels if pair[0] in wanted)
+        return tuple([pair for pair in labels if pair[0] in wanted])
     unwanted = set(names) | {METRIC_NAME}
-    return tuple(pair for pair in labels if pair[0] not in unwanted)
+    return tuple([pair for pair in labels if pair[0] not in unwanted])
 
 
 def merge_same_labels(
