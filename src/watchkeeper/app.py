@@ -194,6 +194,7 @@ class Watchkeeper:
     def _maintain(self) -> None:
         self.store.compact()
         self.store.apply_retention()
+        self.store.refresh_label_orders()
 
     def _store_own_metrics(self) -> None:
         self.instruments.active_series.set(self.store.series_count())

@@ -162,16 +162,18 @@ def already_stored(
 
 
 def columns_in_label_order(
-    parts: list[Arrays], sids: npt.NDArray[np.int64], labels: Mapping[int, Labels]
+    parts: list[Arrays],
+    sids: npt.NDArray[np.int64],
+    labels: Mapping[int, Labels],
+    by_labels: list[int],
 ) -> SeriesColumns:
     """The samples of `parts` (the list is emptied) as columns, series in label order, without
     sorting samples: each part is a block's read or the merged head, holding each series in one
     time-sorted run, and each part is newer than the one before. Those hold by the ordering
     rules (nothing is stored at or before the newest block's end); where they do not, as when
     an interrupted block upgrade left two copies of a block, the samples are sorted instead.
-    `sids` (ascending) holds every series in the parts."""
-    found = [labels[s] for s in sids.tolist()]
-    by_labels = sorted(range(len(found)), key=found.__getitem__)
+    `sids` (ascending) holds every series in the parts; `by_labels`, their positions in label
+    order."""
     rank = np.empty(len(sids), dtype=np.int64)
     rank[by_labels] = np.arange(len(sids), dtype=np.int64)
     runs = []
@@ -183,7 +185,7 @@ def columns_in_label_order(
         ascending = part_t[1:] > part_t[:-1]
         ascending[starts[1:] - 1] = True
         in_order = int(part_t.min()) > newest and bool(ascending.all())
-        if not in_order or len(np.unique(ranks)) != len(ranks):
+        if not in_order or (len(ranks) > 1 and len(np.unique(ranks)) != len(ranks)):
             return _sorted_columns(parts, labels)
         newest = int(part_t.max())
         runs.append((ranks, lengths))
@@ -204,9 +206,8 @@ def columns_in_label_order(
     present = np.flatnonzero(totals)
     bounds = np.zeros(len(present) + 1, dtype=np.int64)
     np.cumsum(totals[present], out=bounds[1:])
-    return SeriesColumns(
-        [found[by_labels[i]] for i in present.tolist()], bounds, timestamps, values
-    )
+    ordered = sids[by_labels][present].tolist()
+    return SeriesColumns([labels[s] for s in ordered], bounds, timestamps, values)
 
 
 def _sorted_columns(parts: list[Arrays], labels: Mapping[int, Labels]) -> SeriesColumns:

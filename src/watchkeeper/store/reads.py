@@ -12,6 +12,7 @@ import numpy.typing as npt
 from watchkeeper.model import Labels
 from watchkeeper.store.blocks import BlockMeta, BlockReader
 from watchkeeper.store.headchunks import FrozenChunk, HeadChunk
+from watchkeeper.store.label_order import LabelOrder
 from watchkeeper.store.merge import columns_in_label_order, head_parts, merge_parts
 from watchkeeper.store.series_index import name_of, storage_order
 from watchkeeper.store.types import SeriesColumns
@@ -26,6 +27,7 @@ class ReadSnapshot:
     blocks: list[BlockMeta]
     chunks: list[HeadChunk | FrozenChunk]
     labels: dict[int, Labels]
+    label_order: LabelOrder
 
     def batches(
         self, sids: npt.NDArray[np.int64], batch_samples: int
@@ -66,4 +68,5 @@ class ReadSnapshot:
                 parts.append(head)
         if not parts:
             return SeriesColumns.empty()
-        return columns_in_label_order(parts, sids, self.labels)
+        by_labels = self.label_order.order(sids, self.labels)
+        return columns_in_label_order(parts, sids, self.labels, by_labels)

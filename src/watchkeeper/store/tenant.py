@@ -10,6 +10,7 @@ import numpy as np
 from watchkeeper.model import Labels, MetricMetadata, series_key
 from watchkeeper.store.blocks import BlockMeta
 from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, RawRun
+from watchkeeper.store.label_order import LabelOrder
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.postings import Postings
 
@@ -25,6 +26,10 @@ class TenantState:
     # durable, visible series
     labels: dict[int, Labels] = field(default_factory=dict)
     postings: Postings = field(default_factory=Postings)
+    # the series ranked in label order, refreshed in the background (label_order.py)
+    label_order: LabelOrder = field(default_factory=LabelOrder)
+    # series added or removed so far: the label order is stale when this moved on
+    series_changes: int = 0
     # frozen chunks first, then raw ones, each run in arrival order
     chunks: list[HeadChunk | FrozenChunk] = field(default_factory=list)
     # holds the raw chunks' samples: the raw chunks listed above are views into it
@@ -100,9 +105,11 @@ class TenantState:
         if sid not in self.labels:
             self.labels[sid] = labels
             self.postings.add(sid, labels)
+            self.series_changes += 1
 
     def drop_series(self, sid: int) -> None:
         labels = self.labels.pop(sid, None)
         if labels is not None:
             self.postings.remove(sid, labels)
+            self.series_changes += 1
             self.keys.pop(series_key(labels), None)

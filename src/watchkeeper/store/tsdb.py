@@ -474,6 +474,7 @@ class MetricsDB:
                 [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
                 [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
+                state.label_order,
             )
         for batch in snapshot.batches(sids, batch_samples):
             columns = snapshot.read(batch, start, end)
@@ -595,6 +596,22 @@ class MetricsDB:
                     if sid not in since:
                         state.drop_series(sid)
         return [sid for sid in unused if sid in since]
+
+    def refresh_label_orders(self) -> int:
+        """Rank each tenant's series in label order (label_order.py), for the series created
+        since the last refresh; returns how many were new. Sorting runs outside the lock, on
+        a copy of the series taken under it."""
+        added = 0
+        with self._state_lock:
+            states = list(self._tenants.values())
+        for state in states:
+            with self._state_lock:
+                if state.series_changes == state.label_order.changes:
+                    continue
+                labels = state.labels.copy()
+                changes = state.series_changes
+            added += state.label_order.refresh(labels, changes)
+        return added
 
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete blocks entirely older than the retention period before the tenant's newest
