@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import cramjam
 import numpy as np
@@ -96,13 +97,21 @@ class FrozenChunk:
         packed = sum(len(t) + len(v) for t, v in self.segments)
         return self.index.ids.nbytes * 4 + packed
 
+    @cached_property
+    def segment_starts(self) -> npt.NDArray[np.int64]:
+        """Each segment's first row, then the row count."""
+        starts: npt.NDArray[np.int64] = np.r_[
+            np.arange(0, len(self), SEGMENT_ROWS), len(self)
+        ].astype(np.int64)
+        return starts
+
     def arrays(self, wanted: npt.NDArray[np.int64] | None = None) -> Arrays:
         """The samples, or those of the series `wanted` (ascending ids), series by series in
         storage order."""
         positions = self.index.positions(wanted)
         starts, lengths = self.index.ranges_of(positions)
         series = np.repeat(self.index.ids[positions], lengths)
-        unit_starts = np.r_[np.arange(0, len(self), SEGMENT_ROWS), len(self)].astype(np.int64)
+        unit_starts = self.segment_starts
         plan = plan_units(unit_starts, starts, lengths)
         if not plan.units:
             return series, _NO_TIMES, np.empty(0, dtype=np.float64)
@@ -125,9 +134,11 @@ class FrozenChunk:
         delta = deltas[0] if len(deltas) == 1 else np.concatenate(deltas)
         # a delta is from the row before, except at a series start and at a segment start,
         # where it is the time itself: a cumulative sum restarted there
-        series_begins = np.zeros(len(starts), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=series_begins[1:])
-        restart = np.union1d(series_begins[lengths > 0], bounds[:-1])
+        at_restart = np.zeros(len(delta), dtype=bool)
+        at_restart[np.cumsum(lengths[lengths > 0][:-1])] = True
+        at_restart[0] = True
+        at_restart[bounds[:-1]] = True
+        restart = np.flatnonzero(at_restart)
         running = np.cumsum(delta)
         base = running[restart] - delta[restart]
         timestamps = running - np.repeat(base, np.diff(np.r_[restart, len(delta)]))
