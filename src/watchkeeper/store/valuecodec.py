@@ -18,6 +18,9 @@ import numpy.typing as npt
 
 MAX_EXPONENT = 9
 _MAX_EXACT = float(2**53)
+# 10 ** e for every int8 exponent, made by the same float power the encoder uses (so the same
+# bits): a lookup per row instead of a power per row, a third of decoding a block's rows
+_POW10 = 10.0 ** np.arange(-128, 128, dtype=np.float64)
 
 
 def _same_bits(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
@@ -143,8 +146,10 @@ def decode(
     if len(series) == 0:
         return np.empty(0, dtype=np.float64)
     mantissas = unchain(series, mantissa_differences)
-    scale = 10.0 ** exponents.astype(np.float64)
+    scale = _POW10[exponents.astype(np.intp) + 128]
     values = mantissas.astype(np.float64) / scale
+    if use.all():
+        return values
     floats = ~use
     values[floats] = unchain(series[floats], float_differences[floats]).view(np.float64)
     return values
