@@ -29,6 +29,11 @@ def format_float(value: float) -> str:
     return str(np.format_float_positional(value, unique=True, trim="-"))
 
 
+# cells (series x steps) an aggregation sorts into groups at a time; 1 Mi cells is about 8 MiB
+# per temporary array
+AGGREGATION_CELLS = 1 << 20
+
+
 def _group_labels(labels: Labels, names: set[str], by: bool) -> Labels:
     # list comprehensions: building the tuple from a generator takes twice as long
     if by:
@@ -78,23 +83,33 @@ def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
     order = np.argsort(gid, kind="stable")
     sorted_gid = gid[order]
     starts = np.flatnonzero(np.r_[True, sorted_gid[1:] != sorted_gid[:-1]])
-    present = vector.present[order]
-    values = vector.values[order]
-    count = np.add.reduceat(present.astype(np.float64), starts, axis=0)
-    group_present = count > 0
-    with np.errstate(all="ignore"):
-        if op == "quantile":
-            if not isinstance(param, ScalarSteps):
-                raise QueryError("quantile needs a scalar as its first argument")
-            warn_quantile_range(ev, param.values)
-            result = np.vstack(
-                [
-                    quantile_columns(param.values, values[a:b], present[a:b])
-                    for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True)
-                ]
-            ).reshape(ngroups, steps)
-        else:
-            result = _reduce(op, values, present, starts, count)
+    if op == "quantile":
+        if not isinstance(param, ScalarSteps):
+            raise QueryError("quantile needs a scalar as its first argument")
+        warn_quantile_range(ev, param.values)
+    result = np.empty((ngroups, steps))
+    group_present = np.empty((ngroups, steps), dtype=bool)
+    # a few steps at a time: the series sorted into groups and the reductions' temporaries are
+    # copies as big as what they cover, several times the input for a long range query
+    width = max(1, AGGREGATION_CELLS // max(1, len(order)))
+    for first in range(0, steps, width):
+        cols = slice(first, min(steps, first + width))
+        present = vector.present[order, cols]
+        values = vector.values[order, cols]
+        count = np.add.reduceat(present.astype(np.float64), starts, axis=0)
+        group_present[:, cols] = count > 0
+        with np.errstate(all="ignore"):
+            if op == "quantile":
+                assert isinstance(param, ScalarSteps)
+                q = param.values[cols]
+                result[:, cols] = np.vstack(
+                    [
+                        quantile_columns(q, values[a:b], present[a:b])
+                        for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True)
+                    ]
+                ).reshape(ngroups, -1)
+            else:
+                result[:, cols] = _reduce(op, values, present, starts, count)
     return merge_same_labels(group_labels, result, group_present)
 
 

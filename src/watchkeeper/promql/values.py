@@ -46,20 +46,30 @@ class InstantSteps:
 
     @staticmethod
     def concat_in_label_order(parts: list[InstantSteps], steps: int) -> InstantSteps:
-        """One vector of the parts' series (distinct label sets), in label order."""
+        """One vector of the parts' series (distinct label sets), in label order. The list is
+        emptied: each part is placed straight at its rows and let go, so the parts and the
+        result are held about once together, not three times (parts, joined, reordered)."""
         if len(parts) <= 1:
-            return parts[0] if parts else InstantSteps.empty(steps)
+            return parts.pop() if parts else InstantSteps.empty(steps)
         labels = [ls for part in parts for ls in part.labels]
-        order = np.array(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.int64)
-        sample_ts = None
-        if all(part.sample_ts is not None for part in parts):
-            sample_ts = np.concatenate([part.sample_ts for part in parts])[order]
-        return InstantSteps(
-            [labels[i] for i in order.tolist()],
-            np.concatenate([part.values for part in parts])[order],
-            np.concatenate([part.present for part in parts])[order],
-            sample_ts,
-        )
+        order = sorted(range(len(labels)), key=labels.__getitem__)
+        row_of = np.empty(len(labels), dtype=np.int64)  # concatenated position -> result row
+        row_of[order] = np.arange(len(labels), dtype=np.int64)
+        values = np.empty((len(labels), steps))
+        present = np.empty((len(labels), steps), dtype=bool)
+        with_ts = all(part.sample_ts is not None for part in parts)
+        sample_ts = np.empty((len(labels), steps), dtype=np.int64) if with_ts else None
+        offset = 0
+        while parts:
+            part = parts.pop(0)
+            rows = row_of[offset : offset + len(part.labels)]
+            offset += len(part.labels)
+            values[rows] = part.values
+            present[rows] = part.present
+            if sample_ts is not None and part.sample_ts is not None:
+                sample_ts[rows] = part.sample_ts
+            del part
+        return InstantSteps([labels[i] for i in order], values, present, sample_ts)
 
 
 @dataclass
