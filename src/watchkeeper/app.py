@@ -77,6 +77,7 @@ class Watchkeeper:
             StorageOptions(
                 retention_ms=storage.retention,
                 block_duration_ms=storage.block_duration,
+                max_block_duration_ms=storage.max_block_duration,
                 out_of_order_window_ms=storage.out_of_order_time_window,
                 wal_segment_bytes=storage.wal_segment_bytes,
                 max_series_per_tenant=config.limits.max_series_per_tenant,

@@ -46,6 +46,13 @@ class StorageConfig(_Section):
         description="Time span of one on-disk block. The in-memory head is cut into a block "
         "once it spans 1.5 times this.",
     )
+    max_block_duration: DurationMs | None = Field(
+        None,
+        description="Longest block that merging aged blocks makes (Prometheus' "
+        "--storage.tsdb.max-block-duration). Blocks are merged in aligned windows of 3, 9, 27... "
+        "block durations. Unset: a tenth of the retention, at most 31d. Equal to "
+        "block_duration: no merging.",
+    )
     out_of_order_time_window: DurationMs = Field(
         0,
         description="How far behind a series' newest sample a sample may arrive and still be "

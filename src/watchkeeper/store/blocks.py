@@ -25,7 +25,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +63,9 @@ class BlockMeta:
     samples: int
     series: int
     version: int = FORMAT_VERSION
+    # the blocks this one was merged from (block_merge.py), by name: any still on disk when
+    # the store opens are left over from a merge interrupted before deleting them
+    sources: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -96,11 +99,15 @@ SortedPart = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.
 
 
 def write_block(
-    tenant_dir: Path, parts: Iterable[SortedPart], key_of: Callable[[int], bytes]
+    tenant_dir: Path,
+    parts: Iterable[SortedPart],
+    key_of: Callable[[int], bytes],
+    sources: Sequence[str] = (),
 ) -> BlockMeta | None:
     """Write a new block from parts holding whole series, grouped by series in storage order
     (series_index.py) and sorted by time within each. Parts are encoded and written one at a
-    time, so memory stays bounded by the largest part. Returns None when they hold no samples."""
+    time, so memory stays bounded by the largest part. Returns None when they hold no samples.
+    `sources` names the blocks a merged block replaces."""
     tenant_dir.mkdir(parents=True, exist_ok=True)
     tmp = tenant_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -159,13 +166,15 @@ def write_block(
         return None
     series_table = pa.concat_tables(series_parts)
     pq.write_table(series_table, tmp / SERIES_FILE, compression="zstd")
-    meta = {
+    meta: dict[str, object] = {
         "version": FORMAT_VERSION,
         "min_time": min_time,
         "max_time": max_time,
         "samples": samples,
         "series": series_table.num_rows,
     }
+    if sources:
+        meta["sources"] = list(sources)
     (tmp / META_FILE).write_text(json.dumps(meta))
     for file in (SAMPLES_FILE, SERIES_FILE, META_FILE):
         _fsync_file(tmp / file)
@@ -178,7 +187,9 @@ def write_block(
         final = tenant_dir / f"{name}-{suffix}"
     tmp.rename(final)
     fsync_dir(tenant_dir)
-    return BlockMeta(final, min_time, max_time, samples, series_table.num_rows)
+    return BlockMeta(
+        final, min_time, max_time, samples, series_table.num_rows, sources=tuple(sources)
+    )
 
 
 def list_blocks(tenant_dir: Path) -> list[BlockMeta]:
@@ -202,6 +213,7 @@ def list_blocks(tenant_dir: Path) -> list[BlockMeta]:
                 meta["samples"],
                 meta["series"],
                 meta.get("version", 1),
+                tuple(meta.get("sources", ())),
             )
         )
     return sorted(blocks, key=lambda b: (b.min_time, b.name))
@@ -265,6 +277,10 @@ class BlockReader:
                 got_s, got_t, got_v = got_s[keep], got_t[keep], got_v[keep]
             if len(got_s):
                 yield got_s, got_t, got_v
+
+    def series_ids(self, block: BlockMeta) -> npt.NDArray[np.int64]:
+        """The block's series, in storage order."""
+        return self._index(block).series.ids
 
     def row_counts(self, block: BlockMeta, series: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """The samples each of `series` (ascending ids) has in the block."""

@@ -20,6 +20,9 @@ class StorageOptions:
     max_series_per_tenant: int = 2_000_000
     # raw head samples (24 bytes each) that trigger compressing them (headchunks.freeze)
     freeze_samples: int = 512 * 1024
+    # longest block that merging makes (block_merge.py); None: a tenth of the retention, at
+    # most 31 days
+    max_block_duration_ms: int | None = None
 
 
 @dataclass
