@@ -488,13 +488,14 @@ class MetricsDB:
         with self._state_lock:
             snapshot = ReadSnapshot(
                 self._reader,
-                self._leases.acquire(
-                    b for b in state.blocks if b.max_time >= start and b.min_time <= end
-                ),
+                [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
                 [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
                 state.label_order,
             )
+            # under the lock that a merge or retention replaces blocks under, so the blocks are
+            # held before they can be retired
+            self._leases.acquire(snapshot.blocks)
         try:
             for batch in snapshot.batches(sids, batch_samples):
                 columns = snapshot.read(batch, start, end)
