@@ -4,7 +4,6 @@ read needs them, and a merge interrupted before deleting its sources finished at
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -125,13 +124,20 @@ def test_merged_blocks_hold_the_same_samples(tmp_path: Path) -> None:
         again.close()
 
 
-def test_a_read_in_progress_keeps_the_merged_blocks_until_it_ends(tmp_path: Path) -> None:
-    db = MetricsDB(tmp_path / "d", _options(merge=False))
+def _unmerged(path: Path, seed: int) -> tuple[list[tuple[object, list[int], list[int]]], dict]:
+    """A store of 30 h in 2 h blocks, closed: everything it holds, and its series' labels."""
+    db = MetricsDB(path, _options(merge=False))
     db.open()
-    _load(db, 30, seed=6)
+    _load(db, 30, seed=seed)
     db.compact()
     expected = _everything(db)
+    labels = dict(db._tenants["t"].labels)
     db.close()
+    return expected, labels
+
+
+def test_a_read_in_progress_keeps_the_merged_blocks_until_it_ends(tmp_path: Path) -> None:
+    expected, _ = _unmerged(tmp_path / "d", seed=6)
     db = MetricsDB(tmp_path / "d", _options(merge=True))
     db.open()
     try:
@@ -156,19 +162,10 @@ def test_a_read_in_progress_keeps_the_merged_blocks_until_it_ends(tmp_path: Path
 
 
 def test_sources_left_by_an_interrupted_merge_are_deleted_at_open(tmp_path: Path) -> None:
-    db = MetricsDB(tmp_path / "d", _options(merge=False))
-    db.open()
-    _load(db, 30, seed=7)
-    db.compact()
-    expected = _everything(db)
-    labels = dict(db._tenants["t"].labels)
-    db.close()
+    expected, labels = _unmerged(tmp_path / "d", seed=7)
     tenant_dir = tmp_path / "d" / "blocks" / "t"
     sources = list_blocks(tenant_dir)[:3]
     kept = {b.name for b in sources}
-    backup = tmp_path / "backup"
-    for block in sources:
-        shutil.copytree(block.path, backup / block.name)
     # the merged block is written, then the process dies before deleting its sources
     merged = write_block(
         tenant_dir,
