@@ -4,6 +4,7 @@ read needs them, and a merge interrupted before deleting its sources finished at
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -183,4 +184,40 @@ def test_sources_left_by_an_interrupted_merge_are_deleted_at_open(tmp_path: Path
         assert merged.name in names
         assert _everything(db) == expected
     finally:
+        db.close()
+
+
+def test_reads_running_during_merges_see_every_sample(tmp_path: Path) -> None:
+    expected, _ = _unmerged(tmp_path / "d", seed=8)
+    total = sum(len(ts) for _, ts, _ in expected)
+    db = MetricsDB(tmp_path / "d", _options(merge=True))
+    db.open()
+    seen: list[int] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read_until_done() -> None:
+        try:
+            while not done.is_set() or len(seen) < 3:
+                batches = db.read_column_batches("t", [], 0, 2**62, batch_samples=500)
+                seen.append(sum(len(c.timestamps) for c in batches))
+        except BaseException as err:  # reported below
+            failures.append(err)
+
+    readers = [threading.Thread(target=read_until_done) for _ in range(2)]
+    try:
+        for reader in readers:
+            reader.start()
+        db.compact()  # merges while the readers run
+        done.set()
+        for reader in readers:
+            reader.join(timeout=60)
+        assert not failures
+        assert seen and set(seen) == {total}
+        db.compact()  # the retired blocks go once the readers are done
+        after = list_blocks(tmp_path / "d" / "blocks" / "t")
+        assert not {name for b in after for name in b.sources} & {b.name for b in after}
+        assert _everything(db) == expected
+    finally:
+        done.set()
         db.close()
