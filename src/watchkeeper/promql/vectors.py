@@ -13,8 +13,8 @@ from watchkeeper.promql.values import Bools, Floats, InstantSteps
 
 
 def drop_name(labels: Labels) -> Labels:
-    # label sets are sorted by name: __name__ is nearly always first (only names starting with
-    # an upper-case letter come before it), and the search stops at the first name after it
+    # label sets are sorted by name: __name__ is nearly always first (only names sorting before
+    # it, such as upper-case ones, come first), and the search stops at the first name after it
     if labels and labels[0][0] == METRIC_NAME:
         return labels[1:]
     for i, (name, _) in enumerate(labels):
