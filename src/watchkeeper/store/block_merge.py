@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from watchkeeper.store.blocks import BlockMeta, BlockReader, SortedPart
-from watchkeeper.store.merge import PART_SAMPLES, merge_parts
-from watchkeeper.store.series_index import NameOf, storage_order
+from watchkeeper.store.merge import parts_in_storage_order
+from watchkeeper.store.series_index import NameOf
 
 MAX_BLOCK_MS = 31 * 24 * 3600 * 1000
 RANGE_STEP = 3
@@ -63,33 +63,14 @@ def plan_merge(blocks: list[BlockMeta], ranges: list[int]) -> list[BlockMeta] | 
 def merged_parts(
     reader: BlockReader, sources: list[BlockMeta], name_of: NameOf
 ) -> Iterator[SortedPart]:
-    """The samples of `sources` as parts for write_block: whole series in storage order, about
-    PART_SAMPLES samples each, time-sorted, a sample stored twice (overlapping sources) kept
-    once, from the oldest source."""
-    counted: dict[int, int] = {}
-    for block in sources:
-        ids = np.sort(reader.series_ids(block))
-        rows = reader.row_counts(block, ids)
-        for sid, count in zip(ids.tolist(), rows.tolist(), strict=True):
-            counted[sid] = counted.get(sid, 0) + count
-    if not counted:
+    """The samples of `sources` (oldest first) as parts for write_block; a sample stored twice
+    (overlapping sources) is kept once, from the oldest source."""
+    block_ids = [np.sort(reader.series_ids(block)) for block in sources]
+    if not any(len(ids) for ids in block_ids):
         return
-    ids = np.array(sorted(counted), dtype=np.int64)
-    counts = np.array([counted[s] for s in ids.tolist()], dtype=np.int64)
-    ordered = storage_order(ids, name_of)
-    group = np.cumsum(counts[np.searchsorted(ids, ordered)]) // PART_SAMPLES
-    for g in np.unique(group).tolist():
-        members = ordered[group == g]  # storage order
-        wanted = np.sort(members)
-        # each sample carries its series' place in `members`: one stable sort by (place, time)
-        # gives storage order, time order, and the oldest source first among equal times
-        place = np.empty(len(members), dtype=np.int64)
-        place[np.searchsorted(wanted, members)] = np.arange(len(members), dtype=np.int64)
-        parts_s, parts_t, parts_v = [], [], []
-        for part_s, part_t, part_v in reader.parts(sources, wanted, INT64_MIN, INT64_MAX):
-            parts_s.append(place[np.searchsorted(wanted, part_s)])
-            parts_t.append(part_t)
-            parts_v.append(part_v)
-        if parts_s:
-            places, ts, vals = merge_parts(parts_s, parts_t, parts_v)
-            yield members[places], ts, vals
+    rows = [reader.row_counts(b, ids) for b, ids in zip(sources, block_ids, strict=True)]
+    ids, where = np.unique(np.concatenate(block_ids), return_inverse=True)
+    counts = np.bincount(where, weights=np.concatenate(rows))
+    yield from parts_in_storage_order(
+        ids, counts, name_of, lambda wanted: reader.parts(sources, wanted, INT64_MIN, INT64_MAX)
+    )

@@ -4,7 +4,7 @@ retried writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -40,26 +40,44 @@ def sorted_parts(
     every_id = np.concatenate([*frozen_ids, raw_ids])
     ids, where = np.unique(every_id, return_inverse=True)
     counts = np.bincount(where, weights=np.concatenate([*frozen_counts, raw_counts]))
-    ordered = storage_order(ids, name_of)
-    group = np.cumsum(counts[np.searchsorted(ids, ordered)]) // PART_SAMPLES
     wanted_table = np.zeros(int(ids[-1]) + 1, dtype=bool)
-    for g in np.unique(group).tolist():
-        members = ordered[group == g]  # storage order
-        wanted = np.sort(members)
+
+    def before_end(wanted: npt.NDArray[np.int64]) -> Iterator[Arrays]:
         wanted_table[wanted] = True
-        # samples carry their series' place in `members`, so one sort by (place, time) gives
-        # storage order
-        place = np.empty(len(members), dtype=np.int64)
-        place[np.searchsorted(wanted, members)] = np.arange(len(members), dtype=np.int64)
-        parts_s, parts_t, parts_v = [], [], []
         for chunk in chunks:
             c_series, c_ts, c_values = select(chunk, wanted, wanted_table)
             mask = c_ts < end
-            if np.any(mask):
-                parts_s.append(place[np.searchsorted(wanted, c_series[mask])])
-                parts_t.append(c_ts[mask])
-                parts_v.append(c_values[mask])
+            yield c_series[mask], c_ts[mask], c_values[mask]
         wanted_table[wanted] = False
+
+    yield from parts_in_storage_order(ids, counts, name_of, before_end)
+
+
+def parts_in_storage_order(
+    ids: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64] | npt.NDArray[np.float64],
+    name_of: NameOf | None,
+    samples_of: Callable[[npt.NDArray[np.int64]], Iterable[Arrays]],
+) -> Iterator[SortedPart]:
+    """The series `ids` (ascending, about `counts` samples each) as parts for write_block:
+    whole series in storage order, about PART_SAMPLES samples a part, each series time-sorted
+    with the first of equal times kept. `samples_of(wanted)` gives the samples of the series
+    `wanted` (ascending) as (series, times, values) pieces, the one to keep first."""
+    ordered = storage_order(ids, name_of)
+    group = np.cumsum(counts[np.searchsorted(ids, ordered)]) // PART_SAMPLES
+    for g in np.unique(group).tolist():
+        members = ordered[group == g]  # storage order
+        wanted = np.sort(members)
+        # samples carry their series' place in `members`, so one stable sort by (place, time)
+        # gives storage order
+        place = np.empty(len(members), dtype=np.int64)
+        place[np.searchsorted(wanted, members)] = np.arange(len(members), dtype=np.int64)
+        parts_s, parts_t, parts_v = [], [], []
+        for part_s, part_t, part_v in samples_of(wanted):
+            if len(part_s):
+                parts_s.append(place[np.searchsorted(wanted, part_s)])
+                parts_t.append(part_t)
+                parts_v.append(part_v)
         if parts_s:
             places, ts, vals = merge_parts(parts_s, parts_t, parts_v)
             yield members[places], ts, vals
