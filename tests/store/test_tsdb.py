@@ -41,7 +41,7 @@ def _crash(db: MetricsDB) -> None:
     db.wal.close()
     db._closing = True
     db._freeze_wanted.set()
-    db._reader.close()
+    db._blocks.reader.close()
 
 
 def _batch(rows: list[tuple[dict[str, str], int, float]]) -> SeriesBatch:

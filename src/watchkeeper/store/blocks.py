@@ -21,6 +21,7 @@ them in place; the store itself reads them with pyarrow, row group by row group.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -39,6 +40,8 @@ from watchkeeper.model.labels import labels_from_key, metric_name
 from watchkeeper.store import valuecodec
 from watchkeeper.store.series_index import SeriesIndex, plan_units, storage_sort
 from watchkeeper.store.wal import fsync_dir
+
+log = logging.getLogger(__name__)
 
 INT64_MIN = int(np.iinfo(np.int64).min)
 INT64_MAX = int(np.iinfo(np.int64).max)
@@ -193,7 +196,10 @@ def write_block(
 
 
 def list_blocks(tenant_dir: Path) -> list[BlockMeta]:
-    """Complete blocks of a tenant, oldest first; leftovers of interrupted writes are removed."""
+    """Complete blocks of a tenant, oldest first. Leftovers of interrupted writes are removed,
+    and so are blocks a merged block lists as its sources (a merge that stopped after writing
+    its block, before deleting them). For opening a store: a running one may be writing or
+    reading those."""
     if not tenant_dir.is_dir():
         return []
     blocks = []
@@ -216,7 +222,13 @@ def list_blocks(tenant_dir: Path) -> list[BlockMeta]:
                 tuple(meta.get("sources", ())),
             )
         )
-    return sorted(blocks, key=lambda b: (b.min_time, b.name))
+    merged = {name for block in blocks for name in block.sources}
+    for block in blocks:
+        if block.name in merged:
+            log.info("deleting block %s, merged into a newer block", block.path)
+            delete_block(block)
+    kept = [b for b in blocks if b.name not in merged]
+    return sorted(kept, key=lambda b: (b.min_time, b.name))
 
 
 def read_block_series(block: BlockMeta) -> BlockSeries:

@@ -29,18 +29,8 @@ from watchkeeper.model import (
     series_key,
 )
 from watchkeeper.store import checkpoint, records
-from watchkeeper.store.block_leases import BlockLeases
-from watchkeeper.store.block_merge import merge_ranges, merged_parts, plan_merge
-from watchkeeper.store.blocks import (
-    FORMAT_VERSION,
-    BlockMeta,
-    BlockReader,
-    delete_block,
-    list_blocks,
-    read_block_series,
-    upgrade,
-    write_block,
-)
+from watchkeeper.store.block_set import BlockSet
+from watchkeeper.store.blocks import BlockMeta, read_block_series, write_block
 from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
@@ -72,14 +62,7 @@ class MetricsDB:
         self._append_lock = threading.Lock()
         self._state_lock = threading.RLock()
         self._compaction_lock = threading.Lock()
-        self._reader = BlockReader()
-        # blocks replaced by a merge or expired wait here until no read uses them
-        self._leases = BlockLeases()
-        longest = options.max_block_duration_ms
-        self._merge_ranges = merge_ranges(
-            options.block_duration_ms,
-            options.retention_ms if longest is None else longest * 10,
-        )
+        self._blocks = BlockSet(options)
         # Floors raised by a compaction in progress: appends below them are out of bounds.
         self._cut_floor: dict[str, int] = {}
         self._freeze_wanted = threading.Event()
@@ -93,15 +76,7 @@ class MetricsDB:
         self._blocks_dir.mkdir(exist_ok=True)
         for tenant_dir in sorted(p for p in self._blocks_dir.iterdir() if p.is_dir()):
             state = self._tenant(tenant_dir.name)
-            listed = list_blocks(tenant_dir)
-            merged = {name for block in listed for name in block.sources}
-            for found in listed:
-                if found.name in merged:
-                    # a merge finished writing the block that replaces this one, then stopped
-                    log.info("deleting block %s, merged into a newer block", found.path)
-                    delete_block(found)
-                    continue
-                block = found if found.version == FORMAT_VERSION else _upgraded(found)
+            for block in self._blocks.open(tenant_dir):
                 self._load_block_series(state, block)
                 state.blocks.append(block)
         checkpoint_seq = self._replay_checkpoint()
@@ -127,8 +102,7 @@ class MetricsDB:
         if self._freezer_thread is not None:
             self._freezer_thread.join()
         self.wal.close()
-        self._delete_unused_blocks()
-        self._reader.close()
+        self._blocks.close()
 
     # --- writing -----------------------------------------------------------------------
 
@@ -487,7 +461,7 @@ class MetricsDB:
             return
         with self._state_lock:
             snapshot = ReadSnapshot(
-                self._reader,
+                self._blocks.reader,
                 [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
                 [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
@@ -495,14 +469,14 @@ class MetricsDB:
             )
             # under the lock that a merge or retention replaces blocks under, so the blocks are
             # held before they can be retired
-            self._leases.acquire(snapshot.blocks)
+            self._blocks.hold(snapshot.blocks)
         try:
             for batch in snapshot.batches(sids, batch_samples):
                 columns = snapshot.read(batch, start, end)
                 if len(columns):
                     yield columns
         finally:
-            self._leases.release(snapshot.blocks)
+            self._blocks.let_go(snapshot.blocks)
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
         state = self._tenants.get(tenant)
@@ -528,10 +502,8 @@ class MetricsDB:
             if written:
                 self._checkpoint()
             for state in list(self._tenants.values()):
-                while (group := plan_merge(state.blocks, self._merge_ranges)) is not None:
-                    if self._merge_blocks(state, group) is None:
-                        break
-            self._delete_unused_blocks()
+                self._blocks.merge_aged(state, self._state_lock)
+            self._blocks.delete_unused()
         return written
 
     def _next_cut(self, state: TenantState, force: bool) -> int | None:
@@ -575,38 +547,6 @@ class MetricsDB:
         self._cut_floor.pop(state.name, None)
         log.info("cut block %s: %d samples, %d series", block.path, block.samples, block.series)
         return block
-
-    def _merge_blocks(self, state: TenantState, group: list[BlockMeta]) -> BlockMeta | None:
-        """Write one block holding the samples of `group` and put it in their place; they
-        are deleted once no read uses them. Nothing else changes: the head, the WAL and the
-        series are the same."""
-        labels = state.labels
-        block = write_block(
-            state.directory,
-            merged_parts(self._reader, group, name_of(labels)),
-            lambda sid: series_key(labels[sid]),
-            sources=[b.name for b in group],
-        )
-        if block is None:
-            return None
-        with self._state_lock:
-            replaced = {b.path for b in group}
-            kept = [b for b in state.blocks if b.path not in replaced]
-            state.blocks = sorted([*kept, block], key=lambda b: (b.min_time, b.name))
-        self._leases.retire(group)
-        log.info(
-            "merged %d blocks into %s: %d samples, %d series",
-            len(group),
-            block.path,
-            block.samples,
-            block.series,
-        )
-        return block
-
-    def _delete_unused_blocks(self) -> None:
-        for block in self._leases.collect():
-            delete_block(block)
-            self._reader.forget(block)
 
     def _checkpoint(self) -> None:
         """Replace WAL segments by one file holding the head as it is now. Runs under the
@@ -691,12 +631,12 @@ class MetricsDB:
                     continue
                 with self._state_lock:
                     state.blocks = [b for b in state.blocks if b not in expired]
-                self._leases.retire(expired)  # deleted once no read uses them
+                self._blocks.retire(expired)  # deleted once no read holds them
                 deleted += len(expired)
                 self._reload_block_series(state)
             if deleted:
                 self._checkpoint()
-            self._delete_unused_blocks()
+            self._blocks.delete_unused()
         return deleted
 
     def _reload_block_series(self, state: TenantState) -> None:
@@ -706,8 +646,3 @@ class MetricsDB:
             remaining.update(found.series.tolist())
         with self._state_lock:
             state.series_in_blocks = remaining
-
-
-def _upgraded(block: BlockMeta) -> BlockMeta:
-    log.info("rewriting block %s in block format version %d", block.path, FORMAT_VERSION)
-    return upgrade(block)
