@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.store.series_index import NameOf, SeriesIndex, plan_units, storage_sort
+from watchkeeper.store.valuecodec import sums_restarting
 
 Arrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 ZSTD_LEVEL = 1  # the gain from higher levels is small next to their cost on the write path
@@ -138,10 +139,7 @@ class FrozenChunk:
         at_restart[np.cumsum(lengths[lengths > 0][:-1])] = True
         at_restart[0] = True
         at_restart[bounds[:-1]] = True
-        restart = np.flatnonzero(at_restart)
-        running = np.cumsum(delta)
-        base = running[restart] - delta[restart]
-        timestamps = running - np.repeat(base, np.diff(np.r_[restart, len(delta)]))
+        timestamps = sums_restarting(delta, np.flatnonzero(at_restart))
         return series, timestamps, values[0] if len(values) == 1 else np.concatenate(values)
 
     def after(self, end: int) -> HeadChunk:

@@ -104,13 +104,20 @@ def unchain(
     taken off, so the result is exact."""
     if len(differences) == 0:
         return differences
-    starts = _series_starts(series)
+    return sums_restarting(differences, _series_starts(series))
+
+
+def sums_restarting(
+    differences: npt.NDArray[np.int64], restarts: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Running sums of `differences`, started afresh at each position in `restarts`
+    (ascending, 0 first), where the number is stored as is."""
     running = np.cumsum(differences)
-    base = running[starts] - differences[starts]
-    unchained: npt.NDArray[np.int64] = running - np.repeat(
-        base, np.diff(np.r_[starts, len(series)])
+    base = running[restarts] - differences[restarts]
+    summed: npt.NDArray[np.int64] = running - np.repeat(
+        base, np.diff(np.r_[restarts, len(differences)])
     )
-    return unchained
+    return summed
 
 
 def _series_starts(series: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
