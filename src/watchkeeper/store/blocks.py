@@ -374,8 +374,8 @@ def _decoded_columns(
 
 def upgrade(block: BlockMeta) -> BlockMeta:
     """Rewrite a version-1 block (series in id order, series_id and exponent columns per row,
-    no row counts) in the current format, then delete it. A crash in between leaves both; reads keep
-    the first copy of a sample, and the next start upgrades the old one again."""
+    no row counts) in the current format, then delete it. The new block names the old one as
+    its source, so a crash in between is finished by list_blocks at the next start."""
     table = pq.read_table(block.path / SAMPLES_FILE)
     series = np.asarray(table.column("series_id").to_numpy(), dtype=np.int64)
     exponents = np.asarray(table.column("exp").to_numpy(), dtype=np.int8)
@@ -392,6 +392,7 @@ def upgrade(block: BlockMeta) -> BlockMeta:
         block.path.parent,
         [(series[order], timestamps[order], values[order])],
         key_of.__getitem__,
+        sources=[block.name],
     )
     delete_block(block)
     if rewritten is None:

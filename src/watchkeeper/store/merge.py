@@ -189,7 +189,7 @@ def columns_in_label_order(
     sorting samples: each part is a block's read or the merged head, holding each series in one
     time-sorted run, and each part is newer than the one before. Those hold by the ordering
     rules (nothing is stored at or before the newest block's end); where they do not, as when
-    an interrupted block upgrade left two copies of a block, the samples are sorted instead.
+    a block was copied in twice by hand, the samples are sorted instead.
     `sids` (ascending) holds every series in the parts; `by_labels`, their positions in label
     order."""
     rank = np.empty(len(sids), dtype=np.int64)
