@@ -3,7 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.store import headchunks
+from watchkeeper.store import headchunks, merge
 from watchkeeper.store.headchunks import HeadChunk, freeze
 
 
@@ -123,3 +123,52 @@ def test_raw_run_holds_each_sample_once_in_segments_views_never_change(
     # a read from t=2,000 s on skips the segments that end before it
     assert [len(v) for v in run.views(2_000_000)] == [4050, 1950]
     assert headchunks.RawRun().views() == []
+
+
+@pytest.mark.parametrize("span", [40, 70_000, 5_000_000_000, 2**40])
+def test_rows_group_by_series_stably_whatever_the_span_of_ids(span: int) -> None:
+    # one radix pass under 2**16, two under 2**32, a plain stable sort above
+    rng = np.random.default_rng(span)
+    series = rng.integers(0, span, 20_000, dtype=np.int64) + 5
+    series[::7] = series[0]  # many rows of one series, to check arrival order within it
+    assert (
+        headchunks._order_by_series(series).tolist() == np.argsort(series, kind="stable").tolist()
+    )
+    rows = headchunks.SeriesRows(series)
+    wanted = np.unique(np.r_[rng.choice(series, 25), series[0], span + 10, -1])
+    expected = np.concatenate([np.flatnonzero(series == sid) for sid in wanted])
+    assert rows.rows(wanted).tolist() == expected.tolist()
+    assert rows.rows(np.array([span + 10])).tolist() == []
+
+
+def test_reads_find_the_series_of_full_raw_segments_through_their_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(headchunks, "RAW_SEGMENT_ROWS", 1024)
+    rng = np.random.default_rng(7)
+    # out-of-order times and repeated (series, time) pairs, as late and re-sent writes bring
+    rows = [
+        (int(s), int(t), float(k))
+        for k, (s, t) in enumerate(
+            zip(rng.integers(0, 40, 5000), rng.integers(0, 300, 5000), strict=True)
+        )
+    ]
+    run = headchunks.RawRun()
+    for chunk in _chunks(rows, 100):
+        run.append(chunk)
+    views = run.views()
+    # every segment but the growing last one is full, and indexed
+    assert [v.by_series is not None for v in views] == [True] * (len(views) - 1) + [False]
+    assert run.views()[0].by_series is views[0].by_series  # built once per segment
+    wanted = np.array([0, 3, 17, 39, 41], dtype=np.int64)
+    table = np.zeros(42, dtype=bool)
+    table[wanted] = True
+    for view in views:
+        got = merge.select(view, wanted, table)
+        keep = table[view.series]
+        expected = [a[keep] for a in view.arrays()]
+        if view.by_series is not None:
+            # grouped by series, each in arrival order: what a filter gives, stably sorted
+            order = np.argsort(expected[0], kind="stable")
+            expected = [a[order] for a in expected]
+        assert [a.tolist() for a in got] == [a.tolist() for a in expected]

@@ -11,14 +11,20 @@ alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import cramjam
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.store.series_index import NameOf, SeriesIndex, plan_units, storage_sort
+from watchkeeper.store.series_index import (
+    NameOf,
+    SeriesIndex,
+    gather_rows,
+    plan_units,
+    storage_sort,
+)
 from watchkeeper.store.valuecodec import sums_restarting
 
 Arrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
@@ -38,6 +44,8 @@ class HeadChunk:
     # the time range: taken from the timestamps unless given (an empty chunk keeps these)
     min_time: int = INT64_MAX
     max_time: int = INT64_MIN
+    # where each series' rows are, for a chunk that is a full raw segment (see SeriesRows)
+    by_series: SeriesRows | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.min_time == INT64_MAX and len(self.timestamps):
@@ -151,6 +159,52 @@ class FrozenChunk:
 RAW_SEGMENT_ROWS = 64 * 1024
 
 
+class SeriesRows:
+    """The rows of a full raw segment grouped by series, each series in arrival order.
+
+    Without it every read filters every raw row: with the head's raw samples at their usual
+    few hundred thousand, that was about 2 ms of a 3 ms instant query over HTTP. Segments
+    only fill, so a full one is indexed once, by the first read that needs it (a radix sort:
+    0.5 ms for 64 Ki rows of up to 65,536 distinct ids), and later reads binary-search it."""
+
+    def __init__(self, series: npt.NDArray[np.int64]) -> None:
+        self._series = series
+
+    @cached_property
+    def _index(self) -> tuple[SeriesIndex, npt.NDArray[np.int64]]:
+        series = self._series
+        order = _order_by_series(series)
+        grouped = series[order]
+        firsts = np.flatnonzero(np.diff(grouped)) + 1
+        ids = grouped[np.r_[0, firsts]] if len(grouped) else grouped
+        counts = np.diff(np.r_[0, firsts, len(grouped)]) if len(grouped) else grouped
+        return SeriesIndex.of(ids, counts.astype(np.int64)), order.astype(np.int64)
+
+    def rows(self, wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The rows of the `wanted` series (sorted ids), grouped by series."""
+        index, order = self._index
+        starts, lengths = index.ranges_of(index.positions(wanted))
+        return order[gather_rows(starts, lengths)]
+
+
+def _order_by_series(series: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """The stable order grouping rows by series id. numpy sorts 16-bit keys stably by radix,
+    so ids spanning less than 2**16 take one pass and those spanning less than 2**32 two
+    (low half, then high half), each several times faster than a stable sort of int64."""
+    if len(series) == 0:
+        return np.empty(0, dtype=np.intp)
+    low = int(series.min())
+    span = int(series.max()) - low
+    if span >= 1 << 32:
+        return np.argsort(series, kind="stable")
+    offsets = series - low
+    order = np.argsort(offsets.astype(np.uint16), kind="stable")
+    if span >= 1 << 16:
+        high = (offsets[order] >> 16).astype(np.uint16)
+        order = order[np.argsort(high, kind="stable")]
+    return order
+
+
 class RawRun:
     """The head's raw samples, copied as they arrive into segments of up to RAW_SEGMENT_ROWS
     rows. The raw chunks the head lists are views into the segments, so the samples are held
@@ -174,7 +228,12 @@ class RawRun:
     def views(self, since: int = INT64_MIN) -> list[HeadChunk]:
         """Each segment's samples so far as one chunk, leaving out segments older than
         `since`."""
-        return [seg.view() for seg in self._segments if seg.size and seg.max_time >= since]
+        last = len(self._segments) - 1
+        return [
+            seg.view(sealed=k < last)
+            for k, seg in enumerate(self._segments)
+            if seg.size and seg.max_time >= since
+        ]
 
 
 class _RawSegment:
@@ -185,6 +244,7 @@ class _RawSegment:
         self.size = 0
         self.min_time = INT64_MAX
         self.max_time = INT64_MIN
+        self._by_series: SeriesRows | None = None
 
     @property
     def capacity(self) -> int:
@@ -210,14 +270,19 @@ class _RawSegment:
             chunk.max_time,
         )
 
-    def view(self) -> HeadChunk:
+    def view(self, sealed: bool) -> HeadChunk:
+        """The rows so far as one chunk; a `sealed` segment (one a newer segment follows, so
+        it takes no more rows) comes with its series index."""
         size = self.size
+        if sealed and self._by_series is None:
+            self._by_series = SeriesRows(self.series[:size])
         return HeadChunk(
             self.series[:size],
             self.timestamps[:size],
             self.values[:size],
             self.min_time,
             self.max_time,
+            self._by_series if sealed else None,
         )
 
 

@@ -92,6 +92,9 @@ def select(
     them, and as long as the largest), decoding only what a frozen chunk needs for them."""
     if isinstance(chunk, FrozenChunk):
         return chunk.arrays(wanted)
+    if chunk.by_series is not None:
+        rows = chunk.by_series.rows(wanted)
+        return chunk.series[rows], chunk.timestamps[rows], chunk.values[rows]
     series = chunk.series
     in_range = series < len(wanted_table)
     mask = in_range.copy()
