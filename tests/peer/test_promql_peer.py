@@ -57,8 +57,10 @@ version and commit.
    compensated sum divided by the count (2.42 as an incremental mean); since 2.43 rate()
    multiplies by one factor (extrapolation / range) instead of scaling and then dividing; and
    Go's math.Pow, Atan2, Exp and Log are not correctly rounded (so they differ from the C
-   library's). watchkeeper's linear regression (deriv, predict_linear) sums in extended
-   precision where Prometheus uses Kahan compensation (nearly always the same rounded sums), and
+   library's). watchkeeper's linear regression (deriv, predict_linear) takes a window's sums
+   from compensated running sums where its rounding bound shows the answer within 1e-10 of
+   Prometheus', and elsewhere sums in extended precision where Prometheus uses Kahan
+   compensation (nearly always the same rounded sums; promql/regression.py), and
    its stddev_over_time/stdvar_over_time take two passes where Prometheus updates a running
    mean (watchkeeper switches to Prometheus' updates only where the values dwarf their spread):
    equal to 1e-9, not guaranteed to the last bit. The 1e-9 tolerance covers such

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from watchkeeper.promql import regression
 from watchkeeper.promql.aggregations import quantile_columns
 from watchkeeper.promql.summation import sum_segments, variance_segments
 from watchkeeper.promql.values import Bools, Floats, Ints, RangeSteps
@@ -136,13 +137,16 @@ def present_over_time(rs: RangeSteps) -> Result:
 Reducer = Callable[[Floats, Ints, Ints, Ints, Ints], Floats]
 
 
-def reduce_windows(rs: RangeSteps, reducer: Reducer, min_count: int = 1) -> Result:
+def reduce_windows(
+    rs: RangeSteps, reducer: Reducer, min_count: int = 1, only: Bools | None = None
+) -> Result:
     """Applies `reducer(samples, segment_starts, counts, window_index, sample_times)` to the
-    windows holding at least `min_count` samples, gathering their samples chunk by chunk."""
+    windows holding at least `min_count` samples (of those, only to the windows marked in
+    `only`, leaving 0 at the others), gathering their samples chunk by chunk."""
     counts = rs.counts.ravel()
     out = np.zeros(counts.shape)
     ok = counts >= max(min_count, 1)
-    windows = np.flatnonzero(ok)
+    windows = np.flatnonzero(ok if only is None else ok & only.ravel())
     lo = rs.lo.ravel()
     position = 0
     while position < len(windows):
@@ -256,57 +260,56 @@ def ts_of(rs: RangeSteps, which: str) -> Result:
     return reduce_windows(rs, reducer)
 
 
-def _rounded_sums(values: Floats, seg: Ints) -> Floats:
-    """Segment sums in extended precision (x87's 64-bit mantissa), rounded to float64."""
-    with np.errstate(all="ignore"):
-        exact = np.add.reduceat(values.astype(np.longdouble), seg)
-    result: Floats = exact.astype(np.float64)
-    return result
-
-
-def _regression(g: Floats, seg: Ints, c: Ints, x: Floats) -> tuple[Floats, Floats]:
-    """Least-squares slope and intercept per window (Prometheus' linearRegression, including
-    its answer for a constant series).
-
-    Prometheus adds up with Kahan compensation, which gives the correctly rounded sums almost
-    always, and its closing formula cancels digits when the values are large next to their
-    trend; so the sums here are taken in extended precision and rounded once, and the formula
-    is the same, to give the same answer rather than a more accurate one."""
-    n = c.astype(np.float64)
-    sum_x = _rounded_sums(x, seg)
-    sum_y = _rounded_sums(g, seg)
-    sum_xy = _rounded_sums(x * g, seg)
-    sum_x2 = _rounded_sums(x * x, seg)
-    cov_xy = sum_xy - sum_x * sum_y / n
-    var_x = sum_x2 - sum_x * sum_x / n
-    slope = cov_xy / var_x
-    intercept = sum_y / n - slope * sum_x / n
-    first = g[seg]
-    constant = np.logical_and.reduceat(g == np.repeat(first, c), seg)
-    slope = np.where(constant, np.where(np.isinf(first), np.nan, 0.0), slope)
-    intercept = np.where(constant, np.where(np.isinf(first), np.nan, first), intercept)
-    return slope, intercept
-
-
 def deriv(rs: RangeSteps) -> Result:
+    """The slope of each window's least-squares line (x from the window's first sample)."""
+
     def reducer(g: Floats, seg: Ints, c: Ints, _w: Ints, t: Ints) -> Floats:
         x = (t - np.repeat(t[seg], c)) / 1000.0
-        return _regression(g, seg, c, x)[0]
+        return regression.window_lines(g, seg, c, x)[0]
 
-    return reduce_windows(rs, reducer, min_count=2)
+    if not regression.windows_overlap(rs):
+        return reduce_windows(rs, reducer, min_count=2)
+    # (an empty window at the very end has its bounds one past the last sample)
+    lines = regression.running_lines(rs, rs.t[np.minimum(rs.lo, len(rs.t) - 1)])
+    answer = lines.slope
+    kept = lines.usable & regression.trusted(answer, lines.slope_error)
+    return _refit(rs, answer, kept, reducer)
 
 
 def predict_linear(rs: RangeSteps, seconds: Floats, eval_ts: Ints) -> Result:
+    """Each window's least-squares line, `seconds` after the evaluation time."""
     steps = rs.lo.shape[1]
 
     def reducer(g: Floats, seg: Ints, c: Ints, w: Ints, t: Ints) -> Floats:
         at = eval_ts[w % steps]
         x = (t - np.repeat(at, c)) / 1000.0
-        slope, intercept = _regression(g, seg, c, x)
+        slope, intercept = regression.window_lines(g, seg, c, x)
         predicted: Floats = slope * seconds[w % steps] + intercept
         return predicted
 
-    return reduce_windows(rs, reducer, min_count=2)
+    if not regression.windows_overlap(rs):
+        return reduce_windows(rs, reducer, min_count=2)
+    reference = np.broadcast_to(eval_ts[None, :], rs.lo.shape)
+    lines = regression.running_lines(rs, reference)
+    ahead = seconds[None, :]
+    with np.errstate(all="ignore"):
+        answer = lines.slope * ahead + lines.intercept
+        error = (
+            lines.intercept_error
+            + lines.slope_error * np.abs(ahead)
+            + regression.ROUNDING_SLACK
+            * regression.EPS
+            * (np.abs(lines.intercept) + np.abs(lines.slope * ahead))
+        )
+    kept = lines.usable & np.isfinite(answer) & regression.trusted(answer, error)
+    return _refit(rs, answer, kept, reducer)
+
+
+def _refit(rs: RangeSteps, answer: Floats, kept: Bools, reducer: Reducer) -> Result:
+    """Running-sum answers where `kept`; the other windows of two or more samples fitted one by
+    one as Prometheus does (regression.py)."""
+    refit, ok = reduce_windows(rs, reducer, min_count=2, only=~kept)
+    return np.where(kept, answer, refit), ok
 
 
 def double_exponential_smoothing(rs: RangeSteps, sf: Floats, tf: Floats) -> Result:
