@@ -202,6 +202,8 @@ def _over_time(reducer: range_functions.Reducer) -> RangeCompute:
 
 for _name, _reducer in range_functions.SIMPLE_OVER_TIME.items():
     _RANGE_HANDLERS[_name] = _over_time(_reducer)
+_RANGE_HANDLERS["min_over_time"] = lambda rs, a, ts: range_functions.extreme_over_time(rs, "min")
+_RANGE_HANDLERS["max_over_time"] = lambda rs, a, ts: range_functions.extreme_over_time(rs, "max")
 
 
 # -- absent

@@ -58,8 +58,7 @@ class Lines:
 def windows_overlap(rs: RangeSteps) -> bool:
     """Whether the windows share enough samples for running sums to pay: they cost a few
     passes over every sample, fitting each window one pass over its own samples."""
-    shared = int(rs.counts.sum())
-    return shared >= SHARED_SAMPLES * max(int(rs.bounds[-1] - rs.bounds[0]), 1)
+    return rs.overlap >= SHARED_SAMPLES
 
 
 def running_lines(rs: RangeSteps, reference_ms: Ints) -> Lines:

@@ -103,6 +103,12 @@ class RangeSteps:
         counts: Ints = self.hi - self.lo
         return counts
 
+    @property
+    def overlap(self) -> float:
+        """How many windows hold a sample, on average: at most 1 for an instant query, about
+        range / step for a range query's (a 1 h window at a 30 s step: 120)."""
+        return float(self.counts.sum()) / max(int(self.bounds[-1] - self.bounds[0]), 1)
+
 
 Value = InstantSteps | ScalarSteps | StringValue | RangeSteps
 

@@ -1,0 +1,56 @@
+"""Range functions' fast paths for overlapping windows agree with reducing every window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.promql.test_regression import _range_steps
+from watchkeeper.promql import range_functions
+
+
+@pytest.mark.parametrize("which", ["min", "max"])
+@pytest.mark.parametrize("seed", range(5))
+def test_min_and_max_over_time_from_the_table_match_window_by_window(
+    seed: int, which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(seed)
+    series = []
+    for _ in range(int(rng.integers(1, 12))):
+        count = int(rng.integers(1, 700))
+        t = np.cumsum(rng.integers(1, 40, count)).astype(np.int64) * 1000
+        v = rng.normal(size=count) * 10.0 ** rng.integers(-3, 6)
+        v[rng.random(count) < 0.1] = np.nan  # NaN loses to any number, as in Prometheus
+        if rng.random() < 0.3:
+            v[:] = np.nan
+        v[rng.random(count) < 0.02] = rng.choice([np.inf, -np.inf])
+        series.append((t, v))
+    last = max(int(t[-1]) for t, _ in series)
+    # windows of 1, 2, 3, 4, ... 2**k +- 1 samples, and empty ones
+    range_ms = int(rng.choice([1, 2, 4, 17, 64, 65, 200])) * 1000
+    ends = np.arange(-5000, last + 20_000, int(rng.choice([1, 3, 10])) * 1000, dtype=np.int64)
+    rs = _range_steps(series, ends, range_ms)
+    table, table_ok = range_functions.extreme_over_time(rs, which)
+    monkeypatch.setattr(range_functions, "TABLE_OVERLAP", float("inf"))
+    direct, direct_ok = range_functions.extreme_over_time(rs, which)
+    assert table_ok.tolist() == direct_ok.tolist()
+    np.testing.assert_array_equal(table[table_ok], direct[direct_ok])
+
+
+def test_the_table_is_used_for_overlapping_windows_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[int] = []
+    reduce = range_functions.reduce_windows
+    monkeypatch.setattr(
+        range_functions, "reduce_windows", lambda *a, **k: used.append(1) or reduce(*a, **k)
+    )
+    t = np.arange(0, 3_600_000, 30_000, dtype=np.int64)
+    series = [(t, np.sin(t / 1e6))]
+    instant = _range_steps(series, np.array([t[-1]]), 3_600_000)
+    range_query = _range_steps(series, t[::2], 600_000)  # 20 samples per window, step 2
+    range_functions.extreme_over_time(instant, "max")
+    assert used == [1]
+    range_functions.extreme_over_time(range_query, "max")
+    assert used == [1]
+    monkeypatch.setattr(range_functions, "TABLE_CELLS", 10)  # too big a table
+    range_functions.extreme_over_time(range_query, "max")
+    assert used == [1, 1]
