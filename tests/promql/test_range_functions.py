@@ -30,8 +30,10 @@ def test_min_and_max_over_time_from_the_table_match_window_by_window(
     range_ms = int(rng.choice([1, 2, 4, 17, 64, 65, 200])) * 1000
     ends = np.arange(-5000, last + 20_000, int(rng.choice([1, 3, 10])) * 1000, dtype=np.int64)
     rs = _range_steps(series, ends, range_ms)
-    table, table_ok = range_functions.extreme_over_time(rs, which)
-    monkeypatch.setattr(range_functions, "TABLE_OVERLAP", float("inf"))
+    monkeypatch.setattr(range_functions, "TABLE_SAMPLES", int(rng.integers(1, 3000)))  # groups
+    pick = np.fmin if which == "min" else np.fmax
+    table, table_ok = range_functions.table_extremes(rs, pick)
+    monkeypatch.setattr(range_functions, "TABLE_OVERLAP", float("inf"))  # window by window
     direct, direct_ok = range_functions.extreme_over_time(rs, which)
     assert table_ok.tolist() == direct_ok.tolist()
     np.testing.assert_array_equal(table[table_ok], direct[direct_ok])
@@ -51,6 +53,9 @@ def test_the_table_is_used_for_overlapping_windows_only(monkeypatch: pytest.Monk
     assert used == [1]
     range_functions.extreme_over_time(range_query, "max")
     assert used == [1]
-    monkeypatch.setattr(range_functions, "TABLE_CELLS", 10)  # too big a table
-    range_functions.extreme_over_time(range_query, "max")
+    wide = _range_steps(series, t[::2], 3_600_000)  # 120 samples per window: 7 levels, fine
+    range_functions.extreme_over_time(wide, "max")
+    assert used == [1]
+    few = _range_steps(series, t[::40], 3_600_000)  # each sample in 3 windows: too few
+    range_functions.extreme_over_time(few, "max")
     assert used == [1, 1]

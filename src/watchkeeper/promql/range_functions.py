@@ -196,45 +196,59 @@ SIMPLE_OVER_TIME: dict[str, Reducer] = {
     "stdvar_over_time": _stdvar,
 }
 
-# min/max_over_time use a table of extremes when the windows hold each sample this many times
-# on average (a range query's overlapping windows), and when it holds at most this many cells
+# min/max_over_time use a table of extremes when the windows hold each sample at least this
+# many times on average (a range query's overlapping windows) and more often than the table has
+# levels; the table is built for series holding about TABLE_SAMPLES samples at a time
 TABLE_OVERLAP = 4
-TABLE_CELLS = 1 << 23
+TABLE_SAMPLES = 1 << 20
 
 
 def extreme_over_time(rs: RangeSteps, which: str) -> Result:
-    """min_over_time and max_over_time (NaN only where every sample is NaN).
-
-    Overlapping windows are answered from a sparse table: level k holds the extreme of every
-    run of 2**k samples, built from level k - 1 in one pass, and a window's extreme is that of
-    the two runs of the largest such length that cover it from both ends. That is samples x
-    log2(longest window) work instead of the windows' samples one by one (a 1 h window at a
-    30 s step holds each sample 120 times)."""
+    """min_over_time and max_over_time (NaN only where every sample is NaN): from a table of
+    extremes (table_extremes) when the windows overlap enough for it to pay, else window by
+    window."""
     pick = np.fmin if which == "min" else np.fmax
+    longest = int(rs.counts.max()) if rs.counts.size else 0
+    if rs.overlap >= max(TABLE_OVERLAP, longest.bit_length()):
+        return table_extremes(rs, pick)
+
+    def reducer(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
+        result: Floats = pick.reduceat(g, seg)
+        return result
+
+    return reduce_windows(rs, reducer)
+
+
+def table_extremes(rs: RangeSteps, pick: np.ufunc) -> Result:
+    """Every window's extreme (`pick`: np.fmin or np.fmax) from a sparse table: level k holds
+    the extreme of every run of 2**k samples, built from level k - 1 in one pass, and a
+    window's extreme is that of the two runs of the largest such length that cover it from
+    both ends. That is samples x log2(longest window) work instead of the windows' samples one
+    by one (a 1 h window at a 30 s step holds each sample 120 times)."""
     counts = rs.counts
-    longest = int(counts.max()) if counts.size else 0
-    levels_needed = max(longest, 1).bit_length()
-    if rs.overlap < TABLE_OVERLAP or len(rs.v) * levels_needed > TABLE_CELLS:
-
-        def reducer(g: Floats, seg: Ints, c: Ints, _w: Ints, _t: Ints) -> Floats:
-            result: Floats = pick.reduceat(g, seg)
-            return result
-
-        return reduce_windows(rs, reducer)
     ok = counts >= 1
     out = np.zeros(counts.shape)
     # the run length used per window: the largest power of two not over its count (frexp's
     # exponent is exact, where a rounded log2 could land a count just under a power too high)
     level = np.where(ok, np.frexp(counts.astype(np.float64))[1] - 1, -1)
-    table = rs.v
-    for k in range(levels_needed):
-        if k:
-            span = 1 << (k - 1)
-            table = pick(table[:-span], table[span:])
-        here = level == k
-        if here.any():
-            lo, hi = rs.lo[here], rs.hi[here]
-            out[here] = pick(table[lo], table[hi - (1 << k)])
+    bounds = rs.bounds
+    first = 0
+    while first < len(bounds) - 1:
+        # the series from `first` holding about TABLE_SAMPLES samples (at least one series)
+        after = int(np.searchsorted(bounds, bounds[first] + TABLE_SAMPLES, side="right")) - 1
+        last = min(max(after, first + 1), len(bounds) - 1)
+        base = int(bounds[first])
+        table = rs.v[base : bounds[last]]
+        levels, lo, hi = level[first:last], rs.lo[first:last] - base, rs.hi[first:last] - base
+        group = out[first:last]
+        for k in range(int(levels.max()) + 1 if levels.size else 0):
+            if k:
+                span = 1 << (k - 1)
+                table = pick(table[:-span], table[span:])
+            here = levels == k
+            if here.any():
+                group[here] = pick(table[lo[here]], table[hi[here] - (1 << k)])
+        first = last
     return out, ok
 
 

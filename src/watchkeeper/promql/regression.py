@@ -38,8 +38,9 @@ MAX_PADDING = 3.0
 # running sums are taken when the windows hold this many times the samples there are (an
 # instant query's windows hold each sample once; a 1 h range of 6 h windows, 120 times)
 SHARED_SAMPLES = 4
-# cells (series x longest series) of the running sums taken at once: about 8 MiB per array
-RUNNING_CELLS = 1 << 20
+# cells (series x longest series) of the running sums taken at once: 2 MiB per array, some
+# 20 MiB for a group's arrays together
+RUNNING_CELLS = 1 << 18
 
 
 @dataclass(frozen=True)
