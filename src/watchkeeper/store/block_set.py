@@ -53,11 +53,12 @@ class BlockSet:
         """`blocks` left the store (retention): deleted once no read holds them."""
         self._leases.retire(blocks)
 
-    def merge_aged(self, state: TenantState, state_lock: threading.RLock) -> None:
+    def merge_aged(self, state: TenantState, state_lock: threading.RLock) -> list[BlockMeta]:
         """Merge the tenant's aged blocks (block_merge.py), each group into one block put in
-        its place under `state_lock`. Nothing else changes: the head, the WAL and the series
-        are the same."""
+        its place under `state_lock`; returns the merged blocks. Nothing else changes: the
+        head, the WAL and the series are the same."""
         labels = state.labels
+        merged: list[BlockMeta] = []
         while (group := plan_merge(state.blocks, self._merge_ranges)) is not None:
             block = write_block(
                 state.directory,
@@ -66,7 +67,8 @@ class BlockSet:
                 sources=[b.name for b in group],
             )
             if block is None:
-                return
+                return merged
+            merged.append(block)
             with state_lock:
                 replaced = {b.path for b in group}
                 kept = [b for b in state.blocks if b.path not in replaced]
@@ -79,6 +81,7 @@ class BlockSet:
                 block.samples,
                 block.series,
             )
+        return merged
 
     def delete_unused(self) -> None:
         """Delete the retired blocks no read holds any more."""

@@ -32,6 +32,7 @@ from watchkeeper.store import checkpoint, records
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.blocks import BlockMeta, read_block_series, write_block
 from watchkeeper.store.headchunks import HeadChunk, concatenated, freeze_slices
+from watchkeeper.store.heap import release_free_memory
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.reads import ReadSnapshot
@@ -87,6 +88,7 @@ class MetricsDB:
             target=self._freezer, name="head-freezer", daemon=True
         )
         self._freezer_thread.start()
+        release_free_memory()  # what replaying the WAL used and let go
         log.info(
             "metrics store open: %d tenants, %d series, %d head samples",
             len(self._tenants),
@@ -486,9 +488,10 @@ class MetricsDB:
     # --- compaction, checkpoints, retention -------------------------------------------------
 
     def compact(self, force: bool = False) -> list[BlockMeta]:
-        """Cut head data into blocks (returned). Normally only whole block ranges that have
-        fallen half a block behind the newest sample; with `force`, everything in the head.
-        Then merge aged blocks into longer ones (block_merge.py)."""
+        """Cut head data into blocks. Normally only whole block ranges that have fallen half a
+        block behind the newest sample; with `force`, everything in the head. Then merge aged
+        blocks into longer ones (block_merge.py). Returns the blocks written: those cut, then
+        those merged."""
         written: list[BlockMeta] = []
         with self._compaction_lock:
             if self._closing:
@@ -502,8 +505,10 @@ class MetricsDB:
             if written:
                 self._checkpoint()
             for state in list(self._tenants.values()):
-                self._blocks.merge_aged(state, self._state_lock)
+                written += self._blocks.merge_aged(state, self._state_lock)
             self._blocks.delete_unused()
+        if written:
+            release_free_memory()  # cutting and merging let go of hundreds of MiB of arrays
         return written
 
     def _next_cut(self, state: TenantState, force: bool) -> int | None:
