@@ -447,3 +447,40 @@ def test_batched_reads_hand_over_every_series_once_in_storage_order(tmp_path: Pa
     assert got == {s.labels: s.timestamps.tolist() for s in whole.series()}
     assert list(db.read_column_batches("default", matchers, T0, T0 + 3_600_000, 0)) != []
     db.close()
+
+
+def test_a_cut_leaves_newer_frozen_chunks_as_they_are_and_refreezes_the_one_it_splits(
+    tmp_path: Path,
+) -> None:
+    db = _open(tmp_path, freeze_samples=70, out_of_order_window_ms=5 * MINUTE)
+    state = db._tenant("default")
+    # 20 minutes of 7 series, frozen 70 samples (2.5 minutes) at a time
+    late_at = T0 + 27 * 15_000
+    for k in range(80):
+        db.append("default", _grid(7, 1, start=T0 + k * 15_000))
+        if k == 30:  # a late duplicate: the first value written must stay, across the cut
+            late = _batch([({"__name__": "m", "i": "3"}, late_at, -1.0)])
+            assert db.append("default", late).appended == 1
+        if k % 10 == 9:
+            db._freeze(state)
+    db._freeze(state)
+    expected = _all(db)
+    before = list(state.chunks)
+    assert all(c.frozen for c in before)
+    cut_at = T0 - T0 % (10 * MINUTE) + 10 * MINUTE
+    assert before[2].min_time < cut_at <= late_at <= before[2].max_time  # the chunk it splits
+    (block,) = db.compact()
+    assert block.max_time < cut_at
+    after = state.chunks
+    # chunks wholly after the cut are the very same objects, in the same order after the
+    # split chunk's newer samples, which are frozen again
+    assert len(after) == len(before) - 2
+    assert all(a is b for a, b in zip(after[1:], before[3:], strict=True))
+    assert after[0].frozen and after[0].min_time >= cut_at and after[0] is not before[2]
+    assert _all(db) == expected
+    times, values = expected["3"]
+    assert values[times.index(late_at)] == 3000.0  # not the late -1.0
+    db.close()
+    db = _open(tmp_path, freeze_samples=70, out_of_order_window_ms=5 * MINUTE)
+    assert _all(db) == expected
+    db.close()

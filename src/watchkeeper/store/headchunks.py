@@ -150,7 +150,13 @@ class FrozenChunk:
         timestamps = sums_restarting(delta, np.flatnonzero(at_restart))
         return series, timestamps, values[0] if len(values) == 1 else np.concatenate(values)
 
-    def after(self, end: int) -> HeadChunk:
+    def after(self, end: int) -> HeadChunk | FrozenChunk:
+        """The samples at or after `end`: the chunk itself when all of them are (a cut leaves
+        the newer chunks as they are), else those samples raw."""
+        if self.min_time >= end:
+            return self
+        if self.max_time < end:
+            return HeadChunk(_NO_TIMES, _NO_TIMES, np.empty(0, dtype=np.float64))
         series, timestamps, values = self.arrays()
         keep = timestamps >= end
         return HeadChunk(series[keep], timestamps[keep], values[keep])
