@@ -484,3 +484,19 @@ def test_a_cut_leaves_newer_frozen_chunks_as_they_are_and_refreezes_the_one_it_s
     db = _open(tmp_path, freeze_samples=70, out_of_order_window_ms=5 * MINUTE)
     assert _all(db) == expected
     db.close()
+
+
+def test_big_block_reads_decode_a_column_at_a_time_to_the_same_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _open(tmp_path)
+    db.append("default", _grid(30, 200))
+    db.compact(force=True)
+    expected = _all(db)
+    some = _all(db, selector="{__name__='m', i=~'1.*|7'}")
+    monkeypatch.setattr(blocks, "COLUMN_AT_A_TIME_ROWS", 0)  # every read takes that way
+    db._blocks.reader.close()
+    assert _all(db) == expected
+    assert _all(db, selector="{__name__='m', i=~'1.*|7'}") == some
+    assert len(some) == 12
+    db.close()

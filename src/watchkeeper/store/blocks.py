@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -262,6 +263,9 @@ class _BlockIndex:
 
 
 _COLUMNS = ["tdelta", "mdelta", "fdelta"]
+# reads decoding more rows than this take the columns one at a time (a few row groups' worth:
+# small reads keep the single call, whose fixed cost is most of their time)
+COLUMN_AT_A_TIME_ROWS = 128 * 1024
 
 
 class BlockReader:
@@ -338,14 +342,22 @@ class BlockReader:
         if not plan.units:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty.copy(), np.empty(0, dtype=np.float64)
+        units = np.asarray(plan.units, dtype=np.int64)
+        rows = int((index.row_group_starts[units + 1] - index.row_group_starts[units]).sum())
+        whole = len(plan.within) == rows
+        # A big read decodes one column at a time, so that only one is held undecoded and
+        # whole next to the wanted rows: the 24 h reads of merged blocks peak lower.
+        groups = [_COLUMNS] if rows <= COLUMN_AT_A_TIME_ROWS else [[name] for name in _COLUMNS]
+        arrays: list[npt.NDArray[Any]] = []
         with pq.ParquetFile(block.path / SAMPLES_FILE, metadata=index.metadata) as file:
-            table = file.read_row_groups(plan.units, columns=_COLUMNS, use_threads=False)
-        whole = len(plan.within) == table.num_rows
-        columns = _decoded_columns(table)
-        if not whole:
-            columns = tuple(column[plan.within] for column in columns)  # type: ignore[assignment]
-        del table
-        tdelta, mdelta, decimal, fdelta = columns
+            for names in groups:
+                table = file.read_row_groups(plan.units, columns=names, use_threads=False)
+                for name in names:
+                    for array in _decoded(name, table.column(name)):
+                        arrays.append(array if whole else array[plan.within])
+                del table
+        tdelta, mdelta, decimal, fdelta = arrays
+        del arrays
         values = valuecodec.decode(series, exponents, mdelta, decimal, fdelta)
         return series, valuecodec.unchain(series, tdelta), values
 
@@ -354,22 +366,15 @@ class BlockReader:
             self._indexes.clear()
 
 
-def _decoded_columns(
-    table: pa.Table,
-) -> tuple[
-    npt.NDArray[np.int64],
-    npt.NDArray[np.int64],
-    npt.NDArray[np.bool_],
-    npt.NDArray[np.int64],
-]:
-    """(time differences, mantissa differences, is-decimal, float differences)."""
-    fdelta = table.column("fdelta")
-    return (
-        np.asarray(table.column("tdelta").to_numpy(), dtype=np.int64),
-        np.asarray(table.column("mdelta").to_numpy(), dtype=np.int64),
-        np.asarray(fdelta.is_null().to_numpy(), dtype=bool),
-        np.asarray(pc.fill_null(fdelta, 0).to_numpy(), dtype=np.int64),
-    )
+def _decoded(name: str, column: pa.ChunkedArray) -> list[npt.NDArray[Any]]:
+    """A samples column as reads use it: `fdelta` as (is-decimal, float differences), a null
+    marking a decimal row; the others as they are."""
+    if name != "fdelta":
+        return [np.asarray(column.to_numpy(), dtype=np.int64)]
+    return [
+        np.asarray(column.is_null().to_numpy(), dtype=bool),
+        np.asarray(pc.fill_null(column, 0).to_numpy(), dtype=np.int64),
+    ]
 
 
 def upgrade(block: BlockMeta) -> BlockMeta:
@@ -379,7 +384,7 @@ def upgrade(block: BlockMeta) -> BlockMeta:
     table = pq.read_table(block.path / SAMPLES_FILE)
     series = np.asarray(table.column("series_id").to_numpy(), dtype=np.int64)
     exponents = np.asarray(table.column("exp").to_numpy(), dtype=np.int8)
-    tdelta, mdelta, decimal, fdelta = _decoded_columns(table)
+    tdelta, mdelta, decimal, fdelta = [a for n in _COLUMNS for a in _decoded(n, table.column(n))]
     del table
     values = valuecodec.decode(series, exponents, mdelta, decimal, fdelta)
     timestamps = valuecodec.unchain(series, tdelta)
