@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.promql.test_regression import _range_steps
+from tests.promql.windows import range_steps
 from watchkeeper.promql import range_functions
 
 
@@ -29,7 +29,7 @@ def test_min_and_max_over_time_from_the_table_match_window_by_window(
     # windows of 1, 2, 3, 4, ... 2**k +- 1 samples, and empty ones
     range_ms = int(rng.choice([1, 2, 4, 17, 64, 65, 200])) * 1000
     ends = np.arange(-5000, last + 20_000, int(rng.choice([1, 3, 10])) * 1000, dtype=np.int64)
-    rs = _range_steps(series, ends, range_ms)
+    rs = range_steps(series, ends, range_ms)
     monkeypatch.setattr(range_functions, "TABLE_SAMPLES", int(rng.integers(1, 3000)))  # groups
     pick = np.fmin if which == "min" else np.fmax
     table, table_ok = range_functions.table_extremes(rs, pick)
@@ -47,15 +47,15 @@ def test_the_table_is_used_for_overlapping_windows_only(monkeypatch: pytest.Monk
     )
     t = np.arange(0, 3_600_000, 30_000, dtype=np.int64)
     series = [(t, np.sin(t / 1e6))]
-    instant = _range_steps(series, np.array([t[-1]]), 3_600_000)
-    range_query = _range_steps(series, t[::2], 600_000)  # 20 samples per window, step 2
+    instant = range_steps(series, np.array([t[-1]]), 3_600_000)
+    range_query = range_steps(series, t[::2], 600_000)  # 20 samples per window, step 2
     range_functions.extreme_over_time(instant, "max")
     assert used == [1]
     range_functions.extreme_over_time(range_query, "max")
     assert used == [1]
-    wide = _range_steps(series, t[::2], 3_600_000)  # 120 samples per window: 7 levels, fine
+    wide = range_steps(series, t[::2], 3_600_000)  # 120 samples per window: 7 levels, fine
     range_functions.extreme_over_time(wide, "max")
     assert used == [1]
-    few = _range_steps(series, t[::40], 3_600_000)  # each sample in 3 windows: too few
+    few = range_steps(series, t[::40], 3_600_000)  # each sample in 3 windows: too few
     range_functions.extreme_over_time(few, "max")
     assert used == [1, 1]

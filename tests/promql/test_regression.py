@@ -7,27 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from tests.promql.windows import range_steps
 from watchkeeper.promql import range_functions, regression
 from watchkeeper.promql.values import RangeSteps
 
 MINUTE = 60_000
-
-
-def _range_steps(
-    series: list[tuple[np.ndarray, np.ndarray]], ends: np.ndarray, range_ms: int
-) -> RangeSteps:
-    lengths = [len(t) for t, _ in series]
-    bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    # as the engine makes them: an unused sample only when there are none
-    t = np.concatenate([s[0] for s in series] or [np.zeros(1, dtype=np.int64)])
-    v = np.concatenate([s[1] for s in series] or [np.zeros(1)])
-    lo = np.empty((len(series), len(ends)), dtype=np.int64)
-    hi = np.empty_like(lo)
-    for i, (times, _) in enumerate(series):
-        lo[i] = bounds[i] + np.searchsorted(times, ends - range_ms, side="right")
-        hi[i] = bounds[i] + np.searchsorted(times, ends, side="right")
-    labels = [(("__name__", f"s{i}"),) for i in range(len(series))]
-    return RangeSteps(labels, t, v, bounds, lo, hi, range_ms, ends)  # type: ignore[arg-type]
 
 
 def _workload(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -109,7 +93,7 @@ def test_running_sums_give_what_fitting_each_window_gives(
     last = max(int(t[-1]) for t, _ in series)
     range_ms = int(rng.choice([2, 10, 60, 360])) * MINUTE
     ends = np.arange(first, last + 10 * MINUTE, int(rng.choice([1, 5, 15])) * MINUTE)
-    rs = _range_steps(series, ends.astype(np.int64), range_ms)
+    rs = range_steps(series, ends.astype(np.int64), range_ms)
     (fast, fast_ok), (slow, slow_ok) = _both_ways(rs, monkeypatch, function)
     assert fast_ok.tolist() == slow_ok.tolist()
     bad = [
@@ -144,7 +128,7 @@ def test_windows_are_refitted_one_by_one_only_where_rounding_could_show(
         (flat, "predict_linear", 0),  # 1e12 give or take a little: none
         (flat, "deriv", len(ends)),  # a slope lost in rounding: every window
     ]:
-        rs = _range_steps([(t, values)], ends, 360 * MINUTE)
+        rs = range_steps([(t, values)], ends, 360 * MINUTE)
         if function == "deriv":
             range_functions.deriv(rs)
         else:
@@ -159,7 +143,7 @@ def test_series_of_very_different_lengths_are_fitted_window_by_window(
     long = np.arange(20_000, dtype=np.int64) * 1000
     short = [(long[:3], np.arange(3.0)) for _ in range(59)]
     # the second group holds the long series and eight short ones: mostly padding
-    rs = _range_steps(
+    rs = range_steps(
         [*short[:9], (long, long / 1e3), *short[9:]], np.array([2000, long[-1]]), MINUTE
     )
     lines = regression.running_lines(rs, rs.t[np.minimum(rs.lo, len(rs.t) - 1)])
