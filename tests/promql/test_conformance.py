@@ -46,12 +46,15 @@ def _params() -> list[object]:
 
 
 @pytest.fixture(autouse=True)
-def _aggregate_a_few_cells_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def _a_few_cells_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Aggregations reduce a few steps at a time (AGGREGATION_CELLS, about a million cells in
-    the server): with 3, every range case aggregates in several column chunks."""
-    from watchkeeper.promql import aggregations  # noqa: PLC0415
+    the server) and range functions take a few series at a time (FUNCTION_CELLS, 64 Ki): with
+    3, every range case aggregates in several column chunks, and every range function with
+    more than one series computes them in several row chunks."""
+    from watchkeeper.promql import aggregations, functions  # noqa: PLC0415
 
     monkeypatch.setattr(aggregations, "AGGREGATION_CELLS", 3)
+    monkeypatch.setattr(functions, "FUNCTION_CELLS", 3)
 
 
 @pytest.mark.parametrize("case_id", _params())

@@ -103,6 +103,24 @@ class RangeSteps:
         counts: Ints = self.hi - self.lo
         return counts
 
+    def rows(self, first: int, last: int) -> RangeSteps:
+        """Series `first` to `last - 1` alone, with only their samples."""
+        start, stop = int(self.bounds[first]), int(self.bounds[last])
+        if stop > start:
+            t, v = self.t[start:stop], self.v[start:stop]
+        else:  # no samples: one unused one, as for an empty range vector
+            t, v = np.zeros(1, dtype=np.int64), np.full(1, np.nan)
+        return RangeSteps(
+            self.labels[first:last],
+            t,
+            v,
+            self.bounds[first : last + 1] - start,
+            self.lo[first:last] - start,
+            self.hi[first:last] - start,
+            self.range_ms,
+            self.ends,
+        )
+
     @property
     def overlap(self) -> float:
         """How many windows hold a sample, on average: at most 1 for an instant query, about
