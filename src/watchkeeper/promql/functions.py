@@ -188,6 +188,7 @@ def _by_rows(
         values[first:last], present[first:last] = compute(rs.rows(first, last), extra, ts)
     return values, present
 
+
 _RANGE_HANDLERS: dict[str, RangeCompute] = {
     "rate": lambda rs, a, ts: range_functions.extrapolated(rs, counter=True, per_second=True),
     "increase": lambda rs, a, ts: range_functions.extrapolated(rs, counter=True, per_second=False),
