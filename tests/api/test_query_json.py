@@ -11,6 +11,7 @@ import pytest
 from watchkeeper.api.query_json import (
     go_json,
     go_string,
+    labels_object,
     result_json,
     sample_timestamp,
     sample_value,
@@ -122,3 +123,30 @@ def test_success_body_keeps_ten_annotations_of_each_kind() -> None:
     assert body["warnings"] == [*(f"w{i}" for i in range(10)), "2 more warning annotations omitted"]
     assert body["infos"] == ["i"]
     assert json.loads(success_body("[]")) == {"status": "success", "data": []}
+
+
+def test_matrices_are_written_point_by_point_as_prometheus_does() -> None:
+    # series with steps of their own, an empty one, and every kind of value text
+    rng = np.random.default_rng(5)
+    odd = [0.0, -0.0, 1.0, -3.0, 1e-7, 2.5e-5, 1e21, 1e16, 123456.789, math.nan, math.inf]
+    series = []
+    for k in range(40):
+        count = int(rng.integers(0, 30))
+        stamps = np.sort(rng.choice(np.arange(-5_000, 50_000, 250), count, replace=False))
+        values = [
+            float(rng.choice(odd)) if rng.random() < 0.5 else float(rng.normal()) for _ in stamps
+        ]
+        labels = {"__name__": "m", "k": str(k), "v": "<&>" if k % 3 else "x"}
+        series.append(_series(labels, list(zip(stamps.tolist(), values, strict=True))))
+    matrix = QueryResult("matrix", series)
+    expected = []
+    for s in series:
+        head = "{" + f'"metric":{labels_object(s.labels)}'
+        points = [
+            f'[{sample_timestamp(int(t))},"{sample_value(float(v))}"]'
+            for t, v in zip(s.timestamps, s.values, strict=True)
+        ]
+        expected.append(head + ("}" if not points else ',"values":[' + ",".join(points) + "]}"))
+    assert result_json(matrix, series) == (
+        '"resultType":"matrix","result":[' + ",".join(expected) + "]"
+    )

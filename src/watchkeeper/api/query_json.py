@@ -8,6 +8,7 @@ scalar's value never has one; strings escape `<`, `>` and `&` as Go does.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -22,12 +23,15 @@ from watchkeeper.model import Labels
 from watchkeeper.promql import GatedRun, QueryResult, Series, format_float
 
 MAX_ANNOTATIONS = 10  # per kind, as Prometheus' API answers them
+_NO_VALUES = np.empty(0, dtype=np.float64)
 _ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def go_string(text: str) -> str:
-    """A JSON string as Go's encoders write it (HTML-safe, other control bytes as \\u00XX)."""
+    """A JSON string as Go's encoders write it (HTML-safe, other control bytes as \\u00XX).
+    Remembered: label names and values repeat in nearly every series of an answer."""
     return '"' + _ESCAPE.sub(_escape, text) + '"'
 
 
@@ -113,20 +117,33 @@ def _vector(series: Sequence[Series]) -> Iterable[str]:
 
 
 def _matrix(series: Sequence[Series]) -> Iterable[str]:
-    stamps: dict[int, str] = {}  # the steps of a range query repeat in every series
+    """Each series of a range answer. Every value is written by one `sample_values` call, and
+    a series' points are one join of its steps' openings (`[<time>,"`, kept per step: the steps
+    repeat in every series) and its value texts laid alternately, with no string built per
+    point: 5,004 series of 121 points took 230 ms one series at a time."""
+    texts = sample_values(np.concatenate([s.values for s in series]) if series else _NO_VALUES)
+    openings: dict[int, str] = {}
+    at = 0
     for s in series:
         head = f'{{"metric":{labels_object(s.labels)}'
-        if len(s.timestamps) == 0:  # Prometheus leaves out an empty "values"
+        count = len(s.timestamps)
+        if count == 0:  # Prometheus leaves out an empty "values"
             yield head + "}"
             continue
         times = s.timestamps.tolist()
-        opening = list(map(stamps.get, times))
-        if None in opening:
-            for i, ms in enumerate(times):
-                if opening[i] is None:
-                    opening[i] = stamps[ms] = "[" + sample_timestamp(ms) + ',"'
-        points = map(str.__add__, cast(list[str], opening), sample_values(s.values))
-        yield head + ',"values":[' + '"],'.join(points) + '"]]}'
+        opened = list(map(openings.get, times))
+        if None in opened:
+            for ms in times:
+                if ms not in openings:
+                    openings[ms] = '"],[' + sample_timestamp(ms) + ',"'
+            opened = list(map(openings.__getitem__, times))
+        parts: list[str | None] = [None] * (2 * count)
+        parts[0::2] = opened
+        parts[1::2] = texts[at : at + count]
+        at += count
+        # the first opening has no point before it to close
+        parts[0] = cast(str, parts[0])[3:]
+        yield head + ',"values":[' + "".join(cast(list[str], parts)) + '"]]}'
 
 
 def result_json(result: QueryResult, series: Sequence[Series]) -> str:
