@@ -51,10 +51,10 @@ def _a_few_cells_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     the server) and range functions take a few series at a time (FUNCTION_CELLS, 64 Ki): with
     3, every range case aggregates in several column chunks, and every range function with
     more than one series computes them in several row chunks."""
-    from watchkeeper.promql import aggregations, functions  # noqa: PLC0415
+    from watchkeeper.promql import aggregations, range_functions  # noqa: PLC0415
 
     monkeypatch.setattr(aggregations, "AGGREGATION_CELLS", 3)
-    monkeypatch.setattr(functions, "FUNCTION_CELLS", 3)
+    monkeypatch.setattr(range_functions, "FUNCTION_CELLS", 3)
 
 
 @pytest.mark.parametrize("case_id", _params())

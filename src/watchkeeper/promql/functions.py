@@ -130,7 +130,7 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
         if not parts:
             extra = _range_function_arguments(ev, name, args)
         in_windows += rs.counts.sum(axis=0)
-        values, present = _by_rows(compute, rs, extra, ev.ts)
+        values, present = range_functions.by_rows(compute, rs, extra, ev.ts)
         parts.append(InstantSteps(rs.labels, values, present))
     if not parts:
         _range_function_arguments(ev, name, args)  # their errors and warnings all the same
@@ -166,28 +166,6 @@ def _check_smoothing(sf: Floats, tf: Floats) -> None:
 
 
 RangeCompute = Callable[[RangeSteps, list[Floats], Ints], range_functions.Result]
-
-# A range function's temporaries are (series x steps) arrays, a dozen of them for rate(): they
-# are computed for this many cells at a time (the 1 h histogram queries have 600 Ki cells).
-FUNCTION_CELLS = 1 << 16
-
-
-def _by_rows(
-    compute: RangeCompute, rs: RangeSteps, extra: list[Floats], ts: Ints
-) -> range_functions.Result:
-    """`compute` over the series of `rs` a few at a time: every range function answers each
-    series on its own."""
-    series, steps = rs.lo.shape
-    per = max(1, FUNCTION_CELLS // max(steps, 1))
-    if series <= per:
-        return compute(rs, extra, ts)
-    values = np.empty((series, steps))
-    present = np.empty((series, steps), dtype=bool)
-    for first in range(0, series, per):
-        last = min(first + per, series)
-        values[first:last], present[first:last] = compute(rs.rows(first, last), extra, ts)
-    return values, present
-
 
 _RANGE_HANDLERS: dict[str, RangeCompute] = {
     "rate": lambda rs, a, ts: range_functions.extrapolated(rs, counter=True, per_second=True),

@@ -311,8 +311,7 @@ def freeze_slices(
     """`chunks` (in arrival order) frozen in slices of about `slice_samples` samples each.
 
     Arrival order is time order, so each slice covers its own stretch of time and a query of
-    the last minutes decodes one slice, not the hours a compaction may have left in the head
-    (its cut turns the chunks it keeps back into raw ones)."""
+    the last minutes decodes one slice, not the hours the head holds."""
     series, timestamps, values = concatenated(chunks)
     size = len(series)
     step = max(1, slice_samples)
@@ -323,6 +322,23 @@ def freeze_slices(
         )
         for a in range(0, size, step)
     ]
+
+
+def after_cut(
+    chunks: Sequence[HeadChunk | FrozenChunk], end: int, slice_samples: int, name_of: NameOf
+) -> list[HeadChunk | FrozenChunk]:
+    """What stays of the head's `chunks` once the samples before `end` are in a block, in the
+    same order (the first of two samples at one time must stay first). Frozen chunks wholly
+    after `end` stay as they are; the newer samples of one the cut goes through are frozen
+    again, so the head stays compressed and its frozen chunks stay before its raw ones."""
+    kept: list[HeadChunk | FrozenChunk] = []
+    for chunk in chunks:
+        rest = chunk.after(end)
+        if chunk.frozen and not rest.frozen and len(rest):
+            kept += freeze_slices([rest], slice_samples, name_of)
+        else:
+            kept.append(rest)
+    return kept
 
 
 def freeze(chunks: Sequence[HeadChunk | FrozenChunk], name_of: NameOf | None = None) -> FrozenChunk:

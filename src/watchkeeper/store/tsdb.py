@@ -31,7 +31,7 @@ from watchkeeper.model import (
 from watchkeeper.store import checkpoint, records
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.blocks import BlockMeta, read_block_series, write_block
-from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, concatenated, freeze_slices
+from watchkeeper.store.headchunks import HeadChunk, after_cut, concatenated, freeze_slices
 from watchkeeper.store.heap import release_free_memory
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
@@ -541,7 +541,7 @@ class MetricsDB:
         in_block = read_block_series(block).series.tolist()
         # Outside the lock, as decoding and freezing take a while: the chunk list only grows
         # meanwhile (freezing waits for the compaction lock this holds).
-        kept = self._after_cut(state, chunks, end)
+        kept = after_cut(chunks, end, self.options.freeze_samples, name_of(state.labels))
         with self._state_lock:
             state.blocks.append(block)
             state.series_in_blocks.update(in_block)
@@ -555,23 +555,6 @@ class MetricsDB:
         self._cut_floor.pop(state.name, None)
         log.info("cut block %s: %d samples, %d series", block.path, block.samples, block.series)
         return block
-
-    def _after_cut(
-        self, state: TenantState, chunks: list[HeadChunk | FrozenChunk], end: int
-    ) -> list[HeadChunk | FrozenChunk]:
-        """What stays of `chunks` in the head once the samples before `end` are in a block,
-        in the same order (the first of two samples at one time must stay first). Frozen
-        chunks wholly after `end` stay as they are; the newer samples of one the cut goes
-        through are frozen again, so the head stays compressed and frozen chunks stay before
-        raw ones."""
-        kept: list[HeadChunk | FrozenChunk] = []
-        for chunk in chunks:
-            rest = chunk.after(end)
-            if chunk.frozen and not rest.frozen and len(rest):
-                kept += freeze_slices([rest], self.options.freeze_samples, name_of(state.labels))
-            else:
-                kept.append(rest)
-        return kept
 
     def _checkpoint(self) -> None:
         """Replace WAL segments by one file holding the head as it is now. Runs under the
