@@ -4,7 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watchkeeper.store import headchunks, merge
-from watchkeeper.store.headchunks import HeadChunk, freeze
+from watchkeeper.store.headchunks import INT64_MIN, HeadChunk, freeze
+from watchkeeper.store.tenant import TenantState
 
 
 def _chunks(rows: list[tuple[int, int, float]], size: int) -> list[HeadChunk]:
@@ -123,6 +124,38 @@ def test_raw_run_holds_each_sample_once_in_segments_views_never_change(
     # a read from t=2,000 s on skips the segments that end before it
     assert [len(v) for v in run.views(2_000_000)] == [4050, 1950]
     assert headchunks.RawRun().views() == []
+
+
+def test_samples_arriving_during_a_freeze_join_a_slice_instead_of_making_a_tiny_one() -> None:
+    # 1,017 samples for slices of 250: the 17 that came on top are spread over the slices;
+    # a chunk of 17 would cost every read of its minutes a chunk's whole fixed cost
+    rows = [(t % 10, t * 100, float(t)) for t in range(1017)]
+    slices = headchunks.freeze_slices(_chunks(rows, 64), 250)
+    assert [len(f) for f in slices] == [254, 254, 254, 255]
+    assert [len(f) for f in headchunks.freeze_slices(_chunks(rows[:300], 64), 250)] == [300]
+    assert [len(f) for f in headchunks.freeze_slices(_chunks(rows[:100], 64), 250)] == [100]
+    got = sorted(
+        (int(s), int(t), float(v)) for f in slices for s, t, v in zip(*f.arrays(), strict=True)
+    )
+    assert got == sorted(rows)
+
+
+def test_a_raw_run_after_a_freeze_starts_at_the_segment_size_reached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setattr(headchunks, "RAW_SEGMENT_ROWS", 4096)
+    state = TenantState(name="t", directory=tmp_path)
+    rows = [(s, t * 1000, float(t)) for t in range(4000) for s in range(3)]
+    for chunk in _chunks(rows[:9000], 50):
+        state.add_chunk(chunk)
+    start, raw = state.raw_run()
+    assert state.replace_raw(start, raw, headchunks.freeze_slices(raw, 10_000))
+    for chunk in _chunks(rows[9000:], 50):
+        state.add_chunk(chunk)
+    # one full-size segment, not 1 Ki, 2 Ki, ... again: a read of the newest minutes
+    # decodes one chunk instead of a ladder of small ones
+    assert [len(c) for c in state.read_chunks(INT64_MIN)] == [9000, 3000]
+    assert [c.frozen for c in state.read_chunks(INT64_MIN)] == [True, False]
 
 
 @pytest.mark.parametrize("span", [40, 70_000, 5_000_000_000, 2**40])

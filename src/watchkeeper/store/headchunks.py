@@ -10,6 +10,7 @@ alike.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -218,16 +219,25 @@ class RawRun:
     hundred of them before a freeze), skipping the segments older than its range. A segment's
     rows are written once, so a view never changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 512) -> None:
         self._segments: list[_RawSegment] = []
+        # the next segment's size: it doubles up to RAW_SEGMENT_ROWS
+        self._grown = capacity
+
+    @property
+    def capacity(self) -> int:
+        """The size the next segment would get: a run that follows a frozen one starts at the
+        size its predecessor reached, so a busy tenant's newest minutes lie in one or two
+        segments, not in a ladder of small ones read one by one."""
+        return self._grown
 
     def append(self, chunk: HeadChunk) -> HeadChunk:
         """Copy `chunk` in; the same samples as a view into the segment that holds them."""
         last = self._segments[-1] if self._segments else None
         if last is None or last.free < len(chunk):
             # small tenants get small segments; a chunk bigger than a segment gets its own
-            grown = 2 * last.capacity if last is not None else 1024
-            last = _RawSegment(max(len(chunk), min(RAW_SEGMENT_ROWS, grown)))
+            self._grown = min(RAW_SEGMENT_ROWS, 2 * self._grown)
+            last = _RawSegment(max(len(chunk), self._grown))
             self._segments.append(last)
         return last.append(chunk)
 
@@ -314,13 +324,15 @@ def freeze_slices(
     the last minutes decodes one slice, not the hours the head holds."""
     series, timestamps, values = concatenated(chunks)
     size = len(series)
-    step = max(1, slice_samples)
+    # slices of equal size, as many as come nearest to `slice_samples` each: the samples that
+    # arrived while a freeze was wanted join the slice instead of making a tiny chunk of their
+    # own, which every read of that time would decode at a chunk's fixed cost
+    count = max(1, round(size / max(1, slice_samples)))
+    bounds = [size * k // count for k in range(count + 1)]
     return [
-        freeze(
-            [HeadChunk(series[a : a + step], timestamps[a : a + step], values[a : a + step])],
-            name_of,
-        )
-        for a in range(0, size, step)
+        freeze([HeadChunk(series[a:b], timestamps[a:b], values[a:b])], name_of)
+        for a, b in itertools.pairwise(bounds)
+        if b > a
     ]
 
 
