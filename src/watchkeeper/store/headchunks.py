@@ -10,6 +10,7 @@ alike.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import cramjam
 import numpy as np
 import numpy.typing as npt
 
+from watchkeeper.store.segment_cache import Decoded, SegmentCache
 from watchkeeper.store.series_index import (
     NameOf,
     SeriesIndex,
@@ -115,9 +117,11 @@ class FrozenChunk:
         ].astype(np.int64)
         return starts
 
-    def arrays(self, wanted: npt.NDArray[np.int64] | None = None) -> Arrays:
+    def arrays(
+        self, wanted: npt.NDArray[np.int64] | None = None, cache: SegmentCache | None = None
+    ) -> Arrays:
         """The samples, or those of the series `wanted` (ascending ids), series by series in
-        storage order."""
+        storage order; decoded segments are taken from and kept in `cache` when given."""
         positions = self.index.positions(wanted)
         starts, lengths = self.index.ranges_of(positions)
         series = np.repeat(self.index.ids[positions], lengths)
@@ -134,10 +138,14 @@ class FrozenChunk:
             # only the wanted rows are shuffled back and summed up, not the whole segment
             rows = plan.within[bounds[k] : bounds[k + 1]] - offset
             offset += sizes[k]
-            time_blob, value_blob = self.segments[unit]
-            decoded = np.frombuffer(memoryview(cramjam.zstd.decompress(time_blob)), np.int64)
+            time_frame, value_frame = self.segments[unit]
+            if cache is None:
+                decoded, planes = _decode(time_frame, value_frame)
+            else:
+                decoded, planes = cache.decoded(
+                    time_frame, functools.partial(_decode, time_frame, value_frame)
+                )
             deltas.append(decoded[rows])
-            planes = np.frombuffer(memoryview(cramjam.zstd.decompress(value_blob)), np.uint8)
             planes = planes.reshape(8, sizes[k])
             picked = planes if len(rows) == sizes[k] else planes[:, rows]
             values.append(picked.T.copy().view(np.float64).reshape(len(rows)))
@@ -161,6 +169,13 @@ class FrozenChunk:
         series, timestamps, values = self.arrays()
         keep = timestamps >= end
         return HeadChunk(series[keep], timestamps[keep], values[keep])
+
+
+def _decode(time_frame: bytes, value_frame: bytes) -> Decoded:
+    """A segment's time deltas and value byte planes."""
+    deltas = np.frombuffer(memoryview(cramjam.zstd.decompress(time_frame)), np.int64)
+    planes = np.frombuffer(memoryview(cramjam.zstd.decompress(value_frame)), np.uint8)
+    return deltas, planes
 
 
 RAW_SEGMENT_ROWS = 64 * 1024

@@ -13,6 +13,7 @@ from watchkeeper.model import Labels
 from watchkeeper.store.blocks import SortedPart
 from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk, concatenated
 from watchkeeper.store.ordering import INT64_MIN
+from watchkeeper.store.segment_cache import SegmentCache
 from watchkeeper.store.series_index import NameOf, gather_rows, storage_order
 from watchkeeper.store.types import SeriesColumns
 
@@ -87,11 +88,13 @@ def select(
     chunk: HeadChunk | FrozenChunk,
     wanted: npt.NDArray[np.int64],
     wanted_table: npt.NDArray[np.bool_],
+    cache: SegmentCache | None = None,
 ) -> Arrays:
     """A chunk's samples of the series `wanted` (ascending; `wanted_table[sid]` is True for
-    them, and as long as the largest), decoding only what a frozen chunk needs for them."""
+    them, and as long as the largest), decoding only what a frozen chunk needs for them (with
+    the decoded segments of `cache`)."""
     if isinstance(chunk, FrozenChunk):
-        return chunk.arrays(wanted)
+        return chunk.arrays(wanted, cache)
     if chunk.by_series is not None:
         rows = chunk.by_series.rows(wanted)
         return chunk.series[rows], chunk.timestamps[rows], chunk.values[rows]
@@ -107,15 +110,17 @@ def head_parts(
     sids: npt.NDArray[np.int64],
     start: int,
     end: int,
+    cache: SegmentCache | None = None,
 ) -> Iterator[Arrays]:
-    """The samples of the series `sids` (sorted) in [start, end], chunk by chunk."""
+    """The samples of the series `sids` (sorted) in [start, end], chunk by chunk, frozen ones
+    decoded through `cache`."""
     # a lookup table answers "is this sample's series wanted" in one pass (np.isin sorts)
     wanted_table = np.zeros(int(sids[-1]) + 1, dtype=bool)
     wanted_table[sids] = True
     for chunk in chunks:
         if chunk.max_time < start or chunk.min_time > end:
             continue
-        c_series, c_ts, c_values = select(chunk, sids, wanted_table)
+        c_series, c_ts, c_values = select(chunk, sids, wanted_table, cache)
         mask = (c_ts >= start) & (c_ts <= end)
         yield c_series[mask], c_ts[mask], c_values[mask]
 

@@ -36,6 +36,7 @@ from watchkeeper.store.heap import release_free_memory
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.reads import ReadSnapshot
+from watchkeeper.store.segment_cache import SegmentCache
 from watchkeeper.store.series_index import name_of
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
@@ -69,6 +70,7 @@ class MetricsDB:
         self._freeze_wanted = threading.Event()
         self._closing = False
         self._freezer_thread: threading.Thread | None = None
+        self.segment_cache = SegmentCache(options.head_cache_bytes)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -468,6 +470,7 @@ class MetricsDB:
                 [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
                 state.label_order,
+                self.segment_cache,
             )
             # under the lock that a merge or retention replaces blocks under, so the blocks are
             # held before they can be retired
