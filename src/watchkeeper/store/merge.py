@@ -99,10 +99,16 @@ def select(
         rows = chunk.by_series.rows(wanted)
         return chunk.series[rows], chunk.timestamps[rows], chunk.values[rows]
     series = chunk.series
-    in_range = series < len(wanted_table)
-    mask = in_range.copy()
-    mask[in_range] = wanted_table[series[in_range]]
-    return series[mask], chunk.timestamps[mask], chunk.values[mask]
+    try:
+        # one gather and one scan over the rows where the table covers every id in them (a
+        # raw segment being filled has no index yet: it is read this way every time)
+        rows = np.flatnonzero(wanted_table[series])
+    except IndexError:
+        in_range = series < len(wanted_table)
+        mask = in_range.copy()
+        mask[in_range] = wanted_table[series[in_range]]
+        rows = np.flatnonzero(mask)
+    return series[rows], chunk.timestamps[rows], chunk.values[rows]
 
 
 def head_parts(
@@ -111,11 +117,12 @@ def head_parts(
     start: int,
     end: int,
     cache: SegmentCache | None = None,
+    id_bound: int = 0,
 ) -> Iterator[Arrays]:
     """The samples of the series `sids` (sorted) in [start, end], chunk by chunk, frozen ones
-    decoded through `cache`."""
+    decoded through `cache`; `id_bound` is above every series id in `chunks`, if known."""
     # a lookup table answers "is this sample's series wanted" in one pass (np.isin sorts)
-    wanted_table = np.zeros(int(sids[-1]) + 1, dtype=bool)
+    wanted_table = np.zeros(max(int(sids[-1]) + 1, id_bound), dtype=bool)
     wanted_table[sids] = True
     for chunk in chunks:
         if chunk.max_time < start or chunk.min_time > end:

@@ -30,6 +30,7 @@ class ReadSnapshot:
     labels: dict[int, Labels]
     label_order: LabelOrder
     cache: SegmentCache | None = None  # decoded segments of frozen chunks
+    id_bound: int = 0  # above every series id in the chunks
 
     def batches(
         self, sids: npt.NDArray[np.int64], batch_samples: int
@@ -60,7 +61,9 @@ class ReadSnapshot:
         """The samples of `sids` (ascending) in [start, end], the series in label order."""
         parts = list(self.reader.parts(self.blocks, sids, start, end))
         head_s, head_t, head_v = [], [], []
-        for part_s, part_t, part_v in head_parts(self.chunks, sids, start, end, self.cache):
+        for part_s, part_t, part_v in head_parts(
+            self.chunks, sids, start, end, self.cache, self.id_bound
+        ):
             head_s.append(part_s)
             head_t.append(part_t)
             head_v.append(part_v)

@@ -471,6 +471,7 @@ class MetricsDB:
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
                 state.label_order,
                 self.segment_cache,
+                self._next_sid,  # ids are handed out in order: the chunks' are all below
             )
             # under the lock that a merge or retention replaces blocks under, so the blocks are
             # held before they can be retired
