@@ -88,6 +88,21 @@ def test_parse_errors_are_bad_data() -> None:
         engine.instant_query(_querier(), '{job=~".*"}', 0)
 
 
+def test_an_engine_parses_a_query_text_once_and_the_tree_serves_every_evaluation() -> None:
+    engine = Engine()
+    querier = _querier()
+    first = engine.instant_query(querier, "sum by (job) (up) * 2", 5 * MINUTE)
+    again = engine.instant_query(querier, "sum by (job) (up) * 2", 5 * MINUTE)
+    ranged = engine.range_query(querier, "sum by (job) (up) * 2", 0, 10 * MINUTE, 5 * MINUTE)
+    assert engine.parse.cache_info().hits == 2 and engine.parse.cache_info().misses == 1
+    assert first.series[0].values.tolist() == again.series[0].values.tolist() == [6.0]
+    assert ranged.series[0].values.tolist() == [6.0, 6.0, 6.0]
+    for _ in range(2):  # a parse error is never remembered as a tree
+        with pytest.raises(QueryParseError, match="parse error"):
+            engine.instant_query(querier, "sum(up", 0)
+    assert Engine().parse.cache_info().currsize == 0  # each engine has its own
+
+
 @pytest.mark.parametrize("batch_samples", [0, 5])
 def test_max_samples_limit_names_itself(batch_samples: int) -> None:
     # read in batches of 5 samples, a selector still counts all it holds

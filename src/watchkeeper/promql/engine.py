@@ -3,6 +3,7 @@ and hands back a result in the shape the Prometheus API returns."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,12 @@ class EngineOptions:
     batch_samples: int = 1_000_000
 
 
+# Parsed queries an engine remembers by their text: parsing and checking a dashboard query
+# takes 50-90 us, a tenth of a small instant query, and dashboards send the same texts on
+# every refresh. The trees are never changed by evaluation, so queries can share them.
+PARSED_QUERIES = 1024
+
+
 def parse(query: str) -> Any:
     """The query's AST; a QueryParseError naming the problem if it is not valid PromQL."""
     try:
@@ -55,6 +62,7 @@ class Engine:
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
+        self.parse = functools.lru_cache(maxsize=PARSED_QUERIES)(parse)
 
     def instant_query(
         self,
@@ -98,7 +106,7 @@ class Engine:
         timeout_s: float | None,
     ) -> QueryResult:
         """Evaluates `query` from start to end every step (an instant query has step 0)."""
-        expr = parse(rewrite_durations(query, step_ms, end_ms - start_ms))
+        expr = self.parse(rewrite_durations(query, step_ms, end_ms - start_ms))
         options = self.options
         timeout = options.timeout_s if timeout_s is None else min(timeout_s, options.timeout_s)
         ctx = EvalContext(
