@@ -486,17 +486,21 @@ def test_a_cut_leaves_newer_frozen_chunks_as_they_are_and_refreezes_the_one_it_s
     db.close()
 
 
-def test_big_block_reads_decode_a_column_at_a_time_to_the_same_samples(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("group_rows", [0, 1000, 2500])
+def test_big_block_reads_decode_a_few_row_groups_at_a_time_to_the_same_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_rows: int
 ) -> None:
+    monkeypatch.setattr(blocks, "ROW_GROUP_ROWS", 450)  # 6,000 samples in 14 row groups
     db = _open(tmp_path)
     db.append("default", _grid(30, 200))
     db.compact(force=True)
-    expected = _all(db)
-    some = _all(db, selector="{__name__='m', i=~'1.*|7'}")
-    monkeypatch.setattr(blocks, "COLUMN_AT_A_TIME_ROWS", 0)  # every read takes that way
+    selectors = ["{__name__='m', i=~'1.*|7'}", "{__name__='m', i=~'2|29'}", "{__name__='m'}"]
+    # one call for every row group a read touches
+    monkeypatch.setattr(blocks, "GROUP_ROWS", 10**9)
+    expected = [_all(db, selector=s) for s in selectors]
+    assert [len(e) for e in expected] == [12, 2, 30]
+    # one row group at a time (0), or a few, keeping each group's wanted rows
+    monkeypatch.setattr(blocks, "GROUP_ROWS", group_rows)
     db._blocks.reader.close()
-    assert _all(db) == expected
-    assert _all(db, selector="{__name__='m', i=~'1.*|7'}") == some
-    assert len(some) == 12
+    assert [_all(db, selector=s) for s in selectors] == expected
     db.close()

@@ -263,9 +263,13 @@ class _BlockIndex:
 
 
 _COLUMNS = ["tdelta", "mdelta", "fdelta"]
-# reads decoding more rows than this take the columns one at a time (a few row groups' worth:
-# small reads keep the single call, whose fixed cost is most of their time)
-COLUMN_AT_A_TIME_ROWS = 128 * 1024
+# Reads decoding more rows than this decode them a few row groups at a time, keeping the wanted
+# rows of each before the next: a read holds its own samples plus one group decoded, not every
+# row of every row group it touches. That matters where the wanted series are spread among
+# others: 36 of a metric's 288 series over 24 h touched every row group of the metric, 5.5 M
+# rows decoded for 104 K wanted, a 105 MiB peak. (Small reads keep one call, whose fixed cost
+# is most of their time.)
+GROUP_ROWS = 128 * 1024
 
 
 class BlockReader:
@@ -343,27 +347,48 @@ class BlockReader:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty.copy(), np.empty(0, dtype=np.float64)
         units = np.asarray(plan.units, dtype=np.int64)
-        rows = int((index.row_group_starts[units + 1] - index.row_group_starts[units]).sum())
-        whole = len(plan.within) == rows
-        # A big read decodes one column at a time, so that only one is held undecoded and
-        # whole next to the wanted rows: the 24 h reads of merged blocks peak lower.
-        groups = [_COLUMNS] if rows <= COLUMN_AT_A_TIME_ROWS else [[name] for name in _COLUMNS]
-        arrays: list[npt.NDArray[Any]] = []
+        sizes = index.row_group_starts[units + 1] - index.row_group_starts[units]
+        # where each unit's wanted rows begin among plan.within, and its first decoded row
+        decoded_at = np.zeros(len(units) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=decoded_at[1:])
+        wanted_at = np.searchsorted(plan.within, decoded_at)
+        pieces: list[list[npt.NDArray[Any]]] = [[], [], [], []]
         with pq.ParquetFile(block.path / SAMPLES_FILE, metadata=index.metadata) as file:
-            for names in groups:
-                table = file.read_row_groups(plan.units, columns=names, use_threads=False)
-                for name in names:
-                    for array in _decoded(name, table.column(name)):
-                        arrays.append(array if whole else array[plan.within])
+            for first, last in _groups(sizes, GROUP_ROWS):
+                rows = plan.within[wanted_at[first] : wanted_at[last]] - decoded_at[first]
+                whole = len(rows) == decoded_at[last] - decoded_at[first]
+                table = file.read_row_groups(
+                    plan.units[first:last], columns=_COLUMNS, use_threads=False
+                )
+                decoded = [a for name in _COLUMNS for a in _decoded(name, table.column(name))]
                 del table
-        tdelta, mdelta, decimal, fdelta = arrays
-        del arrays
+                for piece, array in zip(pieces, decoded, strict=True):
+                    piece.append(array if whole else array[rows])
+                del decoded
+        tdelta, mdelta, decimal, fdelta = (
+            p[0] if len(p) == 1 else np.concatenate(p) for p in pieces
+        )
+        del pieces
         values = valuecodec.decode(series, exponents, mdelta, decimal, fdelta)
         return series, valuecodec.unchain(series, tdelta), values
 
     def close(self) -> None:
         with self._lock:
             self._indexes.clear()
+
+
+def _groups(sizes: npt.NDArray[np.int64], most: int) -> list[tuple[int, int]]:
+    """Consecutive units [first, last) of at most `most` rows together (a bigger unit alone)."""
+    groups = []
+    first = 0
+    total = 0
+    for k, size in enumerate(sizes.tolist()):
+        if k > first and total + size > most:
+            groups.append((first, k))
+            first, total = k, 0
+        total += size
+    groups.append((first, len(sizes)))
+    return groups
 
 
 def _decoded(name: str, column: pa.ChunkedArray) -> list[npt.NDArray[Any]]:
