@@ -407,6 +407,8 @@ def start_and_load(
     setattr(args, name, binary)
     workdir = Path(tempfile.mkdtemp(prefix=f"wk-promql-{name}-", dir=args.tmpdir))
     server = _make_server(name, args, workdir, workload.series)
+    if name == "watchkeeper" and args.read_cache_bytes is not None:
+        server.env["WATCHKEEPER_STORAGE__READ_CACHE_BYTES"] = str(args.read_cache_bytes)
     target = Target(name, server, workdir, version=_version(name, binary))
 
     def cleanup() -> None:
@@ -728,6 +730,15 @@ def build_parser() -> argparse.ArgumentParser:
         "%(default)s)",
     )
     run.add_argument(
+        "--read-cache-bytes",
+        type=int,
+        default=None,
+        help="watchkeeper's storage.read_cache_bytes, the decoded samples it keeps for queries "
+        "that read them again (default: the server's, 64 MiB). The timed runs follow a "
+        "warm-up, as dashboard refreshes follow each other; 0 measures every read decoding "
+        "afresh",
+    )
+    run.add_argument(
         "--api-wait",
         type=float,
         default=0.0,
@@ -795,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{format_duration_ms(args.step_24h)}); {args.warmup} warm-up + {args.repeat} timed "
         f"runs each, alternating targets; RSS sampled every {args.sample_ms} ms\n"
         f"machine: {os.cpu_count()} CPUs (client and both servers share them)\n"
+        "watchkeeper storage.read_cache_bytes: "
+        f"{'default' if args.read_cache_bytes is None else args.read_cache_bytes}\n"
     )
     out.flush()
 

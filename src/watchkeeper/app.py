@@ -81,7 +81,7 @@ class Watchkeeper:
                 out_of_order_window_ms=storage.out_of_order_time_window,
                 wal_segment_bytes=storage.wal_segment_bytes,
                 max_series_per_tenant=config.limits.max_series_per_tenant,
-                head_cache_bytes=storage.head_cache_bytes,
+                read_cache_bytes=storage.read_cache_bytes,
             ),
             observe_fsync=self.instruments.wal_fsync.observe,
         )

@@ -61,12 +61,13 @@ class StorageConfig(_Section):
     wal_segment_bytes: int = Field(
         64 * 1024 * 1024, ge=1024 * 1024, description="Size at which a WAL segment file is closed."
     )
-    head_cache_bytes: int = Field(
-        32 * 1024 * 1024,
+    read_cache_bytes: int = Field(
+        64 * 1024 * 1024,
         ge=0,
-        description="Memory for decoded segments of the compressed in-memory head, kept for "
-        "the queries that read them again (dashboards re-read the same recent minutes on "
-        "every refresh). 0 keeps none.",
+        description="Memory for samples queries decoded (from the compressed in-memory head "
+        "and from blocks), kept for the queries that read them again: dashboards re-read the "
+        "same series over the same hours on every refresh. Least recently used first out; a "
+        "read over an eighth of this is not kept. 0 keeps none.",
     )
     compaction_check_interval: DurationMs = Field(
         parse_duration("30s"), description="How often the head is checked for cutting blocks."

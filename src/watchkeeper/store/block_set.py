@@ -21,6 +21,7 @@ from watchkeeper.store.blocks import (
     upgrade,
     write_block,
 )
+from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.series_index import name_of
 from watchkeeper.store.tenant import TenantState
 from watchkeeper.store.types import StorageOptions
@@ -29,8 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class BlockSet:
-    def __init__(self, options: StorageOptions) -> None:
+    def __init__(self, options: StorageOptions, cache: ReadCache | None = None) -> None:
         self.reader = BlockReader()
+        self._cache = cache  # reads of blocks kept for queries: dropped with the block
         self._leases = BlockLeases()
         longest = options.max_block_duration_ms
         self._merge_ranges = merge_ranges(
@@ -87,7 +89,7 @@ class BlockSet:
         """Delete the retired blocks no read holds any more."""
         for block in self._leases.collect():
             delete_block(block)
-            self.reader.forget(block)
+            self.reader.forget(block, self._cache)
 
     def close(self) -> None:
         self.delete_unused()

@@ -20,6 +20,7 @@ them in place; the store itself reads them with pyarrow, row group by row group.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 from watchkeeper.model.labels import labels_from_key, metric_name
 from watchkeeper.store import valuecodec
+from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.series_index import SeriesIndex, plan_units, storage_sort
 from watchkeeper.store.wal import fsync_dir
 
@@ -287,11 +289,19 @@ class BlockReader:
         series: npt.NDArray[np.int64],
         start: int,
         end: int,
+        cache: ReadCache | None = None,
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
         """The samples of `series` (ascending ids) in [start, end], one part per block in the
-        order given, each holding its series in storage order, each series time-sorted."""
+        order given, each holding its series in storage order, each series time-sorted; each
+        block's read of `series` taken from and kept in `cache` when given."""
         for block in blocks:
-            got_s, got_t, got_v = self._read_block(block, series)
+            if cache is None:
+                got_s, got_t, got_v = self._read_block(block, series)
+            else:
+                index = self._index(block)
+                got_s, got_t, got_v = cache.get(
+                    index, series.tobytes(), functools.partial(self._read_block, block, series)
+                )
             keep = (got_t >= start) & (got_t <= end)
             if not keep.all():
                 got_s, got_t, got_v = got_s[keep], got_t[keep], got_v[keep]
@@ -306,10 +316,12 @@ class BlockReader:
         """The samples each of `series` (ascending ids) has in the block."""
         return self._index(block).series.row_counts(series)
 
-    def forget(self, block: BlockMeta) -> None:
-        """Drop a deleted block's index."""
+    def forget(self, block: BlockMeta, cache: ReadCache | None = None) -> None:
+        """Drop a deleted block's index, and what `cache` holds of it."""
         with self._lock:
-            self._indexes.pop(block.path, None)
+            index = self._indexes.pop(block.path, None)
+        if index is not None and cache is not None:
+            cache.drop(index)
 
     def _index(self, block: BlockMeta) -> _BlockIndex:
         with self._lock:

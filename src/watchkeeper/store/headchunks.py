@@ -15,12 +15,13 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import cramjam
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.store.segment_cache import Decoded, SegmentCache
+from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.series_index import (
     NameOf,
     SeriesIndex,
@@ -118,7 +119,7 @@ class FrozenChunk:
         return starts
 
     def arrays(
-        self, wanted: npt.NDArray[np.int64] | None = None, cache: SegmentCache | None = None
+        self, wanted: npt.NDArray[np.int64] | None = None, cache: ReadCache | None = None
     ) -> Arrays:
         """The samples, or those of the series `wanted` (ascending ids), series by series in
         storage order; decoded segments are taken from and kept in `cache` when given."""
@@ -142,8 +143,8 @@ class FrozenChunk:
             if cache is None:
                 decoded, planes = _decode(time_frame, value_frame)
             else:
-                decoded, planes = cache.decoded(
-                    time_frame, functools.partial(_decode, time_frame, value_frame)
+                decoded, planes = cache.get(
+                    time_frame, None, functools.partial(_decode, time_frame, value_frame)
                 )
             deltas.append(decoded[rows])
             planes = planes.reshape(8, sizes[k])
@@ -171,7 +172,7 @@ class FrozenChunk:
         return HeadChunk(series[keep], timestamps[keep], values[keep])
 
 
-def _decode(time_frame: bytes, value_frame: bytes) -> Decoded:
+def _decode(time_frame: bytes, value_frame: bytes) -> tuple[npt.NDArray[Any], ...]:
     """A segment's time deltas and value byte planes."""
     deltas = np.frombuffer(memoryview(cramjam.zstd.decompress(time_frame)), np.int64)
     planes = np.frombuffer(memoryview(cramjam.zstd.decompress(value_frame)), np.uint8)

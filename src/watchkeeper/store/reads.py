@@ -14,7 +14,7 @@ from watchkeeper.store.blocks import BlockMeta, BlockReader
 from watchkeeper.store.headchunks import FrozenChunk, HeadChunk
 from watchkeeper.store.label_order import LabelOrder
 from watchkeeper.store.merge import columns_in_label_order, head_parts, merge_parts
-from watchkeeper.store.segment_cache import SegmentCache
+from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.series_index import name_of, storage_order
 from watchkeeper.store.types import SeriesColumns
 
@@ -29,7 +29,7 @@ class ReadSnapshot:
     chunks: list[HeadChunk | FrozenChunk]
     labels: dict[int, Labels]
     label_order: LabelOrder
-    cache: SegmentCache | None = None  # decoded segments of frozen chunks
+    cache: ReadCache | None = None  # decoded head segments and block reads
     id_bound: int = 0  # above every series id in the chunks
 
     def batches(
@@ -59,7 +59,7 @@ class ReadSnapshot:
 
     def read(self, sids: npt.NDArray[np.int64], start: int, end: int) -> SeriesColumns:
         """The samples of `sids` (ascending) in [start, end], the series in label order."""
-        parts = list(self.reader.parts(self.blocks, sids, start, end))
+        parts = list(self.reader.parts(self.blocks, sids, start, end, self.cache))
         head_s, head_t, head_v = [], [], []
         for part_s, part_t, part_v in head_parts(
             self.chunks, sids, start, end, self.cache, self.id_bound

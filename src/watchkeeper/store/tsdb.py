@@ -35,8 +35,8 @@ from watchkeeper.store.headchunks import HeadChunk, after_cut, concatenated, fre
 from watchkeeper.store.heap import release_free_memory
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
+from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.reads import ReadSnapshot
-from watchkeeper.store.segment_cache import SegmentCache
 from watchkeeper.store.series_index import name_of
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
@@ -64,13 +64,13 @@ class MetricsDB:
         self._append_lock = threading.Lock()
         self._state_lock = threading.RLock()
         self._compaction_lock = threading.Lock()
-        self._blocks = BlockSet(options)
+        self.read_cache = ReadCache(options.read_cache_bytes)
+        self._blocks = BlockSet(options, self.read_cache)
         # Floors raised by a compaction in progress: appends below them are out of bounds.
         self._cut_floor: dict[str, int] = {}
         self._freeze_wanted = threading.Event()
         self._closing = False
         self._freezer_thread: threading.Thread | None = None
-        self.segment_cache = SegmentCache(options.head_cache_bytes)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -470,7 +470,7 @@ class MetricsDB:
                 [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
                 {int(s): state.labels[int(s)] for s in sids.tolist()},
                 state.label_order,
-                self.segment_cache,
+                self.read_cache,
                 self._next_sid,  # ids are handed out in order: the chunks' are all below
             )
             # under the lock that a merge or retention replaces blocks under, so the blocks are

@@ -23,8 +23,8 @@ class StorageOptions:
     # longest block that merging makes (block_merge.py); None: a tenth of the retention, at
     # most 31 days
     max_block_duration_ms: int | None = None
-    # decoded frozen head segments kept for later reads (segment_cache.py); 0 keeps none
-    head_cache_bytes: int = 32 * 1024 * 1024
+    # decoded head segments and block reads kept for later reads (read_cache.py); 0: none
+    read_cache_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass
