@@ -236,25 +236,26 @@ class RawRun:
     hundred of them before a freeze), skipping the segments older than its range. A segment's
     rows are written once, so a view never changes."""
 
-    def __init__(self, capacity: int = 512) -> None:
+    def __init__(self, reached: int = 512) -> None:
         self._segments: list[_RawSegment] = []
-        # the next segment's size: it doubles up to RAW_SEGMENT_ROWS
-        self._grown = capacity
+        # the size segments have reached: each new one is twice the last, up to
+        # RAW_SEGMENT_ROWS (the first of a new run twice `reached`, so 1 Ki by default)
+        self._reached = reached
 
     @property
-    def capacity(self) -> int:
-        """The size the next segment would get: a run that follows a frozen one starts at the
-        size its predecessor reached, so a busy tenant's newest minutes lie in one or two
-        segments, not in a ladder of small ones read one by one."""
-        return self._grown
+    def reached(self) -> int:
+        """The size segments have reached. The run that replaces this one after a freeze or a
+        cut starts from it, so a busy tenant's newest minutes lie in one or two segments, not
+        in a ladder of small ones that every read of them visits one by one."""
+        return self._reached
 
     def append(self, chunk: HeadChunk) -> HeadChunk:
         """Copy `chunk` in; the same samples as a view into the segment that holds them."""
         last = self._segments[-1] if self._segments else None
         if last is None or last.free < len(chunk):
             # small tenants get small segments; a chunk bigger than a segment gets its own
-            self._grown = min(RAW_SEGMENT_ROWS, 2 * self._grown)
-            last = _RawSegment(max(len(chunk), self._grown))
+            self._reached = min(RAW_SEGMENT_ROWS, 2 * self._reached)
+            last = _RawSegment(max(len(chunk), self._reached))
             self._segments.append(last)
         return last.append(chunk)
 

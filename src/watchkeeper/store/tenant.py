@@ -53,7 +53,7 @@ class TenantState:
 
     def reset_head(self) -> None:
         self.chunks = []
-        self.raw = RawRun(self.raw.capacity)
+        self.raw = RawRun(self.raw.reached)
         self.head_samples = 0
         self.raw_samples = 0
         self.head_min_time = INT64_MAX
@@ -88,7 +88,7 @@ class TenantState:
         self.raw_samples -= sum(len(f) for f in frozen)
         # the raw chunks that came in meanwhile move to a new run; the old one goes
         after = start + len(frozen)
-        self.raw = RawRun(self.raw.capacity)
+        self.raw = RawRun(self.raw.reached)
         self.chunks[after:] = [self._raw_view(c) for c in self.chunks[after:]]
         return True
 
