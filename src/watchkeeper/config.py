@@ -141,7 +141,7 @@ class QueryConfig(_Section):
         "--query.lookback-delta). A request's `lookback_delta` parameter overrides it.",
     )
     batch_samples: int = Field(
-        1_000_000,
+        500_000,
         ge=0,
         description="A selector whose series a query works on one by one (inside a function "
         "such as rate(), or on its own) is read and evaluated in batches of whole series of "

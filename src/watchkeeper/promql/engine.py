@@ -31,7 +31,7 @@ class EngineOptions:
     default_subquery_step_ms: int = 60_000
     # a selector whose series are worked on one by one is read in batches of about this many
     # samples, so a query over many long series never holds them all (0: all at once)
-    batch_samples: int = 1_000_000
+    batch_samples: int = 500_000
 
 
 # Parsed queries an engine remembers by their text: parsing and checking a dashboard query
