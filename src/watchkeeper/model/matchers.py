@@ -7,6 +7,7 @@ empty string, so `{foo=""}` selects series without `foo` and `{foo=~".*"}` selec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -29,6 +30,29 @@ def compile_anchored(pattern: str) -> Any:
         return re2.compile(f"^(?s:{pattern})$", options)
     except re2.error as err:
         raise ValueError(f"invalid regular expression {pattern!r}: {err}") from None
+
+
+# Go's regexp template variables: $$, ${name} and $name, a name being letters, digits and
+# underscores (a `$` followed by anything else is kept as it is)
+_GO_TEMPLATE = re.compile(r"\$(?:(\$)|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+def expand_template(template: str, match: Any) -> str:
+    """Go's regexp Expand, as label_replace and relabelling use it: `$1`, `${1}`, `$name`,
+    `${name}`; `$$` is a dollar sign; a group that does not exist or did not take part expands
+    to nothing. `$1x` names the group `1x`, as in Go, so write `${1}x`."""
+
+    def group(found: re.Match[str]) -> str:
+        if found.group(1) is not None:
+            return "$"
+        name = found.group(2) if found.group(2) is not None else found.group(3)
+        try:
+            value = match.group(int(name)) if name.isdigit() else match.group(name)
+        except (IndexError, KeyError, ValueError, re2.error):
+            return ""
+        return value or ""
+
+    return _GO_TEMPLATE.sub(group, template)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import promql_parser as pp
-import re2
 
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
-from watchkeeper.model.matchers import compile_anchored
+from watchkeeper.model.matchers import compile_anchored, expand_template
 from watchkeeper.promql import aggregations, histograms, range_functions
 from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError
@@ -425,26 +424,6 @@ def _sort_by_label(descending: bool) -> Handler:
 # -- labels
 
 
-_GO_TEMPLATE = re.compile(r"\$(\$|\{([^}]*)\}|([A-Za-z0-9_]+))")
-
-
-def expand_replacement(template: str, match: Any) -> str:
-    """Go's regexp Expand: `$1`, `${1}`, `$name`, `${name}`; `$$` is a dollar sign; a group
-    that does not exist expands to nothing. `$1x` names the group `1x`, as in Go."""
-
-    def group(found: re.Match[str]) -> str:
-        if found.group(1) == "$":
-            return "$"
-        name = found.group(2) if found.group(2) is not None else found.group(3)
-        try:
-            value = match.group(int(name)) if name.isdigit() else match.group(name)
-        except (IndexError, KeyError, ValueError, re2.error):
-            return ""
-        return value or ""
-
-    return _GO_TEMPLATE.sub(group, template)
-
-
 def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
     vector = ev.eval_vector(args[0])
     dst, replacement, src, pattern = (_string_arg(ev, a) for a in args[1:5])
@@ -457,7 +436,7 @@ def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
 
     def replaced(values: dict[str, str]) -> str | None:
         match = regex.match(values.get(src, ""))
-        return None if match is None else expand_replacement(replacement, match)
+        return None if match is None else expand_template(replacement, match)
 
     return _with_label(vector, dst, replaced)
 
