@@ -89,3 +89,13 @@ def test_legacy_name_validation_refuses_what_utf8_allows() -> None:
     assert relabel(labels_from_dict({"a": "bc"}), [rule]) == labels_from_dict(
         {"a": "bc", "x_bc": "bc"}
     )
+
+
+def test_yaml_values_that_are_not_strings_are_read_as_their_text() -> None:
+    # `regex: 200` is a number to YAML, `separator:` with nothing after it is null
+    rules = parse_rules(
+        [{"source_labels": ["code", "x"], "separator": None, "regex": 200, "action": "keep"}]
+    )
+    assert relabel(labels_from_dict({"code": "200"}), rules) == labels_from_dict({"code": "200"})
+    assert relabel(labels_from_dict({"code": "20", "x": "0"}), rules) is not None
+    assert relabel(labels_from_dict({"code": "404"}), rules) is None

@@ -114,16 +114,21 @@ class RelabelRule:
         modulus = raw.get("modulus", 0)
         if not isinstance(modulus, int) or isinstance(modulus, bool) or modulus < 0:
             raise RelabelError(f"modulus must be a non-negative integer, not {modulus!r}")
-        regex = raw.get("regex", DEFAULT_REGEX)
+
+        def text(name: str, default: str) -> str:
+            # YAML gives numbers for `regex: 200` and None for an empty value
+            value = raw.get(name, default)
+            return "" if value is None else str(value)
+
         try:
             rule = cls(
                 action=action,
                 source_labels=tuple(str(s) for s in (sources or ())),
-                separator=str(raw.get("separator", DEFAULT_SEPARATOR)),
-                regex="" if regex is None else str(regex),
+                separator=text("separator", DEFAULT_SEPARATOR),
+                regex=text("regex", DEFAULT_REGEX),
                 modulus=modulus,
-                target_label=str(raw.get("target_label", "")),
-                replacement=str(raw.get("replacement", DEFAULT_REPLACEMENT)),
+                target_label=text("target_label", ""),
+                replacement=text("replacement", DEFAULT_REPLACEMENT),
                 scheme=scheme,
             )
         except ValueError as err:  # the regex does not compile
