@@ -372,7 +372,7 @@ class BlockReader:
                 table = file.read_row_groups(
                     plan.units[first:last], columns=_COLUMNS, use_threads=False
                 )
-                decoded = [a for name in _COLUMNS for a in _decoded(name, table.column(name))]
+                decoded = _decoded_columns(table)
                 del table
                 for piece, array in zip(pieces, decoded, strict=True):
                     piece.append(array if whole else array[rows])
@@ -403,14 +403,15 @@ def _groups(sizes: npt.NDArray[np.int64], most: int) -> list[tuple[int, int]]:
     return groups
 
 
-def _decoded(name: str, column: pa.ChunkedArray) -> list[npt.NDArray[Any]]:
-    """A samples column as reads use it: `fdelta` as (is-decimal, float differences), a null
-    marking a decimal row; the others as they are."""
-    if name != "fdelta":
-        return [np.asarray(column.to_numpy(), dtype=np.int64)]
+def _decoded_columns(table: pa.Table) -> list[npt.NDArray[Any]]:
+    """The samples columns as reads use them: time differences, mantissa differences,
+    is-decimal (a null `fdelta` marks a decimal row) and float differences."""
+    fdelta = table.column("fdelta")
     return [
-        np.asarray(column.is_null().to_numpy(), dtype=bool),
-        np.asarray(pc.fill_null(column, 0).to_numpy(), dtype=np.int64),
+        np.asarray(table.column("tdelta").to_numpy(), dtype=np.int64),
+        np.asarray(table.column("mdelta").to_numpy(), dtype=np.int64),
+        np.asarray(fdelta.is_null().to_numpy(), dtype=bool),
+        np.asarray(pc.fill_null(fdelta, 0).to_numpy(), dtype=np.int64),
     ]
 
 
@@ -421,7 +422,7 @@ def upgrade(block: BlockMeta) -> BlockMeta:
     table = pq.read_table(block.path / SAMPLES_FILE)
     series = np.asarray(table.column("series_id").to_numpy(), dtype=np.int64)
     exponents = np.asarray(table.column("exp").to_numpy(), dtype=np.int8)
-    tdelta, mdelta, decimal, fdelta = [a for n in _COLUMNS for a in _decoded(n, table.column(n))]
+    tdelta, mdelta, decimal, fdelta = _decoded_columns(table)
     del table
     values = valuecodec.decode(series, exponents, mdelta, decimal, fdelta)
     timestamps = valuecodec.unchain(series, tdelta)
