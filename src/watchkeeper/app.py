@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from watchkeeper.api import ApiContext, Instruments, create_api
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.config import Config, ConfigError
 from watchkeeper.ingest import RemoteWriteDecoder, RemoteWriteLimits
+from watchkeeper.ingest.scrape import ScrapeLimits, ScrapeManager
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
@@ -65,9 +67,13 @@ def check_security(config: Config) -> None:
 
 
 class Watchkeeper:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None) -> None:
+        """`reload_config` reads the configuration again (SIGHUP, POST /-/reload); without
+        one, a reload applies the configuration the server started with."""
         check_security(config)
         self.config = config
+        self._reload_config = reload_config or (lambda: config)
+        self._reload_lock = asyncio.Lock()
         self.registry = CollectorRegistry()
         self.instruments = Instruments(self.registry)
         storage = config.storage
@@ -108,6 +114,19 @@ class Watchkeeper:
                 batch_samples=query.batch_samples,
             )
         )
+        self.scrape = ScrapeManager(
+            self.store,
+            config.scrape.tenant,
+            # a scrape is held to what a remote_write request is held to
+            ScrapeLimits(
+                body_size_limit=limits.max_decompressed_body_bytes,
+                sample_limit=limits.max_samples_per_request,
+                label_limit=limits.max_labels_per_series,
+                label_name_length_limit=limits.max_label_name_length,
+                label_value_length_limit=limits.max_label_value_length,
+            ),
+            user_agent=f"watchkeeper/{__version__}",
+        )
         self.query_gate = QueryGate(query.max_concurrent)
         self.instruments.queries_running.set_function(lambda: self.query_gate.running)
         self.instruments.queries_queued.set_function(lambda: self.query_gate.queued)
@@ -127,6 +146,8 @@ class Watchkeeper:
                 query_executor=self.query_executor,
                 instruments=self.instruments,
                 version=__version__,
+                scrape=self.scrape,
+                reload=self.reload,
             )
         )
         self.api.router.lifespan_context = self._lifespan
@@ -154,6 +175,10 @@ class Watchkeeper:
 
     async def start(self) -> None:
         """Start the background loops (storage is open)."""
+        await self.scrape.apply(self.config.scrape_jobs())
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            # only where the event loop runs in the main thread (the server, not every test)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         interval = self.config.storage.compaction_check_interval / 1000
         self._tasks.append(asyncio.create_task(self._every(interval, self._maintain)))
         monitoring = self.config.self_monitoring
@@ -165,7 +190,39 @@ class Watchkeeper:
                 )
             )
 
+    async def reload(self) -> None:
+        """Read the configuration again and apply what can change while running: the scrape
+        jobs. Raises ConfigError, with nothing changed, if the new configuration is invalid."""
+        async with self._reload_lock:
+            config = await asyncio.to_thread(self._reload_config)
+            try:
+                jobs = config.scrape_jobs()
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            await self.scrape.apply(jobs)
+            static = {"scrape", "scrape_configs"}
+            changed = [
+                key
+                for key in type(config).model_fields
+                if key not in static and getattr(config, key) != getattr(self.config, key)
+            ]
+            if changed:
+                log.warning("reload: changes to %s take effect at restart", ", ".join(changed))
+            log.info("configuration reloaded: %d scrape jobs", len(jobs))
+
+    def _reload_on_signal(self) -> None:
+        async def reload() -> None:
+            try:
+                await self.reload()
+            except ConfigError as err:
+                log.error("reload on SIGHUP failed, the previous configuration stays: %s", err)
+
+        self._tasks.append(asyncio.create_task(reload()))
+
     async def stop(self) -> None:
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await self.scrape.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

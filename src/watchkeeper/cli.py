@@ -127,13 +127,15 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every scrape request at INFO; a scrape's failure shows in /api/v1/targets
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     _tune_allocators()
     # heavy imports only when serving, after the allocator settings
     from watchkeeper.app import Watchkeeper  # noqa: PLC0415
     from watchkeeper.store import WALFailedError  # noqa: PLC0415
 
     config = _load(args)
-    app = Watchkeeper(config)
+    app = Watchkeeper(config, reload_config=lambda: _load(args))
     print(
         f"watchkeeper {__version__} listening on http://{config.listen} "
         f"(data in {config.data_dir.resolve()}, auth {'on' if config.auth.tokens else 'off'})",

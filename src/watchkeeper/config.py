@@ -13,12 +13,25 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from watchkeeper.model import NameValidation, parse_duration
+
+if TYPE_CHECKING:
+    from watchkeeper.ingest.scrape import ScrapeConfig
 
 ENV_PREFIX = "WATCHKEEPER_"
 
@@ -205,6 +218,27 @@ class SelfMonitoringConfig(_Section):
     tenant: str = Field("default", description="Tenant that receives them.")
 
 
+class ScrapeSection(_Section):
+    interval: DurationMs = Field(
+        parse_duration("1m"),
+        description="scrape_interval of jobs that set none (Prometheus' global.scrape_interval).",
+    )
+    timeout: DurationMs = Field(
+        parse_duration("10s"),
+        description="scrape_timeout of jobs that set none, at most their interval "
+        "(global.scrape_timeout).",
+    )
+    tenant: str = Field("default", description="Tenant that scraped samples are stored under.")
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> ScrapeSection:
+        if self.interval <= 0:
+            raise ValueError("interval must be more than 0")
+        if self.timeout > self.interval:
+            raise ValueError("global scrape timeout greater than scrape interval")
+        return self
+
+
 class Config(_Section):
     listen: str = Field("127.0.0.1:9900", description="HOST:PORT the HTTP server binds.")
     data_dir: Path = Field(Path("./watchkeeper-data"), description="Where all data lives.")
@@ -220,6 +254,30 @@ class Config(_Section):
     self_monitoring: SelfMonitoringConfig = Field(
         default_factory=SelfMonitoringConfig  # type: ignore[arg-type]
     )
+    scrape: ScrapeSection = Field(default_factory=ScrapeSection)  # type: ignore[arg-type]
+    scrape_configs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Jobs to scrape, in Prometheus' scrape_configs format (paste them from "
+        "prometheus.yml; docs/scraping.md). Reloaded on SIGHUP and POST /-/reload.",
+    )
+    # the directory of the config file: relative paths in scrape_configs are taken from it
+    _source_dir: Path | None = PrivateAttr(None)
+
+    @field_validator("scrape_configs")
+    @classmethod
+    def _valid_scrape_jobs(cls, value: list[dict[str, Any]], info: ValidationInfo) -> Any:
+        scrape = info.data.get("scrape")
+        scheme = info.data.get("metric_name_validation_scheme")
+        if scrape is not None and scheme is not None:  # else their own errors are reported
+            _scrape_jobs(value, scrape, scheme, None)
+        return value
+
+    def scrape_jobs(self) -> list[ScrapeConfig]:
+        """The parsed, checked scrape jobs; relative paths are taken from the config file's
+        directory, as Prometheus takes them."""
+        return _scrape_jobs(
+            self.scrape_configs, self.scrape, self.metric_name_validation_scheme, self._source_dir
+        )
 
     @field_validator("listen")
     @classmethod
@@ -244,6 +302,28 @@ class Config(_Section):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+def _scrape_jobs(
+    raw: list[dict[str, Any]], scrape: ScrapeSection, scheme: NameValidation, base: Path | None
+) -> list[ScrapeConfig]:
+    # Imported here: the config is read before the server's allocator settings, which must
+    # come before the ingest modules import pyarrow (cli._tune_allocators).
+    from watchkeeper.ingest.scrape import (  # noqa: PLC0415
+        ScrapeConfigError,
+        ScrapeDefaults,
+        parse_scrape_configs,
+    )
+
+    defaults = ScrapeDefaults(
+        scrape_interval_ms=scrape.interval,
+        scrape_timeout_ms=scrape.timeout,
+        name_validation=scheme,
+    )
+    try:
+        return parse_scrape_configs(raw, defaults, base)
+    except ScrapeConfigError as err:
+        raise ValueError(str(err)) from None
 
 
 class ConfigError(Exception):
@@ -316,6 +396,9 @@ def load_config(
         source = f"{source} (with WATCHKEEPER_* environment overrides)"
     merged = _merge(_merge(raw, env), overrides or {})
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_describe(err, source)) from None
+    if path is not None:
+        config._source_dir = path.resolve().parent
+    return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.instruments import Instruments
 from watchkeeper.config import Config
 from watchkeeper.ingest import RemoteWriteDecoder
+from watchkeeper.ingest.scrape import ScrapeManager
 from watchkeeper.promql import Engine, QueryGate
 from watchkeeper.store import AuditLog, MetricsDB
 
@@ -27,3 +29,6 @@ class ApiContext:
     query_executor: Executor
     instruments: Instruments
     version: str
+    scrape: ScrapeManager
+    # reads the configuration again and applies it (raises ConfigError)
+    reload: Callable[[], Awaitable[None]]
