@@ -223,10 +223,10 @@ class ScrapeSection(_Section):
         parse_duration("1m"),
         description="scrape_interval of jobs that set none (Prometheus' global.scrape_interval).",
     )
-    timeout: DurationMs = Field(
-        parse_duration("10s"),
-        description="scrape_timeout of jobs that set none, at most their interval "
-        "(global.scrape_timeout).",
+    timeout: DurationMs | None = Field(
+        None,
+        description="scrape_timeout of jobs that set none (global.scrape_timeout). Unset: "
+        "10s, or the interval if that is shorter.",
     )
     tenant: str = Field("default", description="Tenant that scraped samples are stored under.")
 
@@ -234,9 +234,13 @@ class ScrapeSection(_Section):
     def _timeout_within_interval(self) -> ScrapeSection:
         if self.interval <= 0:
             raise ValueError("interval must be more than 0")
-        if self.timeout > self.interval:
+        if self.timeout is not None and self.timeout > self.interval:
             raise ValueError("global scrape timeout greater than scrape interval")
         return self
+
+    def effective_timeout(self) -> int:
+        default = parse_duration("10s")
+        return self.timeout if self.timeout is not None else min(default, self.interval)
 
 
 class Config(_Section):
@@ -317,7 +321,7 @@ def _scrape_jobs(
 
     defaults = ScrapeDefaults(
         scrape_interval_ms=scrape.interval,
-        scrape_timeout_ms=scrape.timeout,
+        scrape_timeout_ms=scrape.effective_timeout(),
         name_validation=scheme,
     )
     try:
