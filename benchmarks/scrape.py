@@ -149,6 +149,8 @@ def _scraper(name: str, args: argparse.Namespace, workdir: Path, targets: list[s
 
 def _instant(client: httpx.Client, url: str, query: str) -> float:
     answer = client.get(f"{url}/api/v1/query", params={"query": query}).json()
+    if answer.get("status") != "success":
+        raise RuntimeError(f"{query}: {answer}")
     result = answer["data"]["result"]
     return float(result[0]["value"][1]) if result else float("nan")
 
@@ -169,7 +171,7 @@ def measure(name: str, args: argparse.Namespace, targets: list[str]) -> dict[str
                 stored = _instant(
                     client,
                     server.url,
-                    f'sum(count_over_time({{__name__=~"bench_.*"}}[{window}]))',
+                    f"sum(sum_over_time(scrape_samples_post_metric_relabeling[{window}]))",
                 )
                 duration = _instant(
                     client, server.url, f"avg(avg_over_time(scrape_duration_seconds[{window}]))"
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "CPU-s/M: the scraper's CPU (utime+stime, /proc) over the measured seconds per\n"
-            "million samples it stored (count_over_time of the benchmark series); per core:\n"
+            "million samples it stored (the sum of scrape_samples_post_metric_relabeling over\n"
+            "them); per core:\n"
             "1e6 / that, the samples a second one core could scrape at that cost."
         ),
     )

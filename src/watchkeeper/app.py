@@ -126,6 +126,7 @@ class Watchkeeper:
                 label_value_length_limit=limits.max_label_value_length,
             ),
             user_agent=f"watchkeeper/{__version__}",
+            workers=config.scrape.workers,
         )
         self.query_gate = QueryGate(query.max_concurrent)
         self.instruments.queries_running.set_function(lambda: self.query_gate.running)

@@ -229,6 +229,12 @@ class ScrapeSection(_Section):
         "10s, or the interval if that is shorter.",
     )
     tenant: str = Field("default", description="Tenant that scraped samples are stored under.")
+    workers: int = Field(
+        4,
+        ge=1,
+        description="Threads that parse and store scraped bodies; scrapes beyond wait their "
+        "turn, so memory does not grow with the number of targets scraped at the same moment.",
+    )
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> ScrapeSection:

@@ -103,8 +103,7 @@ class TenantState:
 
     def add_series(self, sid: int, labels: Labels) -> None:
         if sid not in self.labels:
-            self.labels[sid] = labels
-            self.postings.add(sid, labels)
+            self.labels[sid] = self.postings.add(sid, labels)
             self.series_changes += 1
 
     def drop_series(self, sid: int) -> None:

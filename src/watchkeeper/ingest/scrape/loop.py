@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,6 +71,7 @@ class ScrapeLoop:
         user_agent: str,
         offset_seed: int = 0,
         clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
     ) -> None:
         self.target = target
         self.config = config
@@ -84,6 +86,7 @@ class ScrapeLoop:
         self._user_agent = user_agent
         self._offset_seed = offset_seed
         self._clock = clock
+        self._executor = executor
         self._report: list[Labels] = [
             tuple(sorted((*target.labels, (METRIC_NAME, name)))) for name in REPORT_SERIES
         ]
@@ -123,7 +126,9 @@ class ScrapeLoop:
             error = str(err)
         except httpx.HTTPError as err:
             error = _describe_http_error(err, self.target.url)
-        await asyncio.to_thread(self._store, body, content_type, error, at, started)
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._store, body, content_type, error, at, started
+        )
 
     def stale_markers(self, at_ms: int) -> None:
         """Mark every series of this target stale: it is gone from discovery."""

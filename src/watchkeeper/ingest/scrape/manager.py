@@ -15,6 +15,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -77,6 +78,7 @@ class ScrapeManager:
         user_agent: str,
         offset_seed: int = 0,
         clock: Callable[[], float] = time.time,
+        workers: int = 4,
     ) -> None:
         self.store = store
         self.tenant = tenant
@@ -84,6 +86,9 @@ class ScrapeManager:
         self.user_agent = user_agent
         self.offset_seed = offset_seed
         self.clock = clock
+        # Parsing and storing bodies holds the GIL most of the time, so more threads than a
+        # few would not scrape faster; they would only hold more bodies in memory at once.
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
         self._pools: dict[str, _Pool] = {}
         self._watcher: asyncio.Task[None] | None = None
 
@@ -125,6 +130,7 @@ class ScrapeManager:
             self._watcher = None
         for job in list(self._pools):
             await self._stop_pool(self._pools.pop(job), mark_stale=False)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def status(self) -> list[PoolStatus]:
         """Every job's targets, in job order, for the targets page."""
@@ -218,6 +224,7 @@ class ScrapeManager:
                     self.user_agent,
                     offset_seed=self.offset_seed,
                     clock=self.clock,
+                    executor=self._executor,
                 )
                 pool.running[identity] = _Running(loop, asyncio.create_task(loop.run()))
 

@@ -5,7 +5,9 @@ timestamps (`honor_timestamps`), and staleness markers for series that stop appe
 
 Work per scrape is kept off the per-sample path: what each series text became is remembered,
 and when a body's layout (everything but the values) is the previous body's, the previous
-scrape's plan is reused whole and only the values are read (exposition_layout).
+scrape's plan is reused whole and only the values are read (exposition_layout). Series are
+remembered by their keys alone (model.series_key): the store asks for a series' labels only
+the first time it sees it, and they are read back from the key then.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from watchkeeper.model import (
     format_labels,
     is_valid_label_name,
     is_valid_metric_name,
+    labels_from_key,
     series_key,
 )
 
@@ -77,15 +80,14 @@ class ScrapeOutcome:
 @dataclass
 class _Plan:
     """What the samples of one body layout become: sample `keep[i]` of the body is batch
-    series i. `timestamped` marks samples with their own timestamp, not tracked for
-    staleness."""
+    series i. `tracked` holds the series that get staleness markers when they go (not those
+    with their own timestamps)."""
 
     keys: list[bytes]
-    labels: list[Labels]
     keep: npt.NDArray[np.int64] | None  # None: every sample, in order
     scraped: int
     duplicates: int
-    tracked: dict[bytes, Labels]
+    tracked: set[bytes]
 
 
 class TargetSeries:
@@ -98,10 +100,11 @@ class TargetSeries:
         self.target_labels = target_labels
         self.config = config
         self.limits = limits
-        self._entries: dict[bytes, tuple[bytes, Labels] | None] = {}
+        # series text -> series key, or None where relabelling drops it
+        self._entries: dict[bytes, bytes | None] = {}
         self._layout: Layout | None = None
         self._plan: _Plan | None = None
-        self._tracked: dict[bytes, Labels] = {}  # series written by the last scrape
+        self._tracked: set[bytes] = set()  # series written by the last scrape
 
     def scrape(self, body: bytes, fmt: Format, timestamp_ms: int) -> ScrapeOutcome:
         """The batch for one scraped body. Raises ExpositionError or ScrapeError when the
@@ -140,20 +143,21 @@ class TargetSeries:
     def stale_all(self, timestamp_ms: int) -> SeriesBatch:
         """Staleness markers for every series the last scrape wrote: the target is down, or
         gone. The next scrape starts afresh."""
-        tracked, self._tracked = self._tracked, {}
+        tracked, self._tracked = self._tracked, set()
         self._layout, self._plan = None, None
-        return _markers(tracked, timestamp_ms)
+        return _markers(sorted(tracked), timestamp_ms)
 
     # --- building -----------------------------------------------------------------------
 
-    def _resolve(self, new: dict[bytes, Labels]) -> dict[bytes, tuple[bytes, Labels] | None]:
+    def _resolve(self, new: dict[bytes, Labels]) -> dict[bytes, bytes | None]:
         entries = dict(self._entries)
         for text, labels in new.items():
             entries[text] = self._series(labels)
         return entries
 
-    def _series(self, exposed: Labels) -> tuple[bytes, Labels] | None:
-        """The series an exposed label set becomes: None where relabelling drops it."""
+    def _series(self, exposed: Labels) -> bytes | None:
+        """The key of the series an exposed label set becomes: None where relabelling drops
+        it."""
         labels = dict(exposed)
         if self.config.honor_labels:
             for name, value in self.target_labels:
@@ -173,7 +177,7 @@ class TargetSeries:
         if not result:
             return None
         self._check_labels(result)
-        return series_key(result), result
+        return series_key(result)
 
     def _check_labels(self, labels: Labels) -> None:
         scheme = self.config.name_validation
@@ -209,35 +213,31 @@ class TargetSeries:
         self,
         texts: Sequence[bytes],
         timestamps: dict[int, int],
-        entries: dict[bytes, tuple[bytes, Labels] | None],
+        entries: dict[bytes, bytes | None],
     ) -> _Plan:
         keys: list[bytes] = []
-        labels: list[Labels] = []
         keep: list[int] = []
         seen: set[bytes] = set()
         duplicates = 0
         for sample, text in enumerate(texts):
-            entry = entries[text]
-            if entry is None:
+            key = entries[text]
+            if key is None:
                 continue
-            key = entry[0]
             if key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
             keys.append(key)
-            labels.append(entry[1])
             keep.append(sample)
-        untracked = set(timestamps) if not self.config.track_timestamps_staleness else set()
-        tracked = {
-            key: series
-            for key, series, sample in zip(keys, labels, keep, strict=True)
-            if sample not in untracked
-        }
+        if timestamps and not self.config.track_timestamps_staleness:
+            tracked = {
+                key for key, sample in zip(keys, keep, strict=True) if sample not in timestamps
+            }
+        else:
+            tracked = seen
         everything = len(keep) == len(texts)
         return _Plan(
             keys=keys,
-            labels=labels,
             keep=None if everything else np.asarray(keep, dtype=np.int64),
             scraped=len(texts),
             duplicates=duplicates,
@@ -262,15 +262,12 @@ class TargetSeries:
                 i = position.get(sample)
                 if i is not None:
                     times[i] = at
-        gone = (
-            {}
-            if self._tracked is plan.tracked
-            else {k: v for k, v in self._tracked.items() if k not in plan.tracked}
-        )
+        gone = [] if self._tracked is plan.tracked else sorted(self._tracked - plan.tracked)
         self._tracked = plan.tracked
+        keys = plan.keys
         batch = SeriesBatch(
-            keys=plan.keys,
-            labels_of=plan.labels.__getitem__,
+            keys=keys,
+            labels_of=lambda i: labels_from_key(keys[i]),
             sample_series=np.arange(count, dtype=np.int64),
             timestamps=times,
             values=values,
@@ -290,13 +287,13 @@ class TargetSeries:
         self,
         exemplars: list[Exemplar],
         texts: list[bytes],
-        entries: dict[bytes, tuple[bytes, Labels] | None],
+        entries: dict[bytes, bytes | None],
     ) -> list[tuple[Labels, Exemplar]]:
         out = []
         for exemplar in exemplars:
-            entry = entries[texts[exemplar.sample]]
-            if entry is not None:
-                out.append((entry[1], exemplar))
+            key = entries[texts[exemplar.sample]]
+            if key is not None:
+                out.append((labels_from_key(key), exemplar))
         return out
 
 
@@ -304,12 +301,10 @@ def _kept(plan: _Plan) -> Sequence[int]:
     return range(len(plan.keys)) if plan.keep is None else plan.keep.tolist()
 
 
-def _markers(series: dict[bytes, Labels], timestamp_ms: int) -> SeriesBatch:
-    keys = list(series)
-    labels = list(series.values())
+def _markers(keys: list[bytes], timestamp_ms: int) -> SeriesBatch:
     return SeriesBatch(
         keys=keys,
-        labels_of=labels.__getitem__,
+        labels_of=lambda i: labels_from_key(keys[i]),
         sample_series=np.arange(len(keys), dtype=np.int64),
         timestamps=np.full(len(keys), timestamp_ms, dtype=np.int64),
         values=stale_values(len(keys)),
