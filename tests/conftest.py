@@ -115,7 +115,13 @@ class Server(ManagedProcess):
             config_path = data_dir.parent / f"{data_dir.name}-config.yml"
             config_path.write_text(config)
             self.args += ["--config", str(config_path)]
-        self.env = {**os.environ, "WATCHKEEPER_SELF_MONITORING__ENABLED": "false", **(env or {})}
+        self.env = {
+            **os.environ,
+            "WATCHKEEPER_SELF_MONITORING__ENABLED": "false",
+            # servers run side by side in tests: each its own OTLP/gRPC port
+            "WATCHKEEPER_OTLP__GRPC_LISTEN": "127.0.0.1:0",
+            **(env or {}),
+        }
 
     def start(self, timeout: float = 30.0) -> Server:
         log = self.log_path.open("ab")

@@ -21,8 +21,15 @@ from prometheus_client import CollectorRegistry
 from watchkeeper import __version__
 from watchkeeper.api import ApiContext, Instruments, create_api
 from watchkeeper.api.auth import Authenticator
+from watchkeeper.api.otlp_grpc import OtlpGrpcServer
 from watchkeeper.config import Config, ConfigError
-from watchkeeper.ingest import RemoteWriteDecoder, RemoteWriteLimits
+from watchkeeper.ingest import (
+    DeltaStreams,
+    OtlpLimits,
+    OtlpMetricsDecoder,
+    RemoteWriteDecoder,
+    RemoteWriteLimits,
+)
 from watchkeeper.ingest.scrape import ScrapeLimits, ScrapeManager
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
@@ -103,6 +110,16 @@ class Watchkeeper:
             ),
             series_cache_size=config.ingest.series_cache_size,
         )
+        self.otlp = OtlpMetricsDecoder(
+            OtlpLimits(
+                max_samples_per_request=limits.max_samples_per_request,
+                max_labels_per_series=limits.max_labels_per_series,
+                max_label_name_length=limits.max_label_name_length,
+                max_label_value_length=limits.max_label_value_length,
+                exponential_histogram_max_scale=config.otlp.exponential_histogram_max_scale,
+            ),
+            DeltaStreams(config.otlp.max_delta_streams, config.otlp.delta_stream_idle),
+        )
         query = config.query
         self.engine = Engine(
             EngineOptions(
@@ -135,22 +152,23 @@ class Watchkeeper:
         self.query_executor = ThreadPoolExecutor(
             max_workers=2 * query.max_concurrent, thread_name_prefix="query"
         )
-        self.api: FastAPI = create_api(
-            ApiContext(
-                config=config,
-                store=self.store,
-                remote_write=self.decoder,
-                auth=Authenticator(config.auth.tokens),
-                audit=AuditLog(config.data_dir / "audit.log"),
-                engine=self.engine,
-                query_gate=self.query_gate,
-                query_executor=self.query_executor,
-                instruments=self.instruments,
-                version=__version__,
-                scrape=self.scrape,
-                reload=self.reload,
-            )
+        self.api_context = ApiContext(
+            config=config,
+            store=self.store,
+            remote_write=self.decoder,
+            auth=Authenticator(config.auth.tokens),
+            audit=AuditLog(config.data_dir / "audit.log"),
+            engine=self.engine,
+            query_gate=self.query_gate,
+            query_executor=self.query_executor,
+            instruments=self.instruments,
+            version=__version__,
+            scrape=self.scrape,
+            reload=self.reload,
+            otlp=self.otlp,
         )
+        self.api: FastAPI = create_api(self.api_context)
+        self.grpc: OtlpGrpcServer | None = None
         self.api.router.lifespan_context = self._lifespan
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -176,6 +194,13 @@ class Watchkeeper:
 
     async def start(self) -> None:
         """Start the background loops (storage is open)."""
+        listen = self.config.otlp.grpc_listen
+        if listen:
+            try:
+                self.grpc = OtlpGrpcServer(self.api_context, listen)
+            except RuntimeError as err:
+                raise ConfigError(f"otlp.grpc_listen: cannot listen on {listen}: {err}") from None
+            await self.grpc.start()
         await self.scrape.apply(self.config.scrape_jobs())
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
             # only where the event loop runs in the main thread (the server, not every test)
@@ -224,6 +249,8 @@ class Watchkeeper:
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await self.scrape.stop()
+        if self.grpc is not None:
+            await self.grpc.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -252,6 +279,7 @@ class Watchkeeper:
                 log.exception("background task %s failed (%d in a row)", work.__name__, failures)
 
     def _maintain(self) -> None:
+        self.otlp.deltas.forget_idle(time.time() * 1000)
         self.store.compact()
         self.store.apply_retention()
         self.store.refresh_label_orders()

@@ -249,6 +249,41 @@ class ScrapeSection(_Section):
         return self.timeout if self.timeout is not None else min(default, self.interval)
 
 
+class OtlpSection(_Section):
+    grpc_listen: str = Field(
+        "127.0.0.1:4317",
+        description="HOST:PORT of the OTLP/gRPC receiver (4317 is OTLP's port); empty: no gRPC "
+        "receiver. OTLP/HTTP is served on the main port at /v1/metrics.",
+    )
+    max_delta_streams: int = Field(
+        1_000_000,
+        ge=1,
+        description="Delta-temporality streams whose running totals are kept (turning deltas "
+        "into the cumulative counters PromQL expects); beyond it, the least recently seen go.",
+    )
+    delta_stream_idle: DurationMs = Field(
+        parse_duration("1h"),
+        description="A delta stream not seen for this long is forgotten: its next point starts "
+        "a new total, which rate() reads as a counter reset.",
+    )
+    exponential_histogram_max_scale: int = Field(
+        0,
+        ge=-10,
+        le=20,
+        description="Exponential histograms are stored as classic _bucket series, downscaled to "
+        "at most this scale: 0 gives bucket bounds at powers of 2, 3 at powers of 2^(1/8).",
+    )
+
+    @field_validator("grpc_listen")
+    @classmethod
+    def _host_port_or_empty(cls, value: str) -> str:
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+                raise ValueError("must be HOST:PORT, for example 127.0.0.1:4317, or empty")
+        return value
+
+
 class Config(_Section):
     listen: str = Field("127.0.0.1:9900", description="HOST:PORT the HTTP server binds.")
     data_dir: Path = Field(Path("./watchkeeper-data"), description="Where all data lives.")
@@ -264,6 +299,7 @@ class Config(_Section):
     self_monitoring: SelfMonitoringConfig = Field(
         default_factory=SelfMonitoringConfig  # type: ignore[arg-type]
     )
+    otlp: OtlpSection = Field(default_factory=OtlpSection)  # type: ignore[arg-type]
     scrape: ScrapeSection = Field(default_factory=ScrapeSection)  # type: ignore[arg-type]
     scrape_configs: list[dict[str, Any]] = Field(
         default_factory=list,

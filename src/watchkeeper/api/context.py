@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.instruments import Instruments
 from watchkeeper.config import Config
-from watchkeeper.ingest import RemoteWriteDecoder
+from watchkeeper.ingest import OtlpMetricsDecoder, RemoteWriteDecoder
 from watchkeeper.ingest.scrape import ScrapeManager
 from watchkeeper.promql import Engine, QueryGate
 from watchkeeper.store import AuditLog, MetricsDB
@@ -32,3 +32,4 @@ class ApiContext:
     scrape: ScrapeManager
     # reads the configuration again and applies it (raises ConfigError)
     reload: Callable[[], Awaitable[None]]
+    otlp: OtlpMetricsDecoder

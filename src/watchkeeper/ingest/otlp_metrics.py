@@ -1,0 +1,641 @@
+"""OTLP metrics (`ExportMetricsServiceRequest`, protobuf or OTLP/JSON) -> SeriesBatch.
+
+Translation follows Prometheus 3.x's OTLP receiver (model.otel_names for names): `job` and
+`instance` from `service.namespace`/`service.name` and `service.instance.id`; the other
+resource attributes on a `target_info` series; data-point attributes as labels (values of keys
+that clash once translated joined with `;`, in key order). Gauges and sums become one series
+each (`_total` for monotonic sums), explicit-bucket histograms classic `_bucket`/`_sum`/
+`_count` series, summaries `quantile` series with `_sum` and `_count`, and exponential
+histograms classic buckets (the scheme is `_exponential_buckets`). Delta sums and histograms
+become cumulative per stream (otlp_delta). A point with no recorded value is a staleness marker.
+
+Where Prometheus refuses a whole request for one bad metric, this decoder keeps the good points
+and reports the rest, so the answer can be OTLP's partial success naming the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from watchkeeper.ingest.otlp_delta import DeltaStreams
+from watchkeeper.model import METRIC_NAME, Labels, MetricMetadata, SeriesBatch, series_key
+from watchkeeper.model.otel_names import (
+    MetricKind,
+    OtelNameError,
+    label_name,
+    metric_name,
+    unit_name,
+)
+
+DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+NO_RECORDED_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+STALE_NAN = float(np.array([0x7FF0000000000002], dtype=np.uint64).view(np.float64)[0])
+IDENTIFYING = ("service.name", "service.namespace", "service.instance.id")
+_ID_FIELDS = ("traceId", "spanId")
+_MAX_EXAMPLES = 3
+
+
+class OtlpFormat(StrEnum):
+    PROTOBUF = "protobuf"
+    JSON = "json"
+
+
+class OtlpError(ValueError):
+    """The request as a whole cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class OtlpLimits:
+    max_samples_per_request: int = 1_000_000
+    max_labels_per_series: int = 64
+    max_label_name_length: int = 1024
+    max_label_value_length: int = 4096
+    exponential_histogram_max_scale: int = 0
+    # target_info is written from a resource's first to its last point at this spacing (half
+    # the lookback delta, as Prometheus does), so it is found at any instant between them
+    target_info_interval_ms: int = 150_000
+
+
+@dataclass
+class DecodedOtlp:
+    batch: SeriesBatch
+    points: int  # OTLP data points in the request
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> data points
+    examples: list[str] = field(default_factory=list)
+
+
+class _Rows:
+    """The samples being built, with their series' keys and labels."""
+
+    def __init__(self) -> None:
+        self.index: dict[bytes, int] = {}
+        self.keys: list[bytes] = []
+        self.labels: list[Labels] = []
+        self.series: list[int] = []
+        self.times: list[int] = []
+        self.values: list[float] = []
+
+    def add(self, labels: Labels, at_ms: int, value: float) -> None:
+        key = series_key(labels)
+        position = self.index.get(key)
+        if position is None:
+            position = self.index[key] = len(self.keys)
+            self.keys.append(key)
+            self.labels.append(labels)
+        self.series.append(position)
+        self.times.append(at_ms)
+        self.values.append(value)
+
+    def batch(self, metadata: list[MetricMetadata]) -> SeriesBatch:
+        return SeriesBatch(
+            keys=self.keys,
+            labels_of=self.labels.__getitem__,
+            sample_series=np.asarray(self.series, dtype=np.int64),
+            timestamps=np.asarray(self.times, dtype=np.int64),
+            values=np.asarray(self.values, dtype=np.float64),
+            metadata=metadata,
+        )
+
+
+class _PointRejectedError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OtlpMetricsDecoder:
+    """Decodes OTLP metrics requests under fixed limits; one instance serves every request
+    and holds the delta streams' running totals."""
+
+    def __init__(
+        self,
+        limits: OtlpLimits,
+        deltas: DeltaStreams,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits
+        self.deltas = deltas
+        self._clock = clock
+        self._label_names: dict[str, str] = {}
+
+    def parse(
+        self, body: bytes, fmt: OtlpFormat
+    ) -> metrics_service_pb2.ExportMetricsServiceRequest:
+        request = metrics_service_pb2.ExportMetricsServiceRequest()
+        if fmt is OtlpFormat.JSON:
+            try:
+                raw = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise OtlpError(f"the body is not JSON: {err}") from None
+            if not isinstance(raw, dict):
+                raise OtlpError("the body is not an ExportMetricsServiceRequest JSON object")
+            try:
+                _hex_ids_to_base64(raw)
+                json_format.ParseDict(raw, request, ignore_unknown_fields=True)
+            except (json_format.ParseError, ValueError) as err:
+                raise OtlpError(f"not an OTLP/JSON ExportMetricsServiceRequest: {err}") from None
+            return request
+        try:
+            request.ParseFromString(body)
+        except DecodeError as err:
+            raise OtlpError(f"not a protobuf ExportMetricsServiceRequest: {err}") from None
+        return request
+
+    def decode(self, body: bytes, fmt: OtlpFormat, tenant: str) -> DecodedOtlp:
+        return self.translate(self.parse(body, fmt), tenant)
+
+    def translate(
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, tenant: str
+    ) -> DecodedOtlp:
+        rows = _Rows()
+        metadata: dict[str, MetricMetadata] = {}
+        rejected: Counter[str] = Counter()
+        examples: list[str] = []
+        points = 0
+        now_ms = self._clock() * 1000
+        for resource_metrics in request.resource_metrics:
+            attributes = _attributes(resource_metrics.resource.attributes)
+            resource = _resource_labels(attributes)
+            first_ms, last_ms = math.inf, -math.inf
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    translated = _Metric(self, metric, resource, tenant, now_ms)
+                    for point, write in translated.points():
+                        points += 1
+                        at = point.time_unix_nano // 1_000_000
+                        first_ms, last_ms = min(first_ms, at), max(last_ms, at)
+                        try:
+                            write(rows)
+                        except _PointRejectedError as err:
+                            rejected[err.reason] += 1
+                            if len(examples) < _MAX_EXAMPLES:
+                                examples.append(f"{err.reason}: {err}")
+                    if translated.family:
+                        metadata[translated.family] = translated.metadata()
+            if last_ms >= first_ms:
+                self._target_info(rows, attributes, resource, int(first_ms), int(last_ms))
+            if len(rows.values) > self.limits.max_samples_per_request:
+                raise OtlpError(
+                    f"limit limits.max_samples_per_request ({self.limits.max_samples_per_request})"
+                    f" exceeded: the request makes more samples than that"
+                )
+        batch = rows.batch(list(metadata.values()))
+        return DecodedOtlp(batch, points, rejected, examples)
+
+    # --- labels -------------------------------------------------------------------------
+
+    def label(self, key: str) -> str:
+        name = self._label_names.get(key)
+        if name is None:
+            name = self._label_names[key] = label_name(key)
+            if len(self._label_names) > 100_000:  # a bound on what churning keys may cost
+                self._label_names.clear()
+        return name
+
+    def point_labels(self, attributes: Iterable[common_pb2.KeyValue]) -> dict[str, str]:
+        """Data-point attributes as labels: keys in order, values of clashing keys joined."""
+        pairs: dict[str, str] = {}
+        for key, value in sorted(_attributes(attributes).items()):
+            if key == METRIC_NAME or not value:
+                continue
+            try:
+                name = self.label(key)
+            except OtelNameError as err:
+                raise _PointRejectedError("invalid_label_name", str(err)) from None
+            pairs[name] = f"{pairs[name]};{value}" if pairs.get(name) else value
+        return pairs
+
+    def finish(self, pairs: dict[str, str]) -> Labels:
+        limits = self.limits
+        if len(pairs) > limits.max_labels_per_series:
+            raise _PointRejectedError(
+                "too_many_labels",
+                f"limit limits.max_labels_per_series ({limits.max_labels_per_series}) exceeded "
+                f"by {pairs.get(METRIC_NAME, '')}: {len(pairs)} labels",
+            )
+        for name, value in pairs.items():
+            if len(name) > limits.max_label_name_length:
+                raise _PointRejectedError(
+                    "label_name_too_long",
+                    f"limit limits.max_label_name_length ({limits.max_label_name_length}) "
+                    f"exceeded by label {name[:64]}...",
+                )
+            if len(value.encode()) > limits.max_label_value_length:
+                raise _PointRejectedError(
+                    "label_value_too_long",
+                    f"limit limits.max_label_value_length ({limits.max_label_value_length}) "
+                    f"exceeded by the value of label {name}",
+                )
+        return tuple(sorted(pairs.items()))
+
+    def _target_info(
+        self,
+        rows: _Rows,
+        attributes: dict[str, str],
+        resource: dict[str, str],
+        first_ms: int,
+        last_ms: int,
+    ) -> None:
+        others = {k: v for k, v in attributes.items() if k not in IDENTIFYING}
+        if not others or not resource:
+            return
+        pairs: dict[str, str] = {}
+        for key, value in sorted(others.items()):
+            if not value:
+                continue
+            try:
+                name = self.label(key)
+            except OtelNameError:
+                continue
+            pairs[name] = f"{pairs[name]};{value}" if pairs.get(name) else value
+        pairs.update(resource)
+        pairs[METRIC_NAME] = "target_info"
+        try:
+            labels = self.finish(pairs)
+        except _PointRejectedError:
+            return
+        step = max(self.limits.target_info_interval_ms, 1)
+        at = first_ms
+        while at < last_ms:
+            rows.add(labels, at, 1.0)
+            at += step
+        rows.add(labels, last_ms, 1.0)
+
+
+class _Metric:
+    """One OTLP metric: its family name and type, and a writer for each of its points."""
+
+    def __init__(
+        self,
+        decoder: OtlpMetricsDecoder,
+        metric: metrics_pb2.Metric,
+        resource: dict[str, str],
+        tenant: str,
+        now_ms: float,
+    ) -> None:
+        self.decoder = decoder
+        self.metric = metric
+        self.resource = resource
+        self.tenant = tenant
+        self.now_ms = now_ms
+        self.data = metric.WhichOneof("data")
+        self.kind = _kind(metric)
+        self.family = ""
+        self.error: _PointRejectedError | None = None
+        temporality = self._temporality()
+        if temporality is not None and temporality not in (DELTA, CUMULATIVE):
+            self.error = _PointRejectedError(
+                "invalid_temporality",
+                f'invalid temporality and type combination for metric "{metric.name}"',
+            )
+        elif self.kind is not None:
+            try:
+                self.family = metric_name(metric.name, metric.unit, self.kind)
+            except OtelNameError as err:
+                self.error = _PointRejectedError("invalid_metric_name", str(err))
+        self.delta = temporality == DELTA
+
+    def _temporality(self) -> int | None:
+        if self.data in ("sum", "histogram", "exponential_histogram"):
+            return int(getattr(self.metric, self.data).aggregation_temporality)
+        return None
+
+    def metadata(self) -> MetricMetadata:
+        types = {
+            MetricKind.GAUGE: "gauge",
+            MetricKind.UPDOWN: "gauge",
+            MetricKind.COUNTER: "counter",
+            MetricKind.HISTOGRAM: "histogram",
+            MetricKind.SUMMARY: "summary",
+        }
+        assert self.kind is not None
+        return MetricMetadata(
+            metric=self.family,
+            type=types[self.kind],
+            help=self.metric.description,
+            unit=unit_name(self.metric.unit),
+        )
+
+    def points(self) -> Iterable[tuple[Any, Callable[[_Rows], None]]]:
+        if self.data is None:
+            return
+        for point in getattr(self.metric, self.data).data_points:
+            yield point, self._writer(point)
+
+    def _writer(self, point: Any) -> Callable[[_Rows], None]:
+        def write(rows: _Rows) -> None:
+            if self.error is not None:
+                raise self.error
+            pairs = self.decoder.point_labels(point.attributes)
+            pairs.update(self.resource)
+            at = point.time_unix_nano // 1_000_000
+            stale = bool(point.flags & NO_RECORDED_VALUE)
+            if self.data in ("gauge", "sum"):
+                self._number(rows, pairs, point, at, stale)
+            elif self.data == "histogram":
+                self._histogram(rows, pairs, point, at, stale)
+            elif self.data == "exponential_histogram":
+                self._exponential(rows, pairs, point, at, stale)
+            else:
+                self._summary(rows, pairs, point, at, stale)
+
+        return write
+
+    def _series(self, pairs: dict[str, str], suffix: str = "", **extra: str) -> Labels:
+        labelled = dict(pairs)
+        labelled[METRIC_NAME] = self.family + suffix
+        labelled.update(extra)
+        return self.decoder.finish(labelled)
+
+    def _running(
+        self, labels: Labels, point: Any, values: npt.NDArray[np.float64], shape: tuple[float, ...]
+    ) -> npt.NDArray[np.float64]:
+        """Delta points as running totals; cumulative ones as they are."""
+        if not self.delta:
+            return values
+        totals = self.decoder.deltas.accumulate(
+            self.tenant, series_key(labels), point.time_unix_nano, values, self.now_ms, shape
+        )
+        if totals is None:
+            raise _PointRejectedError(
+                "delta_out_of_order",
+                f"delta point of {self.family} at {point.time_unix_nano} ns is not after the "
+                "stream's previous point",
+            )
+        return totals
+
+    def _number(self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool) -> None:
+        which = point.WhichOneof("value")
+        if which is None and not stale:
+            raise _PointRejectedError(
+                "no_value", f"a data point of {self.metric.name} has neither asDouble nor asInt"
+            )
+        value = float(point.as_double if which == "as_double" else point.as_int)
+        labels = self._series(pairs)
+        if stale:
+            rows.add(labels, at, STALE_NAN)
+            return
+        if self.data == "sum":
+            value = float(self._running(labels, point, np.array([value]), ())[0])
+        rows.add(labels, at, value)
+
+    def _histogram(
+        self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool
+    ) -> None:
+        bounds = tuple(point.explicit_bounds)
+        counts = list(point.bucket_counts)[: len(bounds) + 1]
+        width = min(len(bounds), len(counts))
+        base = self._series(pairs)
+        running = np.array(
+            [*counts[:width], float(point.count), point.sum if point.HasField("sum") else 0.0],
+            dtype=np.float64,
+        )
+        if not stale:
+            running = self._running(base, point, running, bounds[:width])
+        les = [
+            (_plain_float(bound), float(v))
+            for bound, v in zip(bounds, np.cumsum(running[:width]), strict=False)
+        ]
+        les.append(("+Inf", float(running[width])))
+        self._buckets(
+            rows, pairs, at, stale, les, running[width], running[width + 1], point.HasField("sum")
+        )
+
+    def _exponential(
+        self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool
+    ) -> None:
+        scale = min(int(point.scale), self.decoder.limits.exponential_histogram_max_scale)
+        dense, low = _dense_exponential(point, scale)
+        base = self._series(pairs)
+        if not stale:
+            dense = self._running(base, point, dense, (float(scale), float(low)))
+        les = _exponential_buckets(dense, scale, low, float(point.zero_threshold))
+        self._buckets(rows, pairs, at, stale, les, dense[-2], dense[-1], point.HasField("sum"))
+
+    def _buckets(
+        self,
+        rows: _Rows,
+        pairs: dict[str, str],
+        at: int,
+        stale: bool,
+        les: Sequence[tuple[str, float]],
+        count: float,
+        total: float,
+        has_sum: bool,
+    ) -> None:
+        for le, cumulative in les:
+            rows.add(self._series(pairs, "_bucket", le=le), at, STALE_NAN if stale else cumulative)
+        rows.add(self._series(pairs, "_count"), at, STALE_NAN if stale else float(count))
+        if has_sum:
+            rows.add(self._series(pairs, "_sum"), at, STALE_NAN if stale else float(total))
+
+    def _summary(
+        self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool
+    ) -> None:
+        for quantile in point.quantile_values:
+            labels = self._series(pairs, quantile=_plain_float(quantile.quantile))
+            rows.add(labels, at, STALE_NAN if stale else quantile.value)
+        rows.add(self._series(pairs, "_sum"), at, STALE_NAN if stale else point.sum)
+        rows.add(self._series(pairs, "_count"), at, STALE_NAN if stale else float(point.count))
+
+
+def _kind(metric: metrics_pb2.Metric) -> MetricKind | None:
+    data = metric.WhichOneof("data")
+    if data == "gauge":
+        return MetricKind.GAUGE
+    if data == "sum":
+        return MetricKind.COUNTER if metric.sum.is_monotonic else MetricKind.UPDOWN
+    if data in ("histogram", "exponential_histogram"):
+        return MetricKind.HISTOGRAM
+    if data == "summary":
+        return MetricKind.SUMMARY
+    return None
+
+
+# --- exponential histograms ------------------------------------------------------------------
+
+# Buckets kept per side, at scale 0: values from 2^-64 to 2^64 in magnitude (a value beyond
+# goes to the outermost bucket). Each step of scale doubles them.
+_EXPONENTIAL_RANGE = 64
+
+
+def _window(scale: int) -> int:
+    return max(_EXPONENTIAL_RANGE << scale if scale >= 0 else _EXPONENTIAL_RANGE >> -scale, 1)
+
+
+def _dense_exponential(point: Any, scale: int) -> tuple[npt.NDArray[np.float64], int]:
+    """The point's buckets at `scale` (at most its own) as one array: negative buckets (index
+    -low..), positive buckets, then zero count, count and sum. Index i stands for the bucket
+    (base^i, base^(i+1)], base = 2^(2^-scale), as OTLP numbers them."""
+    shift = int(point.scale) - scale
+    half = _window(scale)
+    low = -half
+    dense = np.zeros(4 * half + 3, dtype=np.float64)
+    for side, buckets in ((0, point.negative), (2 * half, point.positive)):
+        offset = int(buckets.offset)
+        for i, count in enumerate(buckets.bucket_counts):
+            if count:
+                index = (offset + i) >> shift
+                position = min(max(index - low, 0), 2 * half - 1)
+                dense[side + position] += count
+    dense[-3] = float(point.zero_count)
+    dense[-2] = float(point.count)
+    dense[-1] = point.sum if point.HasField("sum") else 0.0
+    return dense, low
+
+
+def _exponential_buckets(
+    dense: npt.NDArray[np.float64], scale: int, low: int, zero_threshold: float
+) -> list[tuple[str, float]]:
+    """Classic cumulative buckets of an exponential histogram: each populated bucket's upper
+    bound as `le`, from the most negative through zero to the largest, then `+Inf`.
+
+    A negative bucket i holds [-base^(i+1), -base^i), so its `le` is -base^i; the zero bucket
+    holds [-zero_threshold, zero_threshold], `le` = zero_threshold; a positive bucket i holds
+    (base^i, base^(i+1)], `le` = base^(i+1). Buckets run from the lowest populated one to the
+    highest on each side (empty ones between are written too, so `le` series do not come and
+    go within that span)."""
+    half = (len(dense) - 3) // 4
+    negative, positive = dense[: 2 * half], dense[2 * half : 4 * half]
+    zero, count = dense[-3], dense[-2]
+    out: list[tuple[str, float]] = []
+    running = 0.0
+    populated = np.flatnonzero(negative)
+    if len(populated):
+        for position in range(int(populated.max()), int(populated.min()) - 1, -1):
+            running += negative[position]
+            out.append((_plain_float(-_power(low + position, scale)), running))
+    running += zero
+    out.append((_plain_float(zero_threshold), running))
+    populated = np.flatnonzero(positive)
+    if len(populated):
+        for position in range(int(populated.min()), int(populated.max()) + 1):
+            running += positive[position]
+            out.append((_plain_float(_power(low + position + 1, scale)), running))
+    out.append(("+Inf", float(count)))
+    return out
+
+
+def _power(index: int, scale: int) -> float:
+    return float(2.0 ** (index / (1 << scale))) if scale >= 0 else float(2.0 ** (index << -scale))
+
+
+# --- values ------------------------------------------------------------------------------------
+
+
+def _plain_float(value: float) -> str:
+    """Go's strconv.FormatFloat(v, 'f', -1, 64), as Prometheus writes OTLP `le` and
+    `quantile`: the shortest digits that read back the same, never an exponent (1 -> "1")."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    text = repr(float(value))
+    if "e" not in text and "E" not in text:
+        return text.removesuffix(".0")
+    sign = "-" if text.startswith("-") else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    point = len(whole) + int(exponent)
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}".rstrip("0").rstrip(".")
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def _attributes(attributes: Iterable[common_pb2.KeyValue]) -> dict[str, str]:
+    return {kv.key: _text(kv.value) for kv in attributes}
+
+
+def _text(value: common_pb2.AnyValue) -> str:
+    """An attribute value as text, as OpenTelemetry's pdata AsString writes it."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return _es_number(value.double_value)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind in ("array_value", "kvlist_value"):
+        return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
+    return ""
+
+
+def _plain(value: common_pb2.AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind is None:
+        return None
+    return getattr(value, kind)
+
+
+def _es_number(value: float) -> str:
+    """A double as JSON writes numbers (ECMAScript's rules): positional from 1e-6 up to 1e21,
+    exponent outside (`1e-7`, `1e+21`)."""
+    if math.isnan(value) or math.isinf(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if value == int(value) and abs(value) < 1e21:
+        return str(int(value))
+    magnitude = abs(value)
+    if 1e-6 <= magnitude < 1e21:
+        return _plain_float(value)
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    power = int(exponent)
+    return f"{mantissa.removesuffix('.0')}e{'+' if power >= 0 else '-'}{abs(power)}"
+
+
+def _resource_labels(attributes: dict[str, str]) -> dict[str, str]:
+    labels = {}
+    name = attributes.get("service.name")
+    if name is not None:
+        namespace = attributes.get("service.namespace")
+        labels["job"] = f"{namespace}/{name}" if namespace is not None else name
+    instance = attributes.get("service.instance.id")
+    if instance:
+        labels["instance"] = instance
+    return {k: v for k, v in labels.items() if v}
+
+
+def _hex_ids_to_base64(node: Any) -> None:
+    """OTLP/JSON writes trace and span ids in hex; protobuf's JSON reader wants base64."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_FIELDS and isinstance(value, str):
+                try:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                except ValueError:
+                    raise OtlpError(f"{key} {value!r} is not hex") from None
+            else:
+                _hex_ids_to_base64(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids_to_base64(item)
