@@ -1,4 +1,5 @@
-"""Scrape benchmark: watchkeeper and Prometheus scraping the same 10,000-series expositions.
+"""Scrape and OTLP benchmark: watchkeeper and Prometheus scraping the same 10,000-series
+expositions, then OTLP metrics into watchkeeper over HTTP and gRPC.
 
 A target process serves, on --targets loopback ports, an exposition of --series series shaped
 like node_exporter's and an instrumented service's (counters, gauges, a histogram; 3-5 labels),
@@ -7,7 +8,11 @@ dir) scrapes every target every --interval for --seconds after a warm-up; printe
 samples scraped and stored per second, server CPU-seconds per million samples, the samples a
 core could take at that cost, peak RSS, and the mean scrape duration it reports. Then, in this
 process, what one scrape of the exposition costs watchkeeper in parsing and storing: the first
-scrape of a target (every series new) and the ones after (same layout, new values).
+scrape of a target (every series new) and the ones after (same layout, new values). Last,
+OTLP: pre-encoded ExportMetricsServiceRequests of --series points each (gauges, counters and
+explicit-bucket histograms), new timestamps in each, sent for --seconds by two senders over
+OTLP/HTTP (protobuf) and then OTLP/gRPC; printed: data points and samples stored per second
+and server CPU-seconds per million points.
 
 It prints numbers and never asserts a time. Run `python benchmarks/scrape.py --help`.
 """
@@ -27,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 
 # benchmarks/ is on sys.path when this file runs as a script (python benchmarks/scrape.py)
@@ -39,7 +45,11 @@ from ingest import (
     memory_kib,
     note,
 )
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+from watchkeeper.ingest import DeltaStreams, OtlpFormat, OtlpLimits, OtlpMetricsDecoder
 from watchkeeper.ingest.exposition import Format
 from watchkeeper.ingest.scrape.config import ScrapeDefaults, parse_scrape_configs
 from watchkeeper.ingest.scrape.series import ScrapeLimits, TargetSeries
@@ -228,6 +238,136 @@ def in_process(series: int, rounds: int) -> dict[str, float]:
     }
 
 
+def otlp_requests(points: int, count: int, start_ns: int, instance: str = "bench-1") -> list[bytes]:
+    """`count` requests of `points` data points each, one second apart, from one instance."""
+    bodies = []
+    rng = random.Random(1)
+    for step in range(count):
+        at = start_ns + step * 1_000_000_000
+        request = metrics_service_pb2.ExportMetricsServiceRequest()
+        resource = request.resource_metrics.add()
+        for key, value in (("service.name", "bench"), ("service.instance.id", instance)):
+            resource.resource.attributes.add(key=key, value=common_pb2.AnyValue(string_value=value))
+        scope = resource.scope_metrics.add()
+        families = max(points // 100, 1)
+        for family in range(families):
+            metric = scope.metrics.add(name=f"bench.family.{family}", unit="s")
+            kind = ("gauge", "sum", "histogram")[family % 3]
+            if kind == "gauge":
+                data: Any = metric.gauge
+            elif kind == "sum":
+                data = metric.sum
+                data.is_monotonic = True
+                data.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+            else:
+                data = metric.histogram
+                data.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+            for i in range(100):
+                point = data.data_points.add(time_unix_nano=at, start_time_unix_nano=start_ns)
+                for key, value in (("host", f"host-{i % 10}"), ("device", f"dev{i}")):
+                    point.attributes.add(key=key, value=common_pb2.AnyValue(string_value=value))
+                if kind == "histogram":
+                    point.explicit_bounds.extend([0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 50])
+                    point.bucket_counts.extend([step + rng.randint(0, 5) for _ in range(10)])
+                    point.count = sum(point.bucket_counts)
+                    point.sum = point.count * 0.3
+                else:
+                    point.as_double = step * 10 + rng.random()
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def measure_otlp(args: argparse.Namespace, transport: str) -> dict[str, float]:
+    port, grpc_port = free_loopback_port(), free_loopback_port()
+    seconds = args.seconds
+    start = time.time_ns() - 3600 * 10**9
+    # each sender its own instance, so each sends its series in time order
+    bodies = [
+        otlp_requests(args.series, int(seconds * 6) + 10, start, f"bench-{n}") for n in (1, 2)
+    ]
+    with tempfile.TemporaryDirectory(prefix=f"otlp-{transport}-", dir=args.tmpdir) as tmp:
+        data = Path(tmp) / "data"
+        server = Server(
+            "watchkeeper",
+            [
+                str(args.watchkeeper),
+                "serve",
+                "--data-dir",
+                str(data),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            {
+                "WATCHKEEPER_SELF_MONITORING__ENABLED": "false",
+                "WATCHKEEPER_OTLP__GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
+            },
+            Path(tmp),
+            data,
+            port,
+            "/-/ready",
+        )
+        server.start()
+        sent = [0]
+        lock = threading.Lock()
+        failures: list[str] = []
+
+        def sender(mine: list[bytes]) -> None:
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                request_serializer=None,
+                response_deserializer=metrics_service_pb2.ExportMetricsServiceResponse.FromString,
+            )
+            with httpx.Client(timeout=60) as client:
+                for body in mine:
+                    if time.perf_counter() > deadline:
+                        break
+                    with lock:
+                        sent[0] += 1
+                    if transport == "http":
+                        answer = client.post(
+                            f"{server.url}/v1/metrics",
+                            content=body,
+                            headers={"Content-Type": "application/x-protobuf"},
+                        )
+                        if answer.status_code != 200 or answer.content:
+                            failures.append(answer.text[:200])
+                    else:
+                        response = export(body, timeout=60)
+                        if response.HasField("partial_success"):
+                            failures.append(str(response.partial_success)[:200])
+            channel.close()
+
+        try:
+            cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+            deadline = t0 + seconds
+            threads = [threading.Thread(target=sender, args=(mine,)) for mine in bodies]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            cpu1, t1 = cpu_seconds(server.pid), time.perf_counter()
+            rss = memory_kib(server.pid, "VmHWM") * 1024
+        finally:
+            server.stop()
+    points = sent[0] * args.series
+    # every answer was a plain success (checked below), so each request stored all it made
+    per_request = len(
+        OtlpMetricsDecoder(OtlpLimits(), DeltaStreams(1, 1))
+        .decode(bodies[0][0], OtlpFormat.PROTOBUF, "bench")
+        .batch
+    )
+    stored = sent[0] * per_request
+    if failures:
+        note(f"otlp {transport}: {len(failures)} answers were not plain success: {failures[0]}")
+    return {
+        "points_per_s": points / (t1 - t0),
+        "samples_per_s": stored / (t1 - t0),
+        "cpu_per_million": (cpu1 - cpu0) / (points / 1e6),
+        "rss_mib": rss / 2**20,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="benchmarks/scrape.py",
@@ -247,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
     parser.add_argument("--rounds", type=int, default=30, help="in-process scrapes to time")
     parser.add_argument("--only", choices=("watchkeeper", "prometheus"), action="append")
+    parser.add_argument("--no-otlp", action="store_true", help="skip the OTLP part")
     parser.add_argument("--tmpdir", type=Path, default=None)
     parser.add_argument("--watchkeeper", type=Path, default=DEFAULT_WATCHKEEPER)
     parser.add_argument("--prometheus", type=Path, default=Path("/usr/bin/prometheus"))
@@ -298,6 +439,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{local['first_ms']:.0f} ms; later scrapes parse {local['parse_ms']:.2f} ms + store "
         f"{local['store_ms']:.2f} ms = {local['samples_per_s']:,.0f} samples/s"
     )
+    if args.no_otlp:
+        return 0
+    print(
+        f"\nOTLP into watchkeeper: requests of {args.series:,} data points (a third "
+        f"histograms of 10 buckets), two senders, {args.seconds:.0f}s each"
+    )
+    print(
+        f"{'transport':<10} {'points/s':>10} {'samples/s':>11} {'CPU-s/M points':>15} "
+        f"{'peak RSS':>9}"
+    )
+    for transport in ("http", "grpc"):
+        r = measure_otlp(args, transport)
+        print(
+            f"{transport:<10} {r['points_per_s']:>10,.0f} {r['samples_per_s']:>11,.0f} "
+            f"{r['cpu_per_million']:>15.2f} {r['rss_mib']:>7.0f} MiB"
+        )
     return 0
 
 

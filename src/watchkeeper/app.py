@@ -117,6 +117,8 @@ class Watchkeeper:
                 max_label_name_length=limits.max_label_name_length,
                 max_label_value_length=limits.max_label_value_length,
                 exponential_histogram_max_scale=config.otlp.exponential_histogram_max_scale,
+                series_cache_size=config.ingest.series_cache_size,
+                target_info_interval_ms=config.query.lookback_delta // 2,
             ),
             DeltaStreams(config.otlp.max_delta_streams, config.otlp.delta_stream_idle),
         )

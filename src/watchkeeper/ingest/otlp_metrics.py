@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,14 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from watchkeeper.ingest.otlp_delta import DeltaStreams
-from watchkeeper.model import METRIC_NAME, Labels, MetricMetadata, SeriesBatch, series_key
+from watchkeeper.model import (
+    METRIC_NAME,
+    Labels,
+    MetricMetadata,
+    SeriesBatch,
+    labels_from_key,
+    series_key,
+)
 from watchkeeper.model.otel_names import (
     MetricKind,
     OtelNameError,
@@ -49,6 +57,9 @@ NO_RECORDED_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 STALE_NAN = float(np.array([0x7FF0000000000002], dtype=np.uint64).view(np.float64)[0])
 IDENTIFYING = ("service.name", "service.namespace", "service.instance.id")
 _ID_FIELDS = ("traceId", "spanId")
+_PLAIN = (("", "", ""),)
+_Attributes = tuple[tuple[str, str], ...]
+_Variants = tuple[tuple[str, str, str], ...]
 _MAX_EXAMPLES = 3
 
 
@@ -68,6 +79,8 @@ class OtlpLimits:
     max_label_name_length: int = 1024
     max_label_value_length: int = 4096
     exponential_histogram_max_scale: int = 0
+    # streams whose series keys are remembered (ingest.series_cache_size); 0: none
+    series_cache_size: int = 1_000_000
     # target_info is written from a resource's first to its last point at this spacing (half
     # the lookback delta, as Prometheus does), so it is found at any instant between them
     target_info_interval_ms: int = 150_000
@@ -82,32 +95,31 @@ class DecodedOtlp:
 
 
 class _Rows:
-    """The samples being built, with their series' keys and labels."""
+    """The samples being built: sample i is series `keys[i]` (a series may come more than
+    once; the store resolves each key once). Labels are read back from a key only for a
+    series the store has not seen."""
 
     def __init__(self) -> None:
-        self.index: dict[bytes, int] = {}
         self.keys: list[bytes] = []
-        self.labels: list[Labels] = []
-        self.series: list[int] = []
         self.times: list[int] = []
         self.values: list[float] = []
 
-    def add(self, labels: Labels, at_ms: int, value: float) -> None:
-        key = series_key(labels)
-        position = self.index.get(key)
-        if position is None:
-            position = self.index[key] = len(self.keys)
-            self.keys.append(key)
-            self.labels.append(labels)
-        self.series.append(position)
+    def add(self, key: bytes, at_ms: int, value: float) -> None:
+        self.keys.append(key)
         self.times.append(at_ms)
         self.values.append(value)
 
+    def extend(self, keys: Sequence[bytes], at_ms: int, values: Sequence[float]) -> None:
+        self.keys.extend(keys)
+        self.times.extend([at_ms] * len(keys))
+        self.values.extend(values)
+
     def batch(self, metadata: list[MetricMetadata]) -> SeriesBatch:
+        keys = self.keys
         return SeriesBatch(
-            keys=self.keys,
-            labels_of=self.labels.__getitem__,
-            sample_series=np.asarray(self.series, dtype=np.int64),
+            keys=keys,
+            labels_of=lambda i: labels_from_key(keys[i]),
+            sample_series=np.arange(len(keys), dtype=np.int64),
             timestamps=np.asarray(self.times, dtype=np.int64),
             values=np.asarray(self.values, dtype=np.float64),
             metadata=metadata,
@@ -134,6 +146,10 @@ class OtlpMetricsDecoder:
         self.deltas = deltas
         self._clock = clock
         self._label_names: dict[str, str] = {}
+        # (family, resource, attributes, variants) -> the series keys they make: a stream
+        # seen before skips translating and checking its labels
+        self._series: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
+        self._bucket_variants: dict[tuple[tuple[float, ...], bool], _Variants] = {}
 
     def parse(
         self, body: bytes, fmt: OtlpFormat
@@ -209,10 +225,47 @@ class OtlpMetricsDecoder:
                 self._label_names.clear()
         return name
 
-    def point_labels(self, attributes: Iterable[common_pb2.KeyValue]) -> dict[str, str]:
+    def series_keys(
+        self, family: str, resource: dict[str, str], attributes: _Attributes, variants: _Variants
+    ) -> tuple[bytes, ...]:
+        """The keys of the series a data point writes: one per variant (name suffix and an
+        extra label, such as ("_bucket", "le", "0.5"))."""
+        cache_key = (family, tuple(resource.items()), attributes, variants)
+        keys = self._series.get(cache_key)
+        if keys is None:
+            pairs = self.point_labels(attributes)
+            pairs.update(resource)
+            made = []
+            for suffix, extra, value in variants:
+                labelled = dict(pairs)
+                labelled[METRIC_NAME] = family + suffix
+                if extra:
+                    labelled[extra] = value
+                made.append(series_key(self.finish(labelled)))
+            keys = tuple(made)
+            if len(self._series) >= self.limits.series_cache_size:
+                self._series.clear()  # emptied when full, as the remote_write cache is
+            if self.limits.series_cache_size:
+                self._series[cache_key] = keys
+        return keys
+
+    def bucket_variants(self, bounds: tuple[float, ...], has_sum: bool) -> _Variants:
+        """The series of a classic histogram: _count, _sum, then each bucket and +Inf."""
+        variants = self._bucket_variants.get((bounds, has_sum))
+        if variants is None:
+            made = [("_count", "", "")] + ([("_sum", "", "")] if has_sum else [])
+            made.extend(("_bucket", "le", _plain_float(bound)) for bound in bounds)
+            made.append(("_bucket", "le", "+Inf"))
+            variants = tuple(made)
+            if len(self._bucket_variants) > 10_000:
+                self._bucket_variants.clear()
+            self._bucket_variants[(bounds, has_sum)] = variants
+        return variants
+
+    def point_labels(self, attributes: _Attributes) -> dict[str, str]:
         """Data-point attributes as labels: keys in order, values of clashing keys joined."""
         pairs: dict[str, str] = {}
-        for key, value in sorted(_attributes(attributes).items()):
+        for key, value in sorted(dict(attributes).items()):
             if key == METRIC_NAME or not value:
                 continue
             try:
@@ -268,15 +321,15 @@ class OtlpMetricsDecoder:
         pairs.update(resource)
         pairs[METRIC_NAME] = "target_info"
         try:
-            labels = self.finish(pairs)
+            info = series_key(self.finish(pairs))
         except _PointRejectedError:
             return
         step = max(self.limits.target_info_interval_ms, 1)
         at = first_ms
         while at < last_ms:
-            rows.add(labels, at, 1.0)
+            rows.add(info, at, 1.0)
             at += step
-        rows.add(labels, last_ms, 1.0)
+        rows.add(info, last_ms, 1.0)
 
 
 class _Metric:
@@ -343,35 +396,31 @@ class _Metric:
         def write(rows: _Rows) -> None:
             if self.error is not None:
                 raise self.error
-            pairs = self.decoder.point_labels(point.attributes)
-            pairs.update(self.resource)
+            attributes = tuple([(kv.key, _text(kv.value)) for kv in point.attributes])
             at = point.time_unix_nano // 1_000_000
             stale = bool(point.flags & NO_RECORDED_VALUE)
             if self.data in ("gauge", "sum"):
-                self._number(rows, pairs, point, at, stale)
+                self._number(rows, attributes, point, at, stale)
             elif self.data == "histogram":
-                self._histogram(rows, pairs, point, at, stale)
+                self._histogram(rows, attributes, point, at, stale)
             elif self.data == "exponential_histogram":
-                self._exponential(rows, pairs, point, at, stale)
+                self._exponential(rows, attributes, point, at, stale)
             else:
-                self._summary(rows, pairs, point, at, stale)
+                self._summary(rows, attributes, point, at, stale)
 
         return write
 
-    def _series(self, pairs: dict[str, str], suffix: str = "", **extra: str) -> Labels:
-        labelled = dict(pairs)
-        labelled[METRIC_NAME] = self.family + suffix
-        labelled.update(extra)
-        return self.decoder.finish(labelled)
+    def _keys(self, attributes: _Attributes, variants: _Variants) -> tuple[bytes, ...]:
+        return self.decoder.series_keys(self.family, self.resource, attributes, variants)
 
     def _running(
-        self, labels: Labels, point: Any, values: npt.NDArray[np.float64], shape: tuple[float, ...]
+        self, stream: bytes, point: Any, values: npt.NDArray[np.float64], shape: tuple[float, ...]
     ) -> npt.NDArray[np.float64]:
         """Delta points as running totals; cumulative ones as they are."""
         if not self.delta:
             return values
         totals = self.decoder.deltas.accumulate(
-            self.tenant, series_key(labels), point.time_unix_nano, values, self.now_ms, shape
+            self.tenant, stream, point.time_unix_nano, values, self.now_ms, shape
         )
         if totals is None:
             raise _PointRejectedError(
@@ -381,79 +430,77 @@ class _Metric:
             )
         return totals
 
-    def _number(self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool) -> None:
+    def _number(
+        self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
+    ) -> None:
         which = point.WhichOneof("value")
         if which is None and not stale:
             raise _PointRejectedError(
                 "no_value", f"a data point of {self.metric.name} has neither asDouble nor asInt"
             )
-        value = float(point.as_double if which == "as_double" else point.as_int)
-        labels = self._series(pairs)
+        (key,) = self._keys(attributes, _PLAIN)
         if stale:
-            rows.add(labels, at, STALE_NAN)
+            rows.add(key, at, STALE_NAN)
             return
-        if self.data == "sum":
-            value = float(self._running(labels, point, np.array([value]), ())[0])
-        rows.add(labels, at, value)
+        value = float(point.as_double if which == "as_double" else point.as_int)
+        if self.data == "sum" and self.delta:
+            value = float(self._running(key, point, np.array([value]), ())[0])
+        rows.add(key, at, value)
 
     def _histogram(
-        self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool
+        self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
     ) -> None:
         bounds = tuple(point.explicit_bounds)
         counts = list(point.bucket_counts)[: len(bounds) + 1]
         width = min(len(bounds), len(counts))
-        base = self._series(pairs)
-        running = np.array(
-            [*counts[:width], float(point.count), point.sum if point.HasField("sum") else 0.0],
-            dtype=np.float64,
-        )
-        if not stale:
-            running = self._running(base, point, running, bounds[:width])
-        les = [
-            (_plain_float(bound), float(v))
-            for bound, v in zip(bounds, np.cumsum(running[:width]), strict=False)
-        ]
-        les.append(("+Inf", float(running[width])))
-        self._buckets(
-            rows, pairs, at, stale, les, running[width], running[width + 1], point.HasField("sum")
-        )
+        has_sum = point.HasField("sum")
+        keys = self._keys(attributes, self.decoder.bucket_variants(bounds[:width], has_sum))
+        if stale:
+            rows.extend(keys, at, [STALE_NAN] * len(keys))
+            return
+        count, total = float(point.count), point.sum if has_sum else 0.0
+        buckets: Sequence[float] = counts[:width]
+        if self.delta:
+            running = self._running(
+                keys[0], point, np.array([*buckets, count, total], dtype=np.float64), bounds[:width]
+            ).tolist()
+            buckets, count, total = running[:width], running[width], running[width + 1]
+        values = [count, total] if has_sum else [count]
+        values.extend(accumulate(buckets))
+        values.append(count)  # +Inf is the count, as Prometheus writes it
+        rows.extend(keys, at, values)
 
     def _exponential(
-        self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool
+        self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
     ) -> None:
         scale = min(int(point.scale), self.decoder.limits.exponential_histogram_max_scale)
         dense, low = _dense_exponential(point, scale)
-        base = self._series(pairs)
+        has_sum = point.HasField("sum")
+        (stream,) = self._keys(attributes, (("_count", "", ""),))
         if not stale:
-            dense = self._running(base, point, dense, (float(scale), float(low)))
+            dense = self._running(stream, point, dense, (float(scale), float(low)))
         les = _exponential_buckets(dense, scale, low, float(point.zero_threshold))
-        self._buckets(rows, pairs, at, stale, les, dense[-2], dense[-1], point.HasField("sum"))
-
-    def _buckets(
-        self,
-        rows: _Rows,
-        pairs: dict[str, str],
-        at: int,
-        stale: bool,
-        les: Sequence[tuple[str, float]],
-        count: float,
-        total: float,
-        has_sum: bool,
-    ) -> None:
-        for le, cumulative in les:
-            rows.add(self._series(pairs, "_bucket", le=le), at, STALE_NAN if stale else cumulative)
-        rows.add(self._series(pairs, "_count"), at, STALE_NAN if stale else float(count))
+        variants: list[tuple[str, str, str]] = [("_count", "", "")]
+        values = [dense[-2]]
         if has_sum:
-            rows.add(self._series(pairs, "_sum"), at, STALE_NAN if stale else float(total))
+            variants.append(("_sum", "", ""))
+            values.append(dense[-1])
+        for le, cumulative in les:
+            variants.append(("_bucket", "le", le))
+            values.append(cumulative)
+        keys = self._keys(attributes, tuple(variants))
+        rows.extend(keys, at, [STALE_NAN] * len(keys) if stale else [float(v) for v in values])
 
     def _summary(
-        self, rows: _Rows, pairs: dict[str, str], point: Any, at: int, stale: bool
+        self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
     ) -> None:
+        variants = [("_count", "", ""), ("_sum", "", "")]
+        values = [float(point.count), point.sum]
         for quantile in point.quantile_values:
-            labels = self._series(pairs, quantile=_plain_float(quantile.quantile))
-            rows.add(labels, at, STALE_NAN if stale else quantile.value)
-        rows.add(self._series(pairs, "_sum"), at, STALE_NAN if stale else point.sum)
-        rows.add(self._series(pairs, "_count"), at, STALE_NAN if stale else float(point.count))
+            variants.append(("", "quantile", _plain_float(quantile.quantile)))
+            values.append(quantile.value)
+        keys = self._keys(attributes, tuple(variants))
+        rows.extend(keys, at, [STALE_NAN] * len(keys) if stale else values)
 
 
 def _kind(metric: metrics_pb2.Metric) -> MetricKind | None:
