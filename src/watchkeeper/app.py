@@ -95,6 +95,7 @@ class Watchkeeper:
                 wal_segment_bytes=storage.wal_segment_bytes,
                 max_series_per_tenant=config.limits.max_series_per_tenant,
                 read_cache_bytes=storage.read_cache_bytes,
+                max_exemplars=storage.max_exemplars,
             ),
             observe_fsync=self.instruments.wal_fsync.observe,
         )

@@ -74,6 +74,12 @@ class StorageConfig(_Section):
     wal_segment_bytes: int = Field(
         64 * 1024 * 1024, ge=1024 * 1024, description="Size at which a WAL segment file is closed."
     )
+    max_exemplars: int = Field(
+        100_000,
+        ge=0,
+        description="Exemplars kept per tenant (the newest; Prometheus' "
+        "--storage.tsdb.max-exemplars); 0 keeps none.",
+    )
     read_cache_bytes: int = Field(
         64 * 1024 * 1024,
         ge=0,

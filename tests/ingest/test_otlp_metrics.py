@@ -4,6 +4,7 @@ rejection, delta to cumulative, and the exponential histogram bucket scheme."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -376,3 +377,44 @@ def _histogram(
         "unit": unit,
         "histogram": {"aggregationTemporality": temporality, "dataPoints": points},
     }
+
+
+def test_exemplars_of_sums_and_histogram_buckets() -> None:
+    exemplar = {
+        "asDouble": 0.5,
+        "timeUnixNano": str(NOW_NS - 10**9),
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "filteredAttributes": [_kv("user", "u1")],
+    }
+    raw = (
+        b'{"resourceMetrics":[{"scopeMetrics":[{"metrics":['
+        b'{"name":"done","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":'
+        b'[{"asInt":"3","timeUnixNano":"%d","exemplars":[%s]}]}},'
+        b'{"name":"lat","histogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":'
+        b'"%d","count":"2","bucketCounts":["1","1","0"],"explicitBounds":[0.1,1],'
+        b'"exemplars":[%s]}]}}]}]}]}'
+    ) % (NOW_NS, json_dumps(exemplar), NOW_NS, json_dumps(exemplar))
+    batch = _decoder().decode(raw, OtlpFormat.JSON, "t").batch
+    placed = {
+        dict(batch.labels_of(i)).get("__name__") + dict(batch.labels_of(i)).get("le", ""): (
+            dict(labels),
+            value,
+            at,
+        )
+        for i, labels, value, at in batch.exemplars
+    }
+    expected = (
+        {
+            "trace_id": "5b8efff798038103d269b633813fc60c",
+            "span_id": "eee19b7ec3c1b174",
+            "user": "u1",
+        },
+        0.5,
+        NOW_MS - 1000,
+    )
+    assert placed == {"done_total": expected, "lat_bucket1": expected}
+
+
+def json_dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()

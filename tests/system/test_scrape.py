@@ -48,6 +48,7 @@ class App:
             "shop_latency_seconds", "Request latency.", ["path"], registry=self.registry
         )
         self.queue = Gauge("shop_queue_depth", "Jobs waiting.", ["queue"], registry=self.registry)
+        self.checkouts = Counter("shop_checkouts", "Checkouts.", registry=self.registry)
         self.port = free_port()
         self.server, self.thread = start_metrics_server(
             self.port, addr="127.0.0.1", registry=self.registry
@@ -308,6 +309,29 @@ def test_targets_page_shape(scraping: Server) -> None:
     assert "shop" in pools["scrapePools"]
     assert [t["scrapePool"] for t in _targets(scraping, scrapePool="slow")] == ["slow"]
     assert _targets(scraping, state="dropped") == []
+
+
+def test_exemplars_are_stored_and_queried(app: App, scraping: Server) -> None:
+    """prometheus_client writes exemplars in OpenMetrics, which our Accept header asks for."""
+    app.checkouts.inc(exemplar={"trace_id": "4bf92f3577b34da6"})
+
+    def found() -> list[dict[str, Any]]:
+        answer = httpx.get(
+            f"{scraping.url}/api/v1/query_exemplars",
+            params={"query": "rate(shop_checkouts_total[1m])", "start": "0"},
+            timeout=10,
+        ).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]  # type: ignore[no-any-return]
+
+    (series,) = wait_for(found)
+    assert series["seriesLabels"]["__name__"] == "shop_checkouts_total"
+    assert series["seriesLabels"]["job"] == "shop"
+    (exemplar,) = series["exemplars"]  # exposed on every scrape, kept once
+    assert exemplar["labels"] == {"trace_id": "4bf92f3577b34da6"}
+    assert exemplar["value"] == "1"
+    time.sleep(2.5)  # more scrapes expose the same exemplar
+    assert len(found()[0]["exemplars"]) == 1
 
 
 def test_a_series_that_goes_away_is_stale_at_once(app: App, scraping: Server) -> None:

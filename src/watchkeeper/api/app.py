@@ -10,7 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watchkeeper.api import admin, export, health, otlp, prometheus_meta, query, targets, write
+from watchkeeper.api import (
+    admin,
+    exemplars,
+    export,
+    health,
+    otlp,
+    prometheus_meta,
+    query,
+    targets,
+    write,
+)
 from watchkeeper.api.context import ApiContext
 from watchkeeper.api.errors import APIError, error_response
 from watchkeeper.api.requests import BodyTooLargeError
@@ -27,7 +37,8 @@ def create_api(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (health, write, otlp, query, prometheus_meta, targets, export, admin):
+    modules = (health, write, otlp, query, exemplars, prometheus_meta, targets, export, admin)
+    for module in modules:
         app.include_router(module.router(ctx))
 
     @app.exception_handler(APIError)

@@ -103,6 +103,7 @@ class _Rows:
         self.keys: list[bytes] = []
         self.times: list[int] = []
         self.values: list[float] = []
+        self.exemplars: list[tuple[int, Labels, float, int]] = []
 
     def add(self, key: bytes, at_ms: int, value: float) -> None:
         self.keys.append(key)
@@ -123,7 +124,24 @@ class _Rows:
             timestamps=np.asarray(self.times, dtype=np.int64),
             values=np.asarray(self.values, dtype=np.float64),
             metadata=metadata,
+            exemplars=self.exemplars,
         )
+
+    def exemplar(self, sample: int, exemplar: Any, at_ms: int) -> None:
+        """An OTLP exemplar on the series of sample `sample`, as Prometheus labels it."""
+        labels: dict[str, str] = {}
+        if exemplar.trace_id:
+            labels["trace_id"] = exemplar.trace_id.hex()
+        if exemplar.span_id:
+            labels["span_id"] = exemplar.span_id.hex()
+        extra = _attributes(exemplar.filtered_attributes)
+        if sum(len(k) + len(v) for k, v in (*labels.items(), *extra.items())) <= 128:
+            labels = {**extra, **labels}
+        value = float(
+            exemplar.as_double if exemplar.WhichOneof("value") == "as_double" else exemplar.as_int
+        )
+        at = exemplar.time_unix_nano // 1_000_000 or at_ms
+        self.exemplars.append((sample, tuple(sorted(labels.items())), value, at))
 
 
 class _PointRejectedError(Exception):
@@ -446,6 +464,9 @@ class _Metric:
         if self.data == "sum" and self.delta:
             value = float(self._running(key, point, np.array([value]), ())[0])
         rows.add(key, at, value)
+        if self.data == "sum":  # Prometheus keeps the exemplars of sums, not of gauges
+            for exemplar in point.exemplars:
+                rows.exemplar(len(rows.keys) - 1, exemplar, at)
 
     def _histogram(
         self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
@@ -468,7 +489,18 @@ class _Metric:
         values = [count, total] if has_sum else [count]
         values.extend(accumulate(buckets))
         values.append(count)  # +Inf is the count, as Prometheus writes it
+        first = len(rows.keys)
         rows.extend(keys, at, values)
+        buckets_at = first + (2 if has_sum else 1)
+        for exemplar in point.exemplars:
+            # on the first bucket holding its value, as Prometheus places them
+            value = (
+                exemplar.as_double
+                if exemplar.WhichOneof("value") == "as_double"
+                else (exemplar.as_int)
+            )
+            bucket = next((i for i, b in enumerate(bounds[:width]) if value <= b), width)
+            rows.exemplar(buckets_at + bucket, exemplar, at)
 
     def _exponential(
         self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool

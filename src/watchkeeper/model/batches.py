@@ -36,6 +36,8 @@ class SeriesBatch:
     timestamps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
     metadata: list[MetricMetadata] = field(default_factory=list)
+    # (series position in `keys`, exemplar labels, value, timestamp ms)
+    exemplars: list[tuple[int, Labels, float, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.timestamps)

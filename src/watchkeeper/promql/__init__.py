@@ -5,7 +5,7 @@ model matchers. Must not import the HTTP layer.
 """
 
 from watchkeeper.promql.ast_json import format_float, format_query, parse_query
-from watchkeeper.promql.engine import Engine, EngineOptions
+from watchkeeper.promql.engine import Engine, EngineOptions, query_selectors
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.gate import GatedRun, QueryGate
 from watchkeeper.promql.querier import StoreQuerier
@@ -26,4 +26,5 @@ __all__ = [
     "format_query",
     "parse_query",
     "parse_series_selector",
+    "query_selectors",
 ]

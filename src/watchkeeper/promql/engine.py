@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import promql_parser as pp
 
+from watchkeeper.model import Matcher
 from watchkeeper.promql.ast import selector_matcher_sets, walk
 from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.errors import QueryError, QueryParseError
@@ -55,6 +56,18 @@ def parse(query: str) -> Any:
                         "non-empty matcher"
                     )
     return expr
+
+
+def query_selectors(query: str) -> list[list[Matcher]]:
+    """The matcher sets of every vector selector in a query (for /api/v1/query_exemplars);
+    a QueryParseError if the query is not valid PromQL."""
+    expr = parse(rewrite_durations(query, 0, 0))
+    return [
+        matchers
+        for node in walk(expr)
+        if isinstance(node, pp.VectorSelector)
+        for matchers in selector_matcher_sets(node)
+    ]
 
 
 class Engine:

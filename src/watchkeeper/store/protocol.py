@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
 
 if TYPE_CHECKING:
+    from watchkeeper.store.exemplars import Exemplar
     from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples
 
 
@@ -71,6 +72,14 @@ class MetricStore(Protocol):
         ...
 
     def metadata(self, tenant: str) -> dict[str, MetricMetadata]: ...
+
+    def exemplars(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = ...,
+        end: int = ...,
+    ) -> list[tuple[Labels, list[Exemplar]]]: ...
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]: ...
 

@@ -14,15 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.model import MetricMetadata
+from watchkeeper.model import MetricMetadata, labels_from_key, series_key
+from watchkeeper.store.exemplars import Exemplar
 
 SERIES = b"S"
 SAMPLES = b"D"
 METADATA = b"M"
+EXEMPLARS = b"E"
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _SERIES_ENTRY = struct.Struct("<qI")
+_EXEMPLAR_ENTRY = struct.Struct("<qqdI")  # series id, timestamp, value, labels key length
 
 
 @dataclass
@@ -45,7 +48,13 @@ class MetadataRecord:
     entries: list[MetricMetadata]
 
 
-Record = SeriesRecord | SamplesRecord | MetadataRecord
+@dataclass
+class ExemplarsRecord:
+    tenant: str
+    entries: list[Exemplar]
+
+
+Record = SeriesRecord | SamplesRecord | MetadataRecord | ExemplarsRecord
 
 
 def _tenant_prefix(kind: bytes, tenant: str) -> bytes:
@@ -83,6 +92,15 @@ def encode_metadata(tenant: str, entries: Sequence[MetricMetadata]) -> bytes:
     return _tenant_prefix(METADATA, tenant) + body
 
 
+def encode_exemplars(tenant: str, entries: Sequence[Exemplar]) -> bytes:
+    parts = [_tenant_prefix(EXEMPLARS, tenant), _U32.pack(len(entries))]
+    for entry in entries:
+        key = series_key(entry.labels)
+        parts.append(_EXEMPLAR_ENTRY.pack(entry.series, entry.timestamp_ms, entry.value, len(key)))
+        parts.append(key)
+    return b"".join(parts)
+
+
 def decode(payload: bytes) -> Record:
     kind = payload[:1]
     (tenant_len,) = _U16.unpack_from(payload, 1)
@@ -111,4 +129,15 @@ def decode(payload: bytes) -> Record:
     if kind == METADATA:
         rows = json.loads(payload[offset:])
         return MetadataRecord(tenant, [MetricMetadata(*row) for row in rows])
+    if kind == EXEMPLARS:
+        (count,) = _U32.unpack_from(payload, offset)
+        offset += _U32.size
+        exemplars = []
+        for _ in range(count):
+            sid, at, value, key_len = _EXEMPLAR_ENTRY.unpack_from(payload, offset)
+            offset += _EXEMPLAR_ENTRY.size
+            labels = labels_from_key(payload[offset : offset + key_len])
+            offset += key_len
+            exemplars.append(Exemplar(sid, labels, value, at))
+        return ExemplarsRecord(tenant, exemplars)
     raise ValueError(f"unknown WAL record type {kind!r}")

@@ -9,6 +9,7 @@ import numpy as np
 
 from watchkeeper.model import Labels, MetricMetadata, series_key
 from watchkeeper.store.blocks import BlockMeta
+from watchkeeper.store.exemplars import ExemplarRing
 from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, RawRun
 from watchkeeper.store.label_order import LabelOrder
 from watchkeeper.store.ordering import INT64_MIN
@@ -42,6 +43,7 @@ class TenantState:
     metadata: dict[str, MetricMetadata] = field(default_factory=dict)
     # series with samples in at least one block
     series_in_blocks: set[int] = field(default_factory=set)
+    exemplars: ExemplarRing = field(default_factory=lambda: ExemplarRing(0))
 
     @property
     def blocks_max_time(self) -> int:

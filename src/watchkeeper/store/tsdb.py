@@ -31,6 +31,7 @@ from watchkeeper.model import (
 from watchkeeper.store import checkpoint, records
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.blocks import BlockMeta, read_block_series, write_block
+from watchkeeper.store.exemplars import Exemplar, ExemplarRing
 from watchkeeper.store.headchunks import HeadChunk, after_cut, concatenated, freeze_slices
 from watchkeeper.store.heap import release_free_memory
 from watchkeeper.store.merge import already_stored, sorted_parts
@@ -114,7 +115,7 @@ class MetricsDB:
         """Store a batch; returns once every appended sample is durable. Samples breaking the
         ordering rules or limits are left out and counted by reason in the result."""
         result = AppendResult()
-        if len(batch) == 0 and not batch.metadata:
+        if len(batch) == 0 and not batch.metadata and not batch.exemplars:
             return result
         with self._append_lock:
             state = self._tenant(tenant)
@@ -168,6 +169,15 @@ class MetricsDB:
                 payload = records.encode_samples(tenant, acc_sids, acc_ts, acc_vals)
                 chunk = HeadChunk(acc_sids, acc_ts, acc_vals)
                 futures.append(self.wal.submit(payload, lambda: self._apply_chunk(state, chunk)))
+            if batch.exemplars:
+                kept = state.exemplars.add(
+                    Exemplar(int(sids[i]), labels, value, at)
+                    for i, labels, value, at in batch.exemplars
+                    if sids[i] >= 0
+                )
+                if kept:
+                    payload = records.encode_exemplars(tenant, kept)
+                    futures.append(self.wal.submit(payload, lambda: None))
             changed = [m for m in batch.metadata if state.metadata.get(m.metric) != m]
             if changed:
                 payload = records.encode_metadata(tenant, changed)
@@ -281,7 +291,12 @@ class MetricsDB:
         if state is None:
             with self._state_lock:
                 state = self._tenants.setdefault(
-                    name, TenantState(name=name, directory=self._blocks_dir / name)
+                    name,
+                    TenantState(
+                        name=name,
+                        directory=self._blocks_dir / name,
+                        exemplars=ExemplarRing(self.options.max_exemplars),
+                    ),
                 )
         return state
 
@@ -322,6 +337,8 @@ class MetricsDB:
             state.add_chunk(HeadChunk(sids, ts, vals))
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze(state)
+        elif isinstance(record, records.ExemplarsRecord):
+            state.exemplars.add(record.entries)
         else:
             for entry in record.entries:
                 state.metadata[entry.metric] = entry
@@ -415,6 +432,25 @@ class MetricsDB:
                 v for v, ids in state.postings.values(name).items() if not ids.isdisjoint(wanted)
             }
         return sorted(values)
+
+    def exemplars(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[tuple[Labels, list[Exemplar]]]:
+        """Exemplars in [start, end] of the series matching any matcher set, by series."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        with self._state_lock:
+            ids = state.postings.select_any(matcher_sets)
+            found = state.exemplars.select(ids, start, end)
+            by_series: dict[int, list[Exemplar]] = {}
+            for exemplar in found:
+                by_series.setdefault(exemplar.series, []).append(exemplar)
+            return sorted((state.labels[sid], kept) for sid, kept in by_series.items())
 
     def metadata(self, tenant: str) -> dict[str, MetricMetadata]:
         state = self._tenants.get(tenant)
@@ -567,11 +603,17 @@ class MetricsDB:
             seq = self.wal.cut().result()  # everything before is applied to the head
             with self._state_lock:
                 cut = [
-                    (state, list(state.chunks), list(state.labels), list(state.metadata.values()))
+                    (
+                        state,
+                        list(state.chunks),
+                        list(state.labels),
+                        list(state.metadata.values()),
+                        state.exemplars.all(),
+                    )
                     for state in self._tenants.values()
                 ]
         payloads = []
-        for state, chunks, known, metadata in cut:
+        for state, chunks, known, metadata, exemplars in cut:
             sids, ts, vals = concatenated(chunks)
             in_head = set(np.unique(sids).tolist())
             unused = [s for s in known if s not in in_head and s not in state.series_in_blocks]
@@ -586,6 +628,8 @@ class MetricsDB:
                 payloads.append(records.encode_samples(state.name, sids, ts, vals))
             if metadata:
                 payloads.append(records.encode_metadata(state.name, metadata))
+            if exemplars:
+                payloads.append(records.encode_exemplars(state.name, exemplars))
         checkpoint.write(self.directory, seq, payloads)
         self.wal.remove_segments_before(seq)
 
@@ -605,9 +649,10 @@ class MetricsDB:
                 since = set()
                 for chunk in state.chunks[cut_chunks:]:
                     since.update(np.unique(chunk.arrays()[0]).tolist())
-                for sid in unused:
-                    if sid not in since:
-                        state.drop_series(sid)
+                dropped = {sid for sid in unused if sid not in since}
+                for sid in dropped:
+                    state.drop_series(sid)
+                state.exemplars.forget(dropped)
         return [sid for sid in unused if sid in since]
 
     def refresh_label_orders(self) -> int:

@@ -25,6 +25,8 @@ class StorageOptions:
     max_block_duration_ms: int | None = None
     # decoded head segments and block reads kept for later reads (read_cache.py); 0: none
     read_cache_bytes: int = 64 * 1024 * 1024
+    # exemplars kept per tenant, newest first (exemplars.py); 0: none
+    max_exemplars: int = 100_000
 
 
 @dataclass

@@ -74,7 +74,6 @@ class ScrapeOutcome:
     duplicates: int = 0
     parsed: bool = False  # parsed in full: `metadata` is the body's whole metadata
     metadata: list[MetricMetadata] = field(default_factory=list)
-    exemplars: list[tuple[Labels, Exemplar]] = field(default_factory=list)
 
 
 @dataclass
@@ -131,7 +130,10 @@ class TargetSeries:
         outcome = self._outcome(plan, values, timestamps, timestamp_ms, added=added)
         outcome.parsed = True
         outcome.metadata = list(exposition.metadata.values())
-        outcome.exemplars = self._exemplars(exposition.exemplars, exposition.texts, entries)
+        if exposition.exemplars:
+            outcome.batch.exemplars = self._exemplars(
+                exposition.exemplars, exposition.texts, entries, plan.keys, timestamp_ms
+            )
         # remember only what this body held, so a target's churn does not grow the memory
         self._entries = {text: entries[text] for text in exposition.texts}
         if exposition.timestamps or exposition.exemplars:
@@ -288,12 +290,19 @@ class TargetSeries:
         exemplars: list[Exemplar],
         texts: list[bytes],
         entries: dict[bytes, bytes | None],
-    ) -> list[tuple[Labels, Exemplar]]:
+        keys: list[bytes],
+        timestamp_ms: int,
+    ) -> list[tuple[int, Labels, float, int]]:
+        """The exemplars of the series stored, by their position in the batch; one without a
+        timestamp takes the scrape's, as Prometheus gives it."""
+        position = {key: i for i, key in enumerate(keys)}
         out = []
         for exemplar in exemplars:
             key = entries[texts[exemplar.sample]]
-            if key is not None:
-                out.append((labels_from_key(key), exemplar))
+            where = position.get(key) if key is not None else None
+            if where is not None:
+                at = exemplar.timestamp_ms if exemplar.timestamp_ms is not None else timestamp_ms
+                out.append((where, exemplar.labels, exemplar.value, at))
         return out
 
 
@@ -326,4 +335,8 @@ def join_batches(first: SeriesBatch, second: SeriesBatch) -> SeriesBatch:
         timestamps=np.concatenate([first.timestamps, second.timestamps]),
         values=np.concatenate([first.values, second.values]),
         metadata=[*first.metadata, *second.metadata],
+        exemplars=[
+            *first.exemplars,
+            *((i + split, labels, value, at) for i, labels, value, at in second.exemplars),
+        ],
     )
