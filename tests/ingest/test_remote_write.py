@@ -170,15 +170,24 @@ def test_native_histograms_are_refused_floats_kept() -> None:
     assert len(decoded.batch) == 1
 
 
-def test_exemplars_are_ignored() -> None:
+def test_exemplars_come_with_their_series() -> None:
     request = remote_pb2.WriteRequest()
-    ts = request.timeseries.add()
-    ts.labels.add(name="__name__", value="e")
-    ts.samples.add(timestamp=T0, value=1.0)
-    ex = ts.exemplars.add(value=1.0, timestamp=T0)
+    for name in ("a", "e"):
+        ts = request.timeseries.add()
+        ts.labels.add(name="__name__", value=name)
+        ts.samples.add(timestamp=T0, value=1.0)
+    ex = request.timeseries[1].exemplars.add(value=0.5, timestamp=T0 - 1)
     ex.labels.add(name="trace_id", value="abc")
-    decoded = _decode(request.SerializeToString())
-    assert not decoded.rejected and len(decoded.batch) == 1
+    ex.labels.add(name="span_id", value="def")
+    too_long = request.timeseries[1].exemplars.add(value=1.0, timestamp=T0)
+    too_long.labels.add(name="trace_id", value="x" * 130)
+    decoder = RemoteWriteDecoder(RemoteWriteLimits())
+    body = request.SerializeToString()
+    for decoded in (decoder.decode_payload(body), decoder.decode_payload(body)):  # cold, cached
+        assert not decoded.rejected and len(decoded.batch) == 2
+        assert decoded.batch.exemplars == [
+            (1, (("span_id", "def"), ("trace_id", "abc")), 0.5, T0 - 1)
+        ]
 
 
 @pytest.mark.parametrize(

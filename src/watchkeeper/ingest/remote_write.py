@@ -46,6 +46,7 @@ _METADATA_TYPES = {
 }
 _NAME = METRIC_NAME.encode()
 _MAX_EXAMPLES = 3
+MAX_EXEMPLAR_LABELS_LENGTH = 128
 
 
 class RemoteWriteError(ValueError):
@@ -68,7 +69,6 @@ class DecodedWrite:
     # reason -> number of samples rejected for it, and a few example messages
     rejected: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
-    exemplars_ignored: int = 0
 
     @property
     def rejected_samples(self) -> int:
@@ -143,6 +143,7 @@ class RemoteWriteDecoder:
             sample_series=np.repeat(np.arange(n_series, dtype=np.int64), np.diff(sample_offsets)),
             timestamps=np.asarray(samples.field("timestamp").to_numpy(), np.int64),
             values=np.asarray(samples.field("value").to_numpy(), np.float64),
+            exemplars=_exemplars(series, n_series),
         )
         return DecodedWrite(batch=batch)
 
@@ -216,7 +217,31 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
             keys, checker.labels_of, sample_series, timestamps, sample_values
         )
     result.batch.metadata = _metadata(record)
+    result.batch.exemplars = [e for e in _exemplars(series, n_series) if not bad[e[0]]]
     return result
+
+
+def _exemplars(series: pa.StructArray, count: int) -> list[tuple[int, Labels, float, int]]:
+    """The exemplars of each series (index, labels, value, timestamp). Few requests carry
+    any (Prometheus sends them with `send_exemplars: true`), so they are read one by one; one
+    whose labels exceed 128 characters, as Prometheus' storage refuses them, is left out."""
+    lists = series.field("exemplars")
+    offsets = _offsets(lists, count)
+    if offsets[-1] == offsets[0]:
+        return []
+    owners = np.repeat(np.arange(count, dtype=np.int64), np.diff(offsets)).tolist()
+    found = lists.values.slice(offsets[0], offsets[-1] - offsets[0]).to_pylist()
+    out = []
+    for owner, exemplar in zip(owners, found, strict=True):
+        pairs = [
+            (p["name"].decode(errors="replace"), p["value"].decode(errors="replace"))
+            for p in exemplar["labels"]
+        ]
+        if sum(len(n) + len(v) for n, v in pairs) > MAX_EXEMPLAR_LABELS_LENGTH:
+            continue
+        labels = tuple(sorted((n, v) for n, v in pairs if v))
+        out.append((owner, labels, float(exemplar["value"]), int(exemplar["timestamp"])))
+    return out
 
 
 def _check_sample_limit(total: int, limits: RemoteWriteLimits) -> None:

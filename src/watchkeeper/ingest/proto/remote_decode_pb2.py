@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13remote_decode.proto\x12\x12watchkeeper.decode\"x\n\x0cWriteRequest\x12\x32\n\ntimeseries\x18\x01 \x03(\x0b\x32\x1e.watchkeeper.decode.TimeSeries\x12\x34\n\x08metadata\x18\x03 \x03(\x0b\x32\".watchkeeper.decode.MetricMetadata\"V\n\x0eMetricMetadata\x12\x0c\n\x04type\x18\x01 \x01(\x05\x12\x1a\n\x12metric_family_name\x18\x02 \x01(\x0c\x12\x0c\n\x04help\x18\x04 \x01(\x0c\x12\x0c\n\x04unit\x18\x05 \x01(\x0c\"*\n\x06Sample\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\"x\n\nTimeSeries\x12)\n\x06labels\x18\x01 \x03(\x0b\x32\x19.watchkeeper.decode.Label\x12+\n\x07samples\x18\x02 \x03(\x0b\x32\x1a.watchkeeper.decode.Sample\x12\x12\n\nhistograms\x18\x04 \x03(\x0c\"$\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"Z\n\x0fWriteRequestRaw\x12\x35\n\ntimeseries\x18\x01 \x03(\x0b\x32!.watchkeeper.decode.TimeSeriesRaw\x12\x10\n\x08metadata\x18\x03 \x03(\x0c\"`\n\rTimeSeriesRaw\x12\x0e\n\x06labels\x18\x01 \x03(\x0c\x12+\n\x07samples\x18\x02 \x03(\x0b\x32\x1a.watchkeeper.decode.Sample\x12\x12\n\nhistograms\x18\x04 \x03(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13remote_decode.proto\x12\x12watchkeeper.decode\"x\n\x0cWriteRequest\x12\x32\n\ntimeseries\x18\x01 \x03(\x0b\x32\x1e.watchkeeper.decode.TimeSeries\x12\x34\n\x08metadata\x18\x03 \x03(\x0b\x32\".watchkeeper.decode.MetricMetadata\"V\n\x0eMetricMetadata\x12\x0c\n\x04type\x18\x01 \x01(\x05\x12\x1a\n\x12metric_family_name\x18\x02 \x01(\x0c\x12\x0c\n\x04help\x18\x04 \x01(\x0c\x12\x0c\n\x04unit\x18\x05 \x01(\x0c\"*\n\x06Sample\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\"W\n\x08\x45xemplar\x12)\n\x06labels\x18\x01 \x03(\x0b\x32\x19.watchkeeper.decode.Label\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"\xa9\x01\n\nTimeSeries\x12)\n\x06labels\x18\x01 \x03(\x0b\x32\x19.watchkeeper.decode.Label\x12+\n\x07samples\x18\x02 \x03(\x0b\x32\x1a.watchkeeper.decode.Sample\x12/\n\texemplars\x18\x03 \x03(\x0b\x32\x1c.watchkeeper.decode.Exemplar\x12\x12\n\nhistograms\x18\x04 \x03(\x0c\"$\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"Z\n\x0fWriteRequestRaw\x12\x35\n\ntimeseries\x18\x01 \x03(\x0b\x32!.watchkeeper.decode.TimeSeriesRaw\x12\x10\n\x08metadata\x18\x03 \x03(\x0c\"\x91\x01\n\rTimeSeriesRaw\x12\x0e\n\x06labels\x18\x01 \x03(\x0c\x12+\n\x07samples\x18\x02 \x03(\x0b\x32\x1a.watchkeeper.decode.Sample\x12/\n\texemplars\x18\x03 \x03(\x0b\x32\x1c.watchkeeper.decode.Exemplar\x12\x12\n\nhistograms\x18\x04 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METRICMETADATA']._serialized_end=251
   _globals['_SAMPLE']._serialized_start=253
   _globals['_SAMPLE']._serialized_end=295
-  _globals['_TIMESERIES']._serialized_start=297
-  _globals['_TIMESERIES']._serialized_end=417
-  _globals['_LABEL']._serialized_start=419
-  _globals['_LABEL']._serialized_end=455
-  _globals['_WRITEREQUESTRAW']._serialized_start=457
-  _globals['_WRITEREQUESTRAW']._serialized_end=547
-  _globals['_TIMESERIESRAW']._serialized_start=549
-  _globals['_TIMESERIESRAW']._serialized_end=645
+  _globals['_EXEMPLAR']._serialized_start=297
+  _globals['_EXEMPLAR']._serialized_end=384
+  _globals['_TIMESERIES']._serialized_start=387
+  _globals['_TIMESERIES']._serialized_end=556
+  _globals['_LABEL']._serialized_start=558
+  _globals['_LABEL']._serialized_end=594
+  _globals['_WRITEREQUESTRAW']._serialized_start=596
+  _globals['_WRITEREQUESTRAW']._serialized_end=686
+  _globals['_TIMESERIESRAW']._serialized_start=689
+  _globals['_TIMESERIESRAW']._serialized_end=834
 # @@protoc_insertion_point(module_scope)
