@@ -504,3 +504,22 @@ def test_big_block_reads_decode_a_few_row_groups_at_a_time_to_the_same_samples(
     db._blocks.reader.close()
     assert [_all(db, selector=s) for s in selectors] == expected
     db.close()
+
+
+def test_a_series_hint_skips_the_lookup_and_is_ignored_when_stale(tmp_path: Path) -> None:
+    db = _open(tmp_path)
+    first = db.append("default", _grid(3, 1))
+    assert first.series_ids is not None and len(first.series_ids) == 3
+    again = _grid(3, 1, start=T0 + 15_000)
+    again.series_hint = (first.generation, first.series_ids)
+    result = db.append("default", again)
+    assert result.appended == 3 and list(result.series_ids) == list(first.series_ids)
+    assert _all(db)["2"][0] == [T0, T0 + 15_000]
+    # a hint from before a series was forgotten is not trusted: the keys are looked up
+    state = db._tenants["default"]
+    state.dropped += 1
+    wrong = _grid(3, 1, start=T0 + 30_000)
+    wrong.series_hint = (first.generation, first.series_ids[::-1].copy())
+    assert db.append("default", wrong).appended == 3
+    assert _all(db)["0"][1][-1] == 0.0  # series 0 got its own value, not series 2's
+    db.close()

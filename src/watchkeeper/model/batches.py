@@ -38,6 +38,9 @@ class SeriesBatch:
     metadata: list[MetricMetadata] = field(default_factory=list)
     # (series position in `keys`, exemplar labels, value, timestamp ms)
     exemplars: list[tuple[int, Labels, float, int]] = field(default_factory=list)
+    # what the store answered for these same keys in the same order before (AppendResult's
+    # generation and series_ids): lets it skip looking each key up again
+    series_hint: tuple[int, npt.NDArray[np.int64]] | None = None
 
     def __len__(self) -> int:
         return len(self.timestamps)

@@ -44,6 +44,8 @@ class TenantState:
     # series with samples in at least one block
     series_in_blocks: set[int] = field(default_factory=set)
     exemplars: ExemplarRing = field(default_factory=lambda: ExemplarRing(0))
+    # series forgotten so far: series ids handed out before stay valid while this holds
+    dropped: int = 0
 
     @property
     def blocks_max_time(self) -> int:
@@ -113,4 +115,5 @@ class TenantState:
         if labels is not None:
             self.postings.remove(sid, labels)
             self.series_changes += 1
+            self.dropped += 1
             self.keys.pop(series_key(labels), None)

@@ -120,6 +120,7 @@ class MetricsDB:
         with self._append_lock:
             state = self._tenant(tenant)
             sids, new_series = self._resolve_series(state, batch, result)
+            result.series_ids, result.generation = sids, state.dropped
             sample_sids = sids[batch.sample_series]
             known = sample_sids >= 0
             bits = batch.values.view(np.int64)
@@ -191,6 +192,14 @@ class MetricsDB:
     def _resolve_series(
         self, state: TenantState, batch: SeriesBatch, result: AppendResult
     ) -> tuple[npt.NDArray[np.int64], list[tuple[int, bytes, Labels]]]:
+        hint = batch.series_hint
+        if (
+            hint is not None
+            and hint[0] == state.dropped
+            and len(hint[1]) == len(batch.keys)
+            and int(hint[1].min(initial=0)) >= 0
+        ):
+            return hint[1].copy(), []
         get = state.keys.get
         sids = np.array([get(k, -1) for k in batch.keys], dtype=np.int64)
         new_series: list[tuple[int, bytes, Labels]] = []

@@ -35,6 +35,11 @@ class AppendResult:
     resent: int = 0
     # reason -> (number of samples, one example for the error message)
     rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # the series id of each of the batch's keys (-1: refused), valid while the tenant's
+    # series generation stays `generation`: a writer sending the same keys again passes both
+    # back as the batch's series_hint
+    series_ids: npt.NDArray[np.int64] | None = None
+    generation: int = -1
 
     @property
     def rejected_count(self) -> int:

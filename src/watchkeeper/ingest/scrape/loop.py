@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 
 from watchkeeper.ingest.exposition import ExpositionError, Format, format_of
 from watchkeeper.ingest.scrape.config import PROTOCOLS, ScrapeConfig
@@ -87,6 +89,12 @@ class ScrapeLoop:
         self._offset_seed = offset_seed
         self._clock = clock
         self._executor = executor
+        # a scrape still storing in its thread when the loop is cancelled must finish before
+        # the target's staleness markers are written
+        self._storing = threading.Lock()
+        # the store's series ids for the last batch of a plan with no staleness markers: the
+        # next batch of that plan has the same keys, and the store skips looking them up
+        self._hint: tuple[object, int, npt.NDArray[np.int64]] | None = None
         self._report: list[Labels] = [
             tuple(sorted((*target.labels, (METRIC_NAME, name)))) for name in REPORT_SERIES
         ]
@@ -132,11 +140,12 @@ class ScrapeLoop:
 
     def stale_markers(self, at_ms: int) -> None:
         """Mark every series of this target stale: it is gone from discovery."""
-        if not self._scraped_once:
-            return
-        batch = self.series.stale_all(at_ms)
-        report = _report_batch(self._report, self._report_keys, at_ms, stale_values(5))
-        self.store.append(self.tenant, join_batches(batch, report))
+        with self._storing:
+            if not self._scraped_once:
+                return
+            batch = self.series.stale_all(at_ms)
+            report = _report_batch(self._report, self._report_keys, at_ms, stale_values(5))
+            self.store.append(self.tenant, join_batches(batch, report))
 
     # --- one scrape ---------------------------------------------------------------------
 
@@ -202,6 +211,12 @@ class ScrapeLoop:
         )
 
     def _store(self, body: bytes, content_type: str, error: str, at: int, started: float) -> None:
+        with self._storing:
+            self._store_locked(body, content_type, error, at, started)
+
+    def _store_locked(
+        self, body: bytes, content_type: str, error: str, at: int, started: float
+    ) -> None:
         outcome: ScrapeOutcome | None = None
         scraped = post = added = 0
         if not error:
@@ -225,7 +240,14 @@ class ScrapeLoop:
         if outcome is not None and outcome.parsed:
             batch.metadata = outcome.metadata
             self.metadata = {entry.metric: entry for entry in outcome.metadata}
+        plan = outcome.plan if outcome is not None and outcome.stale == 0 else None
+        hint = self._hint
+        if plan is not None and hint is not None and hint[0] is plan:
+            batch.series_hint = (hint[1], hint[2])
         result = self.store.append(self.tenant, batch)
+        self._hint = None
+        if plan is not None and result.series_ids is not None:
+            self._hint = (plan, result.generation, result.series_ids)
         self._scraped_once = True
         if result.rejected:
             log.debug("scrape of %s: %s", self.target.url, result.rejected)

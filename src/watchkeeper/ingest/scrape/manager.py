@@ -91,12 +91,18 @@ class ScrapeManager:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
         self._pools: dict[str, _Pool] = {}
         self._watcher: asyncio.Task[None] | None = None
+        # one change of pools at a time: a reload and a file_sd change both await midway
+        self._changing = asyncio.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def apply(self, configs: list[ScrapeConfig]) -> None:
         """Run exactly these jobs from now on. Raises ScrapeConfigError, with nothing changed,
         when a job's TLS files cannot be used."""
+        async with self._changing:
+            await self._apply(configs)
+
+    async def _apply(self, configs: list[ScrapeConfig]) -> None:
         wanted = {config.job_name: config for config in configs}
         fresh = {
             job: config
@@ -128,8 +134,9 @@ class ScrapeManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-        for job in list(self._pools):
-            await self._stop_pool(self._pools.pop(job), mark_stale=False)
+        async with self._changing:
+            for job in list(self._pools):
+                await self._stop_pool(self._pools.pop(job), mark_stale=False)
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def status(self) -> list[PoolStatus]:
@@ -161,15 +168,16 @@ class ScrapeManager:
     async def _watch_files(self) -> None:
         while True:
             await asyncio.sleep(FILE_SD_POLL_SECONDS)
-            for pool in list(self._pools.values()):
-                if not pool.files:
-                    continue
-                try:
-                    changed = await asyncio.to_thread(self._refresh_files, pool, False)
-                    if changed:
-                        await self._sync(pool)
-                except Exception:
-                    log.exception("file discovery for job %s failed", pool.config.job_name)
+            async with self._changing:
+                for pool in list(self._pools.values()):
+                    if not pool.files:
+                        continue
+                    try:
+                        changed = await asyncio.to_thread(self._refresh_files, pool, False)
+                        if changed:
+                            await self._sync(pool)
+                    except Exception:
+                        log.exception("file discovery for job %s failed", pool.config.job_name)
 
     def _refresh_files(self, pool: _Pool, first: bool) -> bool:
         now = self.clock() * 1000

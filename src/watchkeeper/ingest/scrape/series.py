@@ -73,6 +73,9 @@ class ScrapeOutcome:
     stale: int = 0  # staleness markers written
     duplicates: int = 0
     parsed: bool = False  # parsed in full: `metadata` is the body's whole metadata
+    # what the batch's series are, before any staleness markers: batches of one plan and no
+    # markers have the same keys in the same order
+    plan: object = None
     metadata: list[MetricMetadata] = field(default_factory=list)
 
 
@@ -278,6 +281,7 @@ class TargetSeries:
             batch = join_batches(batch, _markers(gone, timestamp_ms))
         return ScrapeOutcome(
             batch=batch,
+            plan=plan,
             scraped=plan.scraped,
             post_relabel=count + plan.duplicates,
             series_added=added,
