@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
@@ -31,6 +32,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 
 from tests.conftest import SHARED, Server, free_port
+from watchkeeper.config import hash_token
 
 EXAMPLES = SHARED / "conformance" / "otlp" / "examples"
 pytestmark = pytest.mark.timeout(120)
@@ -290,3 +292,57 @@ def _point(value: float) -> dict[str, Any]:
 
 def _gauge(name: str, value: float) -> dict[str, Any]:
     return {"name": name, "gauge": {"dataPoints": [_point(value)]}}
+
+
+def test_tokens_and_tenants_over_both_transports(start_server: Callable[..., Server]) -> None:
+    token = "wk_test_token"
+    grpc_port = free_port()
+    server = start_server(
+        config=(
+            "auth:\n  tokens:\n    - name: sdk\n      role: editor\n      tenants: ['*']\n"
+            f"      sha256: {hash_token(token)}\n"
+        ),
+        env={"WATCHKEEPER_OTLP__GRPC_LISTEN": f"127.0.0.1:{grpc_port}"},
+    )
+    message = metrics_service_pb2.ExportMetricsServiceRequest()
+    json_format.ParseDict(
+        {
+            "resourceMetrics": [
+                {
+                    "resource": {"attributes": [_attr("service.name", "authed")]},
+                    "scopeMetrics": [{"metrics": [_gauge("secured", 2.0)]}],
+                }
+            ]
+        },
+        message,
+    )
+    body = message.SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf"}
+    assert httpx.post(f"{server.url}/v1/metrics", content=body, headers=headers).status_code == 401
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            request_serializer=None,
+            response_deserializer=metrics_service_pb2.ExportMetricsServiceResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            export(body, timeout=10)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        answer = export(
+            body,
+            metadata=(("authorization", f"Bearer {token}"), ("x-scope-orgid", "team-a")),
+            timeout=10,
+        )
+        assert not answer.HasField("partial_success")
+    # stored for the tenant the call named, and only there
+    read = {"Authorization": f"Bearer {token}"}
+    team = httpx.get(
+        f"{server.url}/api/v1/query",
+        params={"query": "secured"},
+        headers={**read, "X-Scope-OrgID": "team-a"},
+    ).json()["data"]["result"]
+    assert [float(r["value"][1]) for r in team] == [2.0]
+    default = httpx.get(
+        f"{server.url}/api/v1/query", params={"query": "secured"}, headers=read
+    ).json()["data"]["result"]
+    assert default == []
