@@ -226,3 +226,17 @@ def test_file_sd_yaml_and_errors(tmp_path: Path) -> None:
     path.write_text("- targets: ['x:9100']\n  lables: {team: a}\n")
     with pytest.raises(ValueError, match="unknown field 'lables'"):
         read_groups(path)
+
+
+def test_targets_spread_over_the_interval() -> None:
+    """No thundering herd: 200 targets' places in a 15 s interval fill it evenly, and each
+    target keeps its place."""
+    job = _job(
+        scrape_interval="15s",
+        static_configs=[{"targets": [f"host-{i}:9100" for i in range(200)]}],
+    )
+    targets = [t for t in _targets(job) if t is not None]
+    offsets = [t.offset_ms() for t in targets]
+    per_tenth = [sum(1 for o in offsets if k * 1500 <= o < (k + 1) * 1500) for k in range(10)]
+    assert min(per_tenth) >= 8 and max(per_tenth) <= 35, per_tenth
+    assert offsets == [t.offset_ms() for t in targets]
