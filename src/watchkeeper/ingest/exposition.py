@@ -45,6 +45,9 @@ _NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(rb"[a-zA-Z_][a-zA-Z0-9_]*")
 _QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(rb'\\(["\\n])')
+# `{a="1",b="2"}` with legacy label names, no spaces and an optional trailing comma
+_PLAIN_LABELS = re.compile(rb'\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\}')
+_PLAIN_PAIR = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
 _HELP_ESCAPE = re.compile(rb"\\([\\n])")
 _UNESCAPED = {b'"': b'"', b"\\": b"\\", b"n": b"\n"}
 _EOF = b"# EOF"
@@ -244,7 +247,18 @@ class _Parser:
             name = found.group().decode()
             end = found.end()
             pos = _WS.match(line, end).end()  # type: ignore[union-attr]
-        if pos < len(line) and line[pos] == 123:  # "{"
+        plain = _PLAIN_LABELS.match(line, pos) if name else None
+        if plain is not None:
+            # the usual form, read with two regular expressions instead of a dozen a label
+            for raw_label, escaped in _PLAIN_PAIR.findall(plain.group(1)):
+                raw = _ESCAPE.sub(_unescape, escaped) if b"\\" in escaped else escaped
+                try:
+                    pairs.append((raw_label.decode(), raw.decode()))
+                except UnicodeDecodeError:
+                    label = raw_label.decode()
+                    self._fail(f'value of label "{label}" is not valid UTF-8: {_shown(raw)}')
+            end = plain.end()
+        elif pos < len(line) and line[pos] == 123:  # "{"
             quoted_name, end = self._labels(line, pos + 1, pairs, metric_allowed=not name)
             if quoted_name is not None:
                 name = quoted_name
@@ -433,6 +447,10 @@ def _unquote(raw: bytes, parser: _Parser) -> str:
     if b"\\" in raw:
         raw = _ESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], raw)
     return _utf8(raw, parser, "quoted name")
+
+
+def _unescape(found: re.Match[bytes]) -> bytes:
+    return _UNESCAPED[found.group(1)]
 
 
 def _utf8(raw: bytes, parser: _Parser, what: str) -> str:
