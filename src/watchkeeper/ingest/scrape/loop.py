@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -107,12 +108,15 @@ class ScrapeLoop:
         """Scrape every interval until cancelled."""
         interval = self.target.interval_ms
         offset = self.target.offset_ms(self._offset_seed)
+        last = -math.inf
         while True:
             now_ms = self._clock() * 1000
-            # the next instant at this target's place in the interval
+            # the next instant at this target's place in the interval (never the last one
+            # again: the event loop's clock may wake us a little before the wall clock's tick)
             tick = now_ms - (now_ms % interval) + offset
-            if tick < now_ms:
+            while tick < now_ms or tick <= last:
                 tick += interval
+            last = tick
             await asyncio.sleep((tick - now_ms) / 1000)
             try:
                 await self.scrape_once(tick)
@@ -134,6 +138,8 @@ class ScrapeLoop:
             error = str(err)
         except httpx.HTTPError as err:
             error = _describe_http_error(err, self.target.url)
+        except Exception as err:  # an unusable URL, a protocol error below httpx
+            error = f'Get "{self.target.url}": {err or type(err).__name__}'
         await asyncio.get_running_loop().run_in_executor(
             self._executor, self._store, body, content_type, error, at, started
         )
