@@ -21,6 +21,7 @@ examples:
   watchkeeper serve --config watchkeeper.yml --listen 0.0.0.0:9900
   watchkeeper config check watchkeeper.yml       # validate a config file and exit
   watchkeeper token create --name grafana --role viewer
+  watchkeeper rules check rules/*.yml            # validate rule files like promtool check rules
 
 Point Prometheus at it with:
   remote_write:
@@ -60,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path)
 
+    rules = commands.add_parser("rules", help="work with Prometheus rule files")
+    rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
+    rules_check = rules_commands.add_parser(
+        "check",
+        help="validate rule files",
+        description="Validate Prometheus rule files (plain, or PrometheusRule resources with "
+        "spec.groups) as promtool check rules does: every problem is printed with its group, "
+        "rule and reason. Exit status 0 if all files are valid, 1 if any is not.",
+    )
+    rules_check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    rules_check.add_argument(
+        "--legacy-names",
+        action="store_true",
+        help="check label and annotation names against the legacy character set",
+    )
+
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="token_command", metavar="SUBCOMMAND")
     create = token_commands.add_parser(
@@ -94,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.file}: valid")
             print(config.model_dump_json(indent=2))
             return 0
+        if args.command == "rules" and args.rules_command == "check":
+            return _rules_check(args.files, args.legacy_names)
         if args.command == "token" and args.token_command == "create":
             value = "wk_" + secrets.token_urlsafe(32)
             print(f"token (shown once, keep it secret): {value}\n")
@@ -106,6 +125,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     parser.print_help()
     return 2
+
+
+def _rules_check(files: list[Path], legacy: bool) -> int:
+    # imported here: the rules package brings the PromQL parser, which only this command needs
+    from watchkeeper.model import NameValidation  # noqa: PLC0415
+    from watchkeeper.rules import RuleFileError, load_file  # noqa: PLC0415
+
+    scheme = NameValidation.LEGACY if legacy else NameValidation.UTF8
+    failed = False
+    for path in files:
+        print(f"Checking {path}")
+        try:
+            groups = load_file(path, scheme)
+        except RuleFileError as err:
+            failed = True
+            print("  FAILED:")
+            for error in err.errors:
+                print(f"{path}: {error}")
+            print()
+            continue
+        count = sum(len(group.rules) for group in groups)
+        print(f"  SUCCESS: {count} rules found\n")
+    return 1 if failed else 0
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter
