@@ -142,6 +142,10 @@ scrape_configs:
     metrics_path: /many
     sample_limit: 20
     static_configs: [{{targets: ["{bad}"]}}]
+  - job_name: too_big
+    metrics_path: /many
+    body_size_limit: 100B
+    static_configs: [{{targets: ["{bad}"]}}]
   - job_name: missing
     metrics_path: /missing
     static_configs: [{{targets: ["{bad}"]}}]
@@ -256,6 +260,7 @@ def test_metadata_from_the_app(app: App, scraping: Server) -> None:
         ("garbage", "line 1: "),
         ("many", "sample limit exceeded (50 samples after relabelling, sample_limit 20)"),
         ("missing", "server returned HTTP status 404 Not Found"),
+        ("too_big", "body size limit exceeded (body_size_limit 100 bytes)"),
         ("blank", "non-compliant scrape target sending blank Content-Type"),
     ],
 )
