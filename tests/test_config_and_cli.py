@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from watchkeeper.config import ConfigError, load_config
 
 
@@ -114,3 +116,27 @@ def test_a_corrupt_wal_is_a_clean_start_up_error(tmp_path: Path) -> None:
     result = _cli("serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:9")
     assert result.returncode == 1
     assert "cannot be opened" in result.stderr and "is corrupt" in result.stderr
+
+
+def test_a_taken_otlp_grpc_port_is_a_clean_start_up_error(start_server, tmp_path: Path) -> None:
+    port = free_port()
+    start_server(env={"WATCHKEEPER_OTLP__GRPC_LISTEN": f"127.0.0.1:{port}"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "other"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "WATCHKEEPER_OTLP__GRPC_LISTEN": f"127.0.0.1:{port}"},
+    )
+    assert result.returncode == 1
+    assert f"otlp.grpc_listen: cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -9,6 +9,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,20 @@ def check_security(config: Config) -> None:
             f"listen: {config.listen} is not a loopback address and auth.tokens is empty; "
             "configure API tokens (watchkeeper token create) or listen on 127.0.0.1"
         )
+
+
+def _check_free(listen: str, key: str) -> None:
+    """Refuse to start, with a clean message, when `listen` is taken: the gRPC server binds it
+    only once the HTTP server is starting, where a failure is a traceback."""
+    host, _, port = listen.rpartition(":")
+    if not listen or port == "0":
+        return
+    try:
+        family = socket.getaddrinfo(host.strip("[]"), int(port))[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host.strip("[]"), int(port)))
+    except OSError as err:
+        raise ConfigError(f"{key}: cannot listen on {listen}: {err.strerror or err}") from None
 
 
 class Watchkeeper:
@@ -187,6 +202,11 @@ class Watchkeeper:
         """Lock the data directory and open storage (replaying the WAL) before serving, so a
         problem there is a clean start-up error rather than a half-started server."""
         self.lock.acquire()
+        try:
+            _check_free(self.config.otlp.grpc_listen, "otlp.grpc_listen")
+        except ConfigError:
+            self.lock.release()
+            raise
         started = time.monotonic()
         try:
             self.store.open()

@@ -32,6 +32,9 @@ class OtlpGrpcServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
+                # gRPC shares a port with other processes by default: a second server would
+                # then get half of the first one's calls instead of failing to start
+                ("grpc.so_reuseport", 0),
             ]
         )
         handler: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
