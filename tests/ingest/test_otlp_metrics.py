@@ -19,8 +19,8 @@ from watchkeeper.ingest.otlp_metrics import (
     OtlpLimits,
     OtlpMetricsDecoder,
     _es_number,
-    _plain_float,
 )
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.otel_names import MetricKind, OtelNameError, label_name, metric_name
 
 NOW_NS = 1_700_000_000_000_000_000
@@ -112,7 +112,7 @@ def test_label_names(key: str, expected: str) -> None:
     ],
 )
 def test_number_texts(value: float, plain: str, es: str) -> None:
-    assert _plain_float(value) == plain  # Go's FormatFloat(v, 'f', -1, 64): le, quantile
+    assert format_f(value) == plain  # Go's FormatFloat(v, 'f', -1, 64): le, quantile
     assert _es_number(value) == es  # pdata's AsString of a double attribute
 
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import NoReturn
 
 from watchkeeper.model import METRIC_NAME, Labels, MetricMetadata
+from watchkeeper.model.gofloat import format_g
 
 TEXT_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
 OPENMETRICS_TYPES = {
@@ -417,35 +418,15 @@ def format_openmetrics_float(text: str) -> str:
         value = float(text)
     except ValueError:
         return text
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    mantissa, _, exponent_text = repr(abs(value)).partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    point = len(whole) + int(exponent_text or 0)  # decimal point after this many digits
-    if not digits:  # zero
-        return sign + "0.0"
-    point -= len(whole + fraction) - len((whole + fraction).lstrip("0"))
-    digits = digits.rstrip("0")
-    exponent = point - 1
-    if exponent < -4 or exponent >= 6:  # Go: %e when shortest digits put it outside
-        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    if point <= 0:
-        body = "0." + "0" * -point + digits
-    elif point >= len(digits):
-        body = digits + "0" * (point - len(digits))
-    else:
-        body = digits[:point] + "." + digits[point:]
-    return sign + body + ("" if "." in body else ".0")
+    written = format_g(value)
+    if math.isnan(value) or math.isinf(value) or "." in written or "e" in written:
+        return written
+    return written + ".0"
 
 
 def _unquote(raw: bytes, parser: _Parser) -> str:
     if b"\\" in raw:
-        raw = _ESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], raw)
+        raw = _ESCAPE.sub(_unescape, raw)
     return _utf8(raw, parser, "quoted name")
 
 

@@ -43,6 +43,7 @@ from watchkeeper.model import (
     labels_from_key,
     series_key,
 )
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.otel_names import (
     MetricKind,
     OtelNameError,
@@ -272,7 +273,7 @@ class OtlpMetricsDecoder:
         variants = self._bucket_variants.get((bounds, has_sum))
         if variants is None:
             made = [("_count", "", "")] + ([("_sum", "", "")] if has_sum else [])
-            made.extend(("_bucket", "le", _plain_float(bound)) for bound in bounds)
+            made.extend(("_bucket", "le", format_f(bound)) for bound in bounds)
             made.append(("_bucket", "le", "+Inf"))
             variants = tuple(made)
             if len(self._bucket_variants) > 10_000:
@@ -529,7 +530,7 @@ class _Metric:
         variants = [("_count", "", ""), ("_sum", "", "")]
         values = [float(point.count), point.sum]
         for quantile in point.quantile_values:
-            variants.append(("", "quantile", _plain_float(quantile.quantile)))
+            variants.append(("", "quantile", format_f(quantile.quantile)))
             values.append(quantile.value)
         keys = self._keys(attributes, tuple(variants))
         rows.extend(keys, at, [STALE_NAN] * len(keys) if stale else values)
@@ -600,14 +601,14 @@ def _exponential_buckets(
     if len(populated):
         for position in range(int(populated.max()), int(populated.min()) - 1, -1):
             running += negative[position]
-            out.append((_plain_float(-_power(low + position, scale)), running))
+            out.append((format_f(-_power(low + position, scale)), running))
     running += zero
-    out.append((_plain_float(zero_threshold), running))
+    out.append((format_f(zero_threshold), running))
     populated = np.flatnonzero(positive)
     if len(populated):
         for position in range(int(populated.min()), int(populated.max()) + 1):
             running += positive[position]
-            out.append((_plain_float(_power(low + position + 1, scale)), running))
+            out.append((format_f(_power(low + position + 1, scale)), running))
     out.append(("+Inf", float(count)))
     return out
 
@@ -617,28 +618,6 @@ def _power(index: int, scale: int) -> float:
 
 
 # --- values ------------------------------------------------------------------------------------
-
-
-def _plain_float(value: float) -> str:
-    """Go's strconv.FormatFloat(v, 'f', -1, 64), as Prometheus writes OTLP `le` and
-    `quantile`: the shortest digits that read back the same, never an exponent (1 -> "1")."""
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    text = repr(float(value))
-    if "e" not in text and "E" not in text:
-        return text.removesuffix(".0")
-    sign = "-" if text.startswith("-") else ""
-    mantissa, _, exponent = text.lstrip("-").partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = whole + fraction
-    point = len(whole) + int(exponent)
-    if point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}".rstrip("0").rstrip(".")
-    if point >= len(digits):
-        return sign + digits + "0" * (point - len(digits))
-    return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
 def _attributes(attributes: Iterable[common_pb2.KeyValue]) -> dict[str, str]:
@@ -685,7 +664,7 @@ def _es_number(value: float) -> str:
         return str(int(value))
     magnitude = abs(value)
     if 1e-6 <= magnitude < 1e21:
-        return _plain_float(value)
+        return format_f(value)
     text = repr(value)
     mantissa, _, exponent = text.partition("e")
     power = int(exponent)

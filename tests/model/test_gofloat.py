@@ -1,0 +1,33 @@
+"""Go's float formatting, which Prometheus' output follows in several places."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from watchkeeper.model.gofloat import format_f, format_g
+
+
+@pytest.mark.parametrize(
+    ("value", "g", "f"),
+    [
+        (0.0, "0", "0"),
+        (-0.0, "-0", "-0"),
+        (1.0, "1", "1"),
+        (0.005, "0.005", "0.005"),
+        (100000.0, "100000", "100000"),
+        (1e6, "1e+06", "1000000"),
+        (1234567.8, "1.2345678e+06", "1234567.8"),
+        (0.0001, "0.0001", "0.0001"),
+        (1e-05, "1e-05", "0.00001"),
+        (-2.5e-07, "-2.5e-07", "-0.00000025"),
+        (1.7976931348623157e308, "1.7976931348623157e+308", "17976931348623157" + "0" * 292),
+        (math.inf, "+Inf", "+Inf"),
+        (-math.inf, "-Inf", "-Inf"),
+        (math.nan, "NaN", "NaN"),
+    ],
+)
+def test_like_strconv(value: float, g: str, f: str) -> None:
+    assert format_g(value) == g  # strconv.FormatFloat(v, 'g', -1, 64), fmt's %v
+    assert format_f(value) == f  # strconv.FormatFloat(v, 'f', -1, 64)
