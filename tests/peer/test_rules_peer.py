@@ -3,7 +3,7 @@
 PrometheusRule resources are given to promtool as their spec.groups, as SOURCE.md's checks did.
 
 Kept out, each with its reason: the UTF-8 name fixtures (2.42 knows only legacy names, 3.x
-takes any UTF-8), and what needs the rule template language, not built yet."""
+takes any UTF-8)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ DIFFERENT_IN_2_42 = {
     "utf-8_lname.good.yaml": "UTF-8 label names are Prometheus 3.x (2.42 refuses them)",
     "utf-8_annotation.good.yaml": "UTF-8 annotation names are Prometheus 3.x",
     "legacy_validation_annotation.bad.yaml": "its annotation name is valid UTF-8 (3.x)",
-    "rules-bad.yml": "refused for a template variable; rule templates are not built yet",
 }
 
 

@@ -34,9 +34,6 @@ REFUSED = {
     "record_and_for.bad.yaml": "invalid field 'for' in recording rule",
     "record_and_keep_firing_for.bad.yaml": "invalid field 'keep_firing_for' in recording rule",
 }
-# Verdicts that need the rule template language, which is not built yet (issue 5): Prometheus
-# refuses this file for `{{ $label.foo }}`, an undefined template variable.
-NOT_YET = {"rules-bad.yml": "annotation templates are not parsed yet"}
 
 
 def _corpus() -> list[Path]:
@@ -98,6 +95,13 @@ def test_promtool_fixtures() -> None:
     # extra keys are refused (promtool takes them only with --ignore-unknown-fields)
     with pytest.raises(RuleFileError, match="field namespace not found"):
         load_file(promtool / "rules_extrafields.yml")
+    # an annotation template using an undefined variable ($label for $labels)
+    with pytest.raises(RuleFileError) as refused:
+        load_file(promtool / "rules-bad.yml")
+    assert refused.value.errors == [
+        'group "alerts", rule 1, "InstanceDown": annotation "summary": '
+        'template: __alert_InstanceDown:1: undefined variable "$label"'
+    ]  # word for word what promtool prints
     # experimental PromQL needs Prometheus' feature flags; we have none of those functions
     with pytest.raises(RuleFileError):
         load_file(promtool / "features.yml")

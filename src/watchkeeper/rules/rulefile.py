@@ -26,6 +26,8 @@ from watchkeeper.model import (
 )
 from watchkeeper.promql import QueryError
 from watchkeeper.promql.engine import parse as parse_query
+from watchkeeper.rules.template_functions import TemplateError
+from watchkeeper.rules.templates import Template
 
 _GROUP_FIELDS = {"name", "interval", "query_offset", "limit", "rules", "labels"}
 _RULE_FIELDS = {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
@@ -192,6 +194,15 @@ def _rule(raw: Any, scheme: NameValidation, problems: _Problems) -> Rule | None:
         elif not is_valid_metric_name(record, scheme):
             problems.add(f"invalid recording rule name: {record}")
     labels = _label_map(raw.get("labels"), scheme, problems, "")
+    if alert:
+        # label and annotation templates must parse, as Prometheus checks on loading
+        name = f"__alert_{alert}"
+        for kind, pairs in (("label", labels), ("annotation", annotations)):
+            for key, text in pairs:
+                try:
+                    Template(name, text)
+                except TemplateError as err:
+                    problems.add(f'{kind} "{key}": {err}')
     return Rule(
         expr=expr,
         record=record,
