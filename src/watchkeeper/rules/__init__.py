@@ -1,5 +1,7 @@
-"""Rules: Prometheus rule files (rulefile.py: reading and checking them as Prometheus does).
-Evaluation, the alert state machine and the ALERTS series are to come (issue 5). May import
+"""Rules: Prometheus rule files (rulefile.py, read and checked as Prometheus does), their
+templates (templates.py, template_functions.py: Go's text/template with Prometheus'
+functions), the alert state machine (alerting.py) and a group's evaluation into the store
+(group.py). Scheduling, restoring state after a restart and the HTTP API come next. May import
 model, store and promql; never the HTTP layer."""
 
 from watchkeeper.rules.rulefile import Rule, RuleFileError, RuleGroup, load_file, parse_groups
