@@ -34,6 +34,7 @@ from watchkeeper.ingest import (
 from watchkeeper.ingest.scrape import ScrapeLimits, ScrapeManager
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
+from watchkeeper.rules import RuleFileError, RuleManager, RulesOptions
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,17 @@ class Watchkeeper:
             user_agent=f"watchkeeper/{__version__}",
             workers=config.scrape.workers,
         )
+        self.rules = RuleManager(
+            self.engine,
+            self.store,
+            RulesOptions(
+                evaluation_interval_ms=config.rules.evaluation_interval,
+                tenant=config.rules.tenant,
+                external_labels=tuple(sorted(config.rules.external_labels.items())),
+                external_url=config.rules.external_url,
+                name_validation=config.metric_name_validation_scheme,
+            ),
+        )
         self.query_gate = QueryGate(query.max_concurrent)
         self.instruments.queries_running.set_function(lambda: self.query_gate.running)
         self.instruments.queries_queued.set_function(lambda: self.query_gate.queued)
@@ -184,6 +196,7 @@ class Watchkeeper:
             scrape=self.scrape,
             reload=self.reload,
             otlp=self.otlp,
+            rules=self.rules,
         )
         self.api: FastAPI = create_api(self.api_context)
         self.grpc: OtlpGrpcServer | None = None
@@ -204,6 +217,12 @@ class Watchkeeper:
         self.lock.acquire()
         try:
             _check_free(self.config.otlp.grpc_listen, "otlp.grpc_listen")
+            # rule files are read again when the loops start; reading them here first makes a
+            # broken one a clean start-up error
+            self.rules.load(self.config.rule_file_patterns())
+        except RuleFileError as err:
+            self.lock.release()
+            raise ConfigError(f"rule_files: {err}") from None
         except ConfigError:
             self.lock.release()
             raise
@@ -225,6 +244,10 @@ class Watchkeeper:
                 raise ConfigError(f"otlp.grpc_listen: cannot listen on {listen}: {err}") from None
             await self.grpc.start()
         await self.scrape.apply(self.config.scrape_jobs())
+        try:
+            await self.rules.apply(self.config.rule_file_patterns())
+        except RuleFileError as err:
+            raise ConfigError(f"rule_files: {err}") from None
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
             # only where the event loop runs in the main thread (the server, not every test)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_on_signal)
@@ -248,8 +271,12 @@ class Watchkeeper:
                 jobs = config.scrape_jobs()
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+            try:
+                await self.rules.apply(config.rule_file_patterns())
+            except RuleFileError as err:
+                raise ConfigError(f"rule_files: {err}") from None
             await self.scrape.apply(jobs)
-            static = {"scrape", "scrape_configs"}
+            static = {"scrape", "scrape_configs", "rule_files"}
             changed = [
                 key
                 for key in type(config).model_fields
@@ -272,6 +299,7 @@ class Watchkeeper:
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await self.scrape.stop()
+        await self.rules.stop()
         if self.grpc is not None:
             await self.grpc.stop()
         for task in self._tasks:

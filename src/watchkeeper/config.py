@@ -290,6 +290,29 @@ class OtlpSection(_Section):
         return value
 
 
+class RulesSection(_Section):
+    evaluation_interval: DurationMs = Field(
+        parse_duration("1m"),
+        description="How often rule groups that set no interval are evaluated (Prometheus' "
+        "global.evaluation_interval).",
+    )
+    tenant: str = Field("default", description="Tenant whose data rules read and write.")
+    external_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels templates see as $externalLabels (global.external_labels).",
+    )
+    external_url: str = Field(
+        "", description="What templates see as $externalURL and externalURL (--web.external-url)."
+    )
+
+    @field_validator("evaluation_interval")
+    @classmethod
+    def _positive_interval(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be more than 0")
+        return value
+
+
 class Config(_Section):
     listen: str = Field("127.0.0.1:9900", description="HOST:PORT the HTTP server binds.")
     data_dir: Path = Field(Path("./watchkeeper-data"), description="Where all data lives.")
@@ -312,6 +335,12 @@ class Config(_Section):
         description="Jobs to scrape, in Prometheus' scrape_configs format (paste them from "
         "prometheus.yml; docs/scraping.md). Reloaded on SIGHUP and POST /-/reload.",
     )
+    rules: RulesSection = Field(default_factory=RulesSection)  # type: ignore[arg-type]
+    rule_files: list[str] = Field(
+        default_factory=list,
+        description="Prometheus rule files to evaluate (glob patterns, relative to this file, as "
+        "in prometheus.yml). Reloaded when they change, on SIGHUP and on POST /-/reload.",
+    )
     # the directory of the config file: relative paths in scrape_configs are taken from it
     _source_dir: Path | None = PrivateAttr(None)
 
@@ -323,6 +352,14 @@ class Config(_Section):
         if scrape is not None and scheme is not None:  # else their own errors are reported
             _scrape_jobs(value, scrape, scheme, None)
         return value
+
+    def rule_file_patterns(self) -> list[str]:
+        """`rule_files`, relative ones taken from the config file's directory."""
+        base = self._source_dir
+        return [
+            str(base / pattern) if base is not None and not Path(pattern).is_absolute() else pattern
+            for pattern in self.rule_files
+        ]
 
     def scrape_jobs(self) -> list[ScrapeConfig]:
         """The parsed, checked scrape jobs; relative paths are taken from the config file's

@@ -18,6 +18,7 @@ from watchkeeper.api import (
     otlp,
     prometheus_meta,
     query,
+    rules,
     targets,
     write,
 )
@@ -37,7 +38,18 @@ def create_api(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    modules = (health, write, otlp, query, exemplars, prometheus_meta, targets, export, admin)
+    modules = (
+        health,
+        write,
+        otlp,
+        query,
+        exemplars,
+        prometheus_meta,
+        targets,
+        rules,
+        export,
+        admin,
+    )
     for module in modules:
         app.include_router(module.router(ctx))
 

@@ -62,3 +62,17 @@ def _positional(digits: str, point: int) -> str:
     if point >= len(digits):
         return digits + "0" * (point - len(digits))
     return digits[:point] + "." + digits[point:]
+
+
+def format_e(value: float) -> str:
+    """Go's shortest %e (`1e+00`, `2.5e-07`), as Prometheus writes alert values."""
+    special = _special(value)
+    if special is not None:
+        return special
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return sign + "0e+00"
+    digits, point = _digits(value)
+    exponent = point - 1
+    body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"

@@ -4,6 +4,21 @@ functions), the alert state machine (alerting.py) and a group's evaluation into 
 (group.py). Scheduling, restoring state after a restart and the HTTP API come next. May import
 model, store and promql; never the HTTP layer."""
 
+from watchkeeper.rules.alerting import Alert, AlertState
+from watchkeeper.rules.group import GroupEvaluator, RuleState
+from watchkeeper.rules.manager import RuleManager, RulesOptions
 from watchkeeper.rules.rulefile import Rule, RuleFileError, RuleGroup, load_file, parse_groups
 
-__all__ = ["Rule", "RuleFileError", "RuleGroup", "load_file", "parse_groups"]
+__all__ = [
+    "Alert",
+    "AlertState",
+    "GroupEvaluator",
+    "Rule",
+    "RuleFileError",
+    "RuleGroup",
+    "RuleManager",
+    "RuleState",
+    "RulesOptions",
+    "load_file",
+    "parse_groups",
+]

@@ -1,0 +1,172 @@
+"""The rules manager: loads rule files, evaluates every group on its interval, and follows the
+files as they change.
+
+Each group evaluates at a fixed place in its interval (a hash of its file and name, as
+Prometheus spreads groups), in a worker thread, one evaluation at a time per group; a group
+still evaluating when its next turn comes skips that turn, as Prometheus' does, and counts it.
+Applying a new set of groups keeps the state (alerts, series written) of every group whose
+definition did not change, so a reload does not reset `for` clocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from watchkeeper.model import Labels, NameValidation
+from watchkeeper.promql import Engine
+from watchkeeper.rules.group import GroupEvaluator
+from watchkeeper.rules.rulefile import RuleFileError, RuleGroup, load_file
+from watchkeeper.store import MetricStore
+
+log = logging.getLogger(__name__)
+
+# how often rule files are checked for changes (a stat each)
+FILE_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class RulesOptions:
+    evaluation_interval_ms: int = 60_000
+    tenant: str = "default"
+    external_labels: Labels = ()
+    external_url: str = ""
+    name_validation: NameValidation = NameValidation.UTF8
+
+
+@dataclass
+class _Running:
+    evaluator: GroupEvaluator
+    task: asyncio.Task[None] | None = None
+    missed: int = 0  # turns skipped because the previous evaluation was still running
+
+
+@dataclass
+class RuleManager:
+    engine: Engine
+    store: MetricStore
+    options: RulesOptions
+    clock: Callable[[], float] = time.time
+    _groups: dict[tuple[str, str], _Running] = field(default_factory=dict)
+    _patterns: tuple[str, ...] = ()
+    _stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _watcher: asyncio.Task[None] | None = None
+
+    def load(self, patterns: Sequence[str]) -> list[RuleGroup]:
+        """The groups of every file the patterns name; RuleFileError (every problem of every
+        file) if any file is invalid."""
+        groups: list[RuleGroup] = []
+        errors: list[str] = []
+        for path in _expand(patterns):
+            try:
+                groups.extend(load_file(Path(path), self.options.name_validation))
+            except RuleFileError as err:
+                errors.extend(f"{path}: {e}" for e in err.errors)
+        if errors:
+            raise RuleFileError(", ".join(patterns), errors)
+        return groups
+
+    async def apply(self, patterns: Sequence[str]) -> None:
+        """Evaluate exactly the groups of these files from now on (RuleFileError, with nothing
+        changed, when a file is invalid)."""
+        groups = await asyncio.to_thread(self.load, patterns)
+        self._patterns = tuple(patterns)
+        self._stamps = _stamps(patterns)
+        wanted = {(g.file, g.name): g for g in groups}
+        for key in list(self._groups):
+            running = self._groups[key]
+            if wanted.get(key) != running.evaluator.group:
+                del self._groups[key]
+                await _cancel(running.task)
+        for key, group in wanted.items():
+            if key not in self._groups:
+                evaluator = GroupEvaluator(
+                    group,
+                    self.engine,
+                    self.store,
+                    self.options.tenant,
+                    self.options.external_labels,
+                    self.options.external_url,
+                )
+                running = _Running(evaluator)
+                running.task = asyncio.create_task(self._run(running))
+                self._groups[key] = running
+        if self._watcher is None and self._patterns:
+            self._watcher = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            await _cancel(self._watcher)
+            self._watcher = None
+        for running in self._groups.values():
+            await _cancel(running.task)
+        self._groups.clear()
+
+    def evaluators(self) -> list[GroupEvaluator]:
+        return [r.evaluator for _, r in sorted(self._groups.items())]
+
+    def interval_ms(self, group: RuleGroup) -> int:
+        return group.interval_ms or self.options.evaluation_interval_ms
+
+    async def _run(self, running: _Running) -> None:
+        group = running.evaluator.group
+        interval = self.interval_ms(group)
+        offset = xxhash.xxh64_intdigest(f"{group.file};{group.name}".encode()) % interval
+        last = -1
+        while True:
+            now = self.clock() * 1000
+            tick = int(now - now % interval + offset)
+            while tick < now or tick <= last:
+                tick += interval
+            last = tick
+            await asyncio.sleep((tick - now) / 1000)
+            try:
+                await asyncio.to_thread(running.evaluator.evaluate, tick)
+            except Exception:  # the store failed under it: log, and go on next time
+                log.exception("rule group %s (%s) failed", group.name, group.file)
+            behind = int((self.clock() * 1000 - tick) // interval)
+            if behind > 0:
+                running.missed += behind
+                last = tick + behind * interval  # skip the turns that passed meanwhile
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(FILE_POLL_SECONDS)
+            if _stamps(self._patterns) == self._stamps:
+                continue
+            try:
+                await self.apply(self._patterns)
+                log.info("rule files changed: %d groups", len(self._groups))
+            except RuleFileError as err:
+                self._stamps = _stamps(self._patterns)  # report once per change
+                log.error("rule files changed but are invalid, the previous rules stay: %s", err)
+
+
+def _expand(patterns: Sequence[str]) -> list[str]:
+    return sorted({path for pattern in patterns for path in glob.glob(pattern)})
+
+
+def _stamps(patterns: Sequence[str]) -> dict[str, tuple[int, int]]:
+    stamps = {}
+    for path in _expand(patterns):
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            stamps[path] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
