@@ -34,7 +34,7 @@ from watchkeeper.ingest import (
 from watchkeeper.ingest.scrape import ScrapeLimits, ScrapeManager
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
-from watchkeeper.rules import RuleFileError, RuleManager, RulesOptions
+from watchkeeper.rules import RestoreOptions, RuleFileError, RuleManager, RulesOptions
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,9 @@ class Watchkeeper:
                 external_labels=tuple(sorted(config.rules.external_labels.items())),
                 external_url=config.rules.external_url,
                 name_validation=config.metric_name_validation_scheme,
+                restore=RestoreOptions(
+                    config.rules.for_outage_tolerance, config.rules.for_grace_period
+                ),
             ),
         )
         self.query_gate = QueryGate(query.max_concurrent)

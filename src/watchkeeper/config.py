@@ -304,6 +304,16 @@ class RulesSection(_Section):
     external_url: str = Field(
         "", description="What templates see as $externalURL and externalURL (--web.external-url)."
     )
+    for_outage_tolerance: DurationMs = Field(
+        parse_duration("1h"),
+        description="At start, how far back an alert's pending time is looked for to restore it "
+        "(Prometheus' --rules.alert.for-outage-tolerance).",
+    )
+    for_grace_period: DurationMs = Field(
+        parse_duration("10m"),
+        description="At start, the least an alert with `for` waits before firing again "
+        "(--rules.alert.for-grace-period).",
+    )
 
     @field_validator("evaluation_interval")
     @classmethod

@@ -13,7 +13,7 @@ from watchkeeper.model import SeriesBatch, labels_from_dict
 from watchkeeper.promql import Engine, StoreQuerier
 from watchkeeper.rules import parse_groups
 from watchkeeper.rules.alerting import AlertState
-from watchkeeper.rules.group import GroupEvaluator
+from watchkeeper.rules.group import GroupEvaluator, RestoreOptions
 from watchkeeper.store import MetricsDB, StorageOptions
 
 MINUTE = 60_000
@@ -37,6 +37,7 @@ def store(tmp_path: Path) -> Iterator[MetricsDB]:
             )
         )
         rows.append((labels_from_dict({"__name__": "up", "job": "api", "instance": "b"}), at, 1.0))
+        rows.append((labels_from_dict({"__name__": "broken", "instance": "c"}), at, 1.0))
     db.append("default", SeriesBatch.from_samples(rows))
     yield db
     db.close()
@@ -181,3 +182,47 @@ def test_a_template_that_fails_to_run_shows_its_error(store: MetricsDB) -> None:
     assert alerting is not None
     (alert,) = alerting.alerts.values()
     assert dict(alert.annotations)["summary"].startswith("<error expanding template: ")
+
+
+RESTORED = """
+groups:
+  - name: g
+    rules:
+      - alert: Broken
+        expr: broken == 1
+        for: 6m
+"""
+
+
+@pytest.mark.parametrize(
+    ("grace", "active_at", "fires_at"),
+    [
+        # 4 min of pending were left when the server stopped at 3m, and it was down 2 min:
+        # the pending time picks up where it was (the active time moves on by the 2 min)
+        (1, 3, 9),
+        # less than the grace period was left: it waits the grace period from the restart
+        (5, 4, 10),
+    ],
+)
+def test_for_state_is_restored_after_a_restart(
+    store: MetricsDB, grace: int, active_at: int, fires_at: int
+) -> None:
+    first = _group(store, RESTORED)
+    for minute in (1, 2, 3):
+        first.evaluate(T0 + minute * MINUTE)  # pending since 1m
+    # the server is down for minutes 4 and 5, then starts again
+    (group,) = parse_groups(RESTORED, "test.yml")
+    restore = RestoreOptions(outage_tolerance_ms=60 * MINUTE, grace_period_ms=grace * MINUTE)
+    again = GroupEvaluator(group, Engine(), store, "default", restore=restore)
+    rule = again.rules[0].alerting
+    assert rule is not None and not rule.restored
+    fired = None
+    for minute in range(5, 13):
+        again.evaluate(T0 + minute * MINUTE)
+        (alert,) = rule.alerts.values()
+        if minute == 5:
+            assert alert.active_at_ms == T0 + active_at * MINUTE
+        if alert.state is AlertState.FIRING and fired is None:
+            fired = minute
+    assert fired == fires_at
+    assert rule.restored

@@ -5,7 +5,7 @@ functions), the alert state machine (alerting.py) and a group's evaluation into 
 model, store and promql; never the HTTP layer."""
 
 from watchkeeper.rules.alerting import Alert, AlertState
-from watchkeeper.rules.group import GroupEvaluator, RuleState
+from watchkeeper.rules.group import GroupEvaluator, RestoreOptions, RuleState
 from watchkeeper.rules.manager import RuleManager, RulesOptions
 from watchkeeper.rules.rulefile import Rule, RuleFileError, RuleGroup, load_file, parse_groups
 
@@ -13,6 +13,7 @@ __all__ = [
     "Alert",
     "AlertState",
     "GroupEvaluator",
+    "RestoreOptions",
     "Rule",
     "RuleFileError",
     "RuleGroup",

@@ -54,6 +54,9 @@ class AlertingRule:
     external_labels: Labels = ()
     external_url: str = ""
     alerts: dict[bytes, Alert] = field(default_factory=dict)
+    # until its `for` state is restored after a restart (group.py), a rule writes no ALERTS
+    # series, so the restore reads only what the previous run wrote
+    restored: bool = True
 
     def __post_init__(self) -> None:
         name = f"__alert_{self.rule.alert}"
@@ -119,7 +122,9 @@ class AlertingRule:
 
     def series(self, at_ms: int) -> list[tuple[Labels, float]]:
         """The ALERTS and ALERTS_FOR_STATE samples of the active alerts at `at_ms`."""
-        out = []
+        out: list[tuple[Labels, float]] = []
+        if not self.restored:
+            return out
         for alert in self.alerts.values():
             if alert.state is AlertState.INACTIVE:
                 continue

@@ -15,14 +15,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from watchkeeper.model import METRIC_NAME, Labels, SeriesBatch, labels_from_key, series_key
+from watchkeeper.model import (
+    METRIC_NAME,
+    Labels,
+    Matcher,
+    MatchOp,
+    SeriesBatch,
+    labels_from_key,
+    series_key,
+)
 from watchkeeper.promql import Engine, QueryError, StoreQuerier
-from watchkeeper.rules.alerting import AlertingRule, vector_of
+from watchkeeper.rules.alerting import ALERTS_FOR_STATE, Alert, AlertingRule, vector_of
 from watchkeeper.rules.rulefile import Rule, RuleGroup
 from watchkeeper.rules.template_functions import Sample
 from watchkeeper.store import MetricStore
 
 STALE_NAN_BITS = 0x7FF0000000000002
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    # how far back the previous run's ALERTS_FOR_STATE is looked for
+    # (Prometheus' --rules.alert.for-outage-tolerance)
+    outage_tolerance_ms: int = 3_600_000
+    # an alert restored with less than this left to wait waits this long, and a rule with a
+    # shorter `for` is not restored (--rules.alert.for-grace-period)
+    grace_period_ms: int = 600_000
 
 
 @dataclass
@@ -52,7 +70,10 @@ class GroupEvaluator:
         tenant: str,
         external_labels: Labels = (),
         external_url: str = "",
+        restore: RestoreOptions | None = None,
     ) -> None:
+        """With `restore`, the alerts' `for` state is restored from ALERTS_FOR_STATE after the
+        first evaluation, as Prometheus restores it when it starts."""
         self.group = group
         self.engine = engine
         self.store = store
@@ -66,6 +87,11 @@ class GroupEvaluator:
         ]
         self.last_evaluation_ms = 0
         self.evaluation_seconds = 0.0
+        self._restore = restore
+        if restore is not None:
+            for state in self.rules:
+                if state.alerting is not None:
+                    state.alerting.restored = False
 
     def evaluate(self, at_ms: int) -> None:
         """Evaluate every rule of the group at `at_ms`, storing what each produces."""
@@ -79,6 +105,9 @@ class GroupEvaluator:
 
         for state in self.rules:
             self._evaluate_rule(state, querier, query_at, template_query)
+        if self._restore is not None:
+            self._restore_for_state(at_ms, self._restore)
+            self._restore = None
         self.last_evaluation_ms = at_ms
         self.evaluation_seconds = time.perf_counter() - started
 
@@ -126,6 +155,39 @@ class GroupEvaluator:
             reason, (count, example) = next(iter(result.rejected.items()))
             status.last_error = f"{count} samples not stored: {reason}: {example}"
         status.evaluation_seconds = time.perf_counter() - started
+
+    def _restore_for_state(self, at_ms: int, options: RestoreOptions) -> None:
+        """Prometheus' RestoreForState: an alert pending when the previous run stopped picks up
+        its pending time, shifted by the time the server was down, or by the grace period if
+        less than that was left, so an alert neither fires early nor waits its `for` again."""
+        for state in self.rules:
+            rule = state.alerting
+            if rule is None:
+                continue
+            hold = rule.rule.for_ms
+            if hold >= options.grace_period_ms:
+                for alert in rule.alerts.values():
+                    self._restore_alert(alert, hold, at_ms, options)
+            rule.restored = True
+
+    def _restore_alert(self, alert: Alert, hold: int, at_ms: int, options: RestoreOptions) -> None:
+        matchers = [Matcher(METRIC_NAME, MatchOp.EQUAL, ALERTS_FOR_STATE)] + [
+            Matcher(name, MatchOp.EQUAL, value) for name, value in alert.labels
+        ]
+        start = at_ms - options.outage_tolerance_ms
+        found = self.store.read(self.tenant, [matchers], start, at_ms)
+        if not found or not len(found[0].timestamps):
+            return
+        # seconds, as Prometheus keeps them
+        down_at = int(found[0].timestamps[-1]) // 1000 * 1000
+        active_at = int(found[0].values[-1]) * 1000
+        remaining = hold - (down_at - active_at)
+        if remaining <= 0:
+            return  # it was firing: the next evaluation finds it so again
+        if remaining < options.grace_period_ms:
+            alert.active_at_ms = at_ms + options.grace_period_ms - hold
+        else:
+            alert.active_at_ms = active_at + (at_ms - down_at)
 
     def _recorded(
         self, rule: Rule, samples: list[tuple[Labels, float]]

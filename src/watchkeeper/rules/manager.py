@@ -24,7 +24,7 @@ import xxhash
 
 from watchkeeper.model import Labels, NameValidation
 from watchkeeper.promql import Engine
-from watchkeeper.rules.group import GroupEvaluator
+from watchkeeper.rules.group import GroupEvaluator, RestoreOptions
 from watchkeeper.rules.rulefile import RuleFileError, RuleGroup, load_file
 from watchkeeper.store import MetricStore
 
@@ -41,6 +41,7 @@ class RulesOptions:
     external_labels: Labels = ()
     external_url: str = ""
     name_validation: NameValidation = NameValidation.UTF8
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RuleManager:
     _patterns: tuple[str, ...] = ()
     _stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
     _watcher: asyncio.Task[None] | None = None
+    _started: bool = False  # groups loaded at start restore their alerts' `for` state
 
     def load(self, patterns: Sequence[str]) -> list[RuleGroup]:
         """The groups of every file the patterns name; RuleFileError (every problem of every
@@ -96,10 +98,13 @@ class RuleManager:
                     self.options.tenant,
                     self.options.external_labels,
                     self.options.external_url,
+                    # as Prometheus: only the groups of the first load, not of reloads
+                    restore=None if self._started else self.options.restore,
                 )
                 running = _Running(evaluator)
                 running.task = asyncio.create_task(self._run(running))
                 self._groups[key] = running
+        self._started = True
         if self._watcher is None and self._patterns:
             self._watcher = asyncio.create_task(self._watch())
 
