@@ -125,7 +125,7 @@ class RuleManager:
     async def _run(self, running: _Running) -> None:
         group = running.evaluator.group
         interval = self.interval_ms(group)
-        offset = xxhash.xxh64_intdigest(f"{group.file};{group.name}".encode()) % interval
+        offset = group_offset_ms(group, interval)
         last = -1
         while True:
             now = self.clock() * 1000
@@ -154,6 +154,25 @@ class RuleManager:
             except RuleFileError as err:
                 self._stamps = _stamps(self._patterns)  # report once per change
                 log.error("rule files changed but are invalid, the previous rules stay: %s", err)
+
+
+def group_offset_ms(group: RuleGroup, interval_ms: int) -> int:
+    """Where in its interval a group is evaluated: Prometheus 3.x's place for it (the hash of
+    the labels {file, name} in its label encoding, modulo the interval in nanoseconds), so a
+    group is evaluated at the same instants as by Prometheus."""
+
+    def encoded(text: str) -> bytes:
+        raw = text.encode()
+        size = len(raw)
+        prefix = (
+            bytes([size])
+            if size < 255
+            else bytes([255, size & 255, size >> 8 & 255, size >> 16 & 255])
+        )
+        return prefix + raw
+
+    key = encoded("file") + encoded(group.file) + encoded("name") + encoded(group.name)
+    return xxhash.xxh64_intdigest(key) % (interval_ms * 1_000_000) // 1_000_000
 
 
 def _expand(patterns: Sequence[str]) -> list[str]:
