@@ -59,7 +59,6 @@ class TargetHealth:
     last_error: str = ""
     last_scrape: datetime | None = None
     last_duration_s: float = 0.0
-    last_samples: int = 0
 
 
 class ScrapeLoop:
@@ -262,7 +261,6 @@ class ScrapeLoop:
         health.last_error = error
         health.last_scrape = datetime.fromtimestamp(at / 1000, tz=UTC)
         health.last_duration_s = duration
-        health.last_samples = scraped
 
 
 def _report_batch(
