@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from watchkeeper.model.gofloat import format_f, format_g
+from watchkeeper.model.gofloat import format_e, format_f, format_g
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,17 @@ from watchkeeper.model.gofloat import format_f, format_g
 def test_like_strconv(value: float, g: str, f: str) -> None:
     assert format_g(value) == g  # strconv.FormatFloat(v, 'g', -1, 64), fmt's %v
     assert format_f(value) == f  # strconv.FormatFloat(v, 'f', -1, 64)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1.0, "1e+00"),
+        (0.0, "0e+00"),
+        (2.5e-07, "2.5e-07"),
+        (1234.5, "1.2345e+03"),
+        (-10.0, "-1e+01"),
+    ],
+)
+def test_e_like_strconv(value: float, expected: str) -> None:
+    assert format_e(value) == expected  # strconv.FormatFloat(v, 'e', -1, 64): alert values

@@ -27,33 +27,36 @@ def _special(value: float) -> str | None:
     return None
 
 
-def format_g(value: float) -> str:
-    """Go's shortest %g: the exponent form when the decimal exponent is below -4 or at least
-    6, as strconv decides it for the shortest digits (`1e+06`, `123456.7`, `1e-05`)."""
+def _format(value: float, style: str) -> str:
+    """`value` in Go's shortest form of `style` (g, f or e)."""
     special = _special(value)
     if special is not None:
         return special
     sign = "-" if math.copysign(1.0, value) < 0 else ""
     if value == 0:
-        return sign + "0"
+        return sign + ("0e+00" if style == "e" else "0")
     digits, point = _digits(value)
     exponent = point - 1
-    if exponent < -4 or exponent >= 6:
+    if style == "e" or (style == "g" and (exponent < -4 or exponent >= 6)):
         body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
     return sign + _positional(digits, point)
 
 
+def format_g(value: float) -> str:
+    """Go's shortest %g: the exponent form when the decimal exponent is below -4 or at least
+    6, as strconv decides it for the shortest digits (`1e+06`, `123456.7`, `1e-05`)."""
+    return _format(value, "g")
+
+
 def format_f(value: float) -> str:
     """Go's shortest %f: never an exponent (`1`, `0.005`, `1000000`)."""
-    special = _special(value)
-    if special is not None:
-        return special
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return sign + "0"
-    digits, point = _digits(value)
-    return sign + _positional(digits, point)
+    return _format(value, "f")
+
+
+def format_e(value: float) -> str:
+    """Go's shortest %e (`1e+00`, `2.5e-07`), as Prometheus writes alert values."""
+    return _format(value, "e")
 
 
 def _positional(digits: str, point: int) -> str:
@@ -62,17 +65,3 @@ def _positional(digits: str, point: int) -> str:
     if point >= len(digits):
         return digits + "0" * (point - len(digits))
     return digits[:point] + "." + digits[point:]
-
-
-def format_e(value: float) -> str:
-    """Go's shortest %e (`1e+00`, `2.5e-07`), as Prometheus writes alert values."""
-    special = _special(value)
-    if special is not None:
-        return special
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return sign + "0e+00"
-    digits, point = _digits(value)
-    exponent = point - 1
-    body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
