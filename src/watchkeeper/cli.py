@@ -22,6 +22,7 @@ examples:
   watchkeeper config check watchkeeper.yml       # validate a config file and exit
   watchkeeper token create --name grafana --role viewer
   watchkeeper rules check rules/*.yml            # validate rule files like promtool check rules
+  watchkeeper routes test --config alertmanager.yml severity=critical service=db
 
 Point Prometheus at it with:
   remote_write:
@@ -77,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
         help="check label and annotation names against the legacy character set",
     )
 
+    routes = commands.add_parser("routes", help="work with Alertmanager routing trees")
+    routes_commands = routes.add_subparsers(dest="routes_command", metavar="SUBCOMMAND")
+    routes_test = routes_commands.add_parser(
+        "test",
+        help="which receivers an alert goes to",
+        description="Print the receivers an alert with the given labels is routed to by an "
+        "Alertmanager configuration's route tree, in order and comma-separated, as amtool "
+        "config routes test does. With --verify-receivers, exit status 1 unless they are "
+        "exactly those.",
+    )
+    routes_test.add_argument("--config", type=Path, required=True, help="Alertmanager config")
+    routes_test.add_argument("--verify-receivers", help="expected receivers, comma-separated")
+    routes_test.add_argument("labels", nargs="*", metavar="NAME=VALUE")
+
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="token_command", metavar="SUBCOMMAND")
     create = token_commands.add_parser(
@@ -113,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "rules" and args.rules_command == "check":
             return _rules_check(args.files, args.legacy_names)
+        if args.command == "routes" and args.routes_command == "test":
+            return _routes_test(args.config, args.labels, args.verify_receivers)
         if args.command == "token" and args.token_command == "create":
             value = "wk_" + secrets.token_urlsafe(32)
             print(f"token (shown once, keep it secret): {value}\n")
@@ -148,6 +165,29 @@ def _rules_check(files: list[Path], legacy: bool) -> int:
         count = sum(len(group.rules) for group in groups)
         print(f"  SUCCESS: {count} rules found\n")
     return 1 if failed else 0
+
+
+def _routes_test(path: Path, pairs: list[str], verify: str | None) -> int:
+    from watchkeeper.alerting import RoutingError, load_alertmanager_config  # noqa: PLC0415
+
+    labels = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"watchkeeper: a label is NAME=VALUE, not {pair!r}", file=sys.stderr)
+            return 2
+        labels[name] = value.strip('"')
+    try:
+        config = load_alertmanager_config(path)
+    except RoutingError as err:
+        print(f"watchkeeper: {path}: {err}", file=sys.stderr)
+        return 1
+    receivers = ",".join(route.receiver for route in config.route.match(labels))
+    print(receivers)
+    if verify is not None and verify != receivers:
+        print("WARNING: Expected receivers did not match resolved receivers.", file=sys.stderr)
+        return 1
+    return 0
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter

@@ -1,0 +1,136 @@
+"""Alertmanager routing: every vector of ../shared/conformance/alertmanager/routing-vectors.yml
+routes to exactly its receivers, in order (amtool config routes test), and the matcher syntax
+and route checks follow Alertmanager's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import SHARED
+from watchkeeper.alerting import RoutingError, load_alertmanager_config, parse_matcher
+from watchkeeper.alerting.amconfig import parse_alertmanager_config
+from watchkeeper.model import MatchOp
+
+ALERTMANAGER = SHARED / "conformance" / "alertmanager"
+pytestmark = pytest.mark.skipif(
+    not ALERTMANAGER.is_dir(), reason="../shared/conformance/alertmanager is absent"
+)
+
+
+def _vectors() -> list[dict[str, Any]]:
+    if not ALERTMANAGER.is_dir():
+        return []
+    return yaml.safe_load((ALERTMANAGER / "routing-vectors.yml").read_text())["vectors"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "vector", _vectors(), ids=lambda v: f"{Path(v['config']).name}:{v['labels']}"
+)
+def test_routing_vectors(vector: dict[str, Any]) -> None:
+    config = load_alertmanager_config(ALERTMANAGER / vector["config"])
+    labels = {k: str(v) for k, v in vector["labels"].items()}
+    assert [r.receiver for r in config.route.match(labels)] == vector["receivers"]
+
+
+def test_children_inherit_receiver_grouping_and_timers() -> None:
+    config = load_alertmanager_config(ALERTMANAGER / "doc-examples" / "simple.yml")
+    root = config.route
+    database = root.routes[2]
+    assert database.group_by == ("alertname", "cluster", "database")
+    owner_x = database.routes[0]
+    assert owner_x.group_by == ("alertname", "cluster", "database")  # inherited
+    assert (owner_x.group_wait_ms, owner_x.repeat_interval_ms) == (30_000, 3 * 3_600_000)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "op", "value"),
+    [
+        ('service=~"foo1|foo2|baz"', "service", MatchOp.REGEX, "foo1|foo2|baz"),
+        ('severity="critical"', "severity", MatchOp.EQUAL, "critical"),
+        ("owner = team-X", "owner", MatchOp.EQUAL, "team-X"),
+        ('env!~"dev|test"', "env", MatchOp.NOT_REGEX, "dev|test"),
+        ('msg!="a \\"quoted\\" word"', "msg", MatchOp.NOT_EQUAL, 'a "quoted" word'),
+        ('"service.name"="api"', "service.name", MatchOp.EQUAL, "api"),
+    ],
+)
+def test_matchers(text: str, name: str, op: MatchOp, value: str) -> None:
+    matcher = parse_matcher(text)
+    assert (matcher.name, matcher.op, matcher.value) == (name, op, value)
+
+
+def test_regexes_are_anchored() -> None:
+    matcher = parse_matcher('service=~"foo"')
+    assert matcher.matches("foo") and not matcher.matches("foobar")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"route": {"receiver": "nobody"}, "receivers": [{"name": "a"}]},
+            'undefined receiver "nobody" used in route',
+        ),
+        (
+            {"route": {"receiver": "a", "continue": True}, "receivers": [{"name": "a"}]},
+            "cannot have continue in root route",
+        ),
+        (
+            {"route": {"receiver": "a", "matchers": ['x="1"']}, "receivers": [{"name": "a"}]},
+            "root route must not have any matchers",
+        ),
+        (
+            {"route": {"routes": []}, "receivers": [{"name": "a"}]},
+            "root route must specify a default receiver",
+        ),
+        ({"receivers": [{"name": "a"}]}, "no routes provided"),
+        (
+            {"route": {"receiver": "a"}, "receivers": [{"name": "a"}, {"name": "a"}]},
+            'notification config name "a" is not unique',
+        ),
+        (
+            {
+                "route": {"receiver": "a", "routes": [{"matchers": ["not a matcher"]}]},
+                "receivers": [{"name": "a"}],
+            },
+            "bad matcher format: not a matcher",
+        ),
+        (
+            {
+                "route": {"receiver": "a", "routes": [{"match_re": {"invalid_label": None}}]},
+                "receivers": [{"name": "a"}],
+            },
+            "invalid_label",
+        ),
+        (
+            {"route": {"receiver": "a", "group_by": ["...", "x"]}, "receivers": [{"name": "a"}]},
+            "cannot have wildcard group_by",
+        ),
+    ],
+)
+def test_route_checks(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(RoutingError, match=message.replace("(", r"\(")):
+        parse_alertmanager_config(config)
+
+
+def test_the_routes_test_command() -> None:
+    config = ALERTMANAGER / "amtool-testdata" / "conf.routing.yml"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "watchkeeper", "routes", "test", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    answer = run("test=2")
+    assert (answer.returncode, answer.stdout) == (0, "test1,test2\n")
+    assert run("--verify-receivers", "test1,test2", "test=2").returncode == 0
+    assert run("--verify-receivers", "test1", "test=2").returncode == 1
