@@ -4,6 +4,7 @@ and route checks follow Alertmanager's."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,47 @@ def test_the_routes_test_command() -> None:
     assert (answer.returncode, answer.stdout) == (0, "test1,test2\n")
     assert run("--verify-receivers", "test1,test2", "test=2").returncode == 0
     assert run("--verify-receivers", "test1", "test=2").returncode == 1
+
+
+def _loading_table() -> list[tuple[str, str, str]]:
+    if not ALERTMANAGER.is_dir():
+        return []
+    text = (ALERTMANAGER / "SOURCE.md").read_text()
+    rows = re.findall(r"^\| `(conf\.[^`]+)` \| (loads|rejected) \|(.*)\|$", text, re.M)
+    out = []
+    for name, verdict, error in rows:
+        expected = error.strip().removeprefix("error contains").strip().strip("`")
+        # yaml's own wrapping (line numbers) is Go's decoder's; the finding is what we match
+        expected = re.sub(r"^yaml: unmarshal errors:\s+line \d+: ", "", expected)
+        out.append((name, verdict, expected))
+    return out
+
+
+@pytest.mark.parametrize(("name", "verdict", "error"), _loading_table())
+def test_config_files_load_or_are_refused_as_alertmanager_does(
+    name: str, verdict: str, error: str
+) -> None:
+    path = ALERTMANAGER / "config-testdata" / name
+    if verdict == "loads":
+        load_alertmanager_config(path)
+        return
+    with pytest.raises(RoutingError) as refused:
+        load_alertmanager_config(path)
+    assert error in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "loads"),
+    [
+        ("amtool-testdata/conf.good.yml", True),
+        ("amtool-testdata/conf.bad.yml", False),
+        ("doc-examples/simple.yml", True),  # with its tracing: block
+        ("doc-examples/route_labels.yml", True),  # with route labels (0.34)
+    ],
+)
+def test_amtool_and_documentation_examples(path: str, loads: bool) -> None:
+    if loads:
+        load_alertmanager_config(ALERTMANAGER / path)
+    else:
+        with pytest.raises(RoutingError):
+            load_alertmanager_config(ALERTMANAGER / path)

@@ -1,7 +1,7 @@
 """An Alertmanager configuration file, as far as routing needs it: the route tree, the
 receivers' names and the time intervals' names, with Alertmanager's checks that tie them
-together. The receivers' integrations (email, Slack, PagerDuty, ...) are read but not checked
-yet: that comes with the notifiers."""
+together and its checks of `global:` and of the receivers' credentials (receivers.py). The
+integrations (email, Slack, PagerDuty, ...) themselves come with the notifiers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from watchkeeper.alerting.receivers import check_global, check_inhibit_rules, check_receivers
 from watchkeeper.alerting.routing import Route, RoutingError, parse_route
 
 
@@ -35,6 +36,10 @@ def load_alertmanager_config(path: Path) -> AlertmanagerConfig:
 
 
 def parse_alertmanager_config(raw: dict[str, Any]) -> AlertmanagerConfig:
+    global_raw = raw.get("global") or {}
+    if not isinstance(global_raw, dict):
+        raise RoutingError("global must be a mapping")
+    check_global(global_raw)
     if "route" not in raw or not raw["route"]:
         raise RoutingError("no routes provided")
     receivers = []
@@ -51,6 +56,9 @@ def parse_alertmanager_config(raw: dict[str, Any]) -> AlertmanagerConfig:
         for item in raw.get(key) or []
         if isinstance(item, dict)
     ]
+    # in Alertmanager's order: what reading the receivers finds, then the route's references
+    check_receivers(global_raw, raw.get("receivers") or [])
+    check_inhibit_rules(raw.get("inhibit_rules") or [])
     route = parse_route(raw["route"])
     _check(route, set(receivers), set(intervals))
     return AlertmanagerConfig(route, tuple(receivers), tuple(intervals))
