@@ -37,13 +37,14 @@ def router(ctx: ApiContext) -> APIRouter:
                 files and group.file not in files
             ):
                 continue
-            shown = [
-                _rule(state)
-                for state in evaluator.rules
-                if (not names or state.rule.name in names)
-                and (kind != "alert" or state.alerting is not None)
-                and (kind != "record" or state.alerting is None)
-            ]
+            with evaluator.lock:  # a whole evaluation's state, not half of one
+                shown = [
+                    _rule(state)
+                    for state in evaluator.rules
+                    if (not names or state.rule.name in names)
+                    and (kind != "alert" or state.alerting is not None)
+                    and (kind != "record" or state.alerting is None)
+                ]
             if (names or kind) and not shown:
                 continue
             groups.append(_group(ctx, evaluator, shown))
@@ -52,14 +53,16 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.get("/api/v1/alerts")
     async def alerts(request: Request) -> dict[str, Any]:
         principal(ctx, request, "viewer")
-        active = [
-            _alert(alert)
-            for evaluator in ctx.rules.evaluators()
-            for state in evaluator.rules
-            if state.alerting is not None
-            for alert in state.alerting.alerts.values()
-            if alert.state is not AlertState.INACTIVE
-        ]
+        active: list[dict[str, Any]] = []
+        for evaluator in ctx.rules.evaluators():
+            with evaluator.lock:
+                active.extend(
+                    _alert(alert)
+                    for state in evaluator.rules
+                    if state.alerting is not None
+                    for alert in state.alerting.alerts.values()
+                    if alert.state is not AlertState.INACTIVE
+                )
         return success({"alerts": active})
 
     return api

@@ -9,6 +9,7 @@ whose query fails keeps its previous state and reports the error as its health.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class GroupEvaluator:
         ]
         self.last_evaluation_ms = 0
         self.evaluation_seconds = 0.0
+        # held while evaluating: readers (the rules and alerts API) take it to see a whole state
+        self.lock = threading.Lock()
         self._restore = restore
         if restore is not None:
             for state in self.rules:
@@ -95,6 +98,10 @@ class GroupEvaluator:
 
     def evaluate(self, at_ms: int) -> None:
         """Evaluate every rule of the group at `at_ms`, storing what each produces."""
+        with self.lock:
+            self._evaluate(at_ms)
+
+    def _evaluate(self, at_ms: int) -> None:
         started = time.perf_counter()
         querier = StoreQuerier(self.store, self.tenant)
         query_at = at_ms - (self.group.query_offset_ms or 0)
