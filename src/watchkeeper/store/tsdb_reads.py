@@ -1,0 +1,216 @@
+"""The read side of the embedded metrics store (tsdb.MetricsDB): series, label names and
+values, metadata, exemplars, samples and the TSDB status, each over one tenant's index, head and
+blocks. A mixin of MetricsDB, kept apart so each module holds one side of the store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from watchkeeper.model import Labels, Matcher, MetricMetadata
+from watchkeeper.store.block_set import BlockSet
+from watchkeeper.store.exemplars import Exemplar
+from watchkeeper.store.ordering import INT64_MIN
+from watchkeeper.store.read_cache import ReadCache
+from watchkeeper.store.reads import ReadSnapshot
+from watchkeeper.store.series_times import SeriesTimes
+from watchkeeper.store.status import tsdb_status
+from watchkeeper.store.tenant import INT64_MAX, TenantState
+from watchkeeper.store.types import SeriesColumns, SeriesSamples
+
+
+class StoreReads:
+    # set by MetricsDB.__init__
+    _tenants: dict[str, TenantState]
+    _state_lock: threading.RLock
+    _times: SeriesTimes
+    _blocks: BlockSet
+    _blocks_dir: Path
+    _next_sid: int
+    read_cache: ReadCache
+
+    # --- reading -----------------------------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        return sorted(self._tenants)
+
+    def series_count(self, tenant: str | None = None) -> int:
+        with self._state_lock:
+            if tenant is not None:
+                state = self._tenants.get(tenant)
+                return 0 if state is None else len(state.labels)
+            return sum(len(t.labels) for t in self._tenants.values())
+
+    def _matching(
+        self,
+        state: TenantState,
+        matcher_sets: Sequence[Sequence[Matcher]] | None,
+        start: int,
+        end: int,
+    ) -> npt.NDArray[np.int64]:
+        with self._state_lock:
+            ids = (
+                state.postings.all_ids()
+                if not matcher_sets
+                else state.postings.select_any(matcher_sets)
+            )
+        sids = np.fromiter(ids, dtype=np.int64, count=len(ids))
+        if len(sids) == 0:
+            return sids
+        self._times.ensure(int(sids.max()))
+        return sids[self._times.overlapping(sids, start, end)]
+
+    def _selected(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None,
+        start: int,
+        end: int,
+    ) -> tuple[TenantState, npt.NDArray[np.int64]]:
+        """The tenant (an empty one if unknown) and its matching series with samples in range."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return TenantState(tenant, self._blocks_dir / tenant), np.empty(0, dtype=np.int64)
+        return state, self._matching(state, matcher_sets, start, end)
+
+    def series(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+        limit: int = 0,
+    ) -> list[Labels]:
+        """Label sets of series matching any matcher set with samples in [start, end], sorted."""
+        state, sids = self._selected(tenant, matcher_sets, start, end)
+        with self._state_lock:
+            found = sorted(state.labels[int(s)] for s in sids)
+        return found[:limit] if limit > 0 else found
+
+    def label_names(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[str]:
+        state, sids = self._selected(tenant, matcher_sets, start, end)
+        with self._state_lock:
+            if not matcher_sets and len(sids) == len(state.labels):
+                return state.postings.names()
+            names = {name for s in sids.tolist() for name, _ in state.labels[s]}
+        return sorted(names)
+
+    def label_values(
+        self,
+        tenant: str,
+        name: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[str]:
+        state, sids = self._selected(tenant, matcher_sets, start, end)
+        with self._state_lock:
+            if not matcher_sets and len(sids) == len(state.labels):
+                return sorted(state.postings.values(name))
+            wanted = set(sids.tolist())
+            values = {
+                v for v, ids in state.postings.values(name).items() if not ids.isdisjoint(wanted)
+            }
+        return sorted(values)
+
+    def exemplars(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[tuple[Labels, list[Exemplar]]]:
+        """Exemplars in [start, end] of the series matching any matcher set, by series."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        with self._state_lock:
+            ids = state.postings.select_any(matcher_sets)
+            found = state.exemplars.select(ids, start, end)
+            by_series: dict[int, list[Exemplar]] = {}
+            for exemplar in found:
+                by_series.setdefault(exemplar.series, []).append(exemplar)
+            return sorted((state.labels[sid], kept) for sid, kept in by_series.items())
+
+    def metadata(self, tenant: str) -> dict[str, MetricMetadata]:
+        state = self._tenants.get(tenant)
+        if state is None:
+            return {}
+        with self._state_lock:
+            return dict(state.metadata)
+
+    def read(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[SeriesSamples]:
+        """Samples of the matching series in [start, end], per series sorted by time, sorted by
+        labels. Each (series, timestamp) appears once: the first value written wins."""
+        return self.read_columns(tenant, matcher_sets, start, end).series()
+
+    def read_columns(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> SeriesColumns:
+        """`read` as flat arrays (no object per series), for the query engine."""
+        parts = list(self.read_column_batches(tenant, matcher_sets, start, end, 0))
+        return parts[0] if parts else SeriesColumns.empty()
+
+    def read_column_batches(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int,
+        end: int,
+        batch_samples: int,
+    ) -> Iterator[SeriesColumns]:
+        """`read_columns` in batches of whole series holding about `batch_samples` samples
+        each (all at once when 0), so that a query working series by series never holds every
+        sample. Batches follow storage order, so each decodes its own stretch of each block;
+        series are in label order within a batch, not across batches."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return
+        sids = np.sort(self._matching(state, matcher_sets, start, end))
+        if len(sids) == 0:
+            return
+        with self._state_lock:
+            snapshot = ReadSnapshot(
+                self._blocks.reader,
+                [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
+                [c for c in state.read_chunks(start) if c.min_time <= end and c.max_time >= start],
+                {int(s): state.labels[int(s)] for s in sids.tolist()},
+                state.label_order,
+                self.read_cache,
+                self._next_sid,  # ids are handed out in order: the chunks' are all below
+            )
+            # under the lock that a merge or retention replaces blocks under, so the blocks are
+            # held before they can be retired
+            self._blocks.hold(snapshot.blocks)
+        try:
+            for batch in snapshot.batches(sids, batch_samples):
+                columns = snapshot.read(batch, start, end)
+                if len(columns):
+                    yield columns
+        finally:
+            self._blocks.let_go(snapshot.blocks)
+
+    def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
+        state = self._tenants.get(tenant)
+        with self._state_lock:
+            return tsdb_status(state, top)
