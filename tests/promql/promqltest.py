@@ -29,11 +29,15 @@ import numpy as np
 import re2
 
 from watchkeeper.model import Labels, labels_from_dict
+from watchkeeper.promql.series_notation import (  # noqa: F401 - STALE_NAN: the tests' too
+    STALE_NAN,
+    STALE_NAN_BITS,
+    expand_float_item,
+    parse_number,
+)
 from watchkeeper.store.types import SeriesSamples
 
 # Prometheus' StaleNaN: one particular NaN that marks the end of a series (§3.1).
-STALE_NAN_BITS = 0x7FF0000000000002
-STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 
 
 def is_stale_nan(value: float) -> bool:
@@ -196,10 +200,6 @@ class Histogram:
 # One position of a series description: a float, a histogram, or None (`_`, no sample).
 Value = float | Histogram | None
 
-_NUMBER = r"[+-]?(?:[iI][nN][fF]|[nN][aA][nN]|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
-_NUMBER_RE = re.compile(_NUMBER)
-_FLOAT_ITEM_RE = re.compile(rf"(?P<a>{_NUMBER})(?:(?P<op>[+-])(?P<b>{_NUMBER}))?x(?P<n>\d+)")
-_GAP_ITEM_RE = re.compile(r"_x(?P<n>\d+)")
 _HIST_ITEM_RE = re.compile(
     r"\{\{(?P<a>.*?)\}\}(?:(?:(?P<op>[+-])\{\{(?P<b>.*?)\}\})?x(?P<n>\d+))?", re.DOTALL
 )
@@ -214,43 +214,15 @@ _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _STRING_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`""")
 
 
-def parse_number(text: str) -> float:
-    """A number in a series description: decimal, optional exponent, Inf/NaN in any case, an
-    optional sign; no hex (§3.1)."""
-    if not _NUMBER_RE.fullmatch(text):
-        raise ValueError(f"invalid number {text!r}")
-    return float(text)
-
-
-def _repeat(start: float, step: float, count: int) -> list[Value]:
-    """`count + 1` values by repeated float64 addition (not start + i*step), as §3.1 says."""
-    out: list[Value] = [start]
-    value = start
-    for _ in range(count):
-        value += step
-        out.append(value)
-    return out
-
-
 def expand_item(item: str) -> list[Value]:
-    """The positions one value item stands for (§3.1 table)."""
-    if item == "_":
-        return [None]
-    if item == "stale":
-        return [STALE_NAN]
-    if match := _GAP_ITEM_RE.fullmatch(item):
-        return [None] * int(match["n"])  # `_xN` is N gaps, not N+1
+    """The positions one value item stands for (§3.1 table): the float items as
+    watchkeeper.promql.series_notation reads them, and native histogram items."""
     if item.startswith("{{"):
         return _expand_histogram_item(item)
-    if _NUMBER_RE.fullmatch(item):
-        return [float(item)]
-    if match := _FLOAT_ITEM_RE.fullmatch(item):
-        start = float(match["a"])
-        if match["op"] is None:
-            return _repeat(start, 0.0, int(match["n"]))
-        step = float(match["b"]) if match["op"] == "+" else -float(match["b"])
-        return _repeat(start, step, int(match["n"]))
-    raise ValueError(f"invalid value item {item!r}")
+    expanded = expand_float_item(item)
+    if expanded is None:
+        raise ValueError(f"invalid value item {item!r}")
+    return list(expanded)
 
 
 def _expand_histogram_item(item: str) -> list[Value]:
