@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchkeeper.model import Matcher, MatchOp, parse_duration
+from watchkeeper.model import Matcher, MatchOp, parse_duration, yaml_label_text
 
 _MATCHER = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[^\s=!~"]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.DOTALL)
 _OPS = {"=": MatchOp.EQUAL, "!=": MatchOp.NOT_EQUAL, "=~": MatchOp.REGEX, "!~": MatchOp.NOT_REGEX}
@@ -99,14 +99,14 @@ def parse_route(raw: Mapping[str, Any], parent: Route | None = None, where: str 
         raise RoutingError("root route must not have any matchers")
     matchers = [_matcher_item(m, where) for m in raw.get("matchers") or []]
     for name, value in (raw.get("match") or {}).items():
-        matchers.append(Matcher(str(name), MatchOp.EQUAL, _text(value)))
+        matchers.append(Matcher(str(name), MatchOp.EQUAL, yaml_label_text(value)))
     for name, value in (raw.get("match_re") or {}).items():
         if value is None:
             raise RoutingError(
                 f"{where}: invalid_label {name}: a match_re needs a regular expression"
             )
         try:
-            matchers.append(Matcher(str(name), MatchOp.REGEX, _text(value)))
+            matchers.append(Matcher(str(name), MatchOp.REGEX, yaml_label_text(value)))
         except ValueError as err:
             raise RoutingError(f"{where}: invalid regular expression for {name}: {err}") from None
     group_by = raw.get("group_by")
@@ -165,14 +165,6 @@ def _unquote(quoted: str, text: str) -> str:
         return bytes(body, "utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError):
         raise RoutingError(f"bad matcher format: {text}") from None
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _duration(raw: Mapping[str, Any], key: str, default: int, where: str) -> int:

@@ -18,6 +18,7 @@ from watchkeeper.model.labels import (
     labels_to_dict,
     metric_name,
     series_key,
+    yaml_label_text,
 )
 from watchkeeper.model.matchers import Matcher, MatchOp
 
@@ -39,4 +40,5 @@ __all__ = [
     "metric_name",
     "parse_duration",
     "series_key",
+    "yaml_label_text",
 ]

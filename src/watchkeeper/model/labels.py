@@ -92,3 +92,17 @@ def labels_from_key(key: bytes) -> Labels:
         name, _, value = pair.partition(PAIR_SEPARATOR)
         pairs.append((name.decode(), value.decode()))
     return tuple(pairs)
+
+
+def yaml_label_text(value: object) -> str:
+    """A label or annotation value read from YAML, as Prometheus' Go decoder gives it.
+
+    Go decodes an unquoted scalar into a string field as its text, so `severity: true` is
+    "true"; PyYAML has already made it a bool, whose str() would be "True". A missing value
+    is "".
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -7,6 +7,7 @@ empty string, so `{foo=""}` selects series without `foo` and `{foo=~".*"}` selec
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +23,9 @@ class MatchOp(StrEnum):
     NOT_REGEX = "!~"
 
 
+# Matchers are built per query (and per evaluation, for rules) from the same few patterns;
+# compiling one costs 10-15 us. Compiled RE2 programs are immutable and safe to share.
+@functools.lru_cache(maxsize=4096)
 def compile_anchored(pattern: str) -> Any:
     """Compile a Prometheus regex: anchored at both ends, `.` matching newlines."""
     options = re2.Options()

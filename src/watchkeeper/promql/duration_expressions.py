@@ -10,6 +10,7 @@ step and range (both 0 for an instant query). An offset takes one operand, optio
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -149,6 +150,9 @@ def _literal(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+# rules and dashboards send the same text with the same step and range again and again; the
+# scan takes 30-60 us of a 250 us rule evaluation
+@functools.lru_cache(maxsize=4096)
 def rewrite(query: str, step_ms: int, range_ms: int) -> str:
     """The query with every duration expression replaced by a literal."""
     if "[" not in query and "offset" not in query.lower():

@@ -7,6 +7,8 @@ order their names appear, which is the order the evaluator reaches them.
 
 from __future__ import annotations
 
+import functools
+
 _OPEN = "([{"
 _CLOSE = ")]}"
 _QUOTES = "\"'`"
@@ -72,6 +74,7 @@ def _find_call(text: str, function: str, occurrence: int) -> tuple[int, int] | N
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # rules ask it of the same query text every evaluation
 def call_argument_text(text: str, function: str, occurrence: int, argument: int) -> str:
     """The raw text from where the argument starts (empty when it cannot be found)."""
     found = _find_call(text, function, occurrence)

@@ -23,6 +23,7 @@ from watchkeeper.model import (
     is_valid_label_name,
     is_valid_metric_name,
     parse_duration,
+    yaml_label_text,
 )
 from watchkeeper.promql import QueryError
 from watchkeeper.promql.engine import parse as parse_query
@@ -71,22 +72,36 @@ class RuleGroup:
 @dataclass
 class _Problems:
     errors: list[str] = field(default_factory=list)
+    ignore_unknown: bool = False  # promtool's --ignore-unknown-fields
 
     def add(self, message: str) -> None:
         self.errors.append(message)
 
+    def unknown_field(self, key: str, type_name: str) -> None:
+        if not self.ignore_unknown:
+            self.errors.append(f"field {key} not found in type rulefmt.{type_name}")
 
-def load_file(path: Path, scheme: NameValidation = NameValidation.UTF8) -> list[RuleGroup]:
-    """The groups of one rule file; RuleFileError listing every problem if it has any."""
+
+def load_file(
+    path: Path, scheme: NameValidation = NameValidation.UTF8, ignore_unknown: bool = False
+) -> list[RuleGroup]:
+    """The groups of one rule file; RuleFileError listing every problem if it has any.
+
+    `ignore_unknown` accepts keys the format does not know (as promtool's
+    --ignore-unknown-fields), for files that carry tool-specific extras.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise RuleFileError(str(path), [f"cannot read: {err.strerror}"]) from None
-    return parse_groups(text, str(path), scheme)
+    return parse_groups(text, str(path), scheme, ignore_unknown)
 
 
 def parse_groups(
-    text: str, source: str, scheme: NameValidation = NameValidation.UTF8
+    text: str,
+    source: str,
+    scheme: NameValidation = NameValidation.UTF8,
+    ignore_unknown: bool = False,
 ) -> list[RuleGroup]:
     try:
         raw = yaml.safe_load(text)
@@ -98,10 +113,10 @@ def parse_groups(
         raise RuleFileError(source, ["the top level must be a mapping with a groups list"])
     if raw.get("kind") == "PrometheusRule" and isinstance(raw.get("spec"), Mapping):
         raw = raw["spec"]  # a PrometheusRule custom resource: its groups are under spec
-    problems = _Problems()
+    problems = _Problems(ignore_unknown=ignore_unknown)
     unknown = sorted(set(raw) - {"groups"})
     if unknown:
-        problems.add(f"field {unknown[0]} not found in type rulefmt.RuleGroups")
+        problems.unknown_field(unknown[0], "RuleGroups")
     groups_raw = raw.get("groups") or []
     if not isinstance(groups_raw, list):
         raise RuleFileError(source, ["groups must be a list"])
@@ -123,7 +138,7 @@ def _group(
         problems.add("each group must be a mapping")
         return None
     for key in sorted(set(raw) - _GROUP_FIELDS):
-        problems.add(f"field {key} not found in type rulefmt.RuleGroup")
+        problems.unknown_field(key, "RuleGroup")
     name = str(raw.get("name") or "")
     if not name:
         problems.add("Groupname must not be empty")
@@ -133,7 +148,7 @@ def _group(
     labels = _label_map(raw.get("labels"), scheme, problems, f'group "{name}": ')
     rules = []
     for number, raw_rule in enumerate(raw.get("rules") or [], start=1):
-        rule_problems = _Problems()
+        rule_problems = _Problems(ignore_unknown=problems.ignore_unknown)
         rule = _rule(raw_rule, scheme, rule_problems)
         label = (
             raw_rule.get("alert") or raw_rule.get("record") if isinstance(raw_rule, Mapping) else ""
@@ -162,7 +177,7 @@ def _rule(raw: Any, scheme: NameValidation, problems: _Problems) -> Rule | None:
         problems.add("each rule must be a mapping")
         return None
     for key in sorted(set(raw) - _RULE_FIELDS):
-        problems.add(f"field {key} not found in type rulefmt.Rule")
+        problems.unknown_field(key, "Rule")
     record, alert = str(raw.get("record") or ""), str(raw.get("alert") or "")
     expr = raw.get("expr")
     expr = "" if expr is None else str(expr)
@@ -226,7 +241,7 @@ def _label_map(
     pairs = []
     for key, value in raw.items():
         name = str(key)
-        text = "" if value is None else str(value)
+        text = yaml_label_text(value)
         if not is_valid_label_name(name, scheme) or (not annotation and name == METRIC_NAME):
             problems.add(f"{where}invalid {kind} name: {name}")
             continue
