@@ -20,6 +20,13 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from watchkeeper import __version__
+from watchkeeper.alerting import (
+    AlertingService,
+    AlertmanagerConfig,
+    RoutingError,
+    load_alertmanager_config,
+    parse_alertmanager_text,
+)
 from watchkeeper.api import ApiContext, Instruments, create_api
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.otlp_grpc import OtlpGrpcServer
@@ -33,9 +40,12 @@ from watchkeeper.ingest import (
 )
 from watchkeeper.ingest.scrape import ScrapeLimits, ScrapeManager
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
+from watchkeeper.model.alerts import Alert
+from watchkeeper.notify import Notifiers
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
 from watchkeeper.rules import RestoreOptions, RuleFileError, RuleManager, RulesOptions
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
+from watchkeeper.store.statedb import StateDB
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +186,23 @@ class Watchkeeper:
                 restore=RestoreOptions(
                     config.rules.for_outage_tolerance, config.rules.for_grace_period
                 ),
+                resend_delay_ms=config.alerting.resend_delay,
             ),
+            notify=self._alerts_from_rules,
         )
+        self.notifiers = Notifiers()
+        self.state: StateDB | None = None
+        self.alerting = AlertingService(
+            _alertmanager_config(config),
+            self.notifiers,
+            None,  # the state store opens with the data directory (open())
+            clock=lambda: int(time.time() * 1000),
+            external_url=config.alerting.external_url
+            or config.rules.external_url
+            or f"http://{config.listen}",
+            retention_ms=config.alerting.data_retention,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.query_gate = QueryGate(query.max_concurrent)
         self.instruments.queries_running.set_function(lambda: self.query_gate.running)
         self.instruments.queries_queued.set_function(lambda: self.query_gate.queued)
@@ -200,6 +225,7 @@ class Watchkeeper:
             reload=self.reload,
             otlp=self.otlp,
             rules=self.rules,
+            alerting=self.alerting,
         )
         self.api: FastAPI = create_api(self.api_context)
         self.grpc: OtlpGrpcServer | None = None
@@ -232,6 +258,8 @@ class Watchkeeper:
         started = time.monotonic()
         try:
             self.store.open()
+            self.state = StateDB(self.config.data_dir / "state.sqlite")
+            self.alerting.attach_state(self.state)
         except BaseException:
             self.lock.release()
             raise
@@ -247,6 +275,8 @@ class Watchkeeper:
                 raise ConfigError(f"otlp.grpc_listen: cannot listen on {listen}: {err}") from None
             await self.grpc.start()
         await self.scrape.apply(self.config.scrape_jobs())
+        self._loop = asyncio.get_running_loop()
+        await self.alerting.start()
         try:
             await self.rules.apply(self.config.rule_file_patterns())
         except RuleFileError as err:
@@ -274,12 +304,14 @@ class Watchkeeper:
                 jobs = config.scrape_jobs()
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+            alertmanager = await asyncio.to_thread(_alertmanager_config, config)
             try:
                 await self.rules.apply(config.rule_file_patterns())
             except RuleFileError as err:
                 raise ConfigError(f"rule_files: {err}") from None
             await self.scrape.apply(jobs)
-            static = {"scrape", "scrape_configs", "rule_files"}
+            await self.alerting.reload(alertmanager)
+            static = {"scrape", "scrape_configs", "rule_files", "alerting"}
             changed = [
                 key
                 for key in type(config).model_fields
@@ -288,6 +320,12 @@ class Watchkeeper:
             if changed:
                 log.warning("reload: changes to %s take effect at restart", ", ".join(changed))
             log.info("configuration reloaded: %d scrape jobs", len(jobs))
+
+    def _alerts_from_rules(self, tenant: str, alerts: list[Alert]) -> None:
+        """Called in a rule group's thread: the alerts go to the Alertmanager on the loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.alerting.receive, tenant, alerts)
 
     def _reload_on_signal(self) -> None:
         async def reload() -> None:
@@ -303,6 +341,8 @@ class Watchkeeper:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await self.scrape.stop()
         await self.rules.stop()
+        await self.alerting.stop()
+        await self.notifiers.close()
         if self.grpc is not None:
             await self.grpc.stop()
         for task in self._tasks:
@@ -316,6 +356,8 @@ class Watchkeeper:
         self.query_gate.close()
         await asyncio.to_thread(self.query_executor.shutdown, wait=True, cancel_futures=True)
         await asyncio.to_thread(self.store.close)
+        if self.state is not None:
+            self.state.close()
         self.lock.release()
 
     async def _every(self, seconds: float, work: Callable[[], None], now: bool = False) -> None:
@@ -370,3 +412,22 @@ class Watchkeeper:
             )
         )
         server.run()
+
+
+# the Alertmanager configuration when none is given: alerts are kept and shown, sent nowhere
+DEFAULT_ALERTMANAGER_CONFIG = """\
+route:
+  receiver: default
+receivers:
+  - name: default
+"""
+
+
+def _alertmanager_config(config: Config) -> AlertmanagerConfig:
+    path = config.alertmanager_config_path()
+    try:
+        if path is None:
+            return parse_alertmanager_text(DEFAULT_ALERTMANAGER_CONFIG)
+        return load_alertmanager_config(path)
+    except RoutingError as err:
+        raise ConfigError(f"alerting.alertmanager_config: {err}") from None

@@ -323,6 +323,30 @@ class RulesSection(_Section):
         return value
 
 
+class AlertingSection(_Section):
+    alertmanager_config: str = Field(
+        "",
+        description="An Alertmanager configuration file (route, receivers, inhibit_rules, "
+        "time_intervals), relative to this file. Empty: alerts are kept and shown by the "
+        "Alertmanager API but go to no receiver. Reloaded on SIGHUP and POST /-/reload.",
+    )
+    external_url: str = Field(
+        "",
+        description="externalURL in notifications (Alertmanager's --web.external-url); empty: "
+        "rules.external_url, else http://<listen>.",
+    )
+    resend_delay: DurationMs = Field(
+        parse_duration("1m"),
+        description="How often a firing alert is sent again to the Alertmanager "
+        "(Prometheus' --rules.alert.resend-delay).",
+    )
+    data_retention: DurationMs = Field(
+        parse_duration("120h"),
+        description="How long expired silences and notification log entries are kept "
+        "(Alertmanager's --data.retention).",
+    )
+
+
 class Config(_Section):
     listen: str = Field("127.0.0.1:9900", description="HOST:PORT the HTTP server binds.")
     data_dir: Path = Field(Path("./watchkeeper-data"), description="Where all data lives.")
@@ -351,6 +375,7 @@ class Config(_Section):
         description="Prometheus rule files to evaluate (glob patterns, relative to this file, as "
         "in prometheus.yml). Reloaded when they change, on SIGHUP and on POST /-/reload.",
     )
+    alerting: AlertingSection = Field(default_factory=AlertingSection)  # type: ignore[arg-type]
     # the directory of the config file: relative paths in scrape_configs are taken from it
     _source_dir: Path | None = PrivateAttr(None)
 
@@ -370,6 +395,15 @@ class Config(_Section):
             str(base / pattern) if base is not None and not Path(pattern).is_absolute() else pattern
             for pattern in self.rule_files
         ]
+
+    def alertmanager_config_path(self) -> Path | None:
+        """`alerting.alertmanager_config`, a relative one taken from the config file's
+        directory; None when not set."""
+        if not self.alerting.alertmanager_config:
+            return None
+        path = Path(self.alerting.alertmanager_config)
+        base = self._source_dir
+        return base / path if base is not None and not path.is_absolute() else path
 
     def scrape_jobs(self) -> list[ScrapeConfig]:
         """The parsed, checked scrape jobs; relative paths are taken from the config file's

@@ -1,18 +1,24 @@
-"""An Alertmanager configuration file, as far as routing needs it: the route tree, the
-receivers' names and the time intervals' names, with Alertmanager's checks that tie them
-together and its checks of `global:` and of the receivers' credentials (receivers.py). The
-integrations (email, Slack, PagerDuty, ...) themselves come with the notifiers."""
+"""An Alertmanager configuration file: the route tree, the receivers and their integrations,
+inhibition rules, time intervals and `global.resolve_timeout`, with Alertmanager's checks that
+tie them together and its checks of `global:` and of the receivers' credentials
+(receivers.py). What each integration does with its settings is the notify package's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from watchkeeper.alerting.inhibit import InhibitRule, parse_inhibit_rules
+from watchkeeper.alerting.notification import Integration, integrations_of
 from watchkeeper.alerting.receivers import check_global, check_inhibit_rules, check_receivers
 from watchkeeper.alerting.routing import Route, RoutingError, parse_route
+from watchkeeper.alerting.timeintervals import Period, parse_time_intervals
+from watchkeeper.model import parse_duration
+
+DEFAULT_RESOLVE_TIMEOUT_MS = 300_000
 
 
 @dataclass(frozen=True)
@@ -20,22 +26,36 @@ class AlertmanagerConfig:
     route: Route
     receivers: tuple[str, ...]
     time_intervals: tuple[str, ...]
+    integrations: dict[str, tuple[Integration, ...]] = field(default_factory=dict)
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    periods: dict[str, tuple[Period, ...]] = field(default_factory=dict)
+    resolve_timeout_ms: int = DEFAULT_RESOLVE_TIMEOUT_MS
+    original: str = ""  # the YAML as given, for /api/v2/status
 
 
 def load_alertmanager_config(path: Path) -> AlertmanagerConfig:
     """Read and check one file; RoutingError naming the problem."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise RoutingError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        return parse_alertmanager_text(text)
+    except RoutingError as err:
+        raise RoutingError(f"{path}: {err}") from None
+
+
+def parse_alertmanager_text(text: str) -> AlertmanagerConfig:
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise RoutingError(f"{path}: not valid YAML: {err}") from None
+        raise RoutingError(f"not valid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise RoutingError(f"{path}: not an Alertmanager configuration")
-    return parse_alertmanager_config(raw)
+        raise RoutingError("not an Alertmanager configuration")
+    return parse_alertmanager_config(raw, text)
 
 
-def parse_alertmanager_config(raw: dict[str, Any]) -> AlertmanagerConfig:
+def parse_alertmanager_config(raw: dict[str, Any], original: str = "") -> AlertmanagerConfig:
     global_raw = raw.get("global") or {}
     if not isinstance(global_raw, dict):
         raise RoutingError("global must be a mapping")
@@ -61,7 +81,22 @@ def parse_alertmanager_config(raw: dict[str, Any]) -> AlertmanagerConfig:
     check_inhibit_rules(raw.get("inhibit_rules") or [])
     route = parse_route(raw["route"])
     _check(route, set(receivers), set(intervals))
-    return AlertmanagerConfig(route, tuple(receivers), tuple(intervals))
+    try:
+        resolve_timeout = parse_duration(str(global_raw.get("resolve_timeout") or "5m"))
+    except ValueError as err:
+        raise RoutingError(f"global.resolve_timeout: {err}") from None
+    return AlertmanagerConfig(
+        route,
+        tuple(receivers),
+        tuple(intervals),
+        integrations={
+            str(item["name"]): integrations_of(item) for item in raw.get("receivers") or []
+        },
+        inhibit_rules=parse_inhibit_rules(raw.get("inhibit_rules") or []),
+        periods=parse_time_intervals(raw),
+        resolve_timeout_ms=resolve_timeout,
+        original=original,
+    )
 
 
 def _check(route: Route, receivers: set[str], intervals: set[str]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchkeeper.model import Matcher, MatchOp, parse_duration, yaml_label_text
+from watchkeeper.model import Matcher, MatchOp, go_quote, parse_duration, yaml_label_text
 
 _MATCHER = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[^\s=!~"]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.DOTALL)
 _OPS = {"=": MatchOp.EQUAL, "!=": MatchOp.NOT_EQUAL, "=~": MatchOp.REGEX, "!~": MatchOp.NOT_REGEX}
@@ -45,7 +45,7 @@ class RoutingError(ValueError):
 class Route:
     receiver: str
     matchers: list[Matcher] = field(default_factory=list)
-    group_by: tuple[str, ...] = ("alertname",)
+    group_by: tuple[str, ...] = ()  # none: one group per route, as Alertmanager
     group_by_all: bool = False  # group_by: ['...']
     continue_: bool = False
     group_wait_ms: int = 30_000
@@ -54,6 +54,9 @@ class Route:
     mute_time_intervals: tuple[str, ...] = ()
     active_time_intervals: tuple[str, ...] = ()
     routes: list[Route] = field(default_factory=list)
+    # Alertmanager's route key, the first half of a group key: the matchers of the route and
+    # its ancestors, `{}/{severity="page"}`
+    key: str = "{}"
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
         """The routes an alert with these labels goes to, in order."""
@@ -115,7 +118,7 @@ def parse_route(raw: Mapping[str, Any], parent: Route | None = None, where: str 
         matchers=matchers,
         group_by=tuple(str(g) for g in group_by)
         if group_by is not None
-        else (parent.group_by if parent else ("alertname",)),
+        else (parent.group_by if parent else ()),
         group_by_all=group_by == ["..."]
         if group_by is not None
         else bool(parent and parent.group_by_all),
@@ -132,6 +135,7 @@ def parse_route(raw: Mapping[str, Any], parent: Route | None = None, where: str 
         mute_time_intervals=tuple(raw.get("mute_time_intervals") or ()),
         active_time_intervals=tuple(raw.get("active_time_intervals") or ()),
     )
+    route.key = (f"{parent.key}/" if parent else "") + matchers_text(matchers)
     if parent is None and route.continue_:
         raise RoutingError("cannot have continue in root route")
     if "..." in route.group_by and len(route.group_by) > 1:
@@ -141,6 +145,26 @@ def parse_route(raw: Mapping[str, Any], parent: Route | None = None, where: str 
     for number, child in enumerate(raw.get("routes") or [], start=1):
         route.routes.append(parse_route(child, route, f"{where}.routes[{number}]"))
     return route
+
+
+def matchers_text(matchers: list[Matcher]) -> str:
+    """`{a="1",b=~"x|y"}`: Alertmanager's Matchers.String, sorted by name, value and type."""
+    order = {MatchOp.EQUAL: 0, MatchOp.NOT_EQUAL: 1, MatchOp.REGEX: 2, MatchOp.NOT_REGEX: 3}
+    ordered = sorted(matchers, key=lambda m: (m.name, m.value, order[m.op]))
+    return "{" + ",".join(matcher_text(m) for m in ordered) + "}"
+
+
+def matcher_text(matcher: Matcher) -> str:
+    """One matcher as Alertmanager writes it: the name (quoted unless a plain label name),
+    the operator, and the value in double quotes with `\\`, `"` and newlines escaped."""
+    name = matcher.name
+    if not _PLAIN_NAME.fullmatch(name):
+        name = go_quote(name)
+    value = matcher.value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return f'{name}{matcher.op.value}"{value}"'
+
+
+_PLAIN_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def receivers_used(route: Route) -> set[str]:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchkeeper.api import (
     admin,
+    alertmanager,
     exemplars,
     export,
     health,
@@ -47,6 +48,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
         prometheus_meta,
         targets,
         rules,
+        alertmanager,
         export,
         admin,
     )

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from watchkeeper.alerting import AlertingService
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.instruments import Instruments
 from watchkeeper.config import Config
@@ -35,3 +36,4 @@ class ApiContext:
     reload: Callable[[], Awaitable[None]]
     otlp: OtlpMetricsDecoder
     rules: RuleManager
+    alerting: AlertingService

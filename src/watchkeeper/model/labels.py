@@ -106,3 +106,40 @@ def yaml_label_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote, as Alertmanager writes label values in group keys and matchers."""
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
+def format_label_set(labels: Labels) -> str:
+    """`{a="1", b="2"}` with Go's quoting: Prometheus' LabelSet.String, part of Alertmanager's
+    group keys."""
+    return "{" + ", ".join(f"{name}={go_quote(value)}" for name, value in labels) + "}"

@@ -46,6 +46,9 @@ class Alert:
     fired_at_ms: int = 0
     resolved_at_ms: int = 0
     keep_firing_since_ms: int = 0
+    # sending to the Alertmanager (group.py): when it last was, and the end it was given
+    last_sent_ms: int = 0
+    valid_until_ms: int = 0
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,8 +26,15 @@ from watchkeeper.model import (
     labels_from_key,
     series_key,
 )
+from watchkeeper.model.alerts import Alert as Notice
 from watchkeeper.promql import Engine, QueryError, StoreQuerier
-from watchkeeper.rules.alerting import ALERTS_FOR_STATE, Alert, AlertingRule, vector_of
+from watchkeeper.rules.alerting import (
+    ALERTS_FOR_STATE,
+    Alert,
+    AlertingRule,
+    AlertState,
+    vector_of,
+)
 from watchkeeper.rules.rulefile import Rule, RuleGroup
 from watchkeeper.rules.template_functions import Sample
 from watchkeeper.store import MetricStore
@@ -42,6 +50,17 @@ class RestoreOptions:
     # an alert restored with less than this left to wait waits this long, and a rule with a
     # shorter `for` is not restored (--rules.alert.for-grace-period)
     grace_period_ms: int = 600_000
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """Sending alerts to the Alertmanager, as Prometheus' notifier does: `notify` gets the
+    alerts that need sending after each evaluation of an alerting rule."""
+
+    notify: Callable[[list[Notice]], None]
+    # a firing alert is sent again after this (Prometheus' --rules.alert.resend-delay)
+    resend_delay_ms: int = 60_000
+    interval_ms: int = 60_000  # the group's evaluation interval
 
 
 @dataclass
@@ -72,10 +91,15 @@ class GroupEvaluator:
         external_labels: Labels = (),
         external_url: str = "",
         restore: RestoreOptions | None = None,
+        send: SendOptions | None = None,
     ) -> None:
         """With `restore`, the alerts' `for` state is restored from ALERTS_FOR_STATE after the
-        first evaluation, as Prometheus restores it when it starts."""
+        first evaluation, as Prometheus restores it when it starts; with `send`, alerts are
+        handed to the Alertmanager."""
         self.group = group
+        self.send = send
+        self.external_labels = external_labels
+        self.external_url = external_url
         self.engine = engine
         self.store = store
         self.tenant = tenant
@@ -111,7 +135,9 @@ class GroupEvaluator:
             return [Sample(dict(labels), value) for labels, value in vector_of(result)]
 
         for state in self.rules:
-            self._evaluate_rule(state, querier, query_at, template_query)
+            ok = self._evaluate_rule(state, querier, query_at, template_query)
+            if ok and state.alerting is not None and self.send is not None:
+                self._send_alerts(state.alerting, at_ms, self.send)
         if self._restore is not None:
             self._restore_for_state(at_ms, self._restore)
             self._restore = None
@@ -124,7 +150,7 @@ class GroupEvaluator:
         querier: StoreQuerier,
         at_ms: int,
         template_query: Callable[[str], list[Sample]],
-    ) -> None:
+    ) -> bool:
         started = time.perf_counter()
         status = state.status
         status.last_evaluation_ms = at_ms
@@ -138,7 +164,7 @@ class GroupEvaluator:
         except (QueryError, ValueError) as err:
             status.health, status.last_error = "err", str(err)
             status.evaluation_seconds = time.perf_counter() - started
-            return
+            return False
         keys = [series_key(labels) for labels, _ in produced]
         gone = sorted(state.written - set(keys))
         state.written = set(keys)
@@ -162,6 +188,40 @@ class GroupEvaluator:
             reason, (count, example) = next(iter(result.rejected.items()))
             status.last_error = f"{count} samples not stored: {reason}: {example}"
         status.evaluation_seconds = time.perf_counter() - started
+        return True
+
+    def _send_alerts(self, rule: AlertingRule, at_ms: int, send: SendOptions) -> None:
+        """Prometheus' sendAlerts: a firing alert is sent when it was not sent within the
+        resend delay, a resolved one once after it resolved; each valid for four times the
+        longer of the group interval and the resend delay (two missed evaluations or sends
+        survive), a resolved one ending when it resolved. External labels are added where the
+        alert lacks them, and the generator URL points at the expression."""
+        valid_for = 4 * max(send.interval_ms, send.resend_delay_ms)
+        url = self.external_url + "/graph?g0.expr=" + urllib.parse.quote_plus(rule.rule.expr)
+        url += "&g0.tab=1"
+        out = []
+        for alert in rule.alerts.values():
+            if alert.state is AlertState.PENDING:
+                continue
+            resolved_since_sent = alert.resolved_at_ms > alert.last_sent_ms
+            if not resolved_since_sent and alert.last_sent_ms + send.resend_delay_ms >= at_ms:
+                continue
+            alert.last_sent_ms = at_ms
+            alert.valid_until_ms = at_ms + valid_for
+            labels = dict(alert.labels)
+            for name, value in self.external_labels:
+                labels.setdefault(name, value)
+            out.append(
+                Notice(
+                    labels=tuple(sorted(labels.items())),
+                    annotations=alert.annotations,
+                    starts_at_ms=alert.fired_at_ms,
+                    ends_at_ms=alert.resolved_at_ms or alert.valid_until_ms,
+                    generator_url=url,
+                )
+            )
+        if out:
+            send.notify(out)
 
     def _restore_for_state(self, at_ms: int, options: RestoreOptions) -> None:
         """Prometheus' RestoreForState: an alert pending when the previous run stopped picks up

@@ -23,8 +23,9 @@ from pathlib import Path
 import xxhash
 
 from watchkeeper.model import Labels, NameValidation
+from watchkeeper.model.alerts import Alert as Notice
 from watchkeeper.promql import Engine
-from watchkeeper.rules.group import GroupEvaluator, RestoreOptions
+from watchkeeper.rules.group import GroupEvaluator, RestoreOptions, SendOptions
 from watchkeeper.rules.rulefile import RuleFileError, RuleGroup, load_file
 from watchkeeper.store import MetricStore
 
@@ -42,6 +43,7 @@ class RulesOptions:
     external_url: str = ""
     name_validation: NameValidation = NameValidation.UTF8
     restore: RestoreOptions = field(default_factory=RestoreOptions)
+    resend_delay_ms: int = 60_000  # Prometheus' --rules.alert.resend-delay
 
 
 @dataclass
@@ -57,6 +59,9 @@ class RuleManager:
     store: MetricStore
     options: RulesOptions
     clock: Callable[[], float] = time.time
+    # where alerts go (the Alertmanager): called from the evaluating thread with the tenant
+    # and the alerts to send
+    notify: Callable[[str, list[Notice]], None] | None = None
     _groups: dict[tuple[str, str], _Running] = field(default_factory=dict)
     _patterns: tuple[str, ...] = ()
     _stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -100,6 +105,7 @@ class RuleManager:
                     self.options.external_url,
                     # as Prometheus: only the groups of the first load, not of reloads
                     restore=None if self._started else self.options.restore,
+                    send=self._send_options(group),
                 )
                 running = _Running(evaluator)
                 running.task = asyncio.create_task(self._run(running))
@@ -118,6 +124,16 @@ class RuleManager:
 
     def evaluators(self) -> list[GroupEvaluator]:
         return [r.evaluator for _, r in sorted(self._groups.items())]
+
+    def _send_options(self, group: RuleGroup) -> SendOptions | None:
+        notify, tenant = self.notify, self.options.tenant
+        if notify is None:
+            return None
+        return SendOptions(
+            lambda alerts: notify(tenant, alerts),
+            self.options.resend_delay_ms,
+            self.interval_ms(group),
+        )
 
     def interval_ms(self, group: RuleGroup) -> int:
         return group.interval_ms or self.options.evaluation_interval_ms

@@ -1,0 +1,318 @@
+"""Grouping and notifying: one tenant's Alertmanager after its alerts are stored.
+
+Each stored alert is routed (routing.py) and joins, per matching route, the aggregation group
+of its `group_by` label values. A new group is flushed `group_wait` after it was created (at
+once if its first alert started longer ago than that), then every `group_interval`. A flush
+takes the group's alerts (firing ones without an end), drops those silenced or inhibited,
+stops if the route is inside a mute time interval or outside its active ones, and sends the
+rest to each of the receiver's integrations that the notification log says has news
+(nflog.py), retrying with backoff until the next flush is due. When every integration got it,
+the resolved alerts that did not change meanwhile leave the group; an empty group is gone.
+As Alertmanager's dispatch and notify packages; a slow or failing integration delays nothing
+but its own group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from watchkeeper.alerting.alertstore import AlertStore
+from watchkeeper.alerting.inhibit import InhibitRule, inhibited_by
+from watchkeeper.alerting.nflog import Entry, NotificationLog, needs_update
+from watchkeeper.alerting.notification import (
+    Integration,
+    NotificationData,
+    NotifyError,
+    Sender,
+    notification_data,
+)
+from watchkeeper.alerting.routing import Route
+from watchkeeper.alerting.silences import Silences
+from watchkeeper.alerting.timeintervals import Period, in_any
+from watchkeeper.model import Labels, format_label_set
+from watchkeeper.model.alerts import Alert, fingerprint
+
+log = logging.getLogger(__name__)
+
+# Alertmanager gives a flush until the next one is due, but never less than this
+MIN_FLUSH_TIMEOUT_MS = 10_000
+
+
+@dataclass
+class DispatchConfig:
+    """What a tenant's dispatcher works from: an Alertmanager configuration, built."""
+
+    route: Route
+    integrations: dict[str, tuple[Integration, ...]]
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    time_intervals: dict[str, tuple[Period, ...]] = field(default_factory=dict)
+    external_url: str = ""
+
+
+@dataclass
+class AggregationGroup:
+    route: Route
+    labels: Labels
+    key: str
+    alerts: dict[int, Alert] = field(default_factory=dict)
+    next_flush_ms: int = 0
+    flushing: bool = False
+
+    def __post_init__(self) -> None:
+        self.fingerprint = fingerprint(self.labels)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One notification that got through (or not): for history and metrics."""
+
+    integration: Integration
+    data: NotificationData
+    error: str = ""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: DispatchConfig,
+        alerts: AlertStore,
+        silences: Silences,
+        nflog: NotificationLog,
+        sender: Sender,
+        clock: Callable[[], int],
+        on_sent: Callable[[Sent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.alerts = alerts
+        self.silences = silences
+        self.nflog = nflog
+        self.sender = sender
+        self.clock = clock
+        self.on_sent = on_sent or (lambda s: None)
+        self.groups: dict[tuple[int, int], AggregationGroup] = {}
+        self._routes = _route_index(config.route)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- alerts in
+
+    def put(self, alerts: Sequence[Alert]) -> None:
+        """Store alerts (already given their times) and route them into their groups."""
+        now = self.clock()
+        for alert in self.alerts.put(alerts, now):
+            self._route(alert, now)
+        self._wake.set()
+
+    def _route(self, alert: Alert, now: int) -> None:
+        by_name = dict(alert.labels)
+        for route in self.config.route.match(by_name):
+            if route.group_by_all:
+                labels = alert.labels
+            else:
+                labels = tuple((k, v) for k, v in alert.labels if k in route.group_by)
+            slot = (self._routes[id(route)], fingerprint(labels))
+            group = self.groups.get(slot)
+            if group is None:
+                group = AggregationGroup(
+                    route, labels, f"{route.key}:{format_label_set(labels)}", next_flush_ms=now
+                )
+                if alert.starts_at_ms + route.group_wait_ms >= now:
+                    group.next_flush_ms = now + route.group_wait_ms
+                self.groups[slot] = group
+            group.alerts[fingerprint(alert.labels)] = alert
+
+    # -- status, for the API
+
+    def muted_by(self, labels: Labels, now: int) -> tuple[list[str], list[str]]:
+        """The silences and the inhibiting alerts that mute an alert: (silenced_by,
+        inhibited_by)."""
+        silenced = self.silences.muting(labels, now)
+        source = inhibited_by(self.config.inhibit_rules, dict(labels), self.alerts.all(), now)
+        return silenced, [source] if source else []
+
+    def receivers_of(self, labels: Labels) -> list[str]:
+        return [r.receiver for r in self.config.route.match(dict(labels))]
+
+    # -- flushing
+
+    def next_due_ms(self) -> int | None:
+        due = [g.next_flush_ms for g in self.groups.values() if not g.flushing]
+        return min(due) if due else None
+
+    def start_due(self, now: int) -> list[asyncio.Task[None]]:
+        """Start the flush of every group that is due; the tasks started."""
+        started = []
+        for slot, group in list(self.groups.items()):
+            if group.flushing or group.next_flush_ms > now:
+                continue
+            group.next_flush_ms = now + group.route.group_interval_ms
+            group.flushing = True
+            task = asyncio.get_running_loop().create_task(self._flush(slot, group, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started.append(task)
+        return started
+
+    async def run(self) -> None:
+        """Flush groups as they come due, until cancelled."""
+        while True:
+            self.start_due(self.clock())
+            due = self.next_due_ms()
+            wait = None if due is None else max(0.0, (due - self.clock()) / 1000)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _flush(self, slot: tuple[int, int], group: AggregationGroup, now: int) -> None:
+        try:
+            snapshot = dict(group.alerts)
+            alerts = sorted(
+                (a if a.resolved_at(now) else replace(a, ends_at_ms=0) for a in snapshot.values()),
+                key=_alert_order,
+            )
+            ok = await self._notify(group, alerts, now)
+            if ok:
+                for fp, alert in snapshot.items():
+                    if alert.resolved_at(now) and group.alerts.get(fp) is alert:
+                        del group.alerts[fp]
+                if not group.alerts and self.groups.get(slot) is group:
+                    del self.groups[slot]
+        except Exception:  # a bug here must not end the dispatcher; the next flush retries
+            log.exception("flushing alert group %s failed", group.key)
+        finally:
+            group.flushing = False
+            self._wake.set()
+
+    async def _notify(self, group: AggregationGroup, alerts: list[Alert], now: int) -> bool:
+        if not alerts:
+            return True
+        route = group.route
+        alerts = [a for a in alerts if not any(self.muted_by(a.labels, now))]
+        if not alerts:
+            return True
+        intervals = self.config.time_intervals
+        muting = [p for name in route.mute_time_intervals for p in intervals.get(name, ())]
+        if muting and in_any(muting, now):
+            return True
+        active = [p for name in route.active_time_intervals for p in intervals.get(name, ())]
+        if route.active_time_intervals and not in_any(active, now):
+            return True
+        data = notification_data(
+            route.receiver, alerts, group.labels, self.config.external_url, group.key, now
+        )
+        integrations = self.config.integrations.get(route.receiver, ())
+        timeout_ms = max(route.group_interval_ms, MIN_FLUSH_TIMEOUT_MS)
+        results = await asyncio.gather(
+            *(self._integration(i, data, route, timeout_ms) for i in integrations)
+        )
+        return all(results)
+
+    async def _integration(
+        self, integration: Integration, data: NotificationData, route: Route, timeout_ms: int
+    ) -> bool:
+        firing = frozenset(fingerprint(a.labels) for a in data.firing)
+        resolved = frozenset(fingerprint(a.labels) for a in data.resolved)
+        key = NotificationLog.key(data.group_key, integration.name)
+        entry = self.nflog.get(key)
+        if not needs_update(
+            entry,
+            firing,
+            resolved,
+            integration.send_resolved,
+            route.repeat_interval_ms,
+            data.now_ms,
+        ):
+            return True
+        sent = data
+        if not integration.send_resolved:
+            if not firing:  # nothing it wants to hear; logged so the log forgets the group
+                self.nflog.log(key, Entry(firing, resolved, data.now_ms))
+                return True
+            sent = data.with_alerts(data.firing)
+        if not await self._send_with_retries(integration, sent, timeout_ms):
+            return False
+        self.nflog.log(key, Entry(firing, resolved, data.now_ms))
+        return True
+
+    async def _send_with_retries(
+        self, integration: Integration, data: NotificationData, timeout_ms: int
+    ) -> bool:
+        """Alertmanager's RetryStage: exponential backoff from 0.5 s (x1.5, +-50% jitter, at
+        most 60 s) until the flush's time is up or the error says retrying cannot help."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.wait_for(self.sender(integration, data), deadline - loop.time())
+            except NotifyError as err:
+                error = str(err)
+                retry = err.retry
+            except TimeoutError:
+                error, retry = "timed out", False
+            else:
+                self.on_sent(Sent(integration, data))
+                return True
+            wait = delay * random.uniform(0.5, 1.5)
+            if not retry or loop.time() + wait >= deadline:
+                log.warning("notify %s failed: %s", integration.name, error)
+                self.on_sent(Sent(integration, data, error))
+                return False
+            await asyncio.sleep(wait)
+            delay = min(delay * 1.5, 60.0)
+
+
+def _alert_before(a: Alert, b: Alert) -> int:
+    """Alertmanager's AlertSlice order: by `job`, then `instance` (an alert with the label
+    before one without), then by LabelSet.Before."""
+    la, lb = dict(a.labels), dict(b.labels)
+    for name in ("job", "instance"):
+        if name not in la and name not in lb:
+            continue
+        if name not in la:
+            return 1
+        if name not in lb:
+            return -1
+        if la[name] != lb[name]:
+            return -1 if la[name] < lb[name] else 1
+    return _label_set_compare(la, lb)
+
+
+def _label_set_compare(a: dict[str, str], b: dict[str, str]) -> int:
+    if len(a) != len(b):
+        return -1 if len(a) < len(b) else 1
+    for name in sorted([*a, *b]):
+        if name not in a:
+            return -1
+        if name not in b:
+            return 1
+        if a[name] != b[name]:
+            return -1 if a[name] < b[name] else 1
+    return 0
+
+
+_alert_order = functools.cmp_to_key(_alert_before)
+
+
+def _route_index(root: Route) -> dict[int, int]:
+    index: dict[int, int] = {}
+
+    def walk(route: Route) -> None:
+        index[id(route)] = len(index)
+        for child in route.routes:
+            walk(child)
+
+    walk(root)
+    return index

@@ -1,0 +1,160 @@
+"""What a notification says and where it goes: Alertmanager's template data for one flush of
+one alert group, and the integrations (a receiver's `*_configs` entries) that carry it.
+
+The notifiers (the notify package) turn the data into each service's payload; this module
+knows nothing of HTTP or SMTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from watchkeeper.model import Labels
+from watchkeeper.model.alerts import Alert
+
+# Alertmanager's default send_resolved per integration kind (config/notifiers.go)
+SEND_RESOLVED_DEFAULT = {
+    "webhook": True,
+    "pagerduty": True,
+    "msteams": True,
+    "msteamsv2": True,
+    "opsgenie": True,
+    "victorops": True,
+    "pushover": True,
+    "sns": True,
+    "discord": True,
+    "webex": True,
+    "rocketchat": True,
+    "incidentio": True,
+    "jira": True,
+    "mattermost": True,
+    "email": False,
+    "slack": False,
+    "wechat": False,
+    "telegram": True,
+}
+
+
+@dataclass(frozen=True)
+class Integration:
+    """One entry of a receiver's `<kind>_configs`, numbered from 0 within its kind."""
+
+    receiver: str
+    kind: str
+    index: int
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def send_resolved(self) -> bool:
+        value = self.config.get("send_resolved")
+        return SEND_RESOLVED_DEFAULT.get(self.kind, True) if value is None else bool(value)
+
+    @property
+    def name(self) -> str:
+        return f"{self.receiver}/{self.kind}[{self.index}]"
+
+
+def integrations_of(receiver: Mapping[str, Any]) -> tuple[Integration, ...]:
+    name = str(receiver.get("name") or "")
+    found: list[Integration] = []
+    for key, entries in receiver.items():
+        if not key.endswith("_configs") or not isinstance(entries, list):
+            continue
+        kind = key.removesuffix("_configs")
+        found.extend(
+            Integration(name, kind, index, entry if isinstance(entry, Mapping) else {})
+            for index, entry in enumerate(entries)
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class NotificationData:
+    """Alertmanager's template.Data, plus the group key: one group's alerts at one flush.
+    Firing alerts carry no end (ends_at_ms 0), as Alertmanager sends them."""
+
+    receiver: str
+    status: str  # "firing" if any alert fires, else "resolved"
+    alerts: tuple[Alert, ...]
+    group_labels: Labels
+    common_labels: Labels
+    common_annotations: Labels
+    external_url: str
+    group_key: str
+    now_ms: int
+    truncated_alerts: int = 0
+
+    def alert_status(self, alert: Alert) -> str:
+        return "resolved" if alert.resolved_at(self.now_ms) else "firing"
+
+    def with_alerts(self, alerts: Sequence[Alert]) -> NotificationData:
+        """The same notification about fewer alerts (max_alerts, send_resolved: false): status
+        and common labels and annotations are those of the alerts kept, as Alertmanager
+        computes its template data after dropping the others."""
+        return notification_data(
+            self.receiver,
+            alerts,
+            self.group_labels,
+            self.external_url,
+            self.group_key,
+            self.now_ms,
+        )
+
+    @property
+    def firing(self) -> list[Alert]:
+        return [a for a in self.alerts if not a.resolved_at(self.now_ms)]
+
+    @property
+    def resolved(self) -> list[Alert]:
+        return [a for a in self.alerts if a.resolved_at(self.now_ms)]
+
+
+def notification_data(
+    receiver: str,
+    alerts: Sequence[Alert],
+    group_labels: Labels,
+    external_url: str,
+    group_key: str,
+    now_ms: int,
+) -> NotificationData:
+    common_labels = _common([a.labels for a in alerts])
+    common_annotations = _common([a.annotations for a in alerts])
+    firing = any(not a.resolved_at(now_ms) for a in alerts)
+    return NotificationData(
+        receiver=receiver,
+        status="firing" if firing else "resolved",
+        alerts=tuple(alerts),
+        group_labels=group_labels,
+        common_labels=common_labels,
+        common_annotations=common_annotations,
+        external_url=external_url,
+        group_key=group_key,
+        now_ms=now_ms,
+    )
+
+
+def _common(sets: Sequence[Labels]) -> Labels:
+    if not sets:
+        return ()
+    common = dict(sets[0])
+    for labels in sets[1:]:
+        other = dict(labels)
+        common = {k: v for k, v in common.items() if other.get(k) == v}
+    return tuple(sorted(common.items()))
+
+
+class NotifyError(Exception):
+    """A notification that did not get through; `retry` says whether trying again may help
+    (a 5xx or a network error) or not (a 4xx: the request itself is wrong)."""
+
+    def __init__(self, message: str, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class Sender(Protocol):
+    """Delivers one notification through one integration; raises NotifyError."""
+
+    async def __call__(self, integration: Integration, data: NotificationData) -> None: ...

@@ -1,0 +1,56 @@
+"""Posting a notification over HTTP with a receiver's `http_config` (basic_auth,
+authorization, bearer_token, tls_config.insecure_skip_verify) and its `timeout`, mapping
+answers to NotifyError as Alertmanager's retrier does: network errors, 5xx and 429 may be
+retried, other non-2xx answers may not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from watchkeeper.alerting.notification import Integration, NotifyError
+from watchkeeper.model import parse_duration
+
+USER_AGENT = "Alertmanager/0.25.0 (watchkeeper)"
+
+
+async def post(
+    client: httpx.AsyncClient,
+    integration: Integration,
+    url: str,
+    body: bytes,
+    content_type: str,
+    extra_headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    config = integration.config
+    http_config: dict[str, Any] = dict(config.get("http_config") or {})
+    headers = {"Content-Type": content_type, "User-Agent": USER_AGENT, **(extra_headers or {})}
+    options: dict[str, Any] = {}
+    basic = http_config.get("basic_auth")
+    if basic:
+        options["auth"] = httpx.BasicAuth(
+            str(basic.get("username", "")), str(basic.get("password", ""))
+        )
+    authorization = http_config.get("authorization")
+    if authorization:
+        kind = str(authorization.get("type") or "Bearer")
+        headers["Authorization"] = f"{kind} {authorization.get('credentials', '')}"
+    elif http_config.get("bearer_token"):
+        headers["Authorization"] = f"Bearer {http_config['bearer_token']}"
+    timeout = parse_duration(str(config["timeout"])) / 1000 if config.get("timeout") else None
+    try:
+        response = await client.post(
+            url, content=body, headers=headers, timeout=timeout or 30.0, **options
+        )
+    except httpx.HTTPError as err:
+        raise NotifyError(f"{integration.name}: {type(err).__name__}: {err}") from None
+    if response.is_success:
+        return response
+    retry = response.status_code >= 500 or response.status_code == 429
+    detail = response.text[:200].strip()
+    raise NotifyError(
+        f"{integration.name}: unexpected status code {response.status_code}"
+        + (f": {detail}" if detail else ""),
+        retry=retry,
+    )

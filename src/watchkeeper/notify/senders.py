@@ -1,0 +1,28 @@
+"""The sender the dispatcher calls: picks the integration's notifier by kind, with one shared
+HTTP client (connection reuse, no per-notification TLS handshake)."""
+
+from __future__ import annotations
+
+import httpx
+
+from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
+from watchkeeper.notify import webhook
+
+SUPPORTED_KINDS = frozenset({"webhook"})
+
+
+class Notifiers:
+    def __init__(self, verify_tls: bool = True) -> None:
+        self.client = httpx.AsyncClient(verify=verify_tls, follow_redirects=False)
+
+    async def __call__(self, integration: Integration, data: NotificationData) -> None:
+        if integration.kind == "webhook":
+            await webhook.send(self.client, integration, data)
+            return
+        raise NotifyError(
+            f"{integration.name}: {integration.kind} notifications are not supported yet",
+            retry=False,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()

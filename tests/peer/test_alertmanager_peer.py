@@ -1,0 +1,243 @@
+"""The same alert stream, fed to a real Alertmanager (Debian's prometheus-alertmanager) and to
+watchkeeper with the same configuration, gives the same webhook notifications, byte for byte.
+
+The stream comes in stages (fire; resolve some and add one; resolve the rest), each posted to
+both at once through `POST /api/v2/alerts` with explicit start and end times, as Prometheus
+posts them. A stage lasts longer than group_wait and group_interval, so every group has
+flushed by its end; repeat_interval is long, so the notification log lets nothing through
+twice. Within a stage, notifications are compared as sorted sets: the order in which groups
+flush is timing, not semantics. The configuration routes with matchers and with the older
+`match`, groups by labels and by nothing, uses `continue`, a receiver that does not send
+resolved alerts, an inhibition rule and a silence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ManagedProcess, Server, free_port
+from tests.peer.conftest import LOGS, _require
+
+EXTERNAL_URL = "http://alerts.example"
+STAGE_SECONDS = 6.0  # more than group_wait (1s) + group_interval (2s) + posting and sending
+
+CONFIG = """
+global:
+  resolve_timeout: 5m
+route:
+  receiver: default
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+  routes:
+    - matchers: ['alertname="Watchdog"']
+      receiver: watchdog_a
+      continue: true
+    - matchers: ['alertname="Watchdog"']
+      receiver: watchdog_b
+    - matchers: ['severity="page"']
+      receiver: pager
+      group_by: [alertname, cluster]
+    - match: {team: db}
+      receiver: team_db
+      group_by: [alertname]
+    - matchers: ['service=~"api|web"']
+      receiver: web
+      group_by: ['...']
+receivers:
+  - name: default
+    webhook_configs: [{url: '%(sink)s/default'}]
+  - name: watchdog_a
+    webhook_configs: [{url: '%(sink)s/watchdog_a'}]
+  - name: watchdog_b
+    webhook_configs: [{url: '%(sink)s/watchdog_b', send_resolved: false}]
+  - name: pager
+    webhook_configs: [{url: '%(sink)s/pager'}]
+  - name: team_db
+    webhook_configs: [{url: '%(sink)s/team_db', max_alerts: 2}]
+  - name: web
+    webhook_configs: [{url: '%(sink)s/web'}]
+inhibit_rules:
+  - source_matchers: ['severity="page"']
+    target_matchers: ['severity="warn"']
+    equal: [cluster]
+"""
+
+
+class Sink:
+    """An HTTP server that records every request body by path."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        lock = threading.Lock()
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with lock:
+                    received.append((self.path, body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[tuple[str, bytes]]:
+        taken = sorted(self.received)
+        self.received.clear()
+        return taken
+
+
+class Alertmanager(ManagedProcess):
+    def __init__(self, binary: str, workdir: Path, config: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "alertmanager.log"
+        self.config_path = workdir / "alertmanager.yml"
+        self.config_path.write_text(config)
+        self.args = [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url={EXTERNAL_URL}",
+            "--cluster.listen-address=",  # no cluster: no gossip wait before notifying
+            "--log.level=debug",
+        ]
+
+    def start(self, timeout: float = 30.0) -> Alertmanager:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=log)
+        self.wait_ready(f"{self.url}/-/ready", timeout)
+        return self
+
+
+@pytest.fixture(scope="module")
+def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...]]:
+    binary = _require("prometheus-alertmanager")
+    am_sink, wk_sink = Sink(), Sink()
+    workdir = tmp_path_factory.mktemp("alertmanager")
+    am = Alertmanager(binary, workdir, CONFIG % {"sink": am_sink.url})
+    wk_dir = tmp_path_factory.mktemp("watchkeeper-alerting")
+    (wk_dir / "alertmanager.yml").write_text(CONFIG % {"sink": wk_sink.url})
+    server = Server(
+        wk_dir / "data",
+        f"alerting:\n  alertmanager_config: alertmanager.yml\n  external_url: {EXTERNAL_URL}\n",
+    )
+    LOGS["alertmanager"] = am.log_path
+    LOGS["watchkeeper"] = server.log_path
+    try:
+        am.start()
+        server.start()
+        yield am, server, am_sink, wk_sink
+    finally:
+        server.stop()
+        am.stop()
+        am_sink.server.shutdown()
+        wk_sink.server.shutdown()
+
+
+def _time(ms: int) -> str:
+    when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _alert(labels: dict[str, str], starts: int, ends: int) -> dict[str, Any]:
+    return {
+        "labels": labels,
+        "annotations": {"summary": f'{labels["alertname"]} <is> & "bad"'},
+        "startsAt": _time(starts),
+        "endsAt": _time(ends),
+        "generatorURL": "http://prometheus.example/graph?g0.expr=up&g0.tab=1",
+    }
+
+
+A1 = {"alertname": "HighLatency", "service": "api", "severity": "page", "cluster": "eu"}
+A2 = {"alertname": "HighLatency", "service": "api", "severity": "warn", "cluster": "eu"}
+A3 = {"alertname": "HighLatency", "service": "web", "severity": "warn", "cluster": "us"}
+A4 = {"alertname": "DiskFull", "team": "db", "severity": "warn", "instance": "db1", "job": "node"}
+A5 = {"alertname": "DiskFull", "team": "db", "severity": "warn", "instance": "db2", "job": "node"}
+A6 = {"alertname": "Noise", "severity": "info"}
+A7 = {"alertname": "Watchdog"}
+A8 = {"alertname": "DiskFull", "team": "db", "severity": "warn", "instance": "db3"}
+
+
+def test_the_same_alert_stream_gives_the_same_notifications(peers: tuple[Any, ...]) -> None:
+    am, server, am_sink, wk_sink = peers
+    # alerts start now: one that started more than group_wait ago flushes its new group at
+    # once, and Alertmanager inserts a request's alerts one by one, so which of them that
+    # first flush holds would be a race
+    start = int(time.time() * 1000)
+    hour = start + 3_600_000
+    silence = {
+        "matchers": [{"name": "alertname", "value": "Noise", "isRegex": False, "isEqual": True}],
+        "startsAt": _time(start),
+        "endsAt": _time(hour),
+        "createdBy": "peer test",
+        "comment": "muted in both",
+    }
+
+    def post(path: str, body: Any) -> None:
+        for url in (am.url, server.url):
+            response = httpx.post(f"{url}/api/v2/{path}", json=body, timeout=10)
+            assert response.status_code == 200, (url, response.text)
+
+    post("silences", silence)
+    stages = []
+    post("alerts", [_alert(a, start, hour) for a in (A1, A2, A3, A4, A5, A6, A7)])
+    time.sleep(STAGE_SECONDS)
+    stages.append(("fire", am_sink.take(), wk_sink.take()))
+
+    now = int(time.time() * 1000)
+    post("alerts", [_alert(A1, start, now - 500), _alert(A8, now, hour)])
+    time.sleep(STAGE_SECONDS)
+    stages.append(("resolve the page, add a disk", am_sink.take(), wk_sink.take()))
+
+    now = int(time.time() * 1000)
+    post("alerts", [_alert(a, start, now - 500) for a in (A2, A3, A4, A5, A6, A7, A8)])
+    time.sleep(STAGE_SECONDS)
+    stages.append(("resolve everything", am_sink.take(), wk_sink.take()))
+
+    for name, theirs, ours in stages:
+        assert theirs, f"stage {name!r}: Alertmanager sent nothing (see its log)"
+        if ours != theirs:
+            pytest.fail(f"stage {name!r} differs:\n{_difference(theirs, ours)}")
+    # and they agree on the state the API reports afterwards: nothing active, one silence
+    for url in (am.url, server.url):
+        assert httpx.get(f"{url}/api/v2/alerts", timeout=10).json() == []
+        silences = httpx.get(f"{url}/api/v2/silences", timeout=10).json()
+        assert [s["status"]["state"] for s in silences] == ["active"]
+
+
+def _difference(theirs: list[tuple[str, bytes]], ours: list[tuple[str, bytes]]) -> str:
+    lines = []
+    for label, items in (("Alertmanager", theirs), ("watchkeeper", ours)):
+        lines.append(f"--- {label}: {len(items)} notifications")
+        for path, body in items:
+            parsed = json.loads(body)
+            alerts = [(a["status"], a["labels"]) for a in parsed["alerts"]]
+            lines.append(f"{path} {parsed['groupKey']} {parsed['status']} {alerts}")
+    only_theirs = [b for b in theirs if b not in ours]
+    only_ours = [b for b in ours if b not in theirs]
+    if only_theirs and only_ours:
+        lines.append("first differing bodies:")
+        lines.append(f"  Alertmanager: {only_theirs[0][1]!r}")
+        lines.append(f"  watchkeeper:  {only_ours[0][1]!r}")
+    return "\n".join(lines)
