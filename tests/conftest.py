@@ -7,9 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import cramjam
 import httpx
@@ -154,3 +157,43 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(tmp_path_factory.mktemp("shared") / "data").start()
     yield server
     server.stop()
+
+
+class WebhookSink:
+    """An HTTP server on loopback that records every POST body by path (a webhook receiver);
+    `status` is what it answers."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.status = 200
+        lock = threading.Lock()
+        received = self.received
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with lock:
+                    received.append((self.path, body))
+                self.send_response(sink.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
+        """The first `count` requests received, waiting for them as long as `timeout`."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= count, f"{len(self.received)} of {count}: {self.received}"
+        return self.received[:count]
+
+    def take(self) -> list[tuple[str, bytes]]:
+        taken = sorted(self.received)
+        self.received.clear()
+        return taken

@@ -27,6 +27,7 @@ from watchkeeper.alerting import (
     load_alertmanager_config,
     parse_alertmanager_text,
 )
+from watchkeeper.alerting.escalation import Policies, build_policies
 from watchkeeper.api import ApiContext, Instruments, create_api
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.otlp_grpc import OtlpGrpcServer
@@ -192,8 +193,9 @@ class Watchkeeper:
         )
         self.notifiers = Notifiers()
         self.state: StateDB | None = None
+        alertmanager, policies = _alertmanager_config(config)
         self.alerting = AlertingService(
-            _alertmanager_config(config),
+            alertmanager,
             self.notifiers,
             None,  # the state store opens with the data directory (open())
             clock=lambda: int(time.time() * 1000),
@@ -201,6 +203,8 @@ class Watchkeeper:
             or config.rules.external_url
             or f"http://{config.listen}",
             retention_ms=config.alerting.data_retention,
+            policies=policies,
+            history_retention_ms=config.alerting.history_retention,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.query_gate = QueryGate(query.max_concurrent)
@@ -304,13 +308,13 @@ class Watchkeeper:
                 jobs = config.scrape_jobs()
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-            alertmanager = await asyncio.to_thread(_alertmanager_config, config)
+            alertmanager, policies = await asyncio.to_thread(_alertmanager_config, config)
             try:
                 await self.rules.apply(config.rule_file_patterns())
             except RuleFileError as err:
                 raise ConfigError(f"rule_files: {err}") from None
             await self.scrape.apply(jobs)
-            await self.alerting.reload(alertmanager)
+            await self.alerting.reload(alertmanager, policies)
             static = {"scrape", "scrape_configs", "rule_files", "alerting"}
             changed = [
                 key
@@ -423,11 +427,21 @@ receivers:
 """
 
 
-def _alertmanager_config(config: Config) -> AlertmanagerConfig:
+def _alertmanager_config(config: Config) -> tuple[AlertmanagerConfig, Policies]:
     path = config.alertmanager_config_path()
     try:
         if path is None:
-            return parse_alertmanager_text(DEFAULT_ALERTMANAGER_CONFIG)
-        return load_alertmanager_config(path)
+            alertmanager = parse_alertmanager_text(DEFAULT_ALERTMANAGER_CONFIG)
+        else:
+            alertmanager = load_alertmanager_config(path)
     except RoutingError as err:
         raise ConfigError(f"alerting.alertmanager_config: {err}") from None
+    try:
+        policies = build_policies(
+            alertmanager,
+            config.alerting.escalation_policies,
+            config.alerting.receiver_active_time_intervals,
+        )
+    except RoutingError as err:
+        raise ConfigError(f"alerting.{err}") from None
+    return alertmanager, policies

@@ -345,6 +345,22 @@ class AlertingSection(_Section):
         description="How long expired silences and notification log entries are kept "
         "(Alertmanager's --data.retention).",
     )
+    history_retention: DurationMs = Field(
+        parse_duration("30d"),
+        description="How long the alert history (state changes, notifications, "
+        "acknowledgements, escalations) is kept.",
+    )
+    escalation_policies: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Per receiver of the Alertmanager configuration: levels (`after`, "
+        "`receiver`) brought in while its alert groups stay unacknowledged, and "
+        "`repeat_interval` for the last level (docs/alerting.md).",
+    )
+    receiver_active_time_intervals: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Receiver -> time intervals (of the Alertmanager configuration) outside "
+        "which it is not notified; news waits for the first flush inside.",
+    )
 
 
 class Config(_Section):

@@ -14,6 +14,7 @@ import pytest
 from watchkeeper.alerting.alertstore import AlertStore
 from watchkeeper.alerting.amconfig import parse_alertmanager_text
 from watchkeeper.alerting.dispatch import DispatchConfig, Dispatcher
+from watchkeeper.alerting.escalation import build_policies
 from watchkeeper.alerting.nflog import NotificationLog
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
 from watchkeeper.alerting.silences import Silence, Silences
@@ -266,3 +267,104 @@ async def test_notification_data_is_alertmanagers() -> None:
     # job, then instance, with the alert lacking them last
     assert [dict(a.labels).get("instance") for a in data.alerts] == ["a", "b", None]
     assert all(a.ends_at_ms == 0 for a in data.alerts)  # firing alerts carry no end
+
+
+ESCALATING = """
+route:
+  receiver: team
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 1m
+  repeat_interval: 4h
+receivers:
+  - name: team
+    webhook_configs: [{url: 'http://team.invalid/'}]
+  - name: primary
+    webhook_configs: [{url: 'http://primary.invalid/'}]
+  - name: secondary
+    webhook_configs: [{url: 'http://secondary.invalid/'}]
+"""
+
+
+def escalating(repeat: str = "") -> Harness:
+    h = Harness(ESCALATING)
+    policy: dict[str, Any] = {
+        "receiver": "team",
+        "levels": [
+            {"after": "10m", "receiver": "primary"},
+            {"after": "20m", "receiver": "secondary"},
+        ],
+    }
+    if repeat:
+        policy["repeat_interval"] = repeat
+    am = parse_alertmanager_text(ESCALATING)
+    h.dispatcher.config.escalations = build_policies(am, [policy], {}).escalations
+    return h
+
+
+async def _minutes(h: Harness, last: int) -> list[tuple[int, str]]:
+    """Run minute by minute (at :30 past, when the group flushes) up to `last`; who heard."""
+    heard = []
+    for minute in range(0, last + 1):
+        for receiver, _, alerts in await h.at(minute * MIN + 30 * S):
+            heard.append((minute, f"{receiver} {alerts[0][1]}"))
+    return heard
+
+
+@in_loop
+async def test_an_unacknowledged_group_escalates_level_by_level() -> None:
+    h = escalating()
+    h.fire("Down", ends_in=3_600_000)
+    heard = await _minutes(h, 40)
+    assert heard == [(0, "team firing"), (10, "primary firing"), (20, "secondary firing")]
+    # the levels brought in hear the resolution, as the group's own receiver does
+    h.resolve("Down")
+    assert sorted(r for r, _, _ in await h.at(41 * MIN + 30 * S)) == [
+        "primary",
+        "secondary",
+        "team",
+    ]
+
+
+@in_loop
+async def test_an_acknowledged_group_does_not_escalate_nor_repeat() -> None:
+    h = escalating(repeat="15m")
+    h.fire("Down", ends_in=6 * 3_600_000)
+    assert await _minutes(h, 12) == [(0, "team firing"), (10, "primary firing")]
+    (group,) = h.dispatcher.groups.values()
+    h.dispatcher.acknowledge(group.id, "alice", "on it")
+    assert group.ack is not None and group.ack.by == "alice"
+    heard = []
+    for minute in range(13, 5 * 60):
+        heard += await h.at(minute * MIN + 30 * S)
+    assert heard == []  # no secondary, no repeat of the last level, no 4h repeat
+
+
+@in_loop
+async def test_the_last_level_is_paged_again_until_acknowledged() -> None:
+    h = escalating(repeat="15m")
+    h.fire("Down", ends_in=3_600_000)
+    heard = await _minutes(h, 50)
+    assert heard == [
+        (0, "team firing"),
+        (10, "primary firing"),
+        (20, "secondary firing"),
+        (35, "secondary firing"),
+        (50, "secondary firing"),
+    ]
+
+
+@in_loop
+async def test_receiver_active_hours_hold_the_news_until_they_begin() -> None:
+    h = Harness(ESCALATING)
+    am = parse_alertmanager_text(
+        ESCALATING
+        + "time_intervals:\n  - name: later\n    time_intervals:\n"
+        + "      - times: [{start_time: '08:30', end_time: '18:00'}]\n"
+    )
+    h.dispatcher.config.receiver_active = build_policies(
+        am, [], {"team": ["later"]}
+    ).receiver_active
+    h.fire("Down", ends_in=3_600_000)  # T0 is 08:00 UTC
+    heard = await _minutes(h, 35)
+    assert heard == [(30, "team firing")]  # held from 08:00:30 until 08:30:30

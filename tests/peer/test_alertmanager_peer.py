@@ -16,17 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ManagedProcess, Server, free_port
+from tests.conftest import ManagedProcess, Server, WebhookSink, free_port
 from tests.peer.conftest import LOGS, _require
 
 EXTERNAL_URL = "http://alerts.example"
@@ -75,35 +73,6 @@ inhibit_rules:
 """
 
 
-class Sink:
-    """An HTTP server that records every request body by path."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        lock = threading.Lock()
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with lock:
-                    received.append((self.path, body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def take(self) -> list[tuple[str, bytes]]:
-        taken = sorted(self.received)
-        self.received.clear()
-        return taken
-
-
 class Alertmanager(ManagedProcess):
     def __init__(self, binary: str, workdir: Path, config: str) -> None:
         self.workdir = workdir
@@ -132,7 +101,7 @@ class Alertmanager(ManagedProcess):
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...]]:
     binary = _require("prometheus-alertmanager")
-    am_sink, wk_sink = Sink(), Sink()
+    am_sink, wk_sink = WebhookSink(), WebhookSink()
     workdir = tmp_path_factory.mktemp("alertmanager")
     am = Alertmanager(binary, workdir, CONFIG % {"sink": am_sink.url})
     wk_dir = tmp_path_factory.mktemp("watchkeeper-alerting")

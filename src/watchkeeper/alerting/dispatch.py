@@ -10,6 +10,11 @@ rest to each of the receiver's integrations that the notification log says has n
 the resolved alerts that did not change meanwhile leave the group; an empty group is gone.
 As Alertmanager's dispatch and notify packages; a slow or failing integration delays nothing
 but its own group.
+
+Beyond Alertmanager: a receiver's escalation policy brings more receivers into a group that
+stays unacknowledged (escalation.py); an acknowledged group is not repeated; a receiver may
+have its own active time intervals (outside them it hears nothing, and hears the news at the
+first flush inside); every state change and notification is an event of the history.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from watchkeeper.alerting.alertstore import AlertStore
+from watchkeeper.alerting.escalation import Ack, Escalation, EscalationPolicy
+from watchkeeper.alerting.history import Event, alert_fields
 from watchkeeper.alerting.inhibit import InhibitRule, inhibited_by
 from watchkeeper.alerting.nflog import Entry, NotificationLog, needs_update
 from watchkeeper.alerting.notification import (
@@ -36,7 +44,7 @@ from watchkeeper.alerting.routing import Route
 from watchkeeper.alerting.silences import Silences
 from watchkeeper.alerting.timeintervals import Period, in_any
 from watchkeeper.model import Labels, format_label_set
-from watchkeeper.model.alerts import Alert, fingerprint
+from watchkeeper.model.alerts import Alert, fingerprint, fingerprint_text
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,14 @@ class DispatchConfig:
     inhibit_rules: tuple[InhibitRule, ...] = ()
     time_intervals: dict[str, tuple[Period, ...]] = field(default_factory=dict)
     external_url: str = ""
+    escalations: dict[str, EscalationPolicy] = field(default_factory=dict)
+    # receiver -> the time intervals outside which it is not notified
+    receiver_active: dict[str, tuple[Period, ...]] = field(default_factory=dict)
+
+
+def group_id(group_key: str) -> str:
+    """A group's id in the API (acknowledgements): 16 hex digits of its key's hash."""
+    return fingerprint_text((("group", group_key),))
 
 
 @dataclass
@@ -63,9 +79,28 @@ class AggregationGroup:
     alerts: dict[int, Alert] = field(default_factory=dict)
     next_flush_ms: int = 0
     flushing: bool = False
+    ack: Ack | None = None
+    escalation: Escalation = field(default_factory=Escalation)
+    # receivers an escalation brought in, and those to notify at the next flush whatever the
+    # notification log says (a level brought in again)
+    escalated: list[str] = field(default_factory=list)
+    forced: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.fingerprint = fingerprint(self.labels)
+        self.id = group_id(self.key)
+
+
+@dataclass
+class DispatchHooks:
+    """Where a dispatcher reports: history events, and the durable state of acknowledgements
+    and escalations (by group key; None removes it)."""
+
+    record: Callable[[list[Event]], None] = lambda events: None
+    save_ack: Callable[[str, Ack | None], None] = lambda key, ack: None
+    save_escalation: Callable[[str, Escalation | None], None] = lambda key, e: None
+    saved_acks: dict[str, Ack] = field(default_factory=dict)
+    saved_escalations: dict[str, Escalation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +122,8 @@ class Dispatcher:
         sender: Sender,
         clock: Callable[[], int],
         on_sent: Callable[[Sent], None] | None = None,
+        hooks: DispatchHooks | None = None,
+        tenant: str = "",
     ) -> None:
         self.config = config
         self.alerts = alerts
@@ -95,6 +132,8 @@ class Dispatcher:
         self.sender = sender
         self.clock = clock
         self.on_sent = on_sent or (lambda s: None)
+        self.hooks = hooks or DispatchHooks()
+        self.tenant = tenant
         self.groups: dict[tuple[int, int], AggregationGroup] = {}
         self._routes = _route_index(config.route)
         self._wake = asyncio.Event()
@@ -105,9 +144,42 @@ class Dispatcher:
     def put(self, alerts: Sequence[Alert]) -> None:
         """Store alerts (already given their times) and route them into their groups."""
         now = self.clock()
-        for alert in self.alerts.put(alerts, now):
+        before = [self.alerts.get(fingerprint(a.labels)) for a in alerts]
+        events = []
+        for old, alert in zip(before, self.alerts.put(alerts, now), strict=True):
             self._route(alert, now)
+            was_firing = old is not None and not old.resolved_at(now)
+            if alert.resolved_at(now) == was_firing:
+                event = "resolved" if was_firing else "firing"
+                events.append(self._alert_event(now, event, alert))
+        self.hooks.record(events)
         self._wake.set()
+
+    def _alert_event(self, now: int, event: str, alert: Alert, **extra: Any) -> Event:
+        body = {
+            "fingerprint": fingerprint_text(alert.labels),
+            "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations),
+            "starts_at_ms": alert.starts_at_ms,
+            "ends_at_ms": alert.ends_at_ms,
+            **alert_fields(alert.labels, alert.annotations),
+            **extra,
+        }
+        return (self.tenant, now, event, alert.name, body)
+
+    def _group_event(self, now: int, event: str, group: AggregationGroup, **extra: Any) -> Event:
+        alerts = list(group.alerts.values())
+        first = alerts[0] if alerts else None
+        body = {
+            "group_id": group.id,
+            "group_key": group.key,
+            "labels": dict(group.labels),
+            "receiver": group.route.receiver,
+            "alerts": [fingerprint_text(a.labels) for a in alerts],
+            **(alert_fields(first.labels, first.annotations) if first else {}),
+            **extra,
+        }
+        return (self.tenant, now, event, dict(group.labels).get("alertname", ""), body)
 
     def _route(self, alert: Alert, now: int) -> None:
         by_name = dict(alert.labels)
@@ -124,6 +196,13 @@ class Dispatcher:
                 )
                 if alert.starts_at_ms + route.group_wait_ms >= now:
                     group.next_flush_ms = now + route.group_wait_ms
+                group.ack = self.hooks.saved_acks.pop(group.key, None)
+                saved = self.hooks.saved_escalations.pop(group.key, None)
+                if saved is not None:
+                    group.escalation = saved
+                    policy = self.config.escalations.get(route.receiver)
+                    if policy is not None:
+                        group.escalated = [lv.receiver for lv in policy.levels[: saved.levels]]
                 self.groups[slot] = group
             group.alerts[fingerprint(alert.labels)] = alert
 
@@ -139,15 +218,61 @@ class Dispatcher:
     def receivers_of(self, labels: Labels) -> list[str]:
         return [r.receiver for r in self.config.route.match(dict(labels))]
 
+    def group_by_id(self, wanted: str) -> AggregationGroup | None:
+        return next((g for g in self.groups.values() if g.id == wanted), None)
+
+    def acknowledge(self, wanted: str, by: str, comment: str) -> AggregationGroup:
+        """Acknowledge a group: its escalation stops and it is not repeated while it lasts.
+        KeyError if there is no such group."""
+        group = self.group_by_id(wanted)
+        if group is None:
+            raise KeyError(wanted)
+        now = self.clock()
+        group.ack = Ack(by, now, comment)
+        self.hooks.save_ack(group.key, group.ack)
+        self.hooks.record([self._group_event(now, "acknowledged", group, by=by, comment=comment)])
+        return group
+
     # -- flushing
 
     def next_due_ms(self) -> int | None:
         due = [g.next_flush_ms for g in self.groups.values() if not g.flushing]
+        for group in self.groups.values():
+            policy = self.config.escalations.get(group.route.receiver)
+            if policy is not None and group.ack is None and not group.flushing:
+                at = group.escalation.next_due_ms(policy)
+                if at is not None:
+                    due.append(at)
         return min(due) if due else None
+
+    def _escalate(self, group: AggregationGroup, now: int) -> None:
+        """Bring in the levels whose time has come: they are notified at a flush now."""
+        policy = self.config.escalations.get(group.route.receiver)
+        if policy is None or group.ack is not None or group.flushing:
+            return
+        if not any(not a.resolved_at(now) for a in group.alerts.values()):
+            return
+        brought = group.escalation.due(policy, now)
+        if not brought:
+            return
+        for receiver in brought:
+            if receiver not in group.escalated:
+                group.escalated.append(receiver)
+            group.forced.add(receiver)
+        group.next_flush_ms = now
+        self.hooks.save_escalation(group.key, group.escalation)
+        self.hooks.record(
+            [
+                self._group_event(now, "escalated", group, level=group.escalation.levels, to=r)
+                for r in brought
+            ]
+        )
 
     def start_due(self, now: int) -> list[asyncio.Task[None]]:
         """Start the flush of every group that is due; the tasks started."""
         started = []
+        for group in list(self.groups.values()):
+            self._escalate(group, now)
         for slot, group in list(self.groups.items()):
             if group.flushing or group.next_flush_ms > now:
                 continue
@@ -189,6 +314,10 @@ class Dispatcher:
                         del group.alerts[fp]
                 if not group.alerts and self.groups.get(slot) is group:
                     del self.groups[slot]
+                    if group.ack is not None:
+                        self.hooks.save_ack(group.key, None)
+                    if group.escalation.first_notified_ms:
+                        self.hooks.save_escalation(group.key, None)
         except Exception:  # a bug here must not end the dispatcher; the next flush retries
             log.exception("flushing alert group %s failed", group.key)
         finally:
@@ -209,31 +338,54 @@ class Dispatcher:
         active = [p for name in route.active_time_intervals for p in intervals.get(name, ())]
         if route.active_time_intervals and not in_any(active, now):
             return True
-        data = notification_data(
-            route.receiver, alerts, group.labels, self.config.external_url, group.key, now
-        )
-        integrations = self.config.integrations.get(route.receiver, ())
         timeout_ms = max(route.group_interval_ms, MIN_FLUSH_TIMEOUT_MS)
-        results = await asyncio.gather(
-            *(self._integration(i, data, route, timeout_ms) for i in integrations)
-        )
+        # an acknowledged group hears news, but no repeats
+        repeat_ms = route.repeat_interval_ms if group.ack is None else 2**62
+        jobs: list[Coroutine[Any, Any, bool]] = []
+        for receiver in [route.receiver, *group.escalated]:
+            hours = self.config.receiver_active.get(receiver)
+            if hours and not in_any(hours, now):
+                continue  # held: the log has not recorded it, so the news waits
+            data = notification_data(
+                receiver, alerts, group.labels, self.config.external_url, group.key, now
+            )
+            forced = receiver in group.forced
+            jobs.extend(
+                self._integration(i, data, repeat_ms, timeout_ms, forced)
+                for i in self.config.integrations.get(receiver, ())
+            )
+        group.forced.clear()
+        results = await asyncio.gather(*jobs)
+        policy = self.config.escalations.get(route.receiver)
+        if (
+            policy is not None
+            and not group.escalation.first_notified_ms
+            and any(not a.resolved_at(now) for a in alerts)
+            and any(
+                self.nflog.get(NotificationLog.key(group.key, i.name))
+                for i in self.config.integrations.get(route.receiver, ())
+            )
+        ):
+            group.escalation.first_notified_ms = now
+            self.hooks.save_escalation(group.key, group.escalation)
         return all(results)
 
     async def _integration(
-        self, integration: Integration, data: NotificationData, route: Route, timeout_ms: int
+        self,
+        integration: Integration,
+        data: NotificationData,
+        repeat_ms: int,
+        timeout_ms: int,
+        forced: bool = False,
     ) -> bool:
         firing = frozenset(fingerprint(a.labels) for a in data.firing)
         resolved = frozenset(fingerprint(a.labels) for a in data.resolved)
         key = NotificationLog.key(data.group_key, integration.name)
         entry = self.nflog.get(key)
-        if not needs_update(
-            entry,
-            firing,
-            resolved,
-            integration.send_resolved,
-            route.repeat_interval_ms,
-            data.now_ms,
-        ):
+        news = needs_update(
+            entry, firing, resolved, integration.send_resolved, repeat_ms, data.now_ms
+        )
+        if not news and not (forced and firing):
             return True
         sent = data
         if not integration.send_resolved:
@@ -245,6 +397,22 @@ class Dispatcher:
             return False
         self.nflog.log(key, Entry(firing, resolved, data.now_ms))
         return True
+
+    def _record_sent(self, integration: Integration, data: NotificationData, error: str) -> None:
+        event = "notify_failed" if error else "notified"
+        extra: dict[str, Any] = {
+            "receiver": integration.receiver,
+            "integration": integration.name,
+            "status": data.status,
+        }
+        if error:
+            extra["error"] = error
+        self.hooks.record(
+            [
+                self._alert_event(data.now_ms, event, a, group_key=data.group_key, **extra)
+                for a in data.alerts
+            ]
+        )
 
     async def _send_with_retries(
         self, integration: Integration, data: NotificationData, timeout_ms: int
@@ -264,11 +432,13 @@ class Dispatcher:
                 error, retry = "timed out", False
             else:
                 self.on_sent(Sent(integration, data))
+                self._record_sent(integration, data, "")
                 return True
             wait = delay * random.uniform(0.5, 1.5)
             if not retry or loop.time() + wait >= deadline:
                 log.warning("notify %s failed: %s", integration.name, error)
                 self.on_sent(Sent(integration, data, error))
+                self._record_sent(integration, data, error)
                 return False
             await asyncio.sleep(wait)
             delay = min(delay * 1.5, 60.0)

@@ -15,20 +15,25 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from watchkeeper.alerting.alertstore import AlertStore
 from watchkeeper.alerting.amconfig import AlertmanagerConfig
-from watchkeeper.alerting.dispatch import DispatchConfig, Dispatcher, Sent
+from watchkeeper.alerting.dispatch import DispatchConfig, Dispatcher, DispatchHooks, Sent
+from watchkeeper.alerting.escalation import NO_POLICIES, Ack, Escalation, Policies
+from watchkeeper.alerting.history import History
 from watchkeeper.alerting.nflog import Entry, NotificationLog
 from watchkeeper.alerting.notification import Sender
 from watchkeeper.alerting.silences import Silence, Silences
 from watchkeeper.model.alerts import Alert
-from watchkeeper.store.statedb import StateDB
+from watchkeeper.store.statedb import StateDB, WriteBehind
 
 log = logging.getLogger(__name__)
 
 SILENCES = "silences"
 NFLOG = "nflog"
+ACKS = "acks"
+ESCALATIONS = "escalations"
 # how often resolved alerts, expired silences and old log entries are dropped (Alertmanager
 # collects every 30 minutes; sooner keeps memory flat under churn)
 MAINTENANCE_INTERVAL_S = 60.0
@@ -53,8 +58,14 @@ class AlertingService:
         external_url: str = "",
         retention_ms: int = 120 * 3_600_000,
         on_sent: Callable[[str, Sent], None] | None = None,
+        policies: Policies = NO_POLICIES,
+        history_retention_ms: int = 30 * 86_400_000,
     ) -> None:
         self.config = config
+        self.policies = policies
+        self.history_retention_ms = history_retention_ms
+        self.writer: WriteBehind | None = None
+        self.history = History(None, None)
         self.sender = sender
         self.state = state
         self.clock = clock
@@ -64,20 +75,25 @@ class AlertingService:
         self.tenants: dict[str, TenantAlerting] = {}
         self._running = False
         self._maintenance: asyncio.Task[None] | None = None
-        self._saved_silences = state.load(SILENCES) if state else {}
-        self._saved_nflog = state.load(NFLOG) if state else {}
+        self._saved: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+        if state is not None:
+            self.attach_state(state)
 
     # -- lifecycle
 
     def attach_state(self, state: StateDB) -> None:
         """Use a state store (opened with the data directory): what it holds is loaded."""
         self.state = state
-        self._saved_silences = state.load(SILENCES)
-        self._saved_nflog = state.load(NFLOG)
+        self.writer = WriteBehind(state)
+        self.history = History(state, self.writer)
+        self._saved = {kind: state.load(kind) for kind in (SILENCES, NFLOG, ACKS, ESCALATIONS)}
+
+    def _take_saved(self, kind: str, tenant: str) -> dict[str, dict[str, Any]]:
+        return self._saved.get(kind, {}).pop(tenant, {})
 
     async def start(self) -> None:
         self._running = True
-        for tenant in set(self._saved_silences) | set(self._saved_nflog):
+        for tenant in {t for saved in self._saved.values() for t in saved}:
             self.tenant(tenant)
         for state in self.tenants.values():
             self._start_dispatcher(state)
@@ -91,13 +107,24 @@ class AlertingService:
                 await self._maintenance
         for state in self.tenants.values():
             await self._stop_dispatcher(state)
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.stop)
 
-    async def reload(self, config: AlertmanagerConfig) -> None:
+    async def reload(self, config: AlertmanagerConfig, policies: Policies = NO_POLICIES) -> None:
         self.config = config
+        self.policies = policies
         for name, state in self.tenants.items():
             await self._stop_dispatcher(state)
             state.alerts.resolve_timeout_ms = config.resolve_timeout_ms
-            state.dispatcher = self._dispatcher(name, state.alerts, state.silences, state.nflog)
+            hooks = state.dispatcher.hooks
+            for group in state.dispatcher.groups.values():  # kept across the rebuild
+                if group.ack is not None:
+                    hooks.saved_acks[group.key] = group.ack
+                if group.escalation.first_notified_ms:
+                    hooks.saved_escalations[group.key] = group.escalation
+            state.dispatcher = self._dispatcher(
+                name, state.alerts, state.silences, state.nflog, hooks
+            )
             state.dispatcher.put(state.alerts.all())
             if self._running:
                 self._start_dispatcher(state)
@@ -114,17 +141,24 @@ class AlertingService:
             persist=self._persist_silence(name),
             forget=self._forget(SILENCES, name),
         )
-        silences.load(
-            [Silence.from_json(raw) for raw in self._saved_silences.pop(name, {}).values()]
-        )
+        silences.load([Silence.from_json(raw) for raw in self._take_saved(SILENCES, name).values()])
         nflog = NotificationLog(
             self.retention_ms, persist=self._persist_entry(name), forget=self._forget(NFLOG, name)
         )
         nflog.load(
-            {key: Entry.from_json(raw) for key, raw in self._saved_nflog.pop(name, {}).items()}
+            {key: Entry.from_json(raw) for key, raw in self._take_saved(NFLOG, name).items()}
+        )
+        hooks = DispatchHooks(
+            record=self.history.record,
+            save_ack=self._saver(ACKS, name),
+            save_escalation=self._saver(ESCALATIONS, name, behind=True),
+            saved_acks={k: Ack.from_json(v) for k, v in self._take_saved(ACKS, name).items()},
+            saved_escalations={
+                k: Escalation.from_json(v) for k, v in self._take_saved(ESCALATIONS, name).items()
+            },
         )
         state = TenantAlerting(
-            alerts, silences, nflog, self._dispatcher(name, alerts, silences, nflog)
+            alerts, silences, nflog, self._dispatcher(name, alerts, silences, nflog, hooks)
         )
         self.tenants[name] = state
         if self._running:
@@ -141,7 +175,12 @@ class AlertingService:
     # -- internals
 
     def _dispatcher(
-        self, tenant: str, alerts: AlertStore, silences: Silences, nflog: NotificationLog
+        self,
+        tenant: str,
+        alerts: AlertStore,
+        silences: Silences,
+        nflog: NotificationLog,
+        hooks: DispatchHooks,
     ) -> Dispatcher:
         config = DispatchConfig(
             route=self.config.route,
@@ -149,6 +188,8 @@ class AlertingService:
             inhibit_rules=self.config.inhibit_rules,
             time_intervals=self.config.periods,
             external_url=self.external_url,
+            escalations=self.policies.escalations,
+            receiver_active=self.policies.receiver_active,
         )
         on_sent = self.on_sent
         return Dispatcher(
@@ -159,6 +200,8 @@ class AlertingService:
             self.sender,
             self.clock,
             lambda sent: on_sent(tenant, sent),
+            hooks,
+            tenant,
         )
 
     def _start_dispatcher(self, state: TenantAlerting) -> None:
@@ -183,6 +226,25 @@ class AlertingService:
                     state.nflog.gc(now)
                 except Exception:  # keep collecting the others; the next round retries
                     log.exception("alerting maintenance failed")
+            if self.state is not None:
+                await asyncio.to_thread(
+                    self.state.drop_history_before, now - self.history_retention_ms
+                )
+
+    def _saver(self, kind: str, tenant: str, behind: bool = False) -> Callable[[str, Any], None]:
+        """Save (or, given None, remove) a tenant's document of a kind under a key: at once
+        (what a user asked for, such as an acknowledgement), or written behind."""
+
+        def save(key: str, value: Any) -> None:
+            state = self.writer if behind else self.state
+            if state is None:
+                return
+            if value is None:
+                state.delete(kind, tenant, key)
+            else:
+                state.put(kind, tenant, key, value.to_json())
+
+        return save
 
     def _persist_silence(self, tenant: str) -> Callable[[Silence], None]:
         state = self.state
@@ -191,13 +253,15 @@ class AlertingService:
         return lambda silence: state.put(SILENCES, tenant, silence.id, silence.to_json())
 
     def _persist_entry(self, tenant: str) -> Callable[[str, Entry], None]:
-        state = self.state
-        if state is None:
+        # written behind: a notification log entry lost to a crash costs at most a repeated
+        # notification, and waiting for a sync per notification would slow every flush
+        writer = self.writer
+        if writer is None:
             return lambda key, entry: None
-        return lambda key, entry: state.put(NFLOG, tenant, key, entry.to_json())
+        return lambda key, entry: writer.put(NFLOG, tenant, key, entry.to_json())
 
     def _forget(self, kind: str, tenant: str) -> Callable[[str], None]:
-        state = self.state
-        if state is None:
+        writer = self.writer
+        if writer is None:
             return lambda key: None
-        return lambda key: state.delete(kind, tenant, key)
+        return lambda key: writer.delete(kind, tenant, key)

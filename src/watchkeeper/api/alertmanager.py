@@ -7,6 +7,7 @@ milliseconds, and a 400 whose body is the JSON string of the problem.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from watchkeeper.alerting import AlertingService, RoutingError, parse_matcher
+from watchkeeper.alerting.escalation import Ack
 from watchkeeper.alerting.silences import Silence, SilenceError, SilenceNotFoundError
 from watchkeeper.api.context import ApiContext
 from watchkeeper.api.requests import principal, read_body
@@ -38,8 +40,13 @@ def _time(ms: int) -> str:
 
 
 def _parse_time(raw: Any, what: str) -> int:
+    """RFC 3339, or Unix seconds (as the Prometheus API takes them); 0 when not given."""
     if raw in (None, ""):
         return 0
+    try:
+        return round(float(raw) * 1000)
+    except (TypeError, ValueError):
+        pass
     try:
         when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except ValueError:
@@ -196,12 +203,54 @@ def router(ctx: ApiContext) -> APIRouter:
                         "alerts": shown,
                         "labels": dict(group.labels),
                         "receiver": {"name": group.route.receiver},
+                        # watchkeeper's additions (Alertmanager clients ignore them)
+                        "id": group.id,
+                        "acknowledged": _ack(group.ack),
+                        "escalatedTo": list(group.escalated),
                     }
                 )
         except _BadRequestError as err:
             return _bad(str(err))
         groups.sort(key=lambda g: (g["receiver"]["name"], sorted(g["labels"].items())))
         return JSONResponse(groups)
+
+    @api.post("/api/v2/alerts/groups/{group_id}/ack")
+    async def ack_group(request: Request, group_id: str) -> Response:
+        who = principal(ctx, request, "editor")
+        body = await read_body(request, ctx.config.limits.max_request_body_bytes)
+        try:
+            raw = json.loads(body or b"{}")
+        except ValueError as err:
+            return _bad(f"invalid JSON body: {err}")
+        if not isinstance(raw, dict):
+            return _bad("the body must be a JSON object with by and comment")
+        by = str(raw.get("by") or who.name)
+        comment = str(raw.get("comment") or "")
+        try:
+            group = service.tenant(who.tenant).dispatcher.acknowledge(group_id, by, comment)
+        except KeyError:
+            return JSONResponse(f"alert group {group_id} not found", status_code=404)
+        remote = request.client.host if request.client else ""
+        ctx.audit.record(who.name, who.tenant, "alerts.ack", remote, group.key)
+        return JSONResponse({"id": group.id, "acknowledged": _ack(group.ack)})
+
+    @api.get("/api/v1/alerts/history")
+    async def history(request: Request) -> Response:
+        who = principal(ctx, request, "viewer")
+        now = service.clock()
+        try:
+            matchers = _filters(request)
+            end = _parse_time(request.query_params.get("end"), "end") or now
+            start = _parse_time(request.query_params.get("start"), "start") or end - 86_400_000
+            limit = int(request.query_params.get("limit") or 1000)
+        except (_BadRequestError, ValueError) as err:
+            return _bad(str(err))
+        events = await asyncio.to_thread(
+            service.history.search, who.tenant, start, end, matchers, limit
+        )
+        for event in events:
+            event["time"] = _time(event.pop("time_ms"))
+        return JSONResponse(events)
 
     @api.get("/api/v2/silences")
     async def get_silences(request: Request) -> Response:
@@ -282,6 +331,12 @@ def router(ctx: ApiContext) -> APIRouter:
         )
 
     return api
+
+
+def _ack(ack: Ack | None) -> dict[str, Any] | None:
+    if ack is None:
+        return None
+    return {"by": ack.by, "at": _time(ack.at_ms), "comment": ack.comment}
 
 
 def _postable_alert(item: Any) -> Alert:

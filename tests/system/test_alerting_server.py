@@ -1,0 +1,196 @@
+"""The built-in Alertmanager in the running server: a rule's alert reaches a webhook, the API v2
+answers as Alertmanager's, silences and acknowledgements survive kill -9, and the history
+records what happened."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, WebhookSink
+
+pytestmark = pytest.mark.timeout(120)
+
+ALERTMANAGER = """
+route:
+  receiver: team
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: team
+    webhook_configs: [{url: '%(sink)s/team'}]
+  - name: primary
+    webhook_configs: [{url: '%(sink)s/primary'}]
+"""
+
+RULES = """
+groups:
+  - name: always
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+        labels: {severity: page, category: infrastructure}
+        annotations:
+          runbook_url: https://runbooks.example/always
+"""
+
+
+def _config(tmp_path: Path, sink: WebhookSink, extra: str = "") -> str:
+    (tmp_path / "alertmanager.yml").write_text(ALERTMANAGER % {"sink": sink.url})
+    (tmp_path / "rules.yml").write_text(RULES)
+    return (
+        "rules:\n  evaluation_interval: 1s\n  external_labels: {cluster: eu}\n"
+        "  external_url: http://wk.example\n"  # also the Alertmanager's, unless it has its own
+        "rule_files: [rules.yml]\n"
+        "alerting:\n  alertmanager_config: alertmanager.yml\n" + extra
+    )
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def test_a_rule_alert_reaches_the_webhook_as_prometheus_would_send_it(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    sink = WebhookSink()
+    server = start_server(config=_config(tmp_path, sink))
+    ((path, body),) = sink.wait(1)
+    payload = json.loads(body)
+    assert path == "/team"
+    assert payload["groupKey"] == '{}:{alertname="AlwaysFiring"}'
+    assert payload["externalURL"] == "http://wk.example"
+    (alert,) = payload["alerts"]
+    assert alert["labels"] == {
+        "alertname": "AlwaysFiring",
+        "category": "infrastructure",
+        "cluster": "eu",  # the rules' external label, added as Prometheus' notifier adds it
+        "severity": "page",
+    }
+    assert alert["status"] == "firing" and alert["endsAt"] == "0001-01-01T00:00:00Z"
+    assert alert["generatorURL"] == "http://wk.example/graph?g0.expr=vector%281%29&g0.tab=1"
+    # the API v2 shows it, with its receiver
+    (shown,) = httpx.get(f"{server.url}/api/v2/alerts", timeout=10).json()
+    assert shown["receivers"] == [{"name": "team"}]
+    assert shown["status"] == {"inhibitedBy": [], "silencedBy": [], "state": "active"}
+    # and the history has it firing and notified, with the fields people look for
+    events = httpx.get(
+        f"{server.url}/api/v1/alerts/history",
+        params={"filter": 'alertname="AlwaysFiring"'},
+        timeout=10,
+    ).json()
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["firing", "notified"], kinds
+    assert events[0]["severity"] == "page" and events[0]["category"] == "infrastructure"
+    assert events[0]["runbook_url"] == "https://runbooks.example/always"
+    assert events[1]["integration"] == "team/webhook[0]"
+
+
+def test_the_api_v2_silences_and_alerts(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    sink = WebhookSink()
+    (tmp_path / "alertmanager.yml").write_text(ALERTMANAGER % {"sink": sink.url})
+    server = start_server(config="alerting:\n  alertmanager_config: alertmanager.yml\n")
+    url = f"{server.url}/api/v2"
+    now = int(time.time() * 1000)
+    bad = httpx.post(f"{url}/alerts", json=[{"labels": {}}, {"labels": {"alertname": "Ok"}}])
+    assert bad.status_code == 400 and "at least one label pair required" in bad.json()
+    alerts = [
+        {"labels": {"alertname": "Disk", "instance": "a"}, "startsAt": _iso(now)},
+        {"labels": {"alertname": "Disk", "instance": "b"}, "startsAt": _iso(now)},
+    ]
+    assert httpx.post(f"{url}/alerts", json=alerts).status_code == 200
+    silence = {
+        "matchers": [{"name": "instance", "value": "b", "isRegex": False, "isEqual": True}],
+        "startsAt": _iso(now),
+        "endsAt": _iso(now + 3_600_000),
+        "createdBy": "alice",
+        "comment": "replacing the disk",
+    }
+    created = httpx.post(f"{url}/silences", json=silence)
+    assert created.status_code == 200, created.text
+    silence_id = created.json()["silenceID"]
+    shown = {
+        a["labels"].get("instance", "-"): a["status"] for a in httpx.get(f"{url}/alerts").json()
+    }
+    assert sorted(shown) == ["-", "a", "b"]  # the valid alert of the refused request was kept
+    assert shown["a"]["state"] == "active"
+    assert shown["b"] == {"inhibitedBy": [], "silencedBy": [silence_id], "state": "suppressed"}
+    unsilenced = httpx.get(f"{url}/alerts", params={"silenced": "false"}).json()
+    assert sorted(a["labels"].get("instance", "-") for a in unsilenced) == ["-", "a"]
+    filtered = httpx.get(f"{url}/silences", params={"filter": 'instance="b"'}).json()
+    assert [s["id"] for s in filtered] == [silence_id]
+    assert httpx.get(f"{url}/silences", params={"filter": 'instance="c"'}).json() == []
+    groups = {g["labels"]["alertname"]: g for g in httpx.get(f"{url}/alerts/groups").json()}
+    assert sorted(groups) == ["Disk", "Ok"]
+    assert groups["Disk"]["receiver"] == {"name": "team"}
+    assert sorted(a["labels"]["instance"] for a in groups["Disk"]["alerts"]) == ["a", "b"]
+    assert httpx.get(f"{url}/receivers").json() == [{"name": "team"}, {"name": "primary"}]
+    status = httpx.get(f"{url}/status").json()
+    assert status["cluster"]["status"] == "disabled"
+    assert "webhook_configs" in status["config"]["original"]
+    assert httpx.delete(f"{url}/silence/{silence_id}").status_code == 200
+    expired = httpx.get(f"{url}/silence/{silence_id}").json()
+    assert expired["status"]["state"] == "expired"
+    again = httpx.delete(f"{url}/silence/{silence_id}")
+    assert again.status_code == 400 and "already expired" in again.json()
+    assert httpx.get(f"{url}/silence/nope").status_code == 404
+
+
+def test_silences_and_acknowledgements_survive_kill_9(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    sink = WebhookSink()
+    escalation = (
+        "  escalation_policies:\n"
+        "    - receiver: team\n"
+        "      levels: [{after: 2s, receiver: primary}]\n"
+    )
+    server = start_server(config=_config(tmp_path, sink, escalation))
+    url = f"{server.url}/api/v2"
+    sink.wait(1)
+    now = int(time.time() * 1000)
+    silence = {
+        "matchers": [{"name": "alertname", "value": "Other", "isRegex": False, "isEqual": True}],
+        "startsAt": _iso(now),
+        "endsAt": _iso(now + 3_600_000),
+        "createdBy": "alice",
+        "comment": "kept",
+    }
+    silence_id = httpx.post(f"{url}/silences", json=silence).json()["silenceID"]
+    (group,) = httpx.get(f"{url}/alerts/groups").json()
+    acked = httpx.post(
+        f"{url}/alerts/groups/{group['id']}/ack", json={"by": "bob", "comment": "looking"}
+    )
+    assert acked.status_code == 200, acked.text
+    assert acked.json()["acknowledged"]["by"] == "bob"
+    time.sleep(3)  # past the escalation's 2 s: acknowledged, so primary is never paged
+    assert [p for p, _ in sink.received] == ["/team"]
+    assert httpx.post(f"{url}/alerts/groups/0000/ack", json={}).status_code == 404
+
+    server.kill()
+    server.start()
+    assert httpx.get(f"{url}/silence/{silence_id}").json()["comment"] == "kept"
+    deadline = time.monotonic() + 20
+    groups: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not groups:
+        groups = httpx.get(f"{url}/alerts/groups").json()
+        time.sleep(0.2)
+    (group,) = groups
+    assert group["acknowledged"]["by"] == "bob"
+    time.sleep(3)
+    # the notification log survived too: the restarted rule's alert is not news to the team
+    assert [p for p, _ in sink.received] == ["/team"]
+    events = httpx.get(
+        f"{server.url}/api/v1/alerts/history", params={"filter": 'alertname="AlwaysFiring"'}
+    ).json()
+    assert "acknowledged" in [e["event"] for e in events]
