@@ -85,8 +85,16 @@ class Engine:
         *,
         lookback_delta_ms: int | None = None,
         timeout_s: float | None = None,
+        tree: Any = None,
     ) -> QueryResult:
-        return self._run(querier, query, time_ms, time_ms, 0, lookback_delta_ms, timeout_s)
+        """`tree`: the query as `parse_instant` gave it, for callers that run the same text
+        again and again (rules), so a large rule set does not churn the parse cache."""
+        return self._run(querier, query, time_ms, time_ms, 0, lookback_delta_ms, timeout_s, tree)
+
+    def parse_instant(self, query: str) -> Any:
+        """The tree of an instant query, to pass back to `instant_query`; QueryParseError if
+        it is not valid PromQL."""
+        return parse(rewrite_durations(query, 0, 0))
 
     def range_query(
         self,
@@ -117,9 +125,12 @@ class Engine:
         step_ms: int,
         lookback_delta_ms: int | None,
         timeout_s: float | None,
+        tree: Any = None,
     ) -> QueryResult:
         """Evaluates `query` from start to end every step (an instant query has step 0)."""
-        expr = self.parse(rewrite_durations(query, step_ms, end_ms - start_ms))
+        expr = tree
+        if expr is None:
+            expr = self.parse(rewrite_durations(query, step_ms, end_ms - start_ms))
         options = self.options
         timeout = options.timeout_s if timeout_s is None else min(timeout_s, options.timeout_s)
         ctx = EvalContext(

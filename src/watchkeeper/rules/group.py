@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,7 @@ class RuleState:
     alerting: AlertingRule | None
     status: RuleStatus = field(default_factory=RuleStatus)
     written: set[bytes] = field(default_factory=set)  # series of the last evaluation
+    tree: Any = None  # the expression, parsed at the first evaluation
 
 
 class GroupEvaluator:
@@ -155,7 +157,10 @@ class GroupEvaluator:
         status = state.status
         status.last_evaluation_ms = at_ms
         try:
-            samples = vector_of(self.engine.instant_query(querier, state.rule.expr, at_ms))
+            if state.tree is None:
+                state.tree = self.engine.parse_instant(state.rule.expr)
+            answer = self.engine.instant_query(querier, state.rule.expr, at_ms, tree=state.tree)
+            samples = vector_of(answer)
             if state.alerting is not None:
                 state.alerting.evaluate(samples, at_ms, template_query, self.group.limit)
                 produced = state.alerting.series(at_ms)

@@ -207,6 +207,15 @@ def columns_in_label_order(
     a block was copied in twice by hand, the samples are sorted instead.
     `sids` (ascending) holds every series in the parts; `by_labels`, their positions in label
     order."""
+    if len(parts) == 1 and len(sids) == 1:
+        # one series from one part (a rule's selector, most often): already a time-sorted run
+        _, part_t, part_v = parts.pop()
+        if len(part_t) == 0:
+            return SeriesColumns.empty()
+        if len(part_t) == 1 or bool((part_t[1:] > part_t[:-1]).all()):
+            bounds = np.array([0, len(part_t)], dtype=np.int64)
+            return SeriesColumns([labels[int(sids[0])]], bounds, part_t, part_v)
+        parts.append((sids[np.zeros(len(part_t), dtype=np.intp)], part_t, part_v))
     rank = np.empty(len(sids), dtype=np.int64)
     rank[by_labels] = np.arange(len(sids), dtype=np.int64)
     runs = []

@@ -54,14 +54,30 @@ class Postings:
     def select(self, matchers: Sequence[Matcher]) -> set[int]:
         """Series satisfying every matcher, with Prometheus' empty-value rule: a matcher that
         matches "" also selects series without the label."""
-        result: set[int] | None = None
-        # Positive matchers first: they narrow the candidate set the fastest.
-        for matcher in sorted(matchers, key=lambda m: m.matches_empty()):
-            values = self._by_name.get(matcher.name, {})
+        # Equality matchers first, smallest postings first: `{__name__="x", rule="7"}` starts
+        # from rule="7"'s one series instead of copying x's thousands.
+        equal: list[set[int]] = []
+        others: list[Matcher] = []
+        for matcher in matchers:
             if matcher.op is MatchOp.EQUAL and matcher.value:
-                hits = set(values.get(matcher.value, ()))
-                result = hits if result is None else result & hits
-            elif not matcher.matches_empty():
+                ids = self._by_name.get(matcher.name, {}).get(matcher.value)
+                if not ids:
+                    return set()
+                equal.append(ids)
+            else:
+                others.append(matcher)
+        result: set[int] | None = None
+        if equal:
+            equal.sort(key=len)
+            result = set(equal[0])
+            for ids in equal[1:]:
+                result &= ids
+                if not result:
+                    return set()
+        # then the other positive matchers: they narrow the candidates faster than negative ones
+        for matcher in sorted(others, key=lambda m: m.matches_empty()):
+            values = self._by_name.get(matcher.name, {})
+            if not matcher.matches_empty():
                 hits = _union(ids for value, ids in values.items() if matcher.matches(value))
                 result = hits if result is None else result & hits
             else:
