@@ -188,6 +188,7 @@ class Watchkeeper:
                     config.rules.for_outage_tolerance, config.rules.for_grace_period
                 ),
                 resend_delay_ms=config.alerting.resend_delay,
+                workers=config.rules.workers,
             ),
             notify=self._alerts_from_rules,
         )

@@ -297,6 +297,12 @@ class RulesSection(_Section):
         "global.evaluation_interval).",
     )
     tenant: str = Field("default", description="Tenant whose data rules read and write.")
+    workers: int = Field(
+        2,
+        ge=1,
+        description="Threads that evaluate rule groups (their own, apart from ingest's); a group "
+        "due while all are busy waits its turn.",
+    )
     external_labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels templates see as $externalLabels (global.external_labels).",

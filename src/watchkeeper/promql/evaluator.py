@@ -299,6 +299,30 @@ def lookup_instant(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSt
     if n == 0 or len(series.timestamps) == 0:
         return InstantSteps.empty(steps)
     t_all, v_all, bounds = series.timestamps, series.values, series.bounds
+    if steps == 1:
+        # one step (an instant query, a rule): each series' last sample at or before it is
+        # found from the bounds alone, no search
+        at = int(eff[0])
+        ends = bounds[1:]
+        last = np.searchsorted(t_all, at, side="right") if n == 1 else None
+        if last is not None:
+            idx = np.array([min(int(last), int(ends[0])) - 1])
+        else:
+            idx = ends - 1
+            if int(t_all.max()) > at:  # samples after the step: search each series instead
+                return _lookup_by_search(series, eff, lookback)
+        valid = idx >= bounds[:-1]
+        idx = np.where(valid, idx, 0)
+        sample_ts = t_all[idx]
+        values = v_all[idx]
+        present = valid & (sample_ts > at - lookback) & ~is_stale(values)
+        return InstantSteps(series.labels, values[:, None], present[:, None], sample_ts[:, None])
+    return _lookup_by_search(series, eff, lookback)
+
+
+def _lookup_by_search(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSteps:
+    n = len(series)
+    t_all, v_all, bounds = series.timestamps, series.values, series.bounds
     keys, base, span = _series_time_keys(bounds, t_all, int(eff.min()), int(eff.max()))
     queries = np.arange(n, dtype=np.int64)[:, None] * span + (eff - base)[None, :]
     idx = np.searchsorted(keys, queries, side="right") - 1

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class RulesOptions:
     name_validation: NameValidation = NameValidation.UTF8
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     resend_delay_ms: int = 60_000  # Prometheus' --rules.alert.resend-delay
+    # threads evaluating groups: their own, so rules never wait behind (nor hold up) ingest
+    # work in the shared pool; evaluation is CPU-bound Python, so a few are enough
+    workers: int = 2
 
 
 @dataclass
@@ -67,6 +71,7 @@ class RuleManager:
     _stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
     _watcher: asyncio.Task[None] | None = None
     _started: bool = False  # groups loaded at start restore their alerts' `for` state
+    _executor: ThreadPoolExecutor | None = None
 
     def load(self, patterns: Sequence[str]) -> list[RuleGroup]:
         """The groups of every file the patterns name; RuleFileError (every problem of every
@@ -121,6 +126,16 @@ class RuleManager:
         for running in self._groups.values():
             await _cancel(running.task)
         self._groups.clear()
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
+            self._executor = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.options.workers, thread_name_prefix="rules"
+            )
+        return self._executor
 
     def evaluators(self) -> list[GroupEvaluator]:
         return [r.evaluator for _, r in sorted(self._groups.items())]
@@ -151,7 +166,9 @@ class RuleManager:
             last = tick
             await asyncio.sleep((tick - now) / 1000)
             try:
-                await asyncio.to_thread(running.evaluator.evaluate, tick)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._pool(), running.evaluator.evaluate, tick
+                )
             except Exception:  # the store failed under it: log, and go on next time
                 log.exception("rule group %s (%s) failed", group.name, group.file)
             behind = int((self.clock() * 1000 - tick) // interval)

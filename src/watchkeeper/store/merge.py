@@ -140,6 +140,16 @@ def merge_parts(
     """The parts joined (the lists are emptied), sorted by (series, time) keeping arrival order
     among equals, with only the first of each (series, time). One array at a time: each step
     lets go of what it replaces, so a long read holds its samples about once, not three times."""
+    if len(parts_s) == 1:
+        one_s, one_t, one_v = parts_s[0], parts_t[0], parts_v[0]
+        if len(one_t) < 2 or (
+            bool((one_s == one_s[0]).all()) and bool((one_t[1:] > one_t[:-1]).all())
+        ):
+            # one series in time order (a rule's selector over the head): nothing to sort
+            parts_s.clear()
+            parts_t.clear()
+            parts_v.clear()
+            return one_s, one_t, one_v
     sids = np.concatenate(parts_s)
     parts_s.clear()
     ts = np.concatenate(parts_t)
@@ -153,7 +163,10 @@ def merge_parts(
     ts = ts[order]
     vals = vals[order]
     del order
-    keep = np.r_[True, (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])]
+    keep = np.empty(len(ts), dtype=bool)
+    keep[0] = True
+    np.not_equal(sids[1:], sids[:-1], out=keep[1:])
+    keep[1:] |= ts[1:] != ts[:-1]
     if keep.all():
         return sids, ts, vals
     return sids[keep], ts[keep], vals[keep]
