@@ -210,3 +210,31 @@ def _difference(theirs: list[tuple[str, bytes]], ours: list[tuple[str, bytes]]) 
         lines.append(f"  Alertmanager: {only_theirs[0][1]!r}")
         lines.append(f"  watchkeeper:  {only_ours[0][1]!r}")
     return "\n".join(lines)
+
+
+def test_amtool_works_against_watchkeeper(peers: tuple[Any, ...]) -> None:
+    """Debian's amtool (0.25), a real client of the API v2: alerts, silences, status."""
+    amtool = _require("amtool")
+    _, server, _, _ = peers
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [amtool, f"--alertmanager.url={server.url}", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    run("alert", "add", "alertname=FromAmtool", "severity=warn", "--annotation=summary=hi")
+    assert "FromAmtool" in run("alert", "query", "alertname=FromAmtool")
+    silence_id = run("silence", "add", "alertname=FromAmtool", "-c", "quiet", "-d", "1h", "-q")
+    silence_id = silence_id.strip()
+    assert silence_id in run("silence", "query", "-q")
+    assert "FromAmtool" in run("alert", "query", "--silenced", "alertname=FromAmtool")
+    run("silence", "expire", silence_id)
+    assert silence_id not in run("silence", "query", "-q")
+    assert silence_id in run("silence", "query", "--expired", "-q")
+    assert "route:" in run("config", "show")

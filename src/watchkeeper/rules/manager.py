@@ -127,7 +127,8 @@ class RuleManager:
             await _cancel(running.task)
         self._groups.clear()
         if self._executor is not None:
-            await asyncio.to_thread(self._executor.shutdown, wait=True)
+            # queued evaluations are dropped; one running finishes (it holds the store)
+            await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
             self._executor = None
 
     def _pool(self) -> ThreadPoolExecutor:
