@@ -8,7 +8,9 @@ flushed by its end; repeat_interval is long, so the notification log lets nothin
 twice. Within a stage, notifications are compared as sorted sets: the order in which groups
 flush is timing, not semantics. The configuration routes with matchers and with the older
 `match`, groups by labels and by nothing, uses `continue`, a receiver that does not send
-resolved alerts, an inhibition rule and a silence.
+resolved alerts, an inhibition rule and a silence; besides webhooks, a receiver also pages
+PagerDuty (Events API v2) and one posts to Slack, each with a templated field, so their
+payloads are compared byte for byte too.
 """
 
 from __future__ import annotations
@@ -62,8 +64,18 @@ receivers:
     webhook_configs: [{url: '%(sink)s/watchdog_b', send_resolved: false}]
   - name: pager
     webhook_configs: [{url: '%(sink)s/pager'}]
+    pagerduty_configs:
+      - url: '%(sink)s/pagerduty'
+        routing_key: 0123456789abcdef0123456789abcdef
+        details: {cluster: '{{ .CommonLabels.cluster }}'}
   - name: team_db
     webhook_configs: [{url: '%(sink)s/team_db', max_alerts: 2}]
+    slack_configs:
+      - api_url: '%(sink)s/slack'
+        channel: '#db'
+        send_resolved: true
+        text: '{{ range .Alerts }}{{ .Labels.instance }}: {{ .Annotations.summary }} {{ end }}'
+        fields: [{title: Severity, value: '{{ .CommonLabels.severity }}', short: true}]
   - name: web
     webhook_configs: [{url: '%(sink)s/web'}]
 inhibit_rules:
@@ -201,8 +213,11 @@ def _difference(theirs: list[tuple[str, bytes]], ours: list[tuple[str, bytes]]) 
         lines.append(f"--- {label}: {len(items)} notifications")
         for path, body in items:
             parsed = json.loads(body)
-            alerts = [(a["status"], a["labels"]) for a in parsed["alerts"]]
-            lines.append(f"{path} {parsed['groupKey']} {parsed['status']} {alerts}")
+            if "alerts" in parsed and "groupKey" in parsed:
+                alerts = [(a["status"], a["labels"]) for a in parsed["alerts"]]
+                lines.append(f"{path} {parsed['groupKey']} {parsed['status']} {alerts}")
+            else:
+                lines.append(f"{path} {body[:160]!r}")
     only_theirs = [b for b in theirs if b not in ours]
     only_ours = [b for b in ours if b not in theirs]
     if only_theirs and only_ours:
@@ -230,7 +245,7 @@ def test_amtool_works_against_watchkeeper(peers: tuple[Any, ...]) -> None:
 
     run("alert", "add", "alertname=FromAmtool", "severity=warn", "--annotation=summary=hi")
     assert "FromAmtool" in run("alert", "query", "alertname=FromAmtool")
-    silence_id = run("silence", "add", "alertname=FromAmtool", "-c", "quiet", "-d", "1h", "-q")
+    silence_id = run("silence", "add", "alertname=FromAmtool", "-c", "quiet", "-d", "1h")
     silence_id = silence_id.strip()
     assert silence_id in run("silence", "query", "-q")
     assert "FromAmtool" in run("alert", "query", "--silenced", "alertname=FromAmtool")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import httpx
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
-from watchkeeper.notify import webhook
+from watchkeeper.notify import pagerduty, slack, webhook
 
-SUPPORTED_KINDS = frozenset({"webhook"})
+SENDERS = {"webhook": webhook.send, "slack": slack.send, "pagerduty": pagerduty.send}
+SUPPORTED_KINDS = frozenset(SENDERS)
 
 
 class Notifiers:
@@ -16,8 +17,9 @@ class Notifiers:
         self.client = httpx.AsyncClient(verify=verify_tls, follow_redirects=False)
 
     async def __call__(self, integration: Integration, data: NotificationData) -> None:
-        if integration.kind == "webhook":
-            await webhook.send(self.client, integration, data)
+        send = SENDERS.get(integration.kind)
+        if send is not None:
+            await send(self.client, integration, data)
             return
         raise NotifyError(
             f"{integration.name}: {integration.kind} notifications are not supported yet",

@@ -237,7 +237,7 @@ class Template:
                 raise self._fail(line, f"{{{{{word}}}}} outside {{{{range}}}}")
             self._add(stack, _Jump(word))
         elif word in ("define", "template", "block"):
-            raise self._fail(line, f"{{{{{word}}}}} is not supported in rule templates")
+            raise self._fail(line, f"{{{{{word}}}}} is not supported here yet")
         else:
             self._add(stack, self._pipe(tokens, line, allow_declare=True))
 

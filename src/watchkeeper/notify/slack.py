@@ -1,0 +1,82 @@
+"""Slack (incoming webhooks and chat.postMessage): Alertmanager's Slack message, with its
+defaults (username Alertmanager, the subject as title linking to the alerts, danger/good
+colour) and every field templated as configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
+from watchkeeper.notify import texts
+from watchkeeper.notify.gojson import Struct, document
+from watchkeeper.notify.http import post
+
+MAX_TITLE_RUNES = 1024
+
+
+def payload(data: NotificationData, config: dict[str, Any] | Any) -> bytes:
+    def field(name: str, default: str) -> str:
+        value = config.get(name)
+        return default if value is None else texts.render(value, data, f"slack_configs.{name}")
+
+    title = texts.subject(data)
+    link = texts.alertmanager_url(data)
+    color = "danger" if data.status == "firing" else "good"
+    attachment = Struct(
+        title=texts.truncate(field("title", title), MAX_TITLE_RUNES),
+        title_link=field("title_link", link),
+        pretext=field("pretext", ""),
+        text=field("text", ""),
+        fallback=field("fallback", f"{title} | {link}"),
+        callback_id=field("callback_id", ""),
+        fields=[
+            Struct(
+                title=texts.render(f.get("title"), data, "slack_configs.fields.title"),
+                value=texts.render(f.get("value"), data, "slack_configs.fields.value"),
+                short=bool(
+                    f["short"] if f.get("short") is not None else config.get("short_fields")
+                ),
+            )
+            for f in config.get("fields") or []
+        ],
+        image_url=field("image_url", ""),
+        thumb_url=field("thumb_url", ""),
+        footer=field("footer", ""),
+        color=field("color", color),
+        mrkdwn_in=list(config.get("mrkdwn_in") or ["fallback", "pretext", "text"]),
+    )
+    # Go leaves out empty values of fields tagged omitempty
+    for name in ("title", "title_link", "pretext", "image_url", "thumb_url", "color"):
+        if not attachment[name]:
+            del attachment[name]
+    if not attachment["fields"]:
+        del attachment["fields"]
+    request = Struct(
+        channel=field("channel", ""),
+        username=field("username", "Alertmanager"),
+        icon_emoji=field("icon_emoji", ""),
+        icon_url=field("icon_url", ""),
+        link_names=bool(config.get("link_names")),
+        attachments=[attachment],
+    )
+    for name in ("channel", "username", "icon_emoji", "icon_url", "link_names"):
+        if not request[name]:
+            del request[name]
+    return document(request)
+
+
+def url_of(config: dict[str, Any] | Any) -> str:
+    if config.get("api_url"):
+        return str(config["api_url"])
+    if config.get("api_url_file"):
+        try:
+            return Path(str(config["api_url_file"])).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise NotifyError(f"read api_url_file: {err}", retry=False) from None
+    raise NotifyError("no Slack API URL set", retry=False)
+
+
+async def send(client: Any, integration: Integration, data: NotificationData) -> None:
+    config = integration.config
+    await post(client, integration, url_of(config), payload(data, config), "application/json")
