@@ -90,7 +90,8 @@ def parse_alertmanager_config(raw: dict[str, Any], original: str = "") -> Alertm
         tuple(receivers),
         tuple(intervals),
         integrations={
-            str(item["name"]): integrations_of(item) for item in raw.get("receivers") or []
+            str(item["name"]): integrations_of(item, global_raw)
+            for item in raw.get("receivers") or []
         },
         inhibit_rules=parse_inhibit_rules(raw.get("inhibit_rules") or []),
         periods=parse_time_intervals(raw),

@@ -56,17 +56,40 @@ class Integration:
         return f"{self.receiver}/{self.kind}[{self.index}]"
 
 
-def integrations_of(receiver: Mapping[str, Any]) -> tuple[Integration, ...]:
+# what an integration takes from `global:` when it does not say (Alertmanager's config.go)
+GLOBAL_DEFAULTS = {
+    "email": {
+        "from": "smtp_from",
+        "smarthost": "smtp_smarthost",
+        "hello": "smtp_hello",
+        "auth_username": "smtp_auth_username",
+        "auth_password": "smtp_auth_password",
+        "auth_password_file": "smtp_auth_password_file",
+        "auth_identity": "smtp_auth_identity",
+        "auth_secret": "smtp_auth_secret",
+        "require_tls": "smtp_require_tls",
+    },
+    "slack": {"api_url": "slack_api_url", "api_url_file": "slack_api_url_file"},
+    "pagerduty": {"url": "pagerduty_url"},
+}
+
+
+def integrations_of(
+    receiver: Mapping[str, Any], global_config: Mapping[str, Any] | None = None
+) -> tuple[Integration, ...]:
     name = str(receiver.get("name") or "")
     found: list[Integration] = []
     for key, entries in receiver.items():
         if not key.endswith("_configs") or not isinstance(entries, list):
             continue
         kind = key.removesuffix("_configs")
-        found.extend(
-            Integration(name, kind, index, entry if isinstance(entry, Mapping) else {})
-            for index, entry in enumerate(entries)
-        )
+        defaults = GLOBAL_DEFAULTS.get(kind, {})
+        for index, entry in enumerate(entries):
+            config = dict(entry) if isinstance(entry, Mapping) else {}
+            for field_name, global_name in defaults.items():
+                if config.get(field_name) is None and (global_config or {}).get(global_name):
+                    config[field_name] = global_config[global_name]  # type: ignore[index]
+            found.append(Integration(name, kind, index, config))
     return tuple(found)
 
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import httpx
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
-from watchkeeper.notify import pagerduty, slack, webhook
+from watchkeeper.notify import email, msteams, pagerduty, slack, webhook
 
-SENDERS = {"webhook": webhook.send, "slack": slack.send, "pagerduty": pagerduty.send}
+SENDERS = {
+    "webhook": webhook.send,
+    "slack": slack.send,
+    "pagerduty": pagerduty.send,
+    "msteams": msteams.send,
+    "email": email.send,
+}
 SUPPORTED_KINDS = frozenset(SENDERS)
 
 

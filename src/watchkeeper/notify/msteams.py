@@ -1,0 +1,73 @@
+"""Microsoft Teams (incoming webhook, MessageCard): Alertmanager's (0.27+) card with its
+defaults: the subject as title and summary, the firing and resolved alerts as markdown text,
+red while firing and green once resolved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
+from watchkeeper.model.alerts import Alert
+from watchkeeper.notify import texts
+from watchkeeper.notify.gojson import Struct, document
+from watchkeeper.notify.http import post
+
+FIRING, RESOLVED = "8C1A1A", "2DC72D"
+
+
+def markdown_list(alerts: Sequence[Alert]) -> str:
+    """`__text_alert_list_markdown`."""
+    out = []
+    for alert in alerts:
+        out.append("\nLabels:\n")
+        out.extend(f"  - {k} = {v}\n" for k, v in texts.sorted_pairs(alert.labels))
+        out.append("\nAnnotations:\n")
+        out.extend(f"  - {k} = {v}\n" for k, v in texts.sorted_pairs(alert.annotations))
+        out.append(f"\nSource: {alert.generator_url}\n")
+    return "".join(out)
+
+
+def default_text(data: NotificationData) -> str:
+    """`msteams.default.text`, blank lines and all."""
+    text = "\n"
+    if data.firing:
+        text += "\n# Alerts Firing:\n" + markdown_list(data.firing) + "\n"
+    text += "\n"
+    if data.resolved:
+        text += "\n# Alerts Resolved:\n" + markdown_list(data.resolved) + "\n"
+    return text + "\n"
+
+
+def payload(data: NotificationData, config: dict[str, Any] | Any) -> bytes:
+    def field(name: str, default: str) -> str:
+        value = config.get(name)
+        return default if value is None else texts.render(value, data, f"msteams_configs.{name}")
+
+    return document(
+        Struct(
+            **{"@context": "http://schema.org/extensions"},
+            type="MessageCard",
+            title=field("title", texts.subject(data)),
+            summary=field("summary", texts.subject(data)),
+            text=field("text", default_text(data)),
+            themeColor=FIRING if data.status == "firing" else RESOLVED,
+        )
+    )
+
+
+def url_of(config: dict[str, Any] | Any) -> str:
+    if config.get("webhook_url"):
+        return str(config["webhook_url"])
+    if config.get("webhook_url_file"):
+        try:
+            return Path(str(config["webhook_url_file"])).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise NotifyError(f"read webhook_url_file: {err}", retry=False) from None
+    raise NotifyError("no Microsoft Teams webhook URL set", retry=False)
+
+
+async def send(client: Any, integration: Integration, data: NotificationData) -> None:
+    config = integration.config
+    await post(client, integration, url_of(config), payload(data, config), "application/json")
