@@ -27,6 +27,7 @@ from watchkeeper.alerting import (
     load_alertmanager_config,
     parse_alertmanager_text,
 )
+from watchkeeper.alerting.dispatch import Sent
 from watchkeeper.alerting.escalation import Policies, build_policies
 from watchkeeper.api import ApiContext, Instruments, create_api
 from watchkeeper.api.auth import Authenticator
@@ -43,6 +44,7 @@ from watchkeeper.ingest.scrape import ScrapeLimits, ScrapeManager
 from watchkeeper.model import METRIC_NAME, SeriesBatch, labels_from_dict
 from watchkeeper.model.alerts import Alert
 from watchkeeper.notify import Notifiers
+from watchkeeper.notify.forward import Forwarder
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
 from watchkeeper.rules import RestoreOptions, RuleFileError, RuleManager, RulesOptions
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
@@ -206,8 +208,13 @@ class Watchkeeper:
             retention_ms=config.alerting.data_retention,
             policies=policies,
             history_retention_ms=config.alerting.history_retention,
+            on_sent=self._count_notification,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.forwarder = Forwarder(
+            config.alerting.forward_to, config.alerting.forward_queue_capacity
+        )
+        self.alerting.forward = self.forwarder.enqueue
         self.query_gate = QueryGate(query.max_concurrent)
         self.instruments.queries_running.set_function(lambda: self.query_gate.running)
         self.instruments.queries_queued.set_function(lambda: self.query_gate.queued)
@@ -281,6 +288,7 @@ class Watchkeeper:
             await self.grpc.start()
         await self.scrape.apply(self.config.scrape_jobs())
         self._loop = asyncio.get_running_loop()
+        await self.forwarder.start()
         await self.alerting.start()
         try:
             await self.rules.apply(self.config.rule_file_patterns())
@@ -326,6 +334,12 @@ class Watchkeeper:
                 log.warning("reload: changes to %s take effect at restart", ", ".join(changed))
             log.info("configuration reloaded: %d scrape jobs", len(jobs))
 
+    def _count_notification(self, tenant: str, sent: Sent) -> None:
+        kind = sent.integration.kind
+        self.instruments.notifications.labels(kind).inc()
+        if sent.error:
+            self.instruments.notifications_failed.labels(kind, sent.integration.receiver).inc()
+
     def _alerts_from_rules(self, tenant: str, alerts: list[Alert]) -> None:
         """Called in a rule group's thread: the alerts go to the Alertmanager on the loop."""
         loop = self._loop
@@ -347,6 +361,7 @@ class Watchkeeper:
         await self.scrape.stop()
         await self.rules.stop()
         await self.alerting.stop()
+        await self.forwarder.stop()
         await self.notifiers.close()
         if self.grpc is not None:
             await self.grpc.stop()

@@ -362,6 +362,17 @@ class AlertingSection(_Section):
         "`receiver`) brought in while its alert groups stay unacknowledged, and "
         "`repeat_interval` for the last level (docs/alerting.md).",
     )
+    forward_to: list[str] = Field(
+        default_factory=list,
+        description="URLs of external Alertmanagers that also receive every alert (POST "
+        "/api/v2/alerts), as Prometheus' alerting.alertmanagers sends them.",
+    )
+    forward_queue_capacity: int = Field(
+        10_000,
+        ge=1,
+        description="Alerts queued per external Alertmanager; when full the oldest are dropped "
+        "and counted (Prometheus' --alertmanager.notification-queue-capacity).",
+    )
     receiver_active_time_intervals: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Receiver -> time intervals (of the Alertmanager configuration) outside "

@@ -253,3 +253,33 @@ def test_amtool_works_against_watchkeeper(peers: tuple[Any, ...]) -> None:
     assert silence_id not in run("silence", "query", "-q")
     assert silence_id in run("silence", "query", "--expired", "-q")
     assert "route:" in run("config", "show")
+
+
+def test_alerts_are_forwarded_to_an_external_alertmanager(
+    peers: tuple[Any, ...], tmp_path: Path
+) -> None:
+    """alerting.forward_to: what watchkeeper receives, the real Alertmanager lists too."""
+    am = peers[0]
+    server = Server(
+        tmp_path / "data", f"alerting:\n  forward_to: ['{am.url}']\n  forward_queue_capacity: 100\n"
+    )
+    LOGS["watchkeeper (forwarding)"] = server.log_path
+    server.start()
+    try:
+        start = int(time.time() * 1000)
+        alert = _alert({"alertname": "Forwarded", "team": "x"}, start, start + 3_600_000)
+        assert httpx.post(f"{server.url}/api/v2/alerts", json=[alert]).status_code == 200
+        deadline = time.monotonic() + 20
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not found:
+            answer = httpx.get(
+                f"{am.url}/api/v2/alerts", params={"filter": 'alertname="Forwarded"'}
+            )
+            found = answer.json()
+            time.sleep(0.2)
+        (theirs,) = found
+        assert theirs["labels"] == alert["labels"]
+        assert theirs["annotations"] == alert["annotations"]
+        assert theirs["startsAt"] == alert["startsAt"]
+    finally:
+        server.stop()

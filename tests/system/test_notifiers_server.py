@@ -174,6 +174,10 @@ receivers:
     _wait_for(failed, timeout=30)
     assert failures[0]["integration"] == "both/webhook[1]"
     assert "ConnectError" in failures[0]["error"]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'watchkeeper_notifications_failed_total{integration="webhook",receiver="both"}' in (
+        metrics
+    )
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -73,6 +73,8 @@ class AlertingService:
         self.retention_ms = retention_ms
         self.on_sent = on_sent or (lambda tenant, sent: None)
         self.tenants: dict[str, TenantAlerting] = {}
+        # where received alerts also go (external Alertmanagers), if anywhere
+        self.forward: Callable[[Sequence[Alert]], None] | None = None
         self._running = False
         self._maintenance: asyncio.Task[None] | None = None
         self._saved: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
@@ -171,6 +173,8 @@ class AlertingService:
         state = self.tenant(tenant)
         now = self.clock()
         state.dispatcher.put([state.alerts.receive(a, now) for a in alerts])
+        if self.forward is not None:
+            self.forward(alerts)
 
     # -- internals
 

@@ -53,3 +53,17 @@ class Instruments:
             ["handler", "method", "code"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "watchkeeper_notifications",
+            "Notifications attempted, by integration kind (Alertmanager's "
+            "alertmanager_notifications_total).",
+            ["integration"],
+            registry=registry,
+        )
+        self.notifications_failed = Counter(
+            "watchkeeper_notifications_failed",
+            "Notifications that did not get through after their retries, by integration kind "
+            "and receiver.",
+            ["integration", "receiver"],
+            registry=registry,
+        )
