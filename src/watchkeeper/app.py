@@ -46,7 +46,13 @@ from watchkeeper.model.alerts import Alert
 from watchkeeper.notify import Notifiers
 from watchkeeper.notify.forward import Forwarder
 from watchkeeper.promql import Engine, EngineOptions, QueryGate
-from watchkeeper.rules import RestoreOptions, RuleFileError, RuleManager, RulesOptions
+from watchkeeper.rules import (
+    RestoreOptions,
+    RuleFileError,
+    RuleManager,
+    RulesOptions,
+    TenantRules,
+)
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
 from watchkeeper.store.statedb import StateDB
 
@@ -177,23 +183,26 @@ class Watchkeeper:
             user_agent=f"watchkeeper/{__version__}",
             workers=config.scrape.workers,
         )
-        self.rules = RuleManager(
-            self.engine,
-            self.store,
-            RulesOptions(
-                evaluation_interval_ms=config.rules.evaluation_interval,
-                tenant=config.rules.tenant,
-                external_labels=tuple(sorted(config.rules.external_labels.items())),
-                external_url=config.rules.external_url,
-                name_validation=config.metric_name_validation_scheme,
-                restore=RestoreOptions(
-                    config.rules.for_outage_tolerance, config.rules.for_grace_period
+
+        def rule_manager(tenant: str) -> RuleManager:
+            rules = config.rules
+            return RuleManager(
+                self.engine,
+                self.store,
+                RulesOptions(
+                    evaluation_interval_ms=rules.evaluation_interval,
+                    tenant=tenant,
+                    external_labels=tuple(sorted(rules.external_labels.items())),
+                    external_url=rules.external_url,
+                    name_validation=config.metric_name_validation_scheme,
+                    restore=RestoreOptions(rules.for_outage_tolerance, rules.for_grace_period),
+                    resend_delay_ms=config.alerting.resend_delay,
+                    workers=rules.workers,
                 ),
-                resend_delay_ms=config.alerting.resend_delay,
-                workers=config.rules.workers,
-            ),
-            notify=self._alerts_from_rules,
-        )
+                notify=self._alerts_from_rules,
+            )
+
+        self.rules = TenantRules(rule_manager)
         self.notifiers = Notifiers()
         self.state: StateDB | None = None
         alertmanager, policies = _alertmanager_config(config)
@@ -260,7 +269,7 @@ class Watchkeeper:
             _check_free(self.config.otlp.grpc_listen, "otlp.grpc_listen")
             # rule files are read again when the loops start; reading them here first makes a
             # broken one a clean start-up error
-            self.rules.load(self.config.rule_file_patterns())
+            self.rules.load(self.config.tenant_rule_file_patterns())
         except RuleFileError as err:
             self.lock.release()
             raise ConfigError(f"rule_files: {err}") from None
@@ -291,7 +300,7 @@ class Watchkeeper:
         await self.forwarder.start()
         await self.alerting.start()
         try:
-            await self.rules.apply(self.config.rule_file_patterns())
+            await self.rules.apply(self.config.tenant_rule_file_patterns())
         except RuleFileError as err:
             raise ConfigError(f"rule_files: {err}") from None
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
@@ -319,12 +328,12 @@ class Watchkeeper:
                 raise ConfigError(str(err)) from None
             alertmanager, policies = await asyncio.to_thread(_alertmanager_config, config)
             try:
-                await self.rules.apply(config.rule_file_patterns())
+                await self.rules.apply(config.tenant_rule_file_patterns())
             except RuleFileError as err:
                 raise ConfigError(f"rule_files: {err}") from None
             await self.scrape.apply(jobs)
             await self.alerting.reload(alertmanager, policies)
-            static = {"scrape", "scrape_configs", "rule_files", "alerting"}
+            static = {"scrape", "scrape_configs", "rule_files", "tenant_rule_files", "alerting"}
             changed = [
                 key
                 for key in type(config).model_fields

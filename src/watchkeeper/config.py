@@ -408,6 +408,11 @@ class Config(_Section):
         description="Prometheus rule files to evaluate (glob patterns, relative to this file, as "
         "in prometheus.yml). Reloaded when they change, on SIGHUP and on POST /-/reload.",
     )
+    tenant_rule_files: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Rule files of other tenants: tenant -> glob patterns (relative to this "
+        "file). Each tenant's rules read and write its own series and raise its own alerts.",
+    )
     alerting: AlertingSection = Field(default_factory=AlertingSection)  # type: ignore[arg-type]
     # the directory of the config file: relative paths in scrape_configs are taken from it
     _source_dir: Path | None = PrivateAttr(None)
@@ -421,13 +426,22 @@ class Config(_Section):
             _scrape_jobs(value, scrape, scheme, None)
         return value
 
-    def rule_file_patterns(self) -> list[str]:
-        """`rule_files`, relative ones taken from the config file's directory."""
+    def tenant_rule_file_patterns(self) -> dict[str, list[str]]:
+        """Every tenant's rule file patterns: `rule_files` for `rules.tenant`, and
+        `tenant_rule_files`, relative ones taken from the config file's directory."""
         base = self._source_dir
-        return [
-            str(base / pattern) if base is not None and not Path(pattern).is_absolute() else pattern
-            for pattern in self.rule_files
-        ]
+
+        def resolved(pattern: str) -> str:
+            if base is not None and not Path(pattern).is_absolute():
+                return str(base / pattern)
+            return pattern
+
+        found: dict[str, list[str]] = {}
+        if self.rule_files:
+            found[self.rules.tenant] = [resolved(p) for p in self.rule_files]
+        for tenant, patterns in self.tenant_rule_files.items():
+            found.setdefault(tenant, []).extend(resolved(p) for p in patterns)
+        return found
 
     def alertmanager_config_path(self) -> Path | None:
         """`alerting.alertmanager_config`, a relative one taken from the config file's

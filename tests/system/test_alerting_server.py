@@ -194,3 +194,52 @@ def test_silences_and_acknowledgements_survive_kill_9(
         f"{server.url}/api/v1/alerts/history", params={"filter": 'alertname="AlwaysFiring"'}
     ).json()
     assert "acknowledged" in [e["event"] for e in events]
+
+
+def test_each_tenant_has_its_own_rules_and_alerts(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    (tmp_path / "default.yml").write_text(
+        "groups:\n- name: d\n  rules:\n  - alert: DefaultAlert\n    expr: vector(1)\n"
+    )
+    (tmp_path / "team-a.yml").write_text(
+        "groups:\n- name: a\n  rules:\n  - alert: TeamAlert\n    expr: vector(1)\n"
+    )
+    server = start_server(
+        config="rules:\n  evaluation_interval: 1s\nrule_files: [default.yml]\n"
+        "tenant_rule_files:\n  team-a: [team-a.yml]\n"
+    )
+
+    def names(path: str, tenant: str) -> list[str]:
+        headers = {"X-Scope-OrgID": tenant}
+        answer = httpx.get(f"{server.url}{path}", headers=headers, timeout=10).json()
+        if path == "/api/v1/alerts":
+            return sorted(a["labels"]["alertname"] for a in answer["data"]["alerts"])
+        return sorted(a["labels"]["alertname"] for a in answer)
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+        names("/api/v2/alerts", "team-a") and names("/api/v2/alerts", "default")
+    ):
+        time.sleep(0.2)
+    assert names("/api/v1/alerts", "team-a") == ["TeamAlert"]
+    assert names("/api/v1/alerts", "default") == ["DefaultAlert"]
+    assert names("/api/v2/alerts", "team-a") == ["TeamAlert"]
+    assert names("/api/v2/alerts", "default") == ["DefaultAlert"]
+    assert names("/api/v1/alerts", "team-b") == []
+
+    # the rule writes ALERTS into its own tenant's data (from its second evaluation: the
+    # first restores `for` state, as in Prometheus)
+    def alerts_series(tenant: str) -> list[str]:
+        answer = httpx.get(
+            f"{server.url}/api/v1/query",
+            params={"query": "ALERTS"},
+            headers={"X-Scope-OrgID": tenant},
+        ).json()
+        return [r["metric"]["alertname"] for r in answer["data"]["result"]]
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not alerts_series("team-a"):
+        time.sleep(0.2)
+    assert alerts_series("team-a") == ["TeamAlert"]
+    assert alerts_series("default") == ["DefaultAlert"]

@@ -13,7 +13,7 @@ from watchkeeper.config import Config
 from watchkeeper.ingest import OtlpMetricsDecoder, RemoteWriteDecoder
 from watchkeeper.ingest.scrape import ScrapeManager
 from watchkeeper.promql import Engine, QueryGate
-from watchkeeper.rules import RuleManager
+from watchkeeper.rules import TenantRules
 from watchkeeper.store import AuditLog, MetricsDB
 
 
@@ -35,5 +35,5 @@ class ApiContext:
     # reads the configuration again and applies it (raises ConfigError)
     reload: Callable[[], Awaitable[None]]
     otlp: OtlpMetricsDecoder
-    rules: RuleManager
+    rules: TenantRules
     alerting: AlertingService

@@ -12,7 +12,7 @@ from watchkeeper.api.errors import APIError, success
 from watchkeeper.api.requests import api_params, principal
 from watchkeeper.model import labels_to_dict
 from watchkeeper.model.gofloat import format_e
-from watchkeeper.rules import Alert, AlertState, GroupEvaluator, RuleState
+from watchkeeper.rules import Alert, AlertState, GroupEvaluator, RuleManager, RuleState
 
 NEVER = "0001-01-01T00:00:00Z"
 
@@ -22,7 +22,8 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @api.get("/api/v1/rules")
     async def rules(request: Request) -> dict[str, Any]:
-        principal(ctx, request, "viewer")
+        who = principal(ctx, request, "viewer")
+        manager = ctx.rules.get(who.tenant)
         params = await api_params(ctx, request)
         kind = (params.get("type") or [""])[0].lower()
         if kind not in ("", "alert", "record"):
@@ -31,7 +32,7 @@ def router(ctx: ApiContext) -> APIRouter:
         group_names = set(params.get("rule_group[]", []))
         files = set(params.get("file[]", []))
         groups = []
-        for evaluator in ctx.rules.evaluators():
+        for evaluator in manager.evaluators() if manager else []:
             group = evaluator.group
             if (group_names and group.name not in group_names) or (
                 files and group.file not in files
@@ -47,14 +48,16 @@ def router(ctx: ApiContext) -> APIRouter:
                 ]
             if (names or kind) and not shown:
                 continue
-            groups.append(_group(ctx, evaluator, shown))
+            assert manager is not None
+            groups.append(_group(manager, evaluator, shown))
         return success({"groups": groups})
 
     @api.get("/api/v1/alerts")
     async def alerts(request: Request) -> dict[str, Any]:
-        principal(ctx, request, "viewer")
+        who = principal(ctx, request, "viewer")
+        manager = ctx.rules.get(who.tenant)
         active: list[dict[str, Any]] = []
-        for evaluator in ctx.rules.evaluators():
+        for evaluator in manager.evaluators() if manager else []:
             with evaluator.lock:
                 active.extend(
                     _alert(alert)
@@ -69,14 +72,14 @@ def router(ctx: ApiContext) -> APIRouter:
 
 
 def _group(
-    ctx: ApiContext, evaluator: GroupEvaluator, rules: list[dict[str, Any]]
+    manager: RuleManager, evaluator: GroupEvaluator, rules: list[dict[str, Any]]
 ) -> dict[str, Any]:
     group = evaluator.group
     return {
         "name": group.name,
         "file": group.file,
         "rules": rules,
-        "interval": ctx.rules.interval_ms(group) / 1000,
+        "interval": manager.interval_ms(group) / 1000,
         "limit": group.limit,
         "evaluationTime": evaluator.evaluation_seconds,
         "lastEvaluation": _time(evaluator.last_evaluation_ms),

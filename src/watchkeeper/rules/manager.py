@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,3 +228,42 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class TenantRules:
+    """The rule managers of every tenant that has rule files: each tenant's rules read and
+    write that tenant's series and raise that tenant's alerts. A tenant whose files are all
+    gone stops."""
+
+    def __init__(self, make: Callable[[str], RuleManager]) -> None:
+        self._make = make
+        self.managers: dict[str, RuleManager] = {}
+
+    def load(self, files: Mapping[str, Sequence[str]]) -> None:
+        """Check every tenant's files: RuleFileError (naming the tenant) if any is invalid."""
+        for tenant, patterns in files.items():
+            try:
+                self._manager(tenant).load(patterns)
+            except RuleFileError as err:
+                raise RuleFileError(f"tenant {tenant}: {err.path}", err.errors) from None
+
+    async def apply(self, files: Mapping[str, Sequence[str]]) -> None:
+        """Every tenant evaluates exactly its files from now on; if a tenant's files are
+        invalid, RuleFileError and no tenant changes."""
+        self.load(files)
+        for tenant in [t for t in self.managers if t not in files]:
+            await self.managers.pop(tenant).stop()
+        for tenant, patterns in files.items():
+            await self._manager(tenant).apply(patterns)
+
+    async def stop(self) -> None:
+        for manager in self.managers.values():
+            await manager.stop()
+
+    def get(self, tenant: str) -> RuleManager | None:
+        return self.managers.get(tenant)
+
+    def _manager(self, tenant: str) -> RuleManager:
+        if tenant not in self.managers:
+            self.managers[tenant] = self._make(tenant)
+        return self.managers[tenant]
