@@ -57,8 +57,38 @@ def test_templated_fields_render_and_unknown_ones_fail_the_notification() -> Non
     )
     assert body["attachments"][0]["title"] == "node 1"
     assert body["attachments"][0]["color"] == "danger"
-    with pytest.raises(NotifyError, match=r"slack_configs\.title"):
-        slack.payload(data, {"title": '{{ template "slack.default.title" . }}'})  # type: ignore[arg-type]
+    # Alertmanager's named templates, and an unknown one failing the notification
+    body = json.loads(
+        slack.payload(data, {"title": '{{ template "slack.default.title" . }}!'})  # type: ignore[arg-type]
+    )
+    assert body["attachments"][0]["title"] == texts.subject(data) + "!"  # type: ignore[arg-type]
+    with pytest.raises(NotifyError, match=r'slack_configs\.title: .*no template "nope"'):
+        slack.payload(data, {"title": '{{ template "nope" . }}'})  # type: ignore[arg-type]
+
+
+def test_template_files_and_alertmanagers_data_methods() -> None:
+    """A `templates:` file's {{define}}, with .Alerts.Firing, .SortedPairs, .Remove, .Names,
+    .Values and join, as Alertmanager's own templates use them."""
+    files = (
+        (
+            "custom.tmpl",
+            '{{ define "custom.title" }}{{ .Alerts.Firing | len }} firing: '
+            '{{ (.CommonLabels.Remove .GroupLabels.Names).Values | join "," }}'
+            "{{ range .CommonLabels.SortedPairs }} {{ .Name }}={{ .Value }}{{ end }}{{ end }}",
+        ),
+    )
+    data = _data(
+        {"alertname": "Disk", "job": "node", "zone": "a"},
+        {"alertname": "Disk", "job": "node", "zone": "b"},
+        resolved=1,
+    )
+    title = texts.render(
+        '{{ template "custom.title" . }}',
+        data,
+        "title",
+        texts.library_of(files),  # type: ignore[arg-type]
+    )
+    assert title == "1 firing: node alertname=Disk job=node"
 
 
 def test_pagerduty_resolves_the_groups_incident() -> None:

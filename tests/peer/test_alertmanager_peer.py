@@ -35,6 +35,7 @@ STAGE_SECONDS = 6.0  # more than group_wait (1s) + group_interval (2s) + posting
 CONFIG = """
 global:
   resolve_timeout: 5m
+templates: ['*.tmpl']
 route:
   receiver: default
   group_wait: 1s
@@ -75,6 +76,7 @@ receivers:
         channel: '#db'
         send_resolved: true
         text: '{{ range .Alerts }}{{ .Labels.instance }}: {{ .Annotations.summary }} {{ end }}'
+        pretext: '{{ template "db.pretext" . }}'
         fields: [{title: Severity, value: '{{ .CommonLabels.severity }}', short: true}]
   - name: web
     webhook_configs: [{url: '%(sink)s/web'}]
@@ -82,6 +84,14 @@ inhibit_rules:
   - source_matchers: ['severity="page"']
     target_matchers: ['severity="warn"']
     equal: [cluster]
+"""
+
+# a templates: file as Alertmanager users write them: {{define}}, Alertmanager's own named
+# templates, and the methods of its data
+TEMPLATES = """{{ define "db.pretext" }}{{ template "__subject" . }} | {{ .Alerts.Firing | len }}
+firing, {{ .Alerts.Resolved | len }} resolved:{{ range .Alerts.Firing }}
+{{ range .Labels.SortedPairs }}{{ .Name }}={{ .Value }} {{ end }}{{ end }}
+others: {{ (.CommonLabels.Remove .GroupLabels.Names).Values | join "," }}{{ end }}
 """
 
 
@@ -93,6 +103,7 @@ class Alertmanager(ManagedProcess):
         self.log_path = workdir / "alertmanager.log"
         self.config_path = workdir / "alertmanager.yml"
         self.config_path.write_text(config)
+        (workdir / "db.tmpl").write_text(TEMPLATES)
         self.args = [
             binary,
             f"--config.file={self.config_path}",
@@ -118,6 +129,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...]]
     am = Alertmanager(binary, workdir, CONFIG % {"sink": am_sink.url})
     wk_dir = tmp_path_factory.mktemp("watchkeeper-alerting")
     (wk_dir / "alertmanager.yml").write_text(CONFIG % {"sink": wk_sink.url})
+    (wk_dir / "db.tmpl").write_text(TEMPLATES)
     server = Server(
         wk_dir / "data",
         f"alerting:\n  alertmanager_config: alertmanager.yml\n  external_url: {EXTERNAL_URL}\n",

@@ -7,12 +7,20 @@ knows nothing of HTTP or SMTP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from watchkeeper.model import Labels
 from watchkeeper.model.alerts import Alert
+
+# Alertmanager's template functions that Prometheus' lack (notification templates have both)
+TEMPLATE_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "join": lambda sep, items: sep.join(str(i) for i in items),
+    "stringSlice": lambda *items: list(items),
+    "trimSpace": lambda text: str(text).strip(),
+    "safeUrl": str,
+}
 
 # Alertmanager's default send_resolved per integration kind (config/notifiers.go)
 SEND_RESOLVED_DEFAULT = {
@@ -45,6 +53,8 @@ class Integration:
     kind: str
     index: int
     config: Mapping[str, Any] = field(default_factory=dict)
+    # the configuration's `templates:` files (name, text), whose {{define}}s fields can call
+    templates: tuple[tuple[str, str], ...] = ()
 
     @property
     def send_resolved(self) -> bool:
@@ -75,7 +85,9 @@ GLOBAL_DEFAULTS = {
 
 
 def integrations_of(
-    receiver: Mapping[str, Any], global_config: Mapping[str, Any] | None = None
+    receiver: Mapping[str, Any],
+    global_config: Mapping[str, Any] | None = None,
+    templates: tuple[tuple[str, str], ...] = (),
 ) -> tuple[Integration, ...]:
     name = str(receiver.get("name") or "")
     found: list[Integration] = []
@@ -89,7 +101,7 @@ def integrations_of(
             for field_name, global_name in defaults.items():
                 if config.get(field_name) is None and (global_config or {}).get(global_name):
                     config[field_name] = global_config[global_name]  # type: ignore[index]
-            found.append(Integration(name, kind, index, config))
+            found.append(Integration(name, kind, index, config, templates))
     return tuple(found)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
 from watchkeeper.notify import texts
+from watchkeeper.rules.templates import Library
 
 TIMEOUT_S = 30.0
 
@@ -66,10 +67,18 @@ def default_html(data: NotificationData) -> str:
     )
 
 
-def message(data: NotificationData, config: dict[str, Any] | Any) -> EmailMessage:
+def message(
+    data: NotificationData,
+    config: dict[str, Any] | Any,
+    templates: Library | None = None,
+) -> EmailMessage:
     def field(name: str, default: str) -> str:
         value = config.get(name)
-        return default if value is None else texts.render(value, data, f"email_configs.{name}")
+        return (
+            default
+            if value is None
+            else texts.render(value, data, templates=templates, where=f"email_configs.{name}")
+        )
 
     to = field("to", "")
     sender = field("from", "")
@@ -84,12 +93,15 @@ def message(data: NotificationData, config: dict[str, Any] | Any) -> EmailMessag
         or texts.subject(data),
         data,
         "email_configs.headers.Subject",
+        templates,
     )
     msg["Date"] = formatdate(time.time(), localtime=False)
     msg["Message-Id"] = f"<{uuid.uuid4().hex}@watchkeeper>"
     for name, value in headers.items():
         if name.lower() not in {"from", "to", "date", "message-id"}:
-            msg[name] = texts.render(value, data, f"email_configs.headers.{name}")
+            msg[name] = texts.render(
+                value, data, templates=templates, where=f"email_configs.headers.{name}"
+            )
     msg.set_content(field("text", default_text(data)))
     msg.add_alternative(field("html", default_html(data)), subtype="html")
     return msg
@@ -155,4 +167,5 @@ def deliver(config: dict[str, Any] | Any, msg: EmailMessage) -> None:
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:
     config = integration.config
-    await asyncio.to_thread(deliver, config, message(data, config))
+    templates = texts.library_of(integration.templates)
+    await asyncio.to_thread(deliver, config, message(data, config, templates))

@@ -13,6 +13,7 @@ from watchkeeper.model.alerts import Alert
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
 from watchkeeper.notify.http import post
+from watchkeeper.rules.templates import Library
 
 FIRING, RESOLVED = "8C1A1A", "2DC72D"
 
@@ -40,10 +41,18 @@ def default_text(data: NotificationData) -> str:
     return text + "\n"
 
 
-def payload(data: NotificationData, config: dict[str, Any] | Any) -> bytes:
+def payload(
+    data: NotificationData,
+    config: dict[str, Any] | Any,
+    templates: Library | None = None,
+) -> bytes:
     def field(name: str, default: str) -> str:
         value = config.get(name)
-        return default if value is None else texts.render(value, data, f"msteams_configs.{name}")
+        return (
+            default
+            if value is None
+            else texts.render(value, data, templates=templates, where=f"msteams_configs.{name}")
+        )
 
     return document(
         Struct(
@@ -70,4 +79,10 @@ def url_of(config: dict[str, Any] | Any) -> str:
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:
     config = integration.config
-    await post(client, integration, url_of(config), payload(data, config), "application/json")
+    await post(
+        client,
+        integration,
+        url_of(config),
+        payload(data, config, texts.library_of(integration.templates)),
+        "application/json",
+    )

@@ -13,6 +13,7 @@ from watchkeeper.alerting.notification import Integration, NotificationData, Not
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
 from watchkeeper.notify.http import post
+from watchkeeper.rules.templates import Library
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY_RUNES = 1024
@@ -22,7 +23,9 @@ def dedup_key(group_key: str) -> str:
     return hashlib.sha256(group_key.encode()).hexdigest()
 
 
-def details(data: NotificationData, config: dict[str, Any] | Any) -> dict[str, str]:
+def details(
+    data: NotificationData, config: dict[str, Any] | Any, templates: Library | None = None
+) -> dict[str, str]:
     found = {
         "firing": texts.alert_list(data.firing),
         "resolved": texts.alert_list(data.resolved),
@@ -30,16 +33,23 @@ def details(data: NotificationData, config: dict[str, Any] | Any) -> dict[str, s
         "num_resolved": str(len(data.resolved)),
     }
     for name, value in (config.get("details") or {}).items():
-        found[str(name)] = texts.render(value, data, f"pagerduty_configs.details.{name}")
+        found[str(name)] = texts.render(
+            value, data, templates=templates, where=f"pagerduty_configs.details.{name}"
+        )
     return found
 
 
-def payload(data: NotificationData, config: dict[str, Any] | Any, routing_key: str) -> bytes:
+def payload(
+    data: NotificationData,
+    config: dict[str, Any] | Any,
+    routing_key: str,
+    templates: Library | None = None,
+) -> bytes:
     def field(name: str, default: str) -> str:
         value = config.get(name)
         if value is None:
             return default
-        return texts.render(value, data, f"pagerduty_configs.{name}")
+        return texts.render(value, data, templates=templates, where=f"pagerduty_configs.{name}")
 
     client = field("client", "Alertmanager")
     body = Struct(
@@ -48,10 +58,12 @@ def payload(data: NotificationData, config: dict[str, Any] | Any, routing_key: s
             source=field("source", "") or client,  # as Alertmanager: the client by default
             severity=field("severity", "") or "error",
             **{k: field(k, "") for k in ("class", "component", "group") if field(k, "")},
-            custom_details=details(data, config),
+            custom_details=details(data, config, templates),
         ),
     )
-    message = Struct(routing_key=texts.render(routing_key, data, "pagerduty_configs.routing_key"))
+    message = Struct(
+        routing_key=texts.render(routing_key, data, "pagerduty_configs.routing_key", templates)
+    )
     message["dedup_key"] = dedup_key(data.group_key)
     message["event_action"] = "trigger" if data.status == "firing" else "resolve"
     message["payload"] = body["payload"]
@@ -62,16 +74,16 @@ def payload(data: NotificationData, config: dict[str, Any] | Any, routing_key: s
         message["client_url"] = client_url
     images = [
         Struct(
-            src=texts.render(i.get("src"), data, "images.src"),
-            alt=texts.render(i.get("alt"), data, "images.alt"),
-            href=texts.render(i.get("href"), data, "images.href"),
+            src=texts.render(i.get("src"), data, "images.src", templates),
+            alt=texts.render(i.get("alt"), data, "images.alt", templates),
+            href=texts.render(i.get("href"), data, "images.href", templates),
         )
         for i in config.get("images") or []
     ]
     links = [
         Struct(
-            href=texts.render(i.get("href"), data, "links.href"),
-            text=texts.render(i.get("text"), data, "links.text"),
+            href=texts.render(i.get("href"), data, "links.href", templates),
+            text=texts.render(i.get("text"), data, "links.text", templates),
         )
         for i in config.get("links") or []
     ]
@@ -103,5 +115,5 @@ def routing_key_of(config: dict[str, Any] | Any) -> str:
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:
     config = integration.config
-    body = payload(data, config, routing_key_of(config))
+    body = payload(data, config, routing_key_of(config), texts.library_of(integration.templates))
     await post(client, integration, str(config.get("url") or EVENTS_URL), body, "application/json")

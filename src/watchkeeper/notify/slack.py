@@ -11,14 +11,23 @@ from watchkeeper.alerting.notification import Integration, NotificationData, Not
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
 from watchkeeper.notify.http import post
+from watchkeeper.rules.templates import Library
 
 MAX_TITLE_RUNES = 1024
 
 
-def payload(data: NotificationData, config: dict[str, Any] | Any) -> bytes:
+def payload(
+    data: NotificationData,
+    config: dict[str, Any] | Any,
+    templates: Library | None = None,
+) -> bytes:
     def field(name: str, default: str) -> str:
         value = config.get(name)
-        return default if value is None else texts.render(value, data, f"slack_configs.{name}")
+        return (
+            default
+            if value is None
+            else texts.render(value, data, templates=templates, where=f"slack_configs.{name}")
+        )
 
     title = texts.subject(data)
     link = texts.alertmanager_url(data)
@@ -32,8 +41,8 @@ def payload(data: NotificationData, config: dict[str, Any] | Any) -> bytes:
         callback_id=field("callback_id", ""),
         fields=[
             Struct(
-                title=texts.render(f.get("title"), data, "slack_configs.fields.title"),
-                value=texts.render(f.get("value"), data, "slack_configs.fields.value"),
+                title=texts.render(f.get("title"), data, "slack_configs.fields.title", templates),
+                value=texts.render(f.get("value"), data, "slack_configs.fields.value", templates),
                 short=bool(
                     f["short"] if f.get("short") is not None else config.get("short_fields")
                 ),
@@ -79,4 +88,10 @@ def url_of(config: dict[str, Any] | Any) -> str:
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:
     config = integration.config
-    await post(client, integration, url_of(config), payload(data, config), "application/json")
+    await post(
+        client,
+        integration,
+        url_of(config),
+        payload(data, config, texts.library_of(integration.templates)),
+        "application/json",
+    )

@@ -2,27 +2,32 @@
 
 The defaults (subject, the link back to the alerts, the list of alerts with their labels and
 annotations) are written here as Alertmanager's default.tmpl renders them, so a receiver left
-at its defaults reads the same as from Alertmanager. A field set in the configuration is a Go
-template over Alertmanager's data (`.Status`, `.Receiver`, `.GroupLabels.x`,
-`.CommonLabels.x`, `.CommonAnnotations.x`, `.ExternalURL`, `range .Alerts` with `.Labels`,
-`.Annotations`, `.StartsAt`, `.GeneratorURL`, ...) run by the rules' template engine; what
-that engine lacks (`{{ template }}`, `.Alerts.Firing`, `.SortedPairs`) fails the notification
-with the template's error, never with a wrong text.
+at its defaults reads the same as from Alertmanager; they are also the named templates
+`{{ template "slack.default.title" . }}` and the like call. A field set in the configuration
+is a Go template over Alertmanager's data (`.Status`, `.Receiver`, `.GroupLabels`,
+`.CommonLabels`, `.CommonAnnotations` with `.SortedPairs`, `.Names`, `.Values`, `.Remove`;
+`.Alerts` with `.Firing` and `.Resolved`; each alert's `.Labels`, `.Annotations`, `.StartsAt`,
+`.EndsAt`, `.GeneratorURL`, `.Fingerprint`), with Alertmanager's functions, and with the
+`{{ define }}`s of the configuration's `templates:` files. A template that fails fails the
+notification with its error, never with a wrong text.
 """
 
 from __future__ import annotations
 
 import functools
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from watchkeeper.alerting.notification import (
+    TEMPLATE_FUNCTIONS as FUNCTIONS,
+)
 from watchkeeper.alerting.notification import NotificationData, NotifyError
 from watchkeeper.model import Labels
 from watchkeeper.model.alerts import Alert, fingerprint_text
 from watchkeeper.notify.gojson import go_time
 from watchkeeper.rules.template_functions import TemplateError
-from watchkeeper.rules.templates import Template
+from watchkeeper.rules.templates import Library, Template
 
 
 def sorted_pairs(labels: Labels) -> list[tuple[str, str]]:
@@ -72,41 +77,167 @@ def truncate(text: str, runes: int) -> str:
     return text if len(text) <= runes else text[: runes - 1] + "…"
 
 
-def template_data(data: NotificationData) -> dict[str, Any]:
-    """Alertmanager's template.Data as the template engine reads it."""
-    return {
-        "Receiver": receiver_name(data),
-        "Status": data.status,
-        "Alerts": [
-            {
-                "Status": data.alert_status(a),
-                "Labels": dict(a.labels),
-                "Annotations": dict(a.annotations),
-                "StartsAt": go_time(a.starts_at_ms),
-                "EndsAt": go_time(a.ends_at_ms),
-                "GeneratorURL": a.generator_url,
-                "Fingerprint": fingerprint_text(a.labels),
-            }
-            for a in data.alerts
-        ],
-        "GroupLabels": dict(data.group_labels),
-        "CommonLabels": dict(data.common_labels),
-        "CommonAnnotations": dict(data.common_annotations),
-        "ExternalURL": data.external_url,
-    }
+class KV(dict[str, str]):
+    """Alertmanager's template.KV: a label set with its methods."""
+
+    template_methods = ("SortedPairs", "Names", "Values", "Remove")
+
+    def SortedPairs(self) -> Pairs:  # noqa: N802 (Go's name, as templates call it)
+        return Pairs(Pair(k, v) for k, v in sorted_pairs(tuple(self.items())))
+
+    def Names(self) -> list[str]:  # noqa: N802
+        return self.SortedPairs().Names()
+
+    def Values(self) -> list[str]:  # noqa: N802
+        return self.SortedPairs().Values()
+
+    def Remove(self, names: Sequence[str]) -> KV:  # noqa: N802
+        return KV({k: v for k, v in self.items() if k not in set(names)})
+
+
+class Pair:
+    template_fields = ("Name", "Value")
+
+    def __init__(self, name: str, value: str) -> None:
+        self.Name, self.Value = name, value
+
+
+class Pairs(list[Pair]):
+    template_methods = ("Names", "Values")
+
+    def Names(self) -> list[str]:  # noqa: N802
+        return [p.Name for p in self]
+
+    def Values(self) -> list[str]:  # noqa: N802
+        return [p.Value for p in self]
+
+
+class AlertData:
+    """One alert as templates see it (template.Alert)."""
+
+    template_fields = (
+        "Status",
+        "Labels",
+        "Annotations",
+        "StartsAt",
+        "EndsAt",
+        "GeneratorURL",
+        "Fingerprint",
+    )
+
+    def __init__(self, alert: Alert, status: str) -> None:
+        self.alert = alert
+        self.Status = status
+        self.Labels = KV(alert.labels)
+        self.Annotations = KV(alert.annotations)
+        self.StartsAt = go_time(alert.starts_at_ms)
+        self.EndsAt = go_time(alert.ends_at_ms)
+        self.GeneratorURL = alert.generator_url
+        self.Fingerprint = fingerprint_text(alert.labels)
+
+
+class Alerts(list[AlertData]):
+    template_methods = ("Firing", "Resolved")
+
+    def Firing(self) -> Alerts:  # noqa: N802
+        return Alerts(a for a in self if a.Status == "firing")
+
+    def Resolved(self) -> Alerts:  # noqa: N802
+        return Alerts(a for a in self if a.Status == "resolved")
+
+
+class Data:
+    """Alertmanager's template.Data for one notification."""
+
+    template_fields = (
+        "Receiver",
+        "Status",
+        "Alerts",
+        "GroupLabels",
+        "CommonLabels",
+        "CommonAnnotations",
+        "ExternalURL",
+    )
+
+    def __init__(self, data: NotificationData) -> None:
+        self.notification = data
+        self.Receiver = receiver_name(data)
+        self.Status = data.status
+        self.Alerts = Alerts(AlertData(a, data.alert_status(a)) for a in data.alerts)
+        self.GroupLabels = KV(data.group_labels)
+        self.CommonLabels = KV(data.common_labels)
+        self.CommonAnnotations = KV(data.common_annotations)
+        self.ExternalURL = data.external_url
+
+
+def _of_data(build: Callable[[NotificationData], str]) -> Callable[[Any], str]:
+    def named(dot: Any) -> str:
+        if not isinstance(dot, Data):
+            raise TemplateError("this template needs the notification's data (.)")
+        return build(dot.notification)
+
+    return named
+
+
+def _of_alerts(dot: Any) -> str:
+    alerts = [a.alert for a in dot] if isinstance(dot, list) else []
+    return alert_list(alerts)
+
+
+BUILTINS: dict[str, Callable[[Any], str]] = {
+    "__alertmanager": lambda dot: "Alertmanager",
+    "__alertmanagerURL": _of_data(alertmanager_url),
+    "__subject": _of_data(subject),
+    "__description": lambda dot: "",
+    "__text_alert_list": _of_alerts,
+    "slack.default.title": _of_data(subject),
+    "slack.default.username": lambda dot: "Alertmanager",
+    "slack.default.fallback": _of_data(lambda d: f"{subject(d)} | {alertmanager_url(d)}"),
+    "slack.default.callbackid": lambda dot: "",
+    "slack.default.pretext": lambda dot: "",
+    "slack.default.titlelink": _of_data(alertmanager_url),
+    "slack.default.iconemoji": lambda dot: "",
+    "slack.default.iconurl": lambda dot: "",
+    "slack.default.text": lambda dot: "",
+    "slack.default.footer": lambda dot: "",
+    "pagerduty.default.description": _of_data(subject),
+    "pagerduty.default.client": lambda dot: "Alertmanager",
+    "pagerduty.default.clientURL": _of_data(alertmanager_url),
+    "pagerduty.default.instances": _of_alerts,
+    "email.default.subject": _of_data(subject),
+    "msteams.default.title": _of_data(subject),
+    "msteams.default.summary": _of_data(subject),
+}
+
+
+def library(files: Sequence[tuple[str, str]]) -> Library:
+    """The named templates notifications can call: the {{define}}s of the configuration's
+    `templates:` files (name, text), then Alertmanager's defaults. TemplateError if a file
+    does not parse."""
+    parsed = [Template(name, text, variables=(), functions=FUNCTIONS) for name, text in files]
+    return Library(parsed, BUILTINS)
+
+
+DEFAULT_LIBRARY = Library((), BUILTINS)
+
+
+@functools.lru_cache(maxsize=64)
+def library_of(files: tuple[tuple[str, str], ...]) -> Library:
+    """The library of an integration's template files (the same files share one)."""
+    return library(files) if files else DEFAULT_LIBRARY
 
 
 @functools.lru_cache(maxsize=1024)
 def _parsed(text: str) -> Template:
-    return Template("notification", text, variables=())
+    return Template("notification", text, variables=(), functions=FUNCTIONS)
 
 
-def render(text: Any, data: NotificationData, where: str) -> str:
+def render(text: Any, data: NotificationData, where: str, templates: Library | None = None) -> str:
     """A configured field: a plain string as it is, a template run over the data."""
     value = "" if text is None else str(text)
     if "{{" not in value:
         return value
     try:
-        return _parsed(value).render(template_data(data), {})
+        return _parsed(value).render(Data(data), {}, library=templates or DEFAULT_LIBRARY)
     except TemplateError as err:
         raise NotifyError(f"{where}: {err}", retry=False) from None

@@ -122,11 +122,21 @@ class _Pipe:
 
 @dataclass
 class _Block:
-    kind: str  # root, if, with, range
+    kind: str  # root, if, with, range, define
     pipe: _Pipe | None = None
+    name: str = ""  # of a define
     body: list[Any] = field(default_factory=list)
     otherwise: list[Any] = field(default_factory=list)
     in_else: bool = False
+
+
+@dataclass
+class _Include:
+    """{{template "name" pipeline}}: the named template run with the pipeline's value."""
+
+    name: str
+    pipe: _Pipe | None
+    line: int
 
 
 @dataclass
@@ -154,10 +164,20 @@ _COMMENT = re.compile(r"/\*.*\*/", re.DOTALL)
 class Template:
     """A parsed template; `render` runs it."""
 
-    def __init__(self, name: str, text: str, variables: Sequence[str] = PRELUDE_VARIABLES) -> None:
+    def __init__(
+        self,
+        name: str,
+        text: str,
+        variables: Sequence[str] = PRELUDE_VARIABLES,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        """`functions`: more functions than Prometheus' (Alertmanager's, for notifications)."""
         self.name = name
         self.text = text
+        self.functions = {**FUNCTIONS, **(functions or {})}
         self._scopes: list[set[str]] = [{"$", *variables}]
+        # {{define}}d templates of this text, by name (a library of several files shares them)
+        self.defines: dict[str, list[Any]] = {}
         self._root = self._parse(text)
 
     def _fail(self, line: int, problem: str) -> TemplateError:
@@ -230,6 +250,8 @@ class Template:
                     raise self._fail(line, "unexpected {{end}}")
                 block = stack.pop()
                 self._scopes.pop()
+                if block.kind == "define":
+                    self.defines[block.name] = block.body
                 if not block.kind.endswith("-chained"):
                     break
         elif word in ("break", "continue"):
@@ -237,7 +259,21 @@ class Template:
                 raise self._fail(line, f"{{{{{word}}}}} outside {{{{range}}}}")
             self._add(stack, _Jump(word))
         elif word in ("define", "template", "block"):
-            raise self._fail(line, f"{{{{{word}}}}} is not supported here yet")
+            if len(tokens) < 2 or tokens[1].kind not in ("string", "raw"):
+                raise self._fail(line, f"{word} name must be a string")
+            quoted = tokens[1].text
+            name = json.loads(quoted) if tokens[1].kind == "string" else quoted[1:-1]
+            pipe = self._pipe(tokens[2:], line, allow_declare=False) if len(tokens) > 2 else None
+            if word in ("template", "block"):
+                self._add(stack, _Include(name, pipe, line))
+            if word in ("define", "block"):
+                if word == "define" and pipe is not None:
+                    raise self._fail(line, "unexpected arguments in define clause")
+                if len(stack) > 1 and word == "define":
+                    raise self._fail(line, "unexpected <define> in command")
+                self._scopes.append({"$"})
+                block = _Block("define", name=name)
+                stack.append(block)
         else:
             self._add(stack, self._pipe(tokens, line, allow_declare=True))
 
@@ -332,7 +368,7 @@ class Template:
             name, *rest = text.split(".")
             if name in _KEYWORDS:
                 raise self._fail(line, f"unexpected <{name}> in command")
-            if name not in FUNCTIONS and name not in _CONTEXT_FUNCTIONS:
+            if name not in self.functions and name not in _CONTEXT_FUNCTIONS:
                 raise self._fail(line, f'function "{name}" not defined')
             return _Operand("ident", name, tuple(rest)), i + 1
         raise self._fail(line, f"unexpected {text!r} in operand")
@@ -341,18 +377,35 @@ class Template:
 
     def render(
         self,
-        data: Mapping[str, Any],
+        data: Any,
         variables: Mapping[str, Any],
         query: QueryFunc | None = None,
         now_s: float = 0.0,
         external_url: str = "",
+        library: Library | None = None,
     ) -> str:
-        """The text, run with `.` = data and the prelude variables given in `variables`."""
-        run = _Run(self, query, now_s, external_url)
+        """The text, run with `.` = data and the prelude variables given in `variables`;
+        `{{template}}` finds names in this text's defines, then in `library`."""
+        run = _Run(self, query, now_s, external_url, library)
         scopes = [{"$": data, **variables}]
         out: list[str] = []
         run.block(self._root.body, data, scopes, out)
         return "".join(out)
+
+
+class Library:
+    """Named templates for `{{template "name" .}}`: the {{define}}s of template files, and
+    named templates written in Python (a callable of the dot, returning the text)."""
+
+    def __init__(
+        self,
+        files: Sequence[Template] = (),
+        builtins: Mapping[str, Callable[[Any], str]] | None = None,
+    ) -> None:
+        self.defines: dict[str, list[Any]] = {}
+        for template in files:
+            self.defines.update(template.defines)
+        self.builtins = dict(builtins or {})
 
 
 @dataclass
@@ -361,6 +414,7 @@ class _Run:
     query: QueryFunc | None
     now_s: float
     external_url: str
+    library: Library | None = None
 
     def fail(self, line: int, problem: str) -> TemplateError:
         name = self.template.name
@@ -378,8 +432,29 @@ class _Run:
                     out.append(text_of(value))
             elif isinstance(node, _Jump):
                 raise _BreakError() if node.kind == "break" else _ContinueError()
+            elif isinstance(node, _Include):
+                self.include(node, dot, scopes, out)
             else:
                 self.control(node, dot, scopes, out)
+
+    def include(
+        self, node: _Include, dot: Any, scopes: list[dict[str, Any]], out: list[str]
+    ) -> None:
+        value = self.pipe(node.pipe, dot, scopes) if node.pipe is not None else None
+        body = self.template.defines.get(node.name)
+        library = self.library
+        if body is None and library is not None:
+            body = library.defines.get(node.name)
+            if body is None and node.name in library.builtins:
+                out.append(library.builtins[node.name](value))
+                return
+        if body is None:
+            raise self.fail(
+                node.line,
+                f'template: no template "{node.name}" associated with template '
+                f'"{self.template.name}"',
+            )
+        self.block(body, value, [{"$": value}], out)
 
     def control(self, node: _Block, dot: Any, scopes: list[dict[str, Any]], out: list[str]) -> None:
         assert node.pipe is not None
@@ -452,6 +527,21 @@ class _Run:
             result = self.call(first.value, args, line)
             return self.chain(result, first.chain, line)
         if len(command.args) > 1 or piped is not _MISSING:
+            # a method given arguments: `.CommonLabels.Remove .GroupLabels.Names`
+            if first.kind in ("field", "variable") and first.chain:
+                args = [self.operand(a, dot, scopes, line) for a in command.args[1:]]
+                if piped is not _MISSING:
+                    args.append(piped)
+                owner = self.operand(
+                    _Operand(first.kind, first.value, first.chain[:-1]), dot, scopes, line
+                )
+                method = _method(owner, first.chain[-1])
+                if method is not None:
+                    try:
+                        return method(*args)
+                    except TypeError as err:
+                        problem = f"wrong arguments for {first.chain[-1]}: {err}"
+                        raise self.fail(line, problem) from None
             raise self.fail(line, f"can't give argument to non-function {_shown(first)}")
         return self.operand(first, dot, scopes, line)
 
@@ -473,7 +563,10 @@ class _Run:
 
     def chain(self, value: Any, names: tuple[str, ...], line: int) -> Any:
         for name in names:
-            if isinstance(value, LabelMap):
+            method = _method(value, name)
+            if method is not None:
+                value = method()  # a method without arguments, as Go calls one in a chain
+            elif isinstance(value, LabelMap):
                 value = value.get(name, "")
             elif isinstance(value, Mapping):
                 value = value.get(name, NO_VALUE)
@@ -481,6 +574,8 @@ class _Run:
                 value = LabelMap(value.Labels) if name == "Labels" else value.Value
             elif value is None or value is NO_VALUE:
                 raise self.fail(line, f"nil pointer evaluating .{name}")
+            elif name in getattr(type(value), "template_fields", ()):
+                value = getattr(value, name)  # a field of a data object
             else:
                 raise self.fail(line, f"can't evaluate field {name} in type {type_name(value)}")
         return value
@@ -489,13 +584,20 @@ class _Run:
         try:
             if name in _CONTEXT_FUNCTIONS:
                 return _CONTEXT_FUNCTIONS[name](self, *args)
-            return FUNCTIONS[name](*args)
+            return self.template.functions[name](*args)
         except TemplateError:
             raise
         except TypeError as err:
             raise self.fail(line, f"error calling {name}: wrong arguments: {err}") from None
         except (ValueError, IndexError, KeyError, ZeroDivisionError) as err:
             raise self.fail(line, f"error calling {name}: {err}") from None
+
+
+def _method(value: Any, name: str) -> Callable[..., Any] | None:
+    """An exported method of a data object (declared in its `template_methods`), as Go's
+    templates call methods of the data."""
+    names = getattr(type(value), "template_methods", ())
+    return getattr(value, name) if name in names else None
 
 
 def _shown(operand: _Operand) -> str:
