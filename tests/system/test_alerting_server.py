@@ -167,7 +167,13 @@ def test_silences_and_acknowledgements_survive_kill_9(
         "comment": "kept",
     }
     silence_id = httpx.post(f"{url}/silences", json=silence).json()["silenceID"]
-    (group,) = httpx.get(f"{url}/alerts/groups").json()
+    posted = {"labels": {"alertname": "Other", "from": "api"}, "startsAt": _iso(now)}
+    assert httpx.post(f"{url}/alerts", json=[posted]).status_code == 200
+    (group,) = [
+        g
+        for g in httpx.get(f"{url}/alerts/groups").json()
+        if g["labels"] == {"alertname": "AlwaysFiring"}
+    ]
     acked = httpx.post(
         f"{url}/alerts/groups/{group['id']}/ack", json={"by": "bob", "comment": "looking"}
     )
@@ -180,12 +186,15 @@ def test_silences_and_acknowledgements_survive_kill_9(
     server.kill()
     server.start()
     assert httpx.get(f"{url}/silence/{silence_id}").json()["comment"] == "kept"
+    # the alert posted to the API (acknowledged with 200) is still there, still silenced
+    (kept,) = httpx.get(f"{url}/alerts", params={"filter": 'from="api"'}).json()
+    assert kept["status"]["silencedBy"] == [silence_id]
     deadline = time.monotonic() + 20
     groups: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not groups:
+    while time.monotonic() < deadline and len(groups) < 2:
         groups = httpx.get(f"{url}/alerts/groups").json()
         time.sleep(0.2)
-    (group,) = groups
+    (group,) = [g for g in groups if g["labels"] == {"alertname": "AlwaysFiring"}]
     assert group["acknowledged"]["by"] == "bob"
     time.sleep(3)
     # the notification log survived too: the restarted rule's alert is not news to the team

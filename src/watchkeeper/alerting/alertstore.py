@@ -2,23 +2,32 @@
 
 Reports of one alert whose activity overlaps are merged (Alert.merge); a report after the
 alert ended starts it anew. Resolved alerts stay until garbage collection so late readers see
-them end; the API lists only those not yet resolved. As Alertmanager's provider/mem.
+them end; the API lists only those not yet resolved. As Alertmanager's provider/mem, except
+that what is stored is also handed to `persist` (and what is dropped to `forget`), so the
+alerts outlive a restart.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from watchkeeper.model.alerts import Alert, fingerprint
 
 
 class AlertStore:
-    def __init__(self, resolve_timeout_ms: int = 300_000) -> None:
+    def __init__(
+        self,
+        resolve_timeout_ms: int = 300_000,
+        persist: Callable[[list[Alert]], None] | None = None,
+        forget: Callable[[list[Alert]], None] | None = None,
+    ) -> None:
         self.resolve_timeout_ms = resolve_timeout_ms
         self._alerts: dict[int, Alert] = {}
         self._lock = threading.Lock()
+        self._persist = persist or (lambda alerts: None)
+        self._forget = forget or (lambda alerts: None)
 
     def receive(self, alert: Alert, now_ms: int) -> Alert:
         """A report as received over the API: a missing start is now (or the end, if given),
@@ -45,6 +54,7 @@ class AlertStore:
                     alert = old.merge(report, now_ms)
                 self._alerts[fp] = alert
                 stored.append(alert)
+        self._persist(stored)
         return stored
 
     def get(self, fp: int) -> Alert | None:
@@ -60,4 +70,6 @@ class AlertStore:
             gone = [a for a in self._alerts.values() if a.resolved_at(now_ms)]
             for alert in gone:
                 del self._alerts[fingerprint(alert.labels)]
+        if gone:
+            self._forget(gone)
         return gone

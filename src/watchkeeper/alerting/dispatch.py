@@ -141,8 +141,9 @@ class Dispatcher:
 
     # -- alerts in
 
-    def put(self, alerts: Sequence[Alert]) -> None:
-        """Store alerts (already given their times) and route them into their groups."""
+    def put(self, alerts: Sequence[Alert], restoring: bool = False) -> None:
+        """Store alerts (already given their times) and route them into their groups;
+        `restoring`: alerts read back at start, whose events the history already has."""
         now = self.clock()
         before = [self.alerts.get(fingerprint(a.labels)) for a in alerts]
         events = []
@@ -152,7 +153,8 @@ class Dispatcher:
             if alert.resolved_at(now) == was_firing:
                 event = "resolved" if was_firing else "firing"
                 events.append(self._alert_event(now, event, alert))
-        self.hooks.record(events)
+        if not restoring:
+            self.hooks.record(events)
         self._wake.set()
 
     def _alert_event(self, now: int, event: str, alert: Alert, **extra: Any) -> Event:

@@ -25,7 +25,7 @@ from watchkeeper.alerting.history import History
 from watchkeeper.alerting.nflog import Entry, NotificationLog
 from watchkeeper.alerting.notification import Sender
 from watchkeeper.alerting.silences import Silence, Silences
-from watchkeeper.model.alerts import Alert
+from watchkeeper.model.alerts import Alert, fingerprint_text
 from watchkeeper.store.statedb import StateDB, WriteBehind
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SILENCES = "silences"
 NFLOG = "nflog"
 ACKS = "acks"
+ALERTS = "alerts"
 ESCALATIONS = "escalations"
 # how often resolved alerts, expired silences and old log entries are dropped (Alertmanager
 # collects every 30 minutes; sooner keeps memory flat under churn)
@@ -88,7 +89,8 @@ class AlertingService:
         self.state = state
         self.writer = WriteBehind(state)
         self.history = History(state, self.writer)
-        self._saved = {kind: state.load(kind) for kind in (SILENCES, NFLOG, ACKS, ESCALATIONS)}
+        kinds = (SILENCES, NFLOG, ACKS, ESCALATIONS, ALERTS)
+        self._saved = {kind: state.load(kind) for kind in kinds}
 
     def _take_saved(self, kind: str, tenant: str) -> dict[str, dict[str, Any]]:
         return self._saved.get(kind, {}).pop(tenant, {})
@@ -137,7 +139,11 @@ class AlertingService:
         found = self.tenants.get(name)
         if found is not None:
             return found
-        alerts = AlertStore(self.config.resolve_timeout_ms)
+        alerts = AlertStore(
+            self.config.resolve_timeout_ms,
+            persist=self._persist_alerts(name),
+            forget=self._forget_alerts(name),
+        )
         silences = Silences(
             self.retention_ms,
             persist=self._persist_silence(name),
@@ -163,6 +169,9 @@ class AlertingService:
             alerts, silences, nflog, self._dispatcher(name, alerts, silences, nflog, hooks)
         )
         self.tenants[name] = state
+        saved_alerts = [Alert.from_json(raw) for raw in self._take_saved(ALERTS, name).values()]
+        if saved_alerts:  # groups come back, and the notification log keeps them quiet
+            state.dispatcher.put(saved_alerts, restoring=True)
         if self._running:
             self._start_dispatcher(state)
         return state
@@ -249,6 +258,34 @@ class AlertingService:
                 state.put(kind, tenant, key, value.to_json())
 
         return save
+
+    async def sync(self) -> None:
+        """Wait until what was written behind so far is on disk (before acknowledging alerts
+        posted to the API: nothing acknowledged is lost)."""
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.flush)
+
+    def _persist_alerts(self, tenant: str) -> Callable[[list[Alert]], None]:
+        writer = self.writer
+        if writer is None:
+            return lambda alerts: None
+
+        def persist(alerts: list[Alert]) -> None:
+            for alert in alerts:
+                writer.put(ALERTS, tenant, fingerprint_text(alert.labels), alert.to_json())
+
+        return persist
+
+    def _forget_alerts(self, tenant: str) -> Callable[[list[Alert]], None]:
+        writer = self.writer
+        if writer is None:
+            return lambda alerts: None
+
+        def forget(alerts: list[Alert]) -> None:
+            for alert in alerts:
+                writer.delete(ALERTS, tenant, fingerprint_text(alert.labels))
+
+        return forget
 
     def _persist_silence(self, tenant: str) -> Callable[[Silence], None]:
         state = self.state

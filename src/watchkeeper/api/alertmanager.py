@@ -184,6 +184,7 @@ def router(ctx: ApiContext) -> APIRouter:
             except _BadRequestError as err:
                 problems.append(f"alert {number}: {err}")
         service.receive(who.tenant, valid)
+        await service.sync()  # on disk before it is acknowledged
         if problems:
             return _bad("; ".join(problems))
         return Response(status_code=200)

@@ -9,6 +9,7 @@ marked `timeout` so a later explicit end wins when two reports are merged.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from watchkeeper.model.labels import Labels
 
@@ -69,3 +70,26 @@ class Alert:
         elif self.ends_at_ms > other.ends_at_ms and not self.timeout:
             merged = replace(merged, ends_at_ms=self.ends_at_ms)
         return merged
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "labels": [list(p) for p in self.labels],
+            "annotations": [list(p) for p in self.annotations],
+            "starts_at_ms": self.starts_at_ms,
+            "ends_at_ms": self.ends_at_ms,
+            "generator_url": self.generator_url,
+            "updated_at_ms": self.updated_at_ms,
+            "timeout": self.timeout,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Alert:
+        return cls(
+            labels=tuple((str(k), str(v)) for k, v in raw["labels"]),
+            annotations=tuple((str(k), str(v)) for k, v in raw["annotations"]),
+            starts_at_ms=int(raw["starts_at_ms"]),
+            ends_at_ms=int(raw["ends_at_ms"]),
+            generator_url=str(raw["generator_url"]),
+            updated_at_ms=int(raw["updated_at_ms"]),
+            timeout=bool(raw["timeout"]),
+        )
