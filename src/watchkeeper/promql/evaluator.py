@@ -304,13 +304,13 @@ def lookup_instant(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSt
         # found from the bounds alone, no search
         at = int(eff[0])
         ends = bounds[1:]
-        last = np.searchsorted(t_all, at, side="right") if n == 1 else None
-        if last is not None:
-            idx = np.array([min(int(last), int(ends[0])) - 1])
-        else:
+        newest = int(t_all[-1]) if n == 1 else int(t_all.max())  # one series: sorted
+        if newest <= at:  # the usual case: the read ended at the step
             idx = ends - 1
-            if int(t_all.max()) > at:  # samples after the step: search each series instead
-                return _lookup_by_search(series, eff, lookback)
+        elif n == 1:
+            idx = np.array([int(np.searchsorted(t_all, at, side="right")) - 1])
+        else:  # samples after the step: search each series instead
+            return _lookup_by_search(series, eff, lookback)
         valid = idx >= bounds[:-1]
         idx = np.where(valid, idx, 0)
         sample_ts = t_all[idx]
