@@ -18,11 +18,11 @@ import time
 import uuid
 from email.message import EmailMessage
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
 from watchkeeper.notify import texts
+from watchkeeper.notify.http import inline_or_file
 from watchkeeper.rules.templates import Library
 
 TIMEOUT_S = 30.0
@@ -108,14 +108,7 @@ def message(
 
 
 def _password(config: dict[str, Any] | Any) -> str:
-    if config.get("auth_password"):
-        return str(config["auth_password"])
-    if config.get("auth_password_file"):
-        try:
-            return Path(str(config["auth_password_file"])).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise NotifyError(f"read auth_password_file: {err}", retry=False) from None
-    return ""
+    return inline_or_file(config, "auth_password", "SMTP password", required=False)
 
 
 def deliver(config: dict[str, Any] | Any, msg: EmailMessage) -> None:

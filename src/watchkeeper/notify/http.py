@@ -5,6 +5,7 @@ retried, other non-2xx answers may not."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,3 +55,18 @@ async def post(
         + (f": {detail}" if detail else ""),
         retry=retry,
     )
+
+
+def inline_or_file(config: Any, name: str, what: str, required: bool = True) -> str:
+    """A setting given inline (`name`) or in a file (`name_file`, its text trimmed), as
+    Alertmanager takes URLs, keys and passwords; NotifyError if required and neither is."""
+    if config.get(name):
+        return str(config[name])
+    if config.get(f"{name}_file"):
+        try:
+            return Path(str(config[f"{name}_file"])).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise NotifyError(f"read {name}_file: {err}", retry=False) from None
+    if required:
+        raise NotifyError(f"no {what} set", retry=False)
+    return ""

@@ -5,14 +5,13 @@ red while firing and green once resolved."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
+from watchkeeper.alerting.notification import Integration, NotificationData
 from watchkeeper.model.alerts import Alert
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import post
+from watchkeeper.notify.http import inline_or_file, post
 from watchkeeper.rules.templates import Library
 
 FIRING, RESOLVED = "8C1A1A", "2DC72D"
@@ -67,14 +66,7 @@ def payload(
 
 
 def url_of(config: dict[str, Any] | Any) -> str:
-    if config.get("webhook_url"):
-        return str(config["webhook_url"])
-    if config.get("webhook_url_file"):
-        try:
-            return Path(str(config["webhook_url_file"])).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise NotifyError(f"read webhook_url_file: {err}", retry=False) from None
-    raise NotifyError("no Microsoft Teams webhook URL set", retry=False)
+    return inline_or_file(config, "webhook_url", "Microsoft Teams webhook URL")
 
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:

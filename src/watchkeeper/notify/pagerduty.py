@@ -6,13 +6,12 @@ firing and resolved alerts and their counts, severity `error`, source = client).
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import post
+from watchkeeper.notify.http import inline_or_file, post
 from watchkeeper.rules.templates import Library
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -99,18 +98,13 @@ def payload(
 
 
 def routing_key_of(config: dict[str, Any] | Any) -> str:
-    if config.get("routing_key"):
-        return str(config["routing_key"])
-    if config.get("routing_key_file"):
-        try:
-            return Path(str(config["routing_key_file"])).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise NotifyError(f"failed to read routing key from file: {err}", retry=False) from None
-    if config.get("service_key") or config.get("service_key_file"):
+    if not (config.get("routing_key") or config.get("routing_key_file")) and (
+        config.get("service_key") or config.get("service_key_file")
+    ):
         raise NotifyError(
             "the Events API v1 (service_key) is not supported; use routing_key", retry=False
         )
-    raise NotifyError("missing routing key in PagerDuty config", retry=False)
+    return inline_or_file(config, "routing_key", "PagerDuty routing key")
 
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:

@@ -4,13 +4,12 @@ colour) and every field templated as configured."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
+from watchkeeper.alerting.notification import Integration, NotificationData
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import post
+from watchkeeper.notify.http import inline_or_file, post
 from watchkeeper.rules.templates import Library
 
 MAX_TITLE_RUNES = 1024
@@ -76,14 +75,7 @@ def payload(
 
 
 def url_of(config: dict[str, Any] | Any) -> str:
-    if config.get("api_url"):
-        return str(config["api_url"])
-    if config.get("api_url_file"):
-        try:
-            return Path(str(config["api_url_file"])).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise NotifyError(f"read api_url_file: {err}", retry=False) from None
-    raise NotifyError("no Slack API URL set", retry=False)
+    return inline_or_file(config, "api_url", "Slack API URL")
 
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:

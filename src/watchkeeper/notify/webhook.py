@@ -8,13 +8,12 @@ rest in truncatedAlerts. A 5xx or 429 answer is retried; another non-2xx is not.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
+from watchkeeper.alerting.notification import Integration, NotificationData
 from watchkeeper.model.alerts import fingerprint_text
 from watchkeeper.notify.gojson import Struct, document, go_time
-from watchkeeper.notify.http import post
+from watchkeeper.notify.http import inline_or_file, post
 
 
 def payload(data: NotificationData, max_alerts: int = 0) -> bytes:
@@ -51,14 +50,7 @@ def payload(data: NotificationData, max_alerts: int = 0) -> bytes:
 
 
 def url_of(config: dict[str, Any] | Any) -> str:
-    if config.get("url"):
-        return str(config["url"])
-    if config.get("url_file"):
-        try:
-            return Path(str(config["url_file"])).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise NotifyError(f"read url_file: {err}", retry=False) from None
-    raise NotifyError("webhook URL is empty", retry=False)
+    return inline_or_file(config, "url", "webhook URL")
 
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:
