@@ -248,7 +248,9 @@ def test_each_tenant_has_its_own_rules_and_alerts(
         return [r["metric"]["alertname"] for r in answer["data"]["result"]]
 
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not alerts_series("team-a"):
+    while time.monotonic() < deadline and not (
+        alerts_series("team-a") and alerts_series("default")
+    ):
         time.sleep(0.2)
     assert alerts_series("team-a") == ["TeamAlert"]
     assert alerts_series("default") == ["DefaultAlert"]

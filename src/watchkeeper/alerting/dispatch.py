@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import logging
 import random
 from collections.abc import Callable, Coroutine, Sequence
@@ -31,7 +32,7 @@ from typing import Any
 from watchkeeper.alerting.alertstore import AlertStore
 from watchkeeper.alerting.escalation import Ack, Escalation, EscalationPolicy
 from watchkeeper.alerting.history import Event, alert_fields
-from watchkeeper.alerting.inhibit import InhibitRule, inhibited_by
+from watchkeeper.alerting.inhibit import Inhibitor, InhibitRule
 from watchkeeper.alerting.nflog import Entry, NotificationLog, needs_update
 from watchkeeper.alerting.notification import (
     Integration,
@@ -135,6 +136,11 @@ class Dispatcher:
         self.hooks = hooks or DispatchHooks()
         self.tenant = tenant
         self.groups: dict[tuple[int, int], AggregationGroup] = {}
+        # when groups are due: (time, sequence, slot), stale entries skipped when they come up
+        # (a group's time moved, or it is gone), so a wake costs the groups due, not all
+        self._due: list[tuple[int, int, tuple[int, int]]] = []
+        self._sequence = 0
+        self._escalating: set[tuple[int, int]] = set()  # groups whose receiver has a policy
         self._routes = _route_index(config.route)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -206,15 +212,24 @@ class Dispatcher:
                     if policy is not None:
                         group.escalated = [lv.receiver for lv in policy.levels[: saved.levels]]
                 self.groups[slot] = group
+                self._schedule(slot, group)
+                if route.receiver in self.config.escalations:
+                    self._escalating.add(slot)
             group.alerts[fingerprint(alert.labels)] = alert
 
     # -- status, for the API
 
-    def muted_by(self, labels: Labels, now: int) -> tuple[list[str], list[str]]:
+    def inhibitor(self, now: int) -> Inhibitor:
+        """The inhibition rules over the alerts as they are now (build once, ask many)."""
+        return Inhibitor(self.config.inhibit_rules, self.alerts.all(), now)
+
+    def muted_by(
+        self, labels: Labels, now: int, inhibitor: Inhibitor | None = None
+    ) -> tuple[list[str], list[str]]:
         """The silences and the inhibiting alerts that mute an alert: (silenced_by,
         inhibited_by)."""
         silenced = self.silences.muting(labels, now)
-        source = inhibited_by(self.config.inhibit_rules, dict(labels), self.alerts.all(), now)
+        source = (inhibitor or self.inhibitor(now)).inhibited_by(dict(labels))
         return silenced, [source] if source else []
 
     def receivers_of(self, labels: Labels) -> list[str]:
@@ -237,9 +252,27 @@ class Dispatcher:
 
     # -- flushing
 
+    def _schedule(self, slot: tuple[int, int], group: AggregationGroup) -> None:
+        self._sequence += 1
+        heapq.heappush(self._due, (group.next_flush_ms, self._sequence, slot))
+
+    def _current(self, entry: tuple[int, int, tuple[int, int]]) -> AggregationGroup | None:
+        """The group an entry of the schedule is for, if the entry still holds."""
+        at, _, slot = entry
+        group = self.groups.get(slot)
+        if group is None or group.flushing or group.next_flush_ms != at:
+            return None
+        return group
+
     def next_due_ms(self) -> int | None:
-        due = [g.next_flush_ms for g in self.groups.values() if not g.flushing]
-        for group in self.groups.values():
+        while self._due and self._current(self._due[0]) is None:
+            heapq.heappop(self._due)
+        due = [self._due[0][0]] if self._due else []
+        for slot in list(self._escalating):
+            group = self.groups.get(slot)
+            if group is None:
+                self._escalating.discard(slot)
+                continue
             policy = self.config.escalations.get(group.route.receiver)
             if policy is not None and group.ack is None and not group.flushing:
                 at = group.escalation.next_due_ms(policy)
@@ -247,16 +280,17 @@ class Dispatcher:
                     due.append(at)
         return min(due) if due else None
 
-    def _escalate(self, group: AggregationGroup, now: int) -> None:
-        """Bring in the levels whose time has come: they are notified at a flush now."""
+    def _escalate(self, group: AggregationGroup, now: int) -> bool:
+        """Bring in the levels whose time has come: they are notified at a flush now. True
+        if the group is now due."""
         policy = self.config.escalations.get(group.route.receiver)
         if policy is None or group.ack is not None or group.flushing:
-            return
+            return False
         if not any(not a.resolved_at(now) for a in group.alerts.values()):
-            return
+            return False
         brought = group.escalation.due(policy, now)
         if not brought:
-            return
+            return False
         for receiver in brought:
             if receiver not in group.escalated:
                 group.escalated.append(receiver)
@@ -269,15 +303,21 @@ class Dispatcher:
                 for r in brought
             ]
         )
+        return True
 
     def start_due(self, now: int) -> list[asyncio.Task[None]]:
         """Start the flush of every group that is due; the tasks started."""
         started = []
-        for group in list(self.groups.values()):
-            self._escalate(group, now)
-        for slot, group in list(self.groups.items()):
-            if group.flushing or group.next_flush_ms > now:
+        for slot in list(self._escalating):
+            group = self.groups.get(slot)
+            if group is not None and self._escalate(group, now):
+                self._schedule(slot, group)
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            group = self._current(entry)
+            if group is None:
                 continue
+            slot = entry[2]
             group.next_flush_ms = now + group.route.group_interval_ms
             group.flushing = True
             task = asyncio.get_running_loop().create_task(self._flush(slot, group, now))
@@ -324,13 +364,16 @@ class Dispatcher:
             log.exception("flushing alert group %s failed", group.key)
         finally:
             group.flushing = False
+            if self.groups.get(slot) is group:
+                self._schedule(slot, group)  # due again at its next flush (or now, if late)
             self._wake.set()
 
     async def _notify(self, group: AggregationGroup, alerts: list[Alert], now: int) -> bool:
         if not alerts:
             return True
         route = group.route
-        alerts = [a for a in alerts if not any(self.muted_by(a.labels, now))]
+        inhibitor = self.inhibitor(now)
+        alerts = [a for a in alerts if not any(self.muted_by(a.labels, now, inhibitor))]
         if not alerts:
             return True
         intervals = self.config.time_intervals

@@ -29,26 +29,39 @@ def _matches(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels.get(m.name, "")) for m in matchers)
 
 
-def inhibited_by(
-    rules: Sequence[InhibitRule], labels: Mapping[str, str], alerts: Iterable[Alert], now_ms: int
-) -> str | None:
-    """The fingerprint (as text) of an alert that mutes one with these labels, if any."""
-    candidates = None
-    for rule in rules:
-        if not _matches(rule.target, labels):
-            continue
-        two_sided = _matches(rule.source, labels)
-        if candidates is None:
-            candidates = [(a, dict(a.labels)) for a in alerts if not a.resolved_at(now_ms)]
-        for alert, source in candidates:
-            if not _matches(rule.source, source):
+class Inhibitor:
+    """The inhibition rules over a set of alerts at one moment: each rule's unresolved source
+    alerts, indexed by their `equal` label values, so that checking an alert costs a lookup
+    per rule whose target it matches (as Alertmanager keeps a cache of source alerts)."""
+
+    def __init__(self, rules: Sequence[InhibitRule], alerts: Iterable[Alert], now_ms: int):
+        self.rules = rules
+        self._sources: list[dict[tuple[str, ...], list[tuple[Alert, dict[str, str]]]]] = [
+            {} for _ in rules
+        ]
+        if not rules:
+            return
+        for alert in alerts:
+            if alert.resolved_at(now_ms):
                 continue
-            if any(source.get(name, "") != labels.get(name, "") for name in rule.equal):
+            labels = dict(alert.labels)
+            for rule, index in zip(rules, self._sources, strict=True):
+                if _matches(rule.source, labels):
+                    key = tuple(labels.get(name, "") for name in rule.equal)
+                    index.setdefault(key, []).append((alert, labels))
+
+    def inhibited_by(self, labels: Mapping[str, str]) -> str | None:
+        """The fingerprint (as text) of an alert that mutes one with these labels, if any."""
+        for rule, index in zip(self.rules, self._sources, strict=True):
+            if not index or not _matches(rule.target, labels):
                 continue
-            if two_sided and _matches(rule.target, source):
-                continue
-            return fingerprint_text(alert.labels)
-    return None
+            two_sided = _matches(rule.source, labels)
+            key = tuple(labels.get(name, "") for name in rule.equal)
+            for alert, source in index.get(key, ()):
+                if two_sided and _matches(rule.target, source):
+                    continue  # an alert matching both sides does not mute its twins
+                return fingerprint_text(alert.labels)
+        return None
 
 
 def parse_inhibit_rules(raw: Sequence[Any]) -> tuple[InhibitRule, ...]:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from watchkeeper.alerting import AlertingService, RoutingError, parse_matcher
 from watchkeeper.alerting.escalation import Ack
+from watchkeeper.alerting.inhibit import Inhibitor
 from watchkeeper.alerting.silences import Silence, SilenceError, SilenceNotFoundError
 from watchkeeper.api.context import ApiContext
 from watchkeeper.api.requests import principal, read_body
@@ -114,9 +115,9 @@ def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter()
     service: AlertingService = ctx.alerting
 
-    def gettable(tenant: str, alert: Alert, now: int) -> dict[str, Any]:
+    def gettable(tenant: str, alert: Alert, now: int, inhibitor: Inhibitor) -> dict[str, Any]:
         dispatcher = service.tenant(tenant).dispatcher
-        silenced, inhibited = dispatcher.muted_by(alert.labels, now)
+        silenced, inhibited = dispatcher.muted_by(alert.labels, now, inhibitor)
         state = "suppressed" if silenced or inhibited else "active"
         return {
             "annotations": dict(alert.annotations),
@@ -140,11 +141,12 @@ def router(ctx: ApiContext) -> APIRouter:
             raise _BadRequestError(f"receiver: invalid regular expression: {err}") from None
         show_active, show_silenced = _flag(request, "active"), _flag(request, "silenced")
         show_inhibited = _flag(request, "inhibited")
+        inhibitor = service.tenant(tenant).dispatcher.inhibitor(now)
         out = []
         for alert in alerts:
             if alert.resolved_at(now) or not _matches(matchers, alert.labels):
                 continue
-            item = gettable(tenant, alert, now)
+            item = gettable(tenant, alert, now, inhibitor)
             if receiver_re and not any(receiver_re.match(r["name"]) for r in item["receivers"]):
                 continue
             status = item["status"]
