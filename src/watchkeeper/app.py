@@ -198,8 +198,11 @@ class Watchkeeper:
                     restore=RestoreOptions(rules.for_outage_tolerance, rules.for_grace_period),
                     resend_delay_ms=config.alerting.resend_delay,
                     workers=rules.workers,
+                    evaluate_on_arrival=rules.evaluate_on_arrival,
+                    lookback_delta_ms=config.query.lookback_delta,
                 ),
                 notify=self._alerts_from_rules,
+                count_arrival_evaluations=self.instruments.rule_arrival_evaluations.inc,
             )
 
         self.rules = TenantRules(rule_manager)

@@ -303,6 +303,14 @@ class RulesSection(_Section):
         description="Threads that evaluate rule groups (their own, apart from ingest's); a group "
         "due while all are busy waits its turn.",
     )
+    evaluate_on_arrival: bool = Field(
+        True,
+        description="Also evaluate an alerting rule of the form `selector op number` (such as "
+        "`up == 0` or `disk_free_bytes < 1e9`) as soon as an arriving sample changes its "
+        "answer, instead of only at its group's next turn: alerts fire and resolve within "
+        "milliseconds. false: rules are evaluated only on their turns, exactly as Prometheus "
+        "does.",
+    )
     external_labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels templates see as $externalLabels (global.external_labels).",

@@ -204,9 +204,12 @@ groups:
         (5, 4, 10),
     ],
 )
+@pytest.mark.parametrize("first_by", ["turn", "arrival"])
 def test_for_state_is_restored_after_a_restart(
-    store: MetricsDB, grace: int, active_at: int, fires_at: int
+    store: MetricsDB, grace: int, active_at: int, fires_at: int, first_by: str
 ) -> None:
+    """The same whether the rule's first evaluation after the restart is its group's turn or
+    an evaluation on arrival (rules/on_arrival.py) before it."""
     first = _group(store, RESTORED)
     for minute in (1, 2, 3):
         first.evaluate(T0 + minute * MINUTE)  # pending since 1m
@@ -218,7 +221,10 @@ def test_for_state_is_restored_after_a_restart(
     assert rule is not None and not rule.restored
     fired = None
     for minute in range(5, 13):
-        again.evaluate(T0 + minute * MINUTE)
+        if minute == 5 and first_by == "arrival":
+            assert again.evaluate_rules([0], T0 + minute * MINUTE) == 1
+        else:
+            again.evaluate(T0 + minute * MINUTE)
         (alert,) = rule.alerts.values()
         if minute == 5:
             assert alert.active_at_ms == T0 + active_at * MINUTE

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, WebhookSink
+from tests.conftest import WRITE_HEADERS, Server, WebhookSink, snappy_body, write_request
+from watchkeeper.rules import RuleGroup
+from watchkeeper.rules.manager import group_offset_ms
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -254,3 +256,60 @@ def test_each_tenant_has_its_own_rules_and_alerts(
         time.sleep(0.2)
     assert alerts_series("team-a") == ["TeamAlert"]
     assert alerts_series("default") == ["DefaultAlert"]
+
+
+def test_a_threshold_rule_fires_and_resolves_as_its_sample_arrives(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Rules evaluated an hour apart, yet the alert reaches the webhook within a second of the
+    remote_write that crossed the threshold, and its resolution as quickly."""
+    sink = WebhookSink()
+    (tmp_path / "alertmanager.yml").write_text(ALERTMANAGER % {"sink": sink.url})
+    hour, now = 3_600_000, time.time() * 1000 % 3_600_000
+    name = next(
+        f"disks-{n}"
+        for n in range(100)
+        # a group whose hourly turn is not in the next minutes: only arrivals can fire it
+        if (group_offset_ms(RuleGroup(f"disks-{n}", "rules.yml", ()), hour) - now) % hour > 600_000
+    )
+    (tmp_path / "rules.yml").write_text(
+        f"groups:\n  - name: {name}\n    interval: 1h\n    rules:\n"
+        "      - alert: DiskFull\n"
+        '        expr: disk_free_bytes{mount="/"} < 1e9\n'
+        "        annotations: {summary: '{{ $value | humanize1024 }}B free'}\n"
+    )
+    server = start_server(
+        config="rule_files: [rules.yml]\nalerting:\n  alertmanager_config: alertmanager.yml\n"
+    )
+    client = server.client()
+
+    def write(value: float) -> float:
+        at = time.time()
+        series = [({"__name__": "disk_free_bytes", "mount": "/"}, [(int(at * 1000), value)])]
+        answer = client.post(
+            "/api/v1/write", content=snappy_body(write_request(series)), headers=WRITE_HEADERS
+        )
+        assert answer.status_code == 204, answer.text
+        return time.time()
+
+    write(5e9)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "DiskFull" not in client.get("/api/v1/rules").text:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the rule's series are watched once its group is loaded
+    acked = write(1e8)
+    ((path, body),) = sink.wait(1, timeout=10)
+    fired_after = time.time() - acked
+    payload = json.loads(body)
+    assert path == "/team" and payload["status"] == "firing"
+    (alert,) = payload["alerts"]
+    assert alert["annotations"] == {"summary": "95.37MiB free"}
+    acked = write(8e9)
+    sink.wait(2, timeout=10)
+    resolved_after = time.time() - acked
+    assert json.loads(sink.received[1][1])["status"] == "resolved"
+    assert fired_after < 1.0 and resolved_after < 1.0, (fired_after, resolved_after)
+    metrics = client.get("/metrics").text
+    assert "watchkeeper_rule_evaluations_on_arrival_total 2.0" in metrics
+    rules = client.get("/api/v1/rules").json()["data"]["groups"]
+    assert rules[0]["lastEvaluation"].startswith("0001-01-01")  # no turn came meanwhile

@@ -53,6 +53,12 @@ class Instruments:
             ["handler", "method", "code"],
             registry=registry,
         )
+        self.rule_arrival_evaluations = Counter(
+            "watchkeeper_rule_evaluations_on_arrival",
+            "Alerting rule evaluations between turns, made because an arriving sample changed "
+            "the rule's answer (rules.evaluate_on_arrival).",
+            registry=registry,
+        )
         self.notifications = Counter(
             "watchkeeper_notifications",
             "Notifications attempted, by integration kind (Alertmanager's "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from watchkeeper.rules.alerting import (
     AlertState,
     vector_of,
 )
+from watchkeeper.rules.on_arrival import Threshold, threshold_of
 from watchkeeper.rules.rulefile import Rule, RuleGroup
 from watchkeeper.rules.template_functions import Sample
 from watchkeeper.store import MetricStore
@@ -122,6 +123,7 @@ class GroupEvaluator:
         self.lock = threading.Lock()
         self._restore = restore
         self._prefetch: list[list[Matcher]] | None = None
+        self._thresholds: dict[int, Threshold] | None = None
         if restore is not None:
             for state in self.rules:
                 if state.alerting is not None:
@@ -136,20 +138,69 @@ class GroupEvaluator:
         started = time.perf_counter()
         query_at = at_ms - (self.group.query_offset_ms or 0)
         querier = self._querier(query_at)
-
-        def template_query(expression: str) -> list[Sample]:
-            result = self.engine.instant_query(querier, expression, query_at)
-            return [Sample(dict(labels), value) for labels, value in vector_of(result)]
-
+        template_query = self._template_query(querier, query_at)
         for state in self.rules:
+            if state.status.last_evaluation_ms > query_at:
+                continue  # evaluated on arrival since this turn's instant: that state is newer
             ok = self._evaluate_rule(state, querier, query_at, template_query)
             if ok and state.alerting is not None and self.send is not None:
                 self._send_alerts(state.alerting, at_ms, self.send)
         if self._restore is not None:
-            self._restore_for_state(at_ms, self._restore)
+            for state in self.rules:
+                self._restore_for_state(state, at_ms, self._restore)
             self._restore = None
         self.last_evaluation_ms = at_ms
         self.evaluation_seconds = time.perf_counter() - started
+
+    def thresholds(self) -> dict[int, Threshold]:
+        """The rules evaluated on arrival (on_arrival.py), by position: alerting rules of the
+        form `selector op number`, unless the group has a query offset (an arrival is not
+        what the rule reads next) or the group itself writes the selector's metric (the rule
+        sees that in the same turn)."""
+        if self._thresholds is None:
+            found: dict[int, Threshold] = {}
+            written = {s.rule.record for s in self.rules if s.rule.record}
+            for index, state in enumerate(self.rules):
+                if state.alerting is None or self.group.query_offset_ms:
+                    continue
+                try:
+                    if state.tree is None:
+                        state.tree = self.engine.parse_instant(state.rule.expr)
+                except QueryError:
+                    continue
+                threshold = threshold_of(state.tree)
+                if threshold is not None and threshold.metric not in written:
+                    found[index] = threshold
+            self._thresholds = found
+        return self._thresholds
+
+    def evaluate_rules(self, indexes: Iterable[int], at_ms: int) -> int:
+        """Evaluate these rules (positions in the group) at `at_ms` on their own, sending their
+        alerts; a rule evaluated at or after `at_ms` already is left alone. A rule evaluated
+        so before the group's first turn has its alerts' `for` state restored then, as the
+        first turn does. Returns how many were evaluated."""
+        with self.lock:
+            querier = StoreQuerier(self.store, self.tenant)
+            template_query = self._template_query(querier, at_ms)
+            done = 0
+            for index in sorted(indexes):
+                state = self.rules[index]
+                if state.status.last_evaluation_ms >= at_ms:
+                    continue
+                done += 1
+                ok = self._evaluate_rule(state, querier, at_ms, template_query)
+                if self._restore is not None:
+                    self._restore_for_state(state, at_ms, self._restore)
+                if ok and state.alerting is not None and self.send is not None:
+                    self._send_alerts(state.alerting, at_ms, self.send)
+            return done
+
+    def _template_query(self, querier: Querier, query_at: int) -> Callable[[str], list[Sample]]:
+        def template_query(expression: str) -> list[Sample]:
+            result = self.engine.instant_query(querier, expression, query_at)
+            return [Sample(dict(labels), value) for labels, value in vector_of(result)]
+
+        return template_query
 
     def _querier(self, query_at: int) -> Querier:
         """The store, with the group's plain instant selectors read in one go beforehand when
@@ -273,19 +324,19 @@ class GroupEvaluator:
         if out:
             send.notify(out)
 
-    def _restore_for_state(self, at_ms: int, options: RestoreOptions) -> None:
-        """Prometheus' RestoreForState: an alert pending when the previous run stopped picks up
-        its pending time, shifted by the time the server was down, or by the grace period if
-        less than that was left, so an alert neither fires early nor waits its `for` again."""
-        for state in self.rules:
-            rule = state.alerting
-            if rule is None:
-                continue
-            hold = rule.rule.for_ms
-            if hold >= options.grace_period_ms:
-                for alert in rule.alerts.values():
-                    self._restore_alert(alert, hold, at_ms, options)
-            rule.restored = True
+    def _restore_for_state(self, state: RuleState, at_ms: int, options: RestoreOptions) -> None:
+        """Prometheus' RestoreForState, after a rule's first evaluation: an alert pending when
+        the previous run stopped picks up its pending time, shifted by the time the server was
+        down, or by the grace period if less than that was left, so an alert neither fires
+        early nor waits its `for` again."""
+        rule = state.alerting
+        if rule is None or rule.restored:
+            return
+        hold = rule.rule.for_ms
+        if hold >= options.grace_period_ms:
+            for alert in rule.alerts.values():
+                self._restore_alert(alert, hold, at_ms, options)
+        rule.restored = True
 
     def _restore_alert(self, alert: Alert, hold: int, at_ms: int, options: RestoreOptions) -> None:
         matchers = [Matcher(METRIC_NAME, MatchOp.EQUAL, ALERTS_FOR_STATE)] + [

@@ -6,6 +6,10 @@ Prometheus spreads groups), in a worker thread, one evaluation at a time per gro
 still evaluating when its next turn comes skips that turn, as Prometheus' does, and counts it.
 Applying a new set of groups keeps the state (alerts, series written) of every group whose
 definition did not change, so a reload does not reset `for` clocks.
+
+With `evaluate_on_arrival`, alerting rules of the form `selector op number` are also evaluated
+between turns, as soon as a sample arrives that changes their answer (on_arrival.py): the
+arrivals queue one evaluation of the group's rules concerned, in a thread of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import glob
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +32,7 @@ from watchkeeper.model import Labels, NameValidation
 from watchkeeper.model.alerts import Alert as Notice
 from watchkeeper.promql import Engine
 from watchkeeper.rules.group import GroupEvaluator, RestoreOptions, SendOptions
+from watchkeeper.rules.on_arrival import ArrivalTriggers, RuleKey
 from watchkeeper.rules.rulefile import RuleFileError, RuleGroup, load_file
 from watchkeeper.store import MetricStore
 
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # how often rule files are checked for changes (a stat each)
 FILE_POLL_SECONDS = 2.0
+# how often rules evaluated on arrival look their series up again, after a turn: arrivals
+# keep the watches current; the lookup only drops series the store has dropped since
+ARRIVAL_LOOKUP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,10 @@ class RulesOptions:
     # threads evaluating groups: their own, so rules never wait behind (nor hold up) ingest
     # work in the shared pool; evaluation is CPU-bound Python, so a few are enough
     workers: int = 2
+    # alerting rules `selector op number` are also evaluated when an arriving sample changes
+    # their answer (on_arrival.py); the lookback delta is what "the newest sample" spans
+    evaluate_on_arrival: bool = False
+    lookback_delta_ms: int = 300_000
 
 
 @dataclass
@@ -55,6 +68,7 @@ class _Running:
     evaluator: GroupEvaluator
     task: asyncio.Task[None] | None = None
     missed: int = 0  # turns skipped because the previous evaluation was still running
+    watched_at: float = 0.0  # when its rules evaluated on arrival last looked their series up
 
 
 @dataclass
@@ -72,6 +86,14 @@ class RuleManager:
     _watcher: asyncio.Task[None] | None = None
     _started: bool = False  # groups loaded at start restore their alerts' `for` state
     _executor: ThreadPoolExecutor | None = None
+    # told how many rules each evaluation on arrival evaluated (the app counts them)
+    count_arrival_evaluations: Callable[[int], None] | None = None
+    # evaluation on arrival: the watches, and the rules waiting to be evaluated by group
+    _triggers: ArrivalTriggers | None = None
+    _arrival_executor: ThreadPoolExecutor | None = None
+    _stop_listening: Callable[[], None] | None = None
+    _waiting: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    _waiting_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self, patterns: Sequence[str]) -> list[RuleGroup]:
         """The groups of every file the patterns name; RuleFileError (every problem of every
@@ -94,11 +116,22 @@ class RuleManager:
         self._patterns = tuple(patterns)
         self._stamps = _stamps(patterns)
         wanted = {(g.file, g.name): g for g in groups}
+        if self.options.evaluate_on_arrival and self._triggers is None:
+            # A thread of their own: queued behind the turns, they would wait for up to as
+            # long as the turns take, which is what they are there to avoid.
+            self._arrival_executor = ThreadPoolExecutor(1, thread_name_prefix="rules-arrival")
+            self._triggers = ArrivalTriggers(
+                self.options.tenant, self.options.lookback_delta_ms, self._arrived
+            )
+            self._stop_listening = self.store.listen_arrivals(self._triggers)
         for key in list(self._groups):
             running = self._groups[key]
             if wanted.get(key) != running.evaluator.group:
                 del self._groups[key]
                 await _cancel(running.task)
+                if self._triggers is not None:
+                    self._triggers.forget([(*key, i) for i in running.evaluator.thresholds()])
+        added: list[_Running] = []
         for key, group in wanted.items():
             if key not in self._groups:
                 evaluator = GroupEvaluator(
@@ -115,11 +148,22 @@ class RuleManager:
                 running = _Running(evaluator)
                 running.task = asyncio.create_task(self._run(running))
                 self._groups[key] = running
+                added.append(running)
         self._started = True
+        if self._triggers is not None:
+            for running in added:
+                await asyncio.to_thread(self._watch_series, running)
         if self._watcher is None and self._patterns:
             self._watcher = asyncio.create_task(self._watch())
 
     async def stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+            self._triggers = None
+        if self._arrival_executor is not None:
+            pool, self._arrival_executor = self._arrival_executor, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
         if self._watcher is not None:
             await _cancel(self._watcher)
             self._watcher = None
@@ -168,7 +212,7 @@ class RuleManager:
             await asyncio.sleep((tick - now) / 1000)
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._pool(), running.evaluator.evaluate, tick
+                    self._pool(), self._evaluate, running, tick
                 )
             except Exception:  # the store failed under it: log, and go on next time
                 log.exception("rule group %s (%s) failed", group.name, group.file)
@@ -176,6 +220,69 @@ class RuleManager:
             if behind > 0:
                 running.missed += behind
                 last = tick + behind * interval  # skip the turns that passed meanwhile
+
+    def _evaluate(self, running: _Running, tick: int) -> None:
+        running.evaluator.evaluate(tick)
+        self._watch_series(running)
+
+    def _watch_series(self, running: _Running) -> None:
+        """The group's rules evaluated on arrival watch their series: looked up when the group
+        is loaded, and again after a turn every ARRIVAL_LOOKUP_SECONDS, which forgets series
+        gone from the store (arrivals add new series as they come)."""
+        triggers = self._triggers
+        if triggers is None:
+            return
+        evaluator = running.evaluator
+        key = (evaluator.group.file, evaluator.group.name)
+        tenant, now = self.options.tenant, self.clock()
+        due = [
+            (index, threshold)
+            for index, threshold in evaluator.thresholds().items()
+            if now >= running.watched_at + ARRIVAL_LOOKUP_SECONDS
+            or not triggers.watching((*key, index))
+        ]
+        if not due:
+            return
+        mark = triggers.mark()
+        updates = [
+            ((*key, index), threshold, self.store.newest_samples(tenant, threshold.matchers))
+            for index, threshold in due
+        ]
+        if self._groups.get(key) is running:  # not replaced meanwhile
+            triggers.watch(updates, mark)
+            running.watched_at = now
+
+    def _arrived(self, keys: list[RuleKey]) -> None:
+        """Arrivals changed these rules' answers (called on the appending thread): each
+        group with rules to evaluate gets one evaluation of them queued, unless it has one."""
+        queue = []
+        with self._waiting_lock:
+            for file, name, index in keys:
+                waiting = self._waiting.get((file, name))
+                if waiting is None:
+                    self._waiting[(file, name)] = {index}
+                    queue.append((file, name))
+                else:
+                    waiting.add(index)
+        pool = self._arrival_executor
+        for group in queue:
+            if pool is not None:
+                with contextlib.suppress(RuntimeError):  # shut down: stopping
+                    pool.submit(self._evaluate_arrived, group)
+
+    def _evaluate_arrived(self, key: tuple[str, str]) -> None:
+        with self._waiting_lock:
+            indexes = self._waiting.pop(key, set())
+        running = self._groups.get(key)
+        if running is None or not indexes:
+            return
+        try:
+            done = running.evaluator.evaluate_rules(indexes, int(self.clock() * 1000))
+        except Exception:
+            log.exception("rule group %s (%s) failed on arrival", key[1], key[0])
+            return
+        if done and self.count_arrival_evaluations is not None:
+            self.count_arrival_evaluations(done)
 
     async def _watch(self) -> None:
         while True:

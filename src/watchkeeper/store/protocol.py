@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
 
 if TYPE_CHECKING:
+    from watchkeeper.store.arrivals import ArrivalListener, SeriesNewest
     from watchkeeper.store.exemplars import Exemplar
     from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples
 
@@ -15,6 +16,16 @@ if TYPE_CHECKING:
 class MetricStore(Protocol):
     def append(self, tenant: str, batch: SeriesBatch) -> AppendResult:
         """Store a batch; return only once the appended samples are durable."""
+        ...
+
+    def listen_arrivals(self, listener: ArrivalListener) -> Callable[[], None]:
+        """Call `listener` with the samples each append made durable, once they can be read;
+        returns the function that stops it."""
+        ...
+
+    def newest_samples(self, tenant: str, matchers: Sequence[Matcher]) -> SeriesNewest:
+        """The newest sample of each series the matchers select, by series id, as
+        arrivals name them."""
         ...
 
     def series(

@@ -28,6 +28,7 @@ from watchkeeper.model import (
     series_key,
 )
 from watchkeeper.store import checkpoint, records
+from watchkeeper.store.arrivals import ArrivalListener, ArrivalListeners, Arrivals
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.blocks import BlockMeta, read_block_series, write_block
 from watchkeeper.store.exemplars import Exemplar, ExemplarRing
@@ -70,6 +71,7 @@ class MetricsDB(StoreReads):
         self._freeze_wanted = threading.Event()
         self._closing = False
         self._freezer_thread: threading.Thread | None = None
+        self.arrivals = ArrivalListeners()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -185,7 +187,15 @@ class MetricsDB(StoreReads):
                 )
         for future in futures:
             future.result()
+        if self.arrivals and (result.appended or new_series):
+            made = tuple((sid, labels) for sid, _, labels in new_series)
+            self.arrivals.tell(Arrivals(tenant, acc_sids, acc_ts, acc_vals, made))
         return result
+
+    def listen_arrivals(self, listener: ArrivalListener) -> Callable[[], None]:
+        """Call `listener` after every append with what it made durable (arrivals.py);
+        returns the function that stops it."""
+        return self.arrivals.add(listener)
 
     def _resolve_series(
         self, state: TenantState, batch: SeriesBatch, result: AppendResult

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.model import Labels, Matcher, MetricMetadata
+from watchkeeper.store.arrivals import SeriesNewest
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.exemplars import Exemplar
 from watchkeeper.store.ordering import INT64_MIN
@@ -76,6 +77,23 @@ class StoreReads:
         if state is None:
             return TenantState(tenant, self._blocks_dir / tenant), np.empty(0, dtype=np.int64)
         return state, self._matching(state, matcher_sets, start, end)
+
+    def newest_samples(self, tenant: str, matchers: Sequence[Matcher]) -> SeriesNewest:
+        """The newest sample of every series the matchers select, whatever its age."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return SeriesNewest.empty()
+        with self._state_lock:
+            ids = state.postings.select_any([matchers])
+            sids = np.sort(np.fromiter(ids, dtype=np.int64, count=len(ids)))
+            if len(sids) == 0:
+                return SeriesNewest.empty()
+            self._times.ensure(int(sids[-1]))
+            timestamps = self._times.max_ts[sids]
+            values = self._times.last_bits[sids].view(np.float64)
+            # the head records each series' newest value; blocks only its time
+            values[timestamps <= state.blocks_max_time] = np.nan
+        return SeriesNewest(sids, timestamps, values)
 
     def series(
         self,

@@ -1,0 +1,359 @@
+"""Evaluation on arrival: an alerting rule of the form `selector op number` is evaluated as soon
+as a sample arrives that changes its answer, not only at its group's next turn.
+
+A rule like `node_filesystem_avail_bytes{mountpoint="/"} < 1e9` answers, at an instant, with
+the series whose newest sample within the lookback delta passes the comparison. So the store's
+arrivals (store/arrivals.py) tell, series by series, when that answer changes: a sample that
+passes where the series' previous one did not (or was older than the lookback delta, or a
+staleness marker), or the other way round. The rule is then evaluated at once, at the current
+time, through the same state machine as on its turns, and its alerts are sent. Waiting for the
+next turn costs up to a whole interval; this costs one rule evaluation per change.
+
+`ArrivalTriggers` holds one tenant's watched series: for each watching rule, its series' ids
+and whether each one's newest sample passes. A rule's series are looked up after its group's
+evaluations (rules/manager.py), again once a series with the rule's metric name is created.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import promql_parser as pp
+
+from watchkeeper.model import METRIC_NAME, Labels, Matcher, MatchOp, metric_name
+from watchkeeper.promql.ast import offset_ms, selector_matcher_sets
+from watchkeeper.promql.binops import ARITHMETIC, COMPARISON
+from watchkeeper.store.arrivals import Arrivals, SeriesNewest
+
+STALE_NAN_BITS = 0x7FF0000000000002
+INT64_MIN = np.iinfo(np.int64).min
+OPS = ("==", "!=", ">", "<", ">=", "<=")
+# `number op selector` is `selector op' number`
+# a rule: its group's file and name, and its position in the group
+RuleKey = tuple[str, str, int]
+_MIRRORED = {"==": "==", "!=": "!=", ">": "<", "<": ">", ">=": "<=", "<=": ">="}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A rule's comparison of one selector's samples with a number."""
+
+    matchers: tuple[Matcher, ...]
+    op: str
+    value: float
+
+    @property
+    def metric(self) -> str:
+        return next(m.value for m in self.matchers if m.name == METRIC_NAME)
+
+
+def threshold_of(tree: Any) -> Threshold | None:
+    """The threshold of an expression `selector op number` or `number op selector` (in any
+    parentheses, the number possibly an arithmetic of numbers), without `bool`, whose selector
+    names its metric and has no offset or @; None for any other expression."""
+    node = _unwrapped(tree)
+    if not isinstance(node, pp.BinaryExpr) or str(node.op) not in OPS:
+        return None
+    if node.modifier is not None and node.modifier.return_bool:
+        return None
+    op = str(node.op)
+    lhs, rhs = _unwrapped(node.lhs), _unwrapped(node.rhs)
+    if isinstance(rhs, pp.VectorSelector):
+        lhs, rhs, op = rhs, lhs, _MIRRORED[op]
+    number = _constant(rhs)
+    if not isinstance(lhs, pp.VectorSelector) or number is None:
+        return None
+    if lhs.at is not None or offset_ms(lhs):
+        return None
+    sets = selector_matcher_sets(lhs)
+    if len(sets) != 1:
+        return None
+    if not any(m.name == METRIC_NAME and m.op is MatchOp.EQUAL for m in sets[0]):
+        return None
+    return Threshold(tuple(sets[0]), op, number)
+
+
+def _unwrapped(node: Any) -> Any:
+    while isinstance(node, pp.ParenExpr):
+        node = node.expr
+    return node
+
+
+def _constant(node: Any) -> float | None:
+    node = _unwrapped(node)
+    if isinstance(node, pp.NumberLiteral):
+        return float(node.val)
+    if isinstance(node, pp.UnaryExpr):
+        inner = _constant(node.expr)
+        return None if inner is None else -inner
+    if isinstance(node, pp.BinaryExpr) and str(node.op) in ARITHMETIC:
+        lhs, rhs = _constant(node.lhs), _constant(node.rhs)
+        if lhs is None or rhs is None:
+            return None
+        with np.errstate(all="ignore"):
+            result = ARITHMETIC[str(node.op)](np.array([lhs]), np.array([rhs]))
+        return float(result[0])
+    return None
+
+
+def passes(
+    ops: npt.NDArray[np.int8], values: npt.NDArray[np.float64], limits: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Whether each value passes its comparison (OPS[op]) with its limit, as PromQL's filter
+    does; a staleness marker never passes (the series is gone)."""
+    out = np.zeros(len(values), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for code, name in enumerate(OPS):
+            chosen = ops == code
+            if chosen.any():
+                out[chosen] = COMPARISON[name](values[chosen], limits[chosen])
+    stale: npt.NDArray[np.bool_] = values.view(np.int64) == STALE_NAN_BITS
+    return out & ~stale
+
+
+@dataclass
+class _MetricRules:
+    """The watching rules of one metric, found from a new series' labels: by one equality
+    matcher of each rule where it has one, so a new series is checked against few rules."""
+
+    by_label: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    others: set[int] = field(default_factory=set)
+
+    @staticmethod
+    def _label(threshold: Threshold) -> tuple[str, str] | None:
+        for m in threshold.matchers:
+            if m.name != METRIC_NAME and m.op is MatchOp.EQUAL and m.value:
+                return (m.name, m.value)
+        return None
+
+    def add(self, rule: int, threshold: Threshold) -> None:
+        label = self._label(threshold)
+        (self.others if label is None else self.by_label.setdefault(label, set())).add(rule)
+
+    def remove(self, rule: int, threshold: Threshold) -> None:
+        label = self._label(threshold)
+        (self.others if label is None else self.by_label.get(label, set())).discard(rule)
+
+    def candidates(self, labels: Labels) -> set[int]:
+        found = set(self.others)
+        for pair in labels:
+            found |= self.by_label.get(pair, set())
+        return found
+
+
+class ArrivalTriggers:
+    """One tenant's watches. Called with each append's arrivals (on the appending thread); when
+    a watched series' newest sample changes whether it passes its rule's threshold, calls
+    `trigger` with the keys of the rules concerned. A series created later is watched from its
+    first sample, by every rule whose selector it matches."""
+
+    def __init__(
+        self,
+        tenant: str,
+        lookback_ms: int,
+        trigger: Callable[[list[RuleKey]], None],
+    ) -> None:
+        self.tenant = tenant
+        self.lookback_ms = lookback_ms
+        self._trigger = trigger
+        self._lock = threading.Lock()
+        self._ids: dict[RuleKey, int] = {}
+        self._keys: dict[int, RuleKey] = {}
+        self._thresholds: dict[int, Threshold] = {}
+        self._metrics: dict[str, _MetricRules] = {}
+        self._next_rule = 0
+        self._created = 0  # appends whose new series were watched, for mark()
+        # Entry e: series _sid[e] watched by rule _rule[e]; whether its newest sample passes
+        # and that sample's time; _added[e]: mark() when a new series added it (0: looked up).
+        # _by_sid orders the entries by series id, for finding the arrivals' entries.
+        self._sid = np.zeros(0, dtype=np.int64)
+        self._rule = np.zeros(0, dtype=np.int64)
+        self._op = np.zeros(0, dtype=np.int8)
+        self._limit = np.zeros(0, dtype=np.float64)
+        self._passing = np.zeros(0, dtype=bool)
+        self._newest = np.zeros(0, dtype=np.int64)
+        self._added = np.zeros(0, dtype=np.int64)
+        self._by_sid = np.zeros(0, dtype=np.int64)
+        self._sorted_sid = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        """Watched (rule, series) pairs."""
+        return len(self._sid)
+
+    def watching(self, key: RuleKey) -> bool:
+        return key in self._ids
+
+    def mark(self) -> int:
+        """Take before looking a rule's series up, and pass to `watch`: series created while
+        the lookup ran are told by arrivals, and `watch` keeps those."""
+        with self._lock:
+            return self._created
+
+    def watch(self, updates: Sequence[tuple[RuleKey, Threshold, SeriesNewest]], mark: int) -> None:
+        """Watch each rule's series from their newest samples (looked up after `mark()` gave
+        `mark`), in place of what it watched, keeping series created since the mark."""
+        with self._lock:
+            later = self._added > mark
+            present = set(zip(self._sid[later].tolist(), self._rule[later].tolist(), strict=True))
+            parts, replaced = [], []
+            for key, threshold, newest in updates:
+                rule = self._rule_of(key, threshold)
+                replaced.append(rule)
+                ids, times, values = newest.series_ids, newest.timestamps, newest.values
+                if present:
+                    fresh = np.array([(sid, rule) not in present for sid in ids.tolist()], bool)
+                    ids, times, values = ids[fresh], times[fresh], values[fresh]
+                rules = np.full(len(ids), rule, dtype=np.int64)
+                parts.append(self._entries(ids, rules, values, times, 0))
+            self._replace(~np.isin(self._rule, replaced) | later, parts)
+
+    def _rule_of(self, key: RuleKey, threshold: Threshold) -> int:
+        rule = self._ids.get(key)
+        if rule is None:
+            rule = self._ids[key] = self._next_rule
+            self._next_rule += 1
+            self._keys[rule] = key
+            self._thresholds[rule] = threshold
+            self._metrics.setdefault(threshold.metric, _MetricRules()).add(rule, threshold)
+        return rule
+
+    def _entries(
+        self,
+        ids: npt.NDArray[np.int64],
+        rules: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64] | None,
+        times: npt.NDArray[np.int64],
+        added: int,
+    ) -> tuple[npt.NDArray[Any], ...]:
+        """New entries' columns; without values, none passes."""
+        thresholds = [self._thresholds[r] for r in rules.tolist()]
+        ops = np.array([OPS.index(t.op) for t in thresholds], dtype=np.int8)
+        limits = np.array([t.value for t in thresholds], dtype=np.float64)
+        passing = np.zeros(len(ids), bool) if values is None else passes(ops, values, limits)
+        return (ids, rules, ops, limits, passing, times, np.full(len(ids), added, np.int64))
+
+    def forget(self, keys: Sequence[RuleKey]) -> None:
+        with self._lock:
+            rules = []
+            for key in keys:
+                rule = self._ids.pop(key, None)
+                if rule is None:
+                    continue
+                del self._keys[rule]
+                threshold = self._thresholds.pop(rule)
+                self._metrics[threshold.metric].remove(rule, threshold)
+                rules.append(rule)
+            self._replace(~np.isin(self._rule, rules), [])
+
+    def __call__(self, arrivals: Arrivals) -> None:
+        if arrivals.tenant != self.tenant:
+            return
+        with self._lock:
+            if arrivals.new_series:
+                self._watch_new(arrivals.new_series)
+            changed = self._changed(arrivals)
+            keys = [self._keys[r] for r in changed.tolist()]
+        if keys:
+            self._trigger(keys)
+
+    def _watch_new(self, created: Sequence[tuple[int, Labels]]) -> None:
+        """Entries for new series, for each rule whose selector they match; their first sample
+        (in the same arrivals) then counts as a change if it passes."""
+        sids: list[int] = []
+        owners: list[int] = []
+        for sid, labels in created:
+            index = self._metrics.get(metric_name(labels))
+            if index is None:
+                continue
+            values = dict(labels)
+            for rule in index.candidates(labels):
+                matchers = self._thresholds[rule].matchers
+                if all(m.matches(values.get(m.name, "")) for m in matchers):
+                    sids.append(sid)
+                    owners.append(rule)
+        if not sids:
+            return
+        # an entry the rule's lookup may have found already (created just before it)
+        ids, rules = np.array(sids, dtype=np.int64), np.array(owners, dtype=np.int64)
+        left = np.searchsorted(self._sorted_sid, ids, side="left")
+        right = np.searchsorted(self._sorted_sid, ids, side="right")
+        fresh = [
+            i
+            for i in range(len(ids))
+            if not np.any(self._rule[self._by_sid[left[i] : right[i]]] == rules[i])
+        ]
+        ids, rules = ids[fresh], rules[fresh]
+        self._created += 1
+        # no sample yet: the arrivals' first one is a change if it passes
+        times = np.full(len(ids), INT64_MIN, dtype=np.int64)
+        part = self._entries(ids, rules, None, times, self._created)
+        self._replace(np.ones(len(self._sid), dtype=bool), [part])
+
+    def _replace(
+        self, kept: npt.NDArray[np.bool_], parts: list[tuple[npt.NDArray[Any], ...]]
+    ) -> None:
+        columns: list[npt.NDArray[Any]] = [
+            self._sid,
+            self._rule,
+            self._op,
+            self._limit,
+            self._passing,
+            self._newest,
+            self._added,
+        ]
+        merged: list[npt.NDArray[Any]] = [
+            np.concatenate([column[kept]] + [part[i] for part in parts]).astype(column.dtype)
+            for i, column in enumerate(columns)
+        ]
+        fresh, before = merged[0][len(self._sid) :], len(self._sid)
+        if kept.all() and (not len(fresh) or not before or fresh.min() > self._sorted_sid[-1]):
+            # only series newer than all (ids grow): they go after the others in id order
+            order = np.argsort(fresh, kind="stable")
+            self._by_sid = np.concatenate([self._by_sid, order + before])
+            self._sorted_sid = np.concatenate([self._sorted_sid, fresh[order]])
+        else:
+            self._by_sid = np.argsort(merged[0], kind="stable")
+            self._sorted_sid = merged[0][self._by_sid]
+        self._sid, self._rule, self._op, self._limit = merged[0:4]
+        self._passing, self._newest, self._added = merged[4:7]
+
+    def _changed(self, arrivals: Arrivals) -> npt.NDArray[np.int64]:
+        """The rules with a series whose passing changed."""
+        none = np.zeros(0, dtype=np.int64)
+        sorted_sid = self._sorted_sid
+        if not len(sorted_sid) or not len(arrivals.series_ids):
+            return none
+        sids = arrivals.series_ids
+        near = np.flatnonzero((sids >= sorted_sid[0]) & (sids <= sorted_sid[-1]))
+        if not len(near):
+            return none
+        left = np.searchsorted(sorted_sid, sids[near], side="left")
+        counts = np.searchsorted(sorted_sid, sids[near], side="right") - left
+        found = counts > 0
+        if not found.any():
+            return none
+        near, left, counts = near[found], left[found], counts[found]
+        # one row per (arrival, entry watching its series)
+        rows = np.repeat(near, counts)
+        first = np.repeat(left - (np.cumsum(counts) - counts), counts)
+        entries = self._by_sid[first + np.arange(len(rows))]
+        ts, values = arrivals.timestamps[rows], arrivals.values[rows]
+        newer = ts >= self._newest[entries]
+        entries, ts, values = entries[newer], ts[newer], values[newer]
+        if not len(entries):
+            return none
+        order = np.lexsort((ts, entries))
+        entries, ts, values = entries[order], ts[order], values[order]
+        last = np.r_[entries[1:] != entries[:-1], True]
+        entries, ts, values = entries[last], ts[last], values[last]
+        now = passes(self._op[entries], values, self._limit[entries])
+        # what the rule saw: the previous sample passed and is within the lookback delta
+        before = self._passing[entries] & (self._newest[entries] > ts - self.lookback_ms)
+        self._passing[entries] = now
+        self._newest[entries] = ts
+        return np.unique(self._rule[entries[now != before]])
