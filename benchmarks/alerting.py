@@ -152,6 +152,7 @@ class Feeder:
         self.stop = threading.Event()
         self.errors = 0
         self.probed: set[int] = set()
+        self.probing = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -159,6 +160,10 @@ class Feeder:
         self._thread.start()
 
     def feed_signals(self) -> None:
+        with self.probing:  # a probe's 1 must not be followed by an older 0
+            self._feed_signals()
+
+    def _feed_signals(self) -> None:
         quiet = [r for r in range(self.rules) if r not in self.probed]
         now = int(time.time() * 1000)
         with httpx.Client(timeout=60) as client:
@@ -255,9 +260,10 @@ def run(args: argparse.Namespace) -> int:
         note(f"probing {len(order)} rules, one every {args.spacing:.2f} s")
         with httpx.Client(timeout=30) as client:
             for rule in order:
-                feeder.probed.add(rule)
-                body = write_body([signal_series(rule)], [1.0], int(time.time() * 1000))
-                answer = client.post(write_url, content=body, headers=HEADERS)
+                with feeder.probing:
+                    feeder.probed.add(rule)
+                    body = write_body([signal_series(rule)], [1.0], int(time.time() * 1000))
+                    answer = client.post(write_url, content=body, headers=HEADERS)
                 if answer.status_code != 204:
                     note(f"probe write failed: {answer.status_code} {answer.text[:200]}")
                     continue

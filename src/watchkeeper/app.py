@@ -22,17 +22,18 @@ from prometheus_client import CollectorRegistry
 from watchkeeper import __version__
 from watchkeeper.alerting import (
     AlertingService,
-    AlertmanagerConfig,
+    AlertmanagerSetup,
+    AlertmanagerSetups,
     RoutingError,
     load_alertmanager_config,
     parse_alertmanager_text,
 )
 from watchkeeper.alerting.dispatch import Sent
-from watchkeeper.alerting.escalation import Policies, build_policies
+from watchkeeper.alerting.escalation import build_policies
 from watchkeeper.api import ApiContext, Instruments, create_api
 from watchkeeper.api.auth import Authenticator
 from watchkeeper.api.otlp_grpc import OtlpGrpcServer
-from watchkeeper.config import Config, ConfigError
+from watchkeeper.config import AlertingSection, Config, ConfigError, TenantAlertingSection
 from watchkeeper.ingest import (
     DeltaStreams,
     OtlpLimits,
@@ -208,9 +209,8 @@ class Watchkeeper:
         self.rules = TenantRules(rule_manager)
         self.notifiers = Notifiers()
         self.state: StateDB | None = None
-        alertmanager, policies = _alertmanager_config(config)
         self.alerting = AlertingService(
-            alertmanager,
+            _alertmanager_configs(config),
             self.notifiers,
             None,  # the state store opens with the data directory (open())
             clock=lambda: int(time.time() * 1000),
@@ -218,7 +218,6 @@ class Watchkeeper:
             or config.rules.external_url
             or f"http://{config.listen}",
             retention_ms=config.alerting.data_retention,
-            policies=policies,
             history_retention_ms=config.alerting.history_retention,
             on_sent=self._count_notification,
         )
@@ -329,13 +328,13 @@ class Watchkeeper:
                 jobs = config.scrape_jobs()
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-            alertmanager, policies = await asyncio.to_thread(_alertmanager_config, config)
+            alertmanager = await asyncio.to_thread(_alertmanager_configs, config)
             try:
                 await self.rules.apply(config.tenant_rule_file_patterns())
             except RuleFileError as err:
                 raise ConfigError(f"rule_files: {err}") from None
             await self.scrape.apply(jobs)
-            await self.alerting.reload(alertmanager, policies)
+            await self.alerting.reload(alertmanager)
             static = {"scrape", "scrape_configs", "rule_files", "tenant_rule_files", "alerting"}
             changed = [
                 key
@@ -455,21 +454,33 @@ receivers:
 """
 
 
-def _alertmanager_config(config: Config) -> tuple[AlertmanagerConfig, Policies]:
-    path = config.alertmanager_config_path()
+def _alertmanager_configs(config: Config) -> AlertmanagerSetups:
+    """The Alertmanager configuration and policies for every tenant without its own, and
+    those of each tenant in alerting.tenants."""
+    default = _alertmanager_setup(config, None, config.alerting)
+    tenants = {
+        tenant: _alertmanager_setup(config, tenant, section)
+        for tenant, section in config.alerting.tenants.items()
+    }
+    return AlertmanagerSetups(default, tenants)
+
+
+def _alertmanager_setup(
+    config: Config, tenant: str | None, section: AlertingSection | TenantAlertingSection
+) -> AlertmanagerSetup:
+    where = "alerting." if tenant is None else f"alerting.tenants.{tenant}."
+    path = config.alertmanager_config_path(tenant)
     try:
         if path is None:
             alertmanager = parse_alertmanager_text(DEFAULT_ALERTMANAGER_CONFIG)
         else:
             alertmanager = load_alertmanager_config(path)
     except RoutingError as err:
-        raise ConfigError(f"alerting.alertmanager_config: {err}") from None
+        raise ConfigError(f"{where}alertmanager_config: {err}") from None
     try:
         policies = build_policies(
-            alertmanager,
-            config.alerting.escalation_policies,
-            config.alerting.receiver_active_time_intervals,
+            alertmanager, section.escalation_policies, section.receiver_active_time_intervals
         )
     except RoutingError as err:
-        raise ConfigError(f"alerting.{err}") from None
-    return alertmanager, policies
+        raise ConfigError(f"{where}{err}") from None
+    return AlertmanagerSetup(alertmanager, policies)

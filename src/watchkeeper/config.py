@@ -337,6 +337,20 @@ class RulesSection(_Section):
         return value
 
 
+class TenantAlertingSection(_Section):
+    alertmanager_config: str = Field(
+        description="The tenant's Alertmanager configuration file, relative to this file."
+    )
+    escalation_policies: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="As alerting.escalation_policies, for this tenant's receivers.",
+    )
+    receiver_active_time_intervals: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="As alerting.receiver_active_time_intervals, for this tenant's receivers.",
+    )
+
+
 class AlertingSection(_Section):
     alertmanager_config: str = Field(
         "",
@@ -385,6 +399,13 @@ class AlertingSection(_Section):
         default_factory=dict,
         description="Receiver -> time intervals (of the Alertmanager configuration) outside "
         "which it is not notified; news waits for the first flush inside.",
+    )
+    tenants: dict[str, TenantAlertingSection] = Field(
+        default_factory=dict,
+        description="Tenants that route their alerts with their own Alertmanager configuration "
+        "(and escalation policies and receiver active hours): tenant -> alertmanager_config, "
+        "escalation_policies, receiver_active_time_intervals. Other tenants use the settings "
+        "above. Reloaded with them.",
     )
 
 
@@ -451,12 +472,15 @@ class Config(_Section):
             found.setdefault(tenant, []).extend(resolved(p) for p in patterns)
         return found
 
-    def alertmanager_config_path(self) -> Path | None:
-        """`alerting.alertmanager_config`, a relative one taken from the config file's
-        directory; None when not set."""
-        if not self.alerting.alertmanager_config:
+    def alertmanager_config_path(self, tenant: str | None = None) -> Path | None:
+        """`alerting.alertmanager_config`, or that of `alerting.tenants[tenant]`, a relative
+        one taken from the config file's directory; None when not set."""
+        text = self.alerting.alertmanager_config
+        if tenant is not None:
+            text = self.alerting.tenants[tenant].alertmanager_config
+        if not text:
             return None
-        path = Path(self.alerting.alertmanager_config)
+        path = Path(text)
         base = self._source_dir
         return base / path if base is not None and not path.is_absolute() else path
 

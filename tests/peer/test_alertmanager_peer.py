@@ -87,11 +87,14 @@ inhibit_rules:
 """
 
 # a templates: file as Alertmanager users write them: {{define}}, Alertmanager's own named
-# templates, and the methods of its data
+# templates, and the methods of its data (Go's time methods too)
 TEMPLATES = """{{ define "db.pretext" }}{{ template "__subject" . }} | {{ .Alerts.Firing | len }}
 firing, {{ .Alerts.Resolved | len }} resolved:{{ range .Alerts.Firing }}
 {{ range .Labels.SortedPairs }}{{ .Name }}={{ .Value }} {{ end }}{{ end }}
-others: {{ (.CommonLabels.Remove .GroupLabels.Names).Values | join "," }}{{ end }}
+others: {{ (.CommonLabels.Remove .GroupLabels.Names).Values | join "," }}
+{{ range .Alerts }}since {{ .StartsAt }} | {{ .StartsAt.Format "Mon Jan _2 15:04:05.000 MST 2006 \
+-07:00 Z07:00 3PM .999 002" }} | {{ .StartsAt.Unix }} {{ .EndsAt.IsZero }} {{ .StartsAt.UTC.Year }}
+{{ end }}{{ end }}
 """
 
 
@@ -212,6 +215,9 @@ def test_the_same_alert_stream_gives_the_same_notifications(peers: tuple[Any, ..
         assert theirs, f"stage {name!r}: Alertmanager sent nothing (see its log)"
         if ours != theirs:
             pytest.fail(f"stage {name!r} differs:\n{_difference(theirs, ours)}")
+    # the Slack pretext printed the alerts' times (so Go's time methods were compared too)
+    slack = [body for _, theirs, _ in stages for path, body in theirs if path == "/slack"]
+    assert slack and all(b"since " in body and b" +0000 UTC" in body for body in slack)
     # and they agree on the state the API reports afterwards: nothing active, one silence
     for url in (am.url, server.url):
         assert httpx.get(f"{url}/api/v2/alerts", timeout=10).json() == []

@@ -5,6 +5,8 @@ records what happened."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -313,3 +315,59 @@ def test_a_threshold_rule_fires_and_resolves_as_its_sample_arrives(
     assert "watchkeeper_rule_evaluations_on_arrival_total 2.0" in metrics
     rules = client.get("/api/v1/rules").json()["data"]["groups"]
     assert rules[0]["lastEvaluation"].startswith("0001-01-01")  # no turn came meanwhile
+
+
+def test_a_tenant_routes_its_alerts_with_its_own_alertmanager_configuration(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    sink = WebhookSink()
+    (tmp_path / "alertmanager.yml").write_text(ALERTMANAGER % {"sink": sink.url})
+    (tmp_path / "team-a-am.yml").write_text(
+        "route: {receiver: a-oncall, group_wait: 0s, group_interval: 1s}\n"
+        f"receivers:\n  - name: a-oncall\n    webhook_configs: [{{url: '{sink.url}/a'}}]\n"
+        "  - name: a-lead\n    webhook_configs: [{url: 'http://127.0.0.1:9/lead'}]\n"
+    )
+    for tenant in ("default", "team-a"):
+        (tmp_path / f"{tenant}.yml").write_text(
+            f"groups:\n  - name: g\n    rules:\n      - alert: {tenant}-alert\n"
+            "        expr: vector(1)\n"
+        )
+    server = start_server(
+        config="rules:\n  evaluation_interval: 1s\nrule_files: [default.yml]\n"
+        "tenant_rule_files:\n  team-a: [team-a.yml]\n"
+        "alerting:\n  alertmanager_config: alertmanager.yml\n  tenants:\n    team-a:\n"
+        "      alertmanager_config: team-a-am.yml\n"
+        "      escalation_policies:\n"
+        "        - {receiver: a-oncall, levels: [{after: 1h, receiver: a-lead}]}\n"
+    )
+    received = {path: json.loads(body) for path, body in sink.wait(2)}
+    assert sorted(received) == ["/a", "/team"]
+    assert received["/a"]["receiver"] == "a-oncall"
+    assert received["/a"]["commonLabels"]["alertname"] == "team-a-alert"
+    assert received["/team"]["commonLabels"]["alertname"] == "default-alert"
+
+    def get(path: str, tenant: str) -> Any:
+        return httpx.get(f"{server.url}/api/v2/{path}", headers={"X-Scope-OrgID": tenant}).json()
+
+    assert get("receivers", "team-a") == [{"name": "a-oncall"}, {"name": "a-lead"}]
+    assert get("receivers", "default") == [{"name": "team"}, {"name": "primary"}]
+    assert "a-oncall" in get("status", "team-a")["config"]["original"]
+    assert "a-oncall" not in get("status", "team-b")["config"]["original"]
+
+
+def test_a_tenant_alertmanager_configuration_is_checked_at_start(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    (tmp_path / "team-a-am.yml").write_text("route: {receiver: nobody}\nreceivers: []\n")
+    config = tmp_path / "watchkeeper.yml"
+    config.write_text(
+        "alerting:\n  tenants:\n    team-a:\n      alertmanager_config: team-a-am.yml\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", "serve", "--config", str(config),
+         "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "alerting.tenants.team-a.alertmanager_config:" in result.stderr
+    assert "nobody" in result.stderr

@@ -13,11 +13,13 @@ from watchkeeper.alerting.amconfig import (
     parse_alertmanager_text,
 )
 from watchkeeper.alerting.routing import Route, RoutingError, parse_matcher, parse_route
-from watchkeeper.alerting.service import AlertingService
+from watchkeeper.alerting.service import AlertingService, AlertmanagerSetup, AlertmanagerSetups
 
 __all__ = [
     "AlertingService",
     "AlertmanagerConfig",
+    "AlertmanagerSetup",
+    "AlertmanagerSetups",
     "Route",
     "RoutingError",
     "load_alertmanager_config",

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from watchkeeper.model import Labels
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.gotime import location
 
 # Alertmanager's template functions that Prometheus' lack (notification templates have both)
 TEMPLATE_FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -20,6 +21,9 @@ TEMPLATE_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "stringSlice": lambda *items: list(items),
     "trimSpace": lambda text: str(text).strip(),
     "safeUrl": str,
+    # Alertmanager 0.26+: `{{ .StartsAt | tz "Europe/Berlin" | date "15:04 MST" }}`
+    "date": lambda layout, when: when.Format(layout),
+    "tz": lambda name, when: when.In(location(name)),
 }
 
 # Alertmanager's default send_resolved per integration kind (config/notifiers.go)

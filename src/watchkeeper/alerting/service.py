@@ -1,7 +1,8 @@
 """The built-in Alertmanager: one per process, with state kept per tenant.
 
 Alerts arrive from the rule evaluator and from `POST /api/v2/alerts`; each tenant has its own
-alerts, silences, notification log and dispatcher, all under one Alertmanager configuration.
+alerts, silences, notification log and dispatcher, under the Alertmanager configuration of
+the tenant (alerting.tenants) or the one shared by the others.
 Silences and the notification log are written to the state store before a change is
 acknowledged and read back at start, so a restart neither forgets a silence nor repeats a
 notification. A reload builds new dispatchers from the new configuration and routes the alerts
@@ -13,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from watchkeeper.alerting.alertstore import AlertStore
@@ -40,6 +41,25 @@ ESCALATIONS = "escalations"
 MAINTENANCE_INTERVAL_S = 60.0
 
 
+@dataclass(frozen=True)
+class AlertmanagerSetup:
+    """An Alertmanager configuration and watchkeeper's policies over its receivers."""
+
+    config: AlertmanagerConfig
+    policies: Policies = NO_POLICIES
+
+
+@dataclass(frozen=True)
+class AlertmanagerSetups:
+    """The setup of every tenant: its own where it has one, else the default."""
+
+    default: AlertmanagerSetup
+    tenants: Mapping[str, AlertmanagerSetup] = field(default_factory=dict)
+
+    def of(self, tenant: str) -> AlertmanagerSetup:
+        return self.tenants.get(tenant, self.default)
+
+
 @dataclass
 class TenantAlerting:
     alerts: AlertStore
@@ -52,18 +72,19 @@ class TenantAlerting:
 class AlertingService:
     def __init__(
         self,
-        config: AlertmanagerConfig,
+        setups: AlertmanagerSetups | AlertmanagerConfig,
         sender: Sender,
         state: StateDB | None,
         clock: Callable[[], int],
         external_url: str = "",
         retention_ms: int = 120 * 3_600_000,
         on_sent: Callable[[str, Sent], None] | None = None,
-        policies: Policies = NO_POLICIES,
         history_retention_ms: int = 30 * 86_400_000,
     ) -> None:
-        self.config = config
-        self.policies = policies
+        """`setups`: one configuration for all tenants, or the setups per tenant."""
+        if isinstance(setups, AlertmanagerConfig):
+            setups = AlertmanagerSetups(AlertmanagerSetup(setups))
+        self.setups = setups
         self.history_retention_ms = history_retention_ms
         self.writer: WriteBehind | None = None
         self.history = History(None, None)
@@ -114,12 +135,17 @@ class AlertingService:
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop)
 
-    async def reload(self, config: AlertmanagerConfig, policies: Policies = NO_POLICIES) -> None:
-        self.config = config
-        self.policies = policies
+    def config_of(self, tenant: str) -> AlertmanagerConfig:
+        """The Alertmanager configuration the tenant's alerts follow."""
+        return self.setups.of(tenant).config
+
+    async def reload(self, setups: AlertmanagerSetups | AlertmanagerConfig) -> None:
+        if isinstance(setups, AlertmanagerConfig):
+            setups = AlertmanagerSetups(AlertmanagerSetup(setups))
+        self.setups = setups
         for name, state in self.tenants.items():
             await self._stop_dispatcher(state)
-            state.alerts.resolve_timeout_ms = config.resolve_timeout_ms
+            state.alerts.resolve_timeout_ms = self.config_of(name).resolve_timeout_ms
             hooks = state.dispatcher.hooks
             for group in state.dispatcher.groups.values():  # kept across the rebuild
                 if group.ack is not None:
@@ -140,7 +166,7 @@ class AlertingService:
         if found is not None:
             return found
         alerts = AlertStore(
-            self.config.resolve_timeout_ms,
+            self.config_of(name).resolve_timeout_ms,
             persist=self._persist_alerts(name),
             forget=self._forget_alerts(name),
         )
@@ -195,14 +221,15 @@ class AlertingService:
         nflog: NotificationLog,
         hooks: DispatchHooks,
     ) -> Dispatcher:
+        setup = self.setups.of(tenant)
         config = DispatchConfig(
-            route=self.config.route,
-            integrations=self.config.integrations,
-            inhibit_rules=self.config.inhibit_rules,
-            time_intervals=self.config.periods,
+            route=setup.config.route,
+            integrations=setup.config.integrations,
+            inhibit_rules=setup.config.inhibit_rules,
+            time_intervals=setup.config.periods,
             external_url=self.external_url,
-            escalations=self.policies.escalations,
-            receiver_active=self.policies.receiver_active,
+            escalations=setup.policies.escalations,
+            receiver_active=setup.policies.receiver_active,
         )
         on_sent = self.on_sent
         return Dispatcher(

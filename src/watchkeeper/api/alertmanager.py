@@ -311,16 +311,17 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @api.get("/api/v2/receivers")
     async def receivers(request: Request) -> Response:
-        principal(ctx, request, "viewer")
-        return JSONResponse([{"name": name} for name in service.config.receivers])
+        who = principal(ctx, request, "viewer")
+        receivers = service.config_of(who.tenant).receivers
+        return JSONResponse([{"name": name} for name in receivers])
 
     @api.get("/api/v2/status")
     async def status(request: Request) -> Response:
-        principal(ctx, request, "viewer")
+        who = principal(ctx, request, "viewer")
         return JSONResponse(
             {
                 "cluster": {"name": "", "peers": [], "status": "disabled"},
-                "config": {"original": service.config.original},
+                "config": {"original": service.config_of(who.tenant).original},
                 "uptime": _STARTED.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                 "versionInfo": {
                     "branch": "",

@@ -25,7 +25,7 @@ from watchkeeper.alerting.notification import (
 from watchkeeper.alerting.notification import NotificationData, NotifyError
 from watchkeeper.model import Labels
 from watchkeeper.model.alerts import Alert, fingerprint_text
-from watchkeeper.notify.gojson import go_time
+from watchkeeper.model.gotime import GoTime
 from watchkeeper.rules.template_functions import TemplateError
 from watchkeeper.rules.templates import Library, Template
 
@@ -130,8 +130,8 @@ class AlertData:
         self.Status = status
         self.Labels = KV(alert.labels)
         self.Annotations = KV(alert.annotations)
-        self.StartsAt = go_time(alert.starts_at_ms)
-        self.EndsAt = go_time(alert.ends_at_ms)
+        self.StartsAt = GoTime.of_alert_time(alert.starts_at_ms)
+        self.EndsAt = GoTime.of_alert_time(alert.ends_at_ms)
         self.GeneratorURL = alert.generator_url
         self.Fingerprint = fingerprint_text(alert.labels)
 
