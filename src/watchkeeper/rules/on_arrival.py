@@ -180,6 +180,7 @@ class ArrivalTriggers:
         self._added = np.zeros(0, dtype=np.int64)
         self._by_sid = np.zeros(0, dtype=np.int64)
         self._sorted_sid = np.zeros(0, dtype=np.int64)
+        self._run = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         """Watched (rule, series) pairs."""
@@ -321,6 +322,11 @@ class ArrivalTriggers:
             self._sorted_sid = merged[0][self._by_sid]
         self._sid, self._rule, self._op, self._limit = merged[0:4]
         self._passing, self._newest, self._added = merged[4:7]
+        # at each place in the sorted ids, how many entries from there have that id
+        ids = self._sorted_sid
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else ids
+        lengths = np.diff(np.r_[starts, len(ids)])
+        self._run = np.repeat(lengths, lengths) - (np.arange(len(ids)) - np.repeat(starts, lengths))
 
     def _changed(self, arrivals: Arrivals) -> npt.NDArray[np.int64]:
         """The rules with a series whose passing changed."""
@@ -332,25 +338,30 @@ class ArrivalTriggers:
         near = np.flatnonzero((sids >= sorted_sid[0]) & (sids <= sorted_sid[-1]))
         if not len(near):
             return none
-        left = np.searchsorted(sorted_sid, sids[near], side="left")
-        counts = np.searchsorted(sorted_sid, sids[near], side="right") - left
-        found = counts > 0
+        left = np.searchsorted(sorted_sid, sids[near])
+        found = sorted_sid[left] == sids[near]  # in range: left < len(sorted_sid)
         if not found.any():
             return none
-        near, left, counts = near[found], left[found], counts[found]
+        near, left = near[found], left[found]
+        counts = self._run[left]  # the entries watching the series: a run from `left`
         # one row per (arrival, entry watching its series)
-        rows = np.repeat(near, counts)
-        first = np.repeat(left - (np.cumsum(counts) - counts), counts)
-        entries = self._by_sid[first + np.arange(len(rows))]
+        if counts.max() == 1:
+            rows, entries = near, self._by_sid[left]
+        else:
+            rows = np.repeat(near, counts)
+            first = np.repeat(left - (np.cumsum(counts) - counts), counts)
+            entries = self._by_sid[first + np.arange(len(rows))]
         ts, values = arrivals.timestamps[rows], arrivals.values[rows]
         newer = ts >= self._newest[entries]
-        entries, ts, values = entries[newer], ts[newer], values[newer]
+        if not newer.all():
+            entries, ts, values = entries[newer], ts[newer], values[newer]
         if not len(entries):
             return none
-        order = np.lexsort((ts, entries))
-        entries, ts, values = entries[order], ts[order], values[order]
-        last = np.r_[entries[1:] != entries[:-1], True]
-        entries, ts, values = entries[last], ts[last], values[last]
+        if np.bincount(entries).max() > 1:  # a series twice in the append: its newest counts
+            order = np.lexsort((ts, entries))
+            entries, ts, values = entries[order], ts[order], values[order]
+            last = np.r_[entries[1:] != entries[:-1], True]
+            entries, ts, values = entries[last], ts[last], values[last]
         now = passes(self._op[entries], values, self._limit[entries])
         # what the rule saw: the previous sample passed and is within the lookback delta
         before = self._passing[entries] & (self._newest[entries] > ts - self.lookback_ms)
