@@ -274,7 +274,10 @@ class RuleManager:
         with self._waiting_lock:
             indexes = self._waiting.pop(key, set())
         running = self._groups.get(key)
-        if running is None or not indexes:
+        if running is None:
+            return
+        indexes &= set(running.evaluator.thresholds())  # the group may have been replaced
+        if not indexes:
             return
         try:
             done = running.evaluator.evaluate_rules(indexes, int(self.clock() * 1000))
