@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from watchkeeper.model import Labels, Matcher
-from watchkeeper.store.statedb import StateDB, WriteBehind
+from watchkeeper.store import StateStore
+from watchkeeper.store.statedb import WriteBehind
 
 CATEGORIES = frozenset({"infrastructure", "application", "security", "business", "performance"})
 Event = tuple[str, int, str, str, dict[str, Any]]  # tenant, time, event, alertname, body
@@ -47,7 +48,7 @@ def alert_fields(labels: Labels, annotations: Labels = ()) -> dict[str, str]:
 
 
 class History:
-    def __init__(self, state: StateDB | None, writer: WriteBehind | None) -> None:
+    def __init__(self, state: StateStore | None, writer: WriteBehind | None) -> None:
         self.state = state
         self.writer = writer
 

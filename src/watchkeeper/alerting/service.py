@@ -27,7 +27,8 @@ from watchkeeper.alerting.nflog import Entry, NotificationLog
 from watchkeeper.alerting.notification import Sender
 from watchkeeper.alerting.silences import Silence, Silences
 from watchkeeper.model.alerts import Alert, fingerprint_text
-from watchkeeper.store.statedb import StateDB, WriteBehind
+from watchkeeper.store import StateStore
+from watchkeeper.store.statedb import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class AlertingService:
         self,
         setups: AlertmanagerSetups | AlertmanagerConfig,
         sender: Sender,
-        state: StateDB | None,
+        state: StateStore | None,
         clock: Callable[[], int],
         external_url: str = "",
         retention_ms: int = 120 * 3_600_000,
@@ -105,7 +106,7 @@ class AlertingService:
 
     # -- lifecycle
 
-    def attach_state(self, state: StateDB) -> None:
+    def attach_state(self, state: StateStore) -> None:
         """Use a state store (opened with the data directory): what it holds is loaded."""
         self.state = state
         self.writer = WriteBehind(state)

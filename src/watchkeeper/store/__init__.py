@@ -5,7 +5,7 @@ records, chunks or blocks. Must not import anything above `model`.
 """
 
 from watchkeeper.store.audit import AuditLog
-from watchkeeper.store.protocol import MetricStore
+from watchkeeper.store.protocol import MetricStore, StateStore
 from watchkeeper.store.tsdb import MetricsDB
 from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples, StorageOptions
 from watchkeeper.store.wal import WALFailedError
@@ -17,6 +17,7 @@ __all__ = [
     "MetricsDB",
     "SeriesColumns",
     "SeriesSamples",
+    "StateStore",
     "StorageOptions",
     "WALFailedError",
 ]

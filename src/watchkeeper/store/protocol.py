@@ -1,9 +1,10 @@
-"""The metrics store protocol every backend implements (embedded today; ClickHouse later)."""
+"""The store protocols every backend implements (embedded today; ClickHouse later): metrics,
+and the small state tables of alerting."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
 
@@ -95,3 +96,32 @@ class MetricStore(Protocol):
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]: ...
 
     def series_count(self, tenant: str | None = None) -> int: ...
+
+
+class StateStore(Protocol):
+    """Small durable tables for state that is not a time series: JSON documents under
+    (kind, tenant, key) — silences, the notification log, acknowledgements, escalations,
+    alerts — and the alert history (events by tenant and time). A write returns once it is
+    durable."""
+
+    def put(self, kind: str, tenant: str, key: str, body: Any) -> None: ...
+
+    def delete(self, kind: str, tenant: str, key: str) -> None: ...
+
+    def load(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Every document of a kind: tenant -> key -> document."""
+        ...
+
+    def history(
+        self, tenant: str, start_ms: int, end_ms: int, alertname: str | None = None
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Events from start to end (inclusive), oldest first; of one alertname if given."""
+        ...
+
+    def drop_history_before(self, at_ms: int) -> None: ...
+
+    def apply(self, writes: Iterable[tuple[str, str, str, str, Any]]) -> None:
+        """A batch of puts, deletes and history events (WriteBehind's), in one transaction."""
+        ...
+
+    def close(self) -> None: ...

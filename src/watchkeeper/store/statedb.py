@@ -17,7 +17,10 @@ import queue
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from watchkeeper.store.protocol import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def _dumps(body: Any) -> str:
 
 
 class StateDB:
-    """Keyed JSON documents by kind and tenant; safe to call from any thread."""
+    """The embedded StateStore (protocol.py); safe to call from any thread."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +151,7 @@ class WriteBehind:
     queued when the process is killed may be lost (a notification might then be repeated);
     `stop` commits everything queued."""
 
-    def __init__(self, state: StateDB) -> None:
+    def __init__(self, state: StateStore) -> None:
         self.state = state
         self._queue: queue.SimpleQueue[Write | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
