@@ -119,6 +119,31 @@ def test_route_checks(config: dict[str, Any], message: str) -> None:
         parse_alertmanager_config(config)
 
 
+def _slack(*actions: dict[str, Any]) -> dict[str, Any]:
+    slack = {"api_url": "http://hook", "actions": list(actions)}
+    return {"route": {"receiver": "a"}, "receivers": [{"name": "a", "slack_configs": [slack]}]}
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ({"text": "t", "url": "http://x"}, "missing type in Slack action configuration"),
+        ({"type": "button", "url": "http://x"}, "missing text in Slack action configuration"),
+        ({"type": "button", "text": "t"}, "missing name or url in Slack action configuration"),
+        (
+            {"type": "button", "text": "t", "name": "n", "confirm": {"title": "sure?"}},
+            "missing text in Slack confirmation configuration",
+        ),
+    ],
+)
+def test_slack_actions_are_checked_as_alertmanager_checks_them(
+    action: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(RoutingError, match=message):
+        parse_alertmanager_config(_slack(action))
+    parse_alertmanager_config(_slack({"type": "button", "text": "t", "url": "http://x"}))
+
+
 def test_the_routes_test_command() -> None:
     config = ALERTMANAGER / "amtool-testdata" / "conf.routing.yml"
 

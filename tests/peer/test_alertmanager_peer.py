@@ -78,6 +78,18 @@ receivers:
         text: '{{ range .Alerts }}{{ .Labels.instance }}: {{ .Annotations.summary }} {{ end }}'
         pretext: '{{ template "db.pretext" . }}'
         fields: [{title: Severity, value: '{{ .CommonLabels.severity }}', short: true}]
+        actions:
+          - type: button
+            text: 'Runbook {{ .CommonLabels.alertname }}'
+            url: 'http://rb/{{ .GroupLabels.alertname }}'
+            style: primary
+            name: dropped  # a link button: Alertmanager drops a message action's fields
+          - type: button
+            text: Silence
+            name: silence
+            value: '{{ .CommonLabels.alertname }}'
+            # `Yes` is a YAML boolean, and Go's text for a string field; an empty title is left out
+            confirm: {text: 'Silence {{ .Alerts | len }}?', title: '{{ "" }}', ok_text: Yes}
   - name: web
     webhook_configs: [{url: '%(sink)s/web'}]
 inhibit_rules:

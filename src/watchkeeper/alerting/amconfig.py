@@ -17,7 +17,7 @@ from watchkeeper.alerting.notification import TEMPLATE_FUNCTIONS, Integration, i
 from watchkeeper.alerting.receivers import check_global, check_inhibit_rules, check_receivers
 from watchkeeper.alerting.routing import Route, RoutingError, parse_route
 from watchkeeper.alerting.timeintervals import Period, parse_time_intervals
-from watchkeeper.model import parse_duration
+from watchkeeper.model import goyaml, parse_duration
 from watchkeeper.rules.template_functions import TemplateError
 from watchkeeper.rules.templates import Template
 
@@ -51,7 +51,7 @@ def load_alertmanager_config(path: Path) -> AlertmanagerConfig:
 
 def parse_alertmanager_text(text: str, base: Path | None = None) -> AlertmanagerConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = goyaml.load(text)  # string fields keep `yes`/`On` as written, as in Go
     except yaml.YAMLError as err:
         raise RoutingError(f"not valid YAML: {err}") from None
     if not isinstance(raw, dict):

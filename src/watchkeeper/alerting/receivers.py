@@ -113,6 +113,9 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                 if kind == "opsgenie_configs":
                     for key in sorted(set(item) - _OPSGENIE_FIELDS):
                         raise RoutingError(f"field {key} not found in type opsgenie.plain")
+                if kind == "slack_configs":
+                    for action in item.get("actions") or []:
+                        check_slack_action(action)
                 if kind == "slack_configs" and item.get("update_message"):
                     token = any(item.get(k) for k in ("app_token", "app_token_file")) or any(
                         global_raw.get(k) for k in ("slack_app_token", "slack_app_token_file")
@@ -129,6 +132,22 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                 raise RoutingError(
                     "must provide either a Target ARN, Topic ARN, or Phone Number for SNS config"
                 )
+
+
+def check_slack_action(action: Any) -> None:
+    """A Slack action (button) as Alertmanager checks one: a type and a text, and a url (a
+    link button) or a name (a message action, which may have a value and a confirmation)."""
+    if not isinstance(action, Mapping):
+        raise RoutingError("slack_configs.actions entries must be mappings")
+    if not action.get("type"):
+        raise RoutingError("missing type in Slack action configuration")
+    if not action.get("text"):
+        raise RoutingError("missing text in Slack action configuration")
+    if not action.get("url") and not action.get("name"):
+        raise RoutingError("missing name or url in Slack action configuration")
+    confirm = action.get("confirm")
+    if confirm is not None and not (isinstance(confirm, Mapping) and confirm.get("text")):
+        raise RoutingError("missing text in Slack confirmation configuration")
 
 
 def check_inhibit_rules(rules: Sequence[Any]) -> None:

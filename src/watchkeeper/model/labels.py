@@ -103,9 +103,9 @@ def yaml_label_text(value: object) -> str:
     """
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # read by a plain YAML loader: its text is lost
         return "true" if value else "false"
-    return str(value)
+    return str(value)  # a goyaml.YamlBool gives its text as written
 
 
 def go_quote(text: str) -> str:

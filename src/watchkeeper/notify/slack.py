@@ -48,6 +48,7 @@ def payload(
             )
             for f in config.get("fields") or []
         ],
+        actions=[_action(a, data, templates) for a in config.get("actions") or []],
         image_url=field("image_url", ""),
         thumb_url=field("thumb_url", ""),
         footer=field("footer", ""),
@@ -58,8 +59,9 @@ def payload(
     for name in ("title", "title_link", "pretext", "image_url", "thumb_url", "color"):
         if not attachment[name]:
             del attachment[name]
-    if not attachment["fields"]:
-        del attachment["fields"]
+    for name in ("fields", "actions"):
+        if not attachment[name]:
+            del attachment[name]
     request = Struct(
         channel=field("channel", ""),
         username=field("username", "Alertmanager"),
@@ -72,6 +74,35 @@ def payload(
         if not request[name]:
             del request[name]
     return document(request)
+
+
+def _action(action: dict[str, Any], data: NotificationData, templates: Library | None) -> Struct:
+    """A button: a link (url) or a message action (name, value, confirm), every text
+    templated; as Alertmanager, a url drops the message action's fields."""
+
+    def text(owner: dict[str, Any], name: str, where: str) -> str:
+        return texts.render(owner.get(name) or "", data, f"slack_configs.{where}", templates)
+
+    link = bool(action.get("url"))
+    out = Struct(
+        type=text(action, "type", "actions.type"),
+        text=text(action, "text", "actions.text"),
+        url=text(action, "url", "actions.url"),
+        style=text(action, "style", "actions.style"),
+        name="" if link else text(action, "name", "actions.name"),
+        value="" if link else text(action, "value", "actions.value"),
+    )
+    confirm = None if link else action.get("confirm")
+    if confirm is not None:
+        rendered = [
+            (name, text(confirm, name, f"actions.confirm.{name}"))
+            for name in ("text", "title", "ok_text", "dismiss_text")
+        ]
+        out["confirm"] = Struct((name, value) for name, value in rendered if value)
+    for name in ("type", "text", "url", "style", "name", "value"):
+        if not out[name]:  # omitempty
+            del out[name]
+    return out
 
 
 def url_of(config: dict[str, Any] | Any) -> str:
