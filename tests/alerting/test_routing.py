@@ -119,6 +119,26 @@ def test_route_checks(config: dict[str, Any], message: str) -> None:
         parse_alertmanager_config(config)
 
 
+@pytest.mark.parametrize(
+    ("receiver", "message"),
+    [
+        ({"discord_configs": [{"title": "t"}]}, "one of webhook_url or webhook_url_file"),
+        (
+            {"webex_configs": [{"http_config": {"authorization": {"credentials": "x"}}}]},
+            "missing room_id on webex_config",
+        ),
+        (
+            {"webex_configs": [{"room_id": "r"}]},
+            "missing webex_configs.http_config.authorization",
+        ),
+    ],
+)
+def test_discord_and_webex_settings_are_checked(receiver: dict[str, Any], message: str) -> None:
+    config = {"route": {"receiver": "a"}, "receivers": [{"name": "a", **receiver}]}
+    with pytest.raises(RoutingError, match=message):
+        parse_alertmanager_config(config)
+
+
 def _slack(*actions: dict[str, Any]) -> dict[str, Any]:
     slack = {"api_url": "http://hook", "actions": list(actions)}
     return {"route": {"receiver": "a"}, "receivers": [{"name": "a", "slack_configs": [slack]}]}

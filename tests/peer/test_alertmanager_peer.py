@@ -65,6 +65,15 @@ receivers:
     webhook_configs: [{url: '%(sink)s/watchdog_b', send_resolved: false}]
   - name: pager
     webhook_configs: [{url: '%(sink)s/pager'}]
+    discord_configs:
+      - webhook_url: '%(sink)s/discord-pager'
+        title: '{{ .CommonLabels.alertname }} <{{ .Status }}>'
+        message: '{{ template "discord.default.message" . }}{{ .Alerts.Firing | len }}'
+    webex_configs:
+      - api_url: '%(sink)s/webex-pager'
+        room_id: room-2
+        message: '{{ .GroupLabels.cluster }}: {{ template "webex.default.message" . }}'
+        http_config: {authorization: {credentials: bot-token}}
     pagerduty_configs:
       - url: '%(sink)s/pagerduty'
         routing_key: 0123456789abcdef0123456789abcdef
@@ -92,6 +101,11 @@ receivers:
             confirm: {text: 'Silence {{ .Alerts | len }}?', title: '{{ "" }}', ok_text: Yes}
   - name: web
     webhook_configs: [{url: '%(sink)s/web'}]
+    discord_configs: [{webhook_url: '%(sink)s/discord'}]
+    webex_configs:
+      - api_url: '%(sink)s/webex'
+        room_id: room-1
+        http_config: {authorization: {credentials: bot-token}}
 inhibit_rules:
   - source_matchers: ['severity="page"']
     target_matchers: ['severity="warn"']
@@ -227,6 +241,8 @@ def test_the_same_alert_stream_gives_the_same_notifications(peers: tuple[Any, ..
         assert theirs, f"stage {name!r}: Alertmanager sent nothing (see its log)"
         if ours != theirs:
             pytest.fail(f"stage {name!r} differs:\n{_difference(theirs, ours)}")
+    sent_to = {path for _, theirs, _ in stages for path, _ in theirs}
+    assert {"/discord", "/discord-pager", "/webex", "/webex-pager", "/slack"} <= sent_to
     # the Slack pretext printed the alerts' times (so Go's time methods were compared too)
     slack = [body for _, theirs, _ in stages for path, body in theirs if path == "/slack"]
     assert slack and all(b"since " in body and b" +0000 UTC" in body for body in slack)

@@ -85,6 +85,7 @@ GLOBAL_DEFAULTS = {
     },
     "slack": {"api_url": "slack_api_url", "api_url_file": "slack_api_url_file"},
     "pagerduty": {"url": "pagerduty_url"},
+    "webex": {"api_url": "webex_api_url"},
 }
 
 

@@ -125,6 +125,18 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                             "update_message can only be used with bot tokens. api_url must be "
                             f"set to {SLACK_POST_MESSAGE}"
                         )
+        for item in receiver.get("discord_configs") or []:
+            if isinstance(item, Mapping) and not (
+                item.get("webhook_url") or item.get("webhook_url_file")
+            ):
+                raise RoutingError("one of webhook_url or webhook_url_file must be configured")
+        for item in receiver.get("webex_configs") or []:
+            if not isinstance(item, Mapping):
+                continue
+            if not item.get("room_id"):
+                raise RoutingError("missing room_id on webex_config")
+            if not (item.get("http_config") or {}).get("authorization"):
+                raise RoutingError("missing webex_configs.http_config.authorization")
         for item in receiver.get("sns_configs") or []:
             if isinstance(item, Mapping) and not any(
                 item.get(k) for k in ("target_arn", "topic_arn", "phone_number")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
-from watchkeeper.notify import email, msteams, pagerduty, slack, webhook
+from watchkeeper.notify import discord, email, msteams, pagerduty, slack, webex, webhook
 
 SENDERS = {
     "webhook": webhook.send,
@@ -14,6 +14,8 @@ SENDERS = {
     "pagerduty": pagerduty.send,
     "msteams": msteams.send,
     "email": email.send,
+    "discord": discord.send,
+    "webex": webex.send,
 }
 SUPPORTED_KINDS = frozenset(SENDERS)
 

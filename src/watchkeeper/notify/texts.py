@@ -77,6 +77,34 @@ def truncate(text: str, runes: int) -> str:
     return text if len(text) <= runes else text[: runes - 1] + "…"
 
 
+def truncate_bytes(text: str, size: int) -> str:
+    """Alertmanager's TruncateInBytes: at most `size` bytes of UTF-8, whole characters, the
+    last three bytes an ellipsis."""
+    if len(text.encode()) <= size:
+        return text
+    if size <= 3:
+        return "…" if size == 3 else "." * size
+    kept = text.encode()[: size - 3].decode("utf-8", errors="ignore")
+    return kept + "…"
+
+
+def firing_and_resolved(data: NotificationData) -> str:
+    """The lists of firing and of resolved alerts, as Alertmanager's discord, telegram and
+    webex default messages write them (blank lines included)."""
+    out = "\n"
+    if data.firing:
+        out += "\nAlerts Firing:\n" + alert_list(data.firing) + "\n"
+    out += "\n"
+    if data.resolved:
+        out += "\nAlerts Resolved:\n" + alert_list(data.resolved) + "\n"
+    return out + "\n"
+
+
+def annotation_values(data: NotificationData) -> str:
+    """`.CommonAnnotations.SortedPairs.Values | join " "`."""
+    return " ".join(v for _, v in sorted_pairs(data.common_annotations))
+
+
 class KV(dict[str, str]):
     """Alertmanager's template.KV: a label set with its methods."""
 
@@ -207,6 +235,10 @@ BUILTINS: dict[str, Callable[[Any], str]] = {
     "email.default.subject": _of_data(subject),
     "msteams.default.title": _of_data(subject),
     "msteams.default.summary": _of_data(subject),
+    "discord.default.title": _of_data(subject),
+    "discord.default.message": _of_data(firing_and_resolved),
+    "telegram.default.message": _of_data(firing_and_resolved),
+    "webex.default.message": _of_data(lambda d: annotation_values(d) + firing_and_resolved(d)),
 }
 
 

@@ -1,0 +1,38 @@
+"""Webex (the messages API, with the bot's token in http_config.authorization): Alertmanager's
+message as markdown to a room, cut to Webex's size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watchkeeper.alerting.notification import Integration, NotificationData
+from watchkeeper.notify import texts
+from watchkeeper.notify.gojson import Struct, document
+from watchkeeper.notify.http import post
+from watchkeeper.rules.templates import Library
+
+MAX_MESSAGE_BYTES = 7439  # what Webex takes
+DEFAULT_URL = "https://webexapis.com/v1/messages"
+
+
+def payload(
+    data: NotificationData, config: dict[str, Any] | Any, templates: Library | None = None
+) -> bytes:
+    text = config.get("message")
+    message = texts.render(
+        '{{ template "webex.default.message" . }}' if text is None else text,
+        data,
+        "webex_configs.message",
+        templates,
+    )
+    body = Struct(markdown=texts.truncate_bytes(message, MAX_MESSAGE_BYTES))
+    if config.get("room_id"):
+        body["roomId"] = str(config["room_id"])
+    return document(body)
+
+
+async def send(client: Any, integration: Integration, data: NotificationData) -> None:
+    config = integration.config
+    url = str(config.get("api_url") or DEFAULT_URL)
+    body = payload(data, config, texts.library_of(integration.templates))
+    await post(client, integration, url, body, "application/json")
