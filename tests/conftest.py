@@ -178,6 +178,13 @@ class WebhookSink:
                 self.send_response(sink.status)
                 self.end_headers()
 
+            def do_PUT(self) -> None:  # recorded as "PUT <path>" (OpsGenie's updates)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with lock:
+                    received.append((f"PUT {self.path}", body))
+                self.send_response(sink.status)
+                self.end_headers()
+
             def log_message(self, *args: Any) -> None:
                 pass
 

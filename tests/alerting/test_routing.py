@@ -131,9 +131,19 @@ def test_route_checks(config: dict[str, Any], message: str) -> None:
             {"webex_configs": [{"room_id": "r"}]},
             "missing webex_configs.http_config.authorization",
         ),
+        (
+            {"opsgenie_configs": [{"api_key": "k", "responders": [{"type": "team"}]}]},
+            r"responder \{   team\} has to have at least one of id, username or name",
+        ),
+        (
+            {"opsgenie_configs": [{"api_key": "k", "responders": [{"id": "1", "type": "group"}]}]},
+            r"type does not match valid options \^\(team\|teams\|user",
+        ),
     ],
 )
-def test_discord_and_webex_settings_are_checked(receiver: dict[str, Any], message: str) -> None:
+def test_discord_webex_and_opsgenie_settings_are_checked(
+    receiver: dict[str, Any], message: str
+) -> None:
     config = {"route": {"receiver": "a"}, "receivers": [{"name": "a", **receiver}]}
     with pytest.raises(RoutingError, match=message):
         parse_alertmanager_config(config)

@@ -65,6 +65,17 @@ receivers:
     webhook_configs: [{url: '%(sink)s/watchdog_b', send_resolved: false}]
   - name: pager
     webhook_configs: [{url: '%(sink)s/pager'}]
+    opsgenie_configs:
+      - api_key: og-key
+        api_url: '%(sink)s/opsgenie/'
+        details: {cluster: '{{ .CommonLabels.cluster }}', source: am}
+        responders:
+          - {name: 'db,{{ .CommonLabels.service }}', type: teams}
+          - {username: 'oncall@example.com', type: user}
+          - {id: '{{ .CommonLabels.nothing }}', type: '{{ .CommonLabels.nothing }}'}
+        tags: ' paging,{{ .CommonLabels.cluster }},, '
+        priority: P1
+        update_alerts: true
     discord_configs:
       - webhook_url: '%(sink)s/discord-pager'
         title: '{{ .CommonLabels.alertname }} <{{ .Status }}>'
@@ -101,6 +112,7 @@ receivers:
             confirm: {text: 'Silence {{ .Alerts | len }}?', title: '{{ "" }}', ok_text: Yes}
   - name: web
     webhook_configs: [{url: '%(sink)s/web'}]
+    opsgenie_configs: [{api_key: og-key, api_url: '%(sink)s/og-web/', note: 'see {{ .Status }}'}]
     discord_configs: [{webhook_url: '%(sink)s/discord'}]
     webex_configs:
       - api_url: '%(sink)s/webex'
@@ -243,6 +255,12 @@ def test_the_same_alert_stream_gives_the_same_notifications(peers: tuple[Any, ..
             pytest.fail(f"stage {name!r} differs:\n{_difference(theirs, ours)}")
     sent_to = {path for _, theirs, _ in stages for path, _ in theirs}
     assert {"/discord", "/discord-pager", "/webex", "/webex-pager", "/slack"} <= sent_to
+    assert {p.split("?")[0].rsplit("/", 1)[-1] for p in sent_to if "opsgenie" in p} == {
+        "alerts",
+        "message",
+        "description",
+        "close",
+    }
     # the Slack pretext printed the alerts' times (so Go's time methods were compared too)
     slack = [body for _, theirs, _ in stages for path, body in theirs if path == "/slack"]
     assert slack and all(b"since " in body and b" +0000 UTC" in body for body in slack)

@@ -86,6 +86,11 @@ GLOBAL_DEFAULTS = {
     "slack": {"api_url": "slack_api_url", "api_url_file": "slack_api_url_file"},
     "pagerduty": {"url": "pagerduty_url"},
     "webex": {"api_url": "webex_api_url"},
+    "opsgenie": {
+        "api_key": "opsgenie_api_key",
+        "api_key_file": "opsgenie_api_key_file",
+        "api_url": "opsgenie_api_url",
+    },
 }
 
 

@@ -113,6 +113,8 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                 if kind == "opsgenie_configs":
                     for key in sorted(set(item) - _OPSGENIE_FIELDS):
                         raise RoutingError(f"field {key} not found in type opsgenie.plain")
+                    for responder in item.get("responders") or []:
+                        check_opsgenie_responder(responder)
                 if kind == "slack_configs":
                     for action in item.get("actions") or []:
                         check_slack_action(action)
@@ -144,6 +146,28 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                 raise RoutingError(
                     "must provide either a Target ARN, Topic ARN, or Phone Number for SNS config"
                 )
+
+
+def check_opsgenie_responder(raw: Any) -> None:
+    """An OpsGenie responder as Alertmanager checks one: an id, a name or a username, and a
+    type of team, teams, user, escalation or schedule (any case), or a template."""
+    if not isinstance(raw, Mapping):
+        raise RoutingError("opsgenie_configs.responders entries must be mappings")
+    fields = [str(raw.get(k) or "") for k in ("id", "name", "username", "type")]
+    shown = "{" + " ".join(fields) + "}"  # Go's %v of the struct
+    if not any(fields[:3]):
+        raise RoutingError(
+            f"opsGenieConfig responder {shown} has to have at least one of id, username or "
+            "name specified"
+        )
+    kind = fields[3]
+    if "{{" in kind:
+        return
+    if kind.lower() not in ("team", "teams", "user", "escalation", "schedule"):
+        raise RoutingError(
+            f"opsGenieConfig responder {shown} type does not match valid options "
+            "^(team|teams|user|escalation|schedule)$"
+        )
 
 
 def check_slack_action(action: Any) -> None:

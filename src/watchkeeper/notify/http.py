@@ -23,6 +23,7 @@ async def post(
     body: bytes,
     content_type: str,
     extra_headers: dict[str, str] | None = None,
+    method: str = "POST",
 ) -> httpx.Response:
     config = integration.config
     http_config: dict[str, Any] = dict(config.get("http_config") or {})
@@ -41,8 +42,8 @@ async def post(
         headers["Authorization"] = f"Bearer {http_config['bearer_token']}"
     timeout = parse_duration(str(config["timeout"])) / 1000 if config.get("timeout") else None
     try:
-        response = await client.post(
-            url, content=body, headers=headers, timeout=timeout or 30.0, **options
+        response = await client.request(
+            method, url, content=body, headers=headers, timeout=timeout or 30.0, **options
         )
     except httpx.HTTPError as err:
         raise NotifyError(f"{integration.name}: {type(err).__name__}: {err}") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
-from watchkeeper.notify import discord, email, msteams, pagerduty, slack, webex, webhook
+from watchkeeper.notify import discord, email, msteams, opsgenie, pagerduty, slack, webex, webhook
 
 SENDERS = {
     "webhook": webhook.send,
@@ -16,6 +16,7 @@ SENDERS = {
     "email": email.send,
     "discord": discord.send,
     "webex": webex.send,
+    "opsgenie": opsgenie.send,
 }
 SUPPORTED_KINDS = frozenset(SENDERS)
 

@@ -26,7 +26,7 @@ from watchkeeper.alerting.notification import NotificationData, NotifyError
 from watchkeeper.model import Labels
 from watchkeeper.model.alerts import Alert, fingerprint_text
 from watchkeeper.model.gotime import GoTime
-from watchkeeper.rules.template_functions import TemplateError
+from watchkeeper.rules.template_functions import LabelMap, TemplateError
 from watchkeeper.rules.templates import Library, Template
 
 
@@ -100,13 +100,26 @@ def firing_and_resolved(data: NotificationData) -> str:
     return out + "\n"
 
 
+def opsgenie_description(data: NotificationData) -> str:
+    """`opsgenie.default.description`: the annotation values, then the lists (its template
+    trims the blank lines the others keep)."""
+    out = annotation_values(data) + "\n"
+    if data.firing:
+        out += "Alerts Firing:\n" + alert_list(data.firing)
+    out += "\n"
+    if data.resolved:
+        out += "Alerts Resolved:\n" + alert_list(data.resolved)
+    return out
+
+
 def annotation_values(data: NotificationData) -> str:
     """`.CommonAnnotations.SortedPairs.Values | join " "`."""
     return " ".join(v for _, v in sorted_pairs(data.common_annotations))
 
 
-class KV(dict[str, str]):
-    """Alertmanager's template.KV: a label set with its methods."""
+class KV(LabelMap):
+    """Alertmanager's template.KV: a label set with its methods; a missing key reads as ""
+    (Alertmanager runs its templates with missingkey=zero)."""
 
     template_methods = ("SortedPairs", "Names", "Values", "Remove")
 
@@ -238,6 +251,9 @@ BUILTINS: dict[str, Callable[[Any], str]] = {
     "discord.default.title": _of_data(subject),
     "discord.default.message": _of_data(firing_and_resolved),
     "telegram.default.message": _of_data(firing_and_resolved),
+    "opsgenie.default.message": _of_data(subject),
+    "opsgenie.default.description": _of_data(opsgenie_description),
+    "opsgenie.default.source": _of_data(alertmanager_url),
     "webex.default.message": _of_data(lambda d: annotation_values(d) + firing_and_resolved(d)),
 }
 
