@@ -161,11 +161,13 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 class WebhookSink:
     """An HTTP server on loopback that records every POST body by path (a webhook receiver);
-    `status` is what it answers."""
+    `status` is what it answers, with the body `answers` gives for the path."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.status = 200
+        # the body answered to a POST whose path contains the key (else none)
+        self.answers: dict[str, bytes] = {}
         lock = threading.Lock()
         received = self.received
         sink = self
@@ -175,8 +177,11 @@ class WebhookSink:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with lock:
                     received.append((self.path, body))
+                answer = next((a for part, a in sink.answers.items() if part in self.path), b"")
                 self.send_response(sink.status)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def do_PUT(self) -> None:  # recorded as "PUT <path>" (OpsGenie's updates)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))

@@ -98,3 +98,16 @@ def test_pagerduty_resolves_the_groups_incident() -> None:
     assert body["dedup_key"] == pagerduty.dedup_key('{}:{alertname="Disk"}')
     assert body["payload"]["custom_details"]["num_resolved"] == "1"
     assert texts.truncate("x" * 5, 3) == "xx…"
+
+
+def test_html_fields_escape_what_the_template_prints_as_html_template_does() -> None:
+    data = _data({"alertname": "Disk", "path": "<a&b> 'x'+\"y\""})
+    text = (
+        '<b>{{ .CommonLabels.path }}</b> {{ "<i>ok</i>" | safeHtml }} {{ template "__subject" . }}'
+    )
+    assert texts.render(text, data, "email_configs.html", html=True) == (  # type: ignore[arg-type]
+        "<b>&lt;a&amp;b&gt; &#39;x&#39;&#43;&#34;y&#34;</b> <i>ok</i> "
+        "[FIRING:1] Disk (&lt;a&amp;b&gt; &#39;x&#39;&#43;&#34;y&#34;)"
+    )
+    # the same field as plain text prints the values as they are
+    assert texts.render("{{ .CommonLabels.path }}", data, "x") == "<a&b> 'x'+\"y\""  # type: ignore[arg-type]

@@ -61,6 +61,14 @@ receivers:
     webhook_configs: [{url: '%(sink)s/default'}]
   - name: watchdog_a
     webhook_configs: [{url: '%(sink)s/watchdog_a'}]
+    telegram_configs:
+      - {api_url: '%(sink)s/tg', bot_token: 'tok:en', chat_id: -1001234}
+      - api_url: '%(sink)s/tg2'
+        bot_token: 'tok:en'
+        chat_id: 42
+        parse_mode: ''
+        disable_notifications: true
+        message: '<b>{{ .Status }}</b> {{ .CommonLabels.alertname }} & {{ "a+b<c>" }}'
   - name: watchdog_b
     webhook_configs: [{url: '%(sink)s/watchdog_b', send_resolved: false}]
   - name: pager
@@ -166,6 +174,8 @@ class Alertmanager(ManagedProcess):
 def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...]]:
     binary = _require("prometheus-alertmanager")
     am_sink, wk_sink = WebhookSink(), WebhookSink()
+    for sink in (am_sink, wk_sink):  # what Telegram's Bot API answers a sent message
+        sink.answers["/sendMessage"] = b'{"ok":true,"result":{"message_id":1,"chat":{"id":1}}}'
     workdir = tmp_path_factory.mktemp("alertmanager")
     am = Alertmanager(binary, workdir, CONFIG % {"sink": am_sink.url})
     wk_dir = tmp_path_factory.mktemp("watchkeeper-alerting")
@@ -255,6 +265,7 @@ def test_the_same_alert_stream_gives_the_same_notifications(peers: tuple[Any, ..
             pytest.fail(f"stage {name!r} differs:\n{_difference(theirs, ours)}")
     sent_to = {path for _, theirs, _ in stages for path, _ in theirs}
     assert {"/discord", "/discord-pager", "/webex", "/webex-pager", "/slack"} <= sent_to
+    assert {"/tg/bottok:en/sendMessage", "/tg2/bottok:en/sendMessage"} <= sent_to
     assert {p.split("?")[0].rsplit("/", 1)[-1] for p in sent_to if "opsgenie" in p} == {
         "alerts",
         "message",

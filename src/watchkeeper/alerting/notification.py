@@ -86,6 +86,7 @@ GLOBAL_DEFAULTS = {
     "slack": {"api_url": "slack_api_url", "api_url_file": "slack_api_url_file"},
     "pagerduty": {"url": "pagerduty_url"},
     "webex": {"api_url": "webex_api_url"},
+    "telegram": {"api_url": "telegram_api_url"},
     "opsgenie": {
         "api_key": "opsgenie_api_key",
         "api_key_file": "opsgenie_api_key_file",

@@ -127,6 +127,19 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                             "update_message can only be used with bot tokens. api_url must be "
                             f"set to {SLACK_POST_MESSAGE}"
                         )
+        for item in receiver.get("telegram_configs") or []:
+            if not isinstance(item, Mapping):
+                continue
+            chat = item.get("chat_id")
+            if not chat:
+                raise RoutingError("missing chat_id on telegram_config")
+            if not isinstance(chat, int) or isinstance(chat, bool):
+                raise RoutingError(f"telegram_configs.chat_id: {chat!r} is not a number")
+            if item.get("parse_mode", "HTML") not in ("", "Markdown", "MarkdownV2", "HTML"):
+                raise RoutingError(
+                    "unknown parse_mode on telegram_config, must be Markdown, MarkdownV2, HTML "
+                    "or empty string"
+                )
         for item in receiver.get("discord_configs") or []:
             if isinstance(item, Mapping) and not (
                 item.get("webhook_url") or item.get("webhook_url_file")

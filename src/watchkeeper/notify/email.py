@@ -72,13 +72,12 @@ def message(
     config: dict[str, Any] | Any,
     templates: Library | None = None,
 ) -> EmailMessage:
-    def field(name: str, default: str) -> str:
+    def field(name: str, default: str, html: bool = False) -> str:
         value = config.get(name)
-        return (
-            default
-            if value is None
-            else texts.render(value, data, templates=templates, where=f"email_configs.{name}")
-        )
+        if value is None:
+            return default
+        where = f"email_configs.{name}"
+        return texts.render(value, data, templates=templates, where=where, html=html)
 
     to = field("to", "")
     sender = field("from", "")
@@ -103,7 +102,8 @@ def message(
                 value, data, templates=templates, where=f"email_configs.headers.{name}"
             )
     msg.set_content(field("text", default_text(data)))
-    msg.add_alternative(field("html", default_html(data)), subtype="html")
+    # as Alertmanager's TmplHTML: what the template prints is escaped for HTML
+    msg.add_alternative(field("html", default_html(data), html=True), subtype="html")
     return msg
 
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 import httpx
 
 from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
-from watchkeeper.notify import discord, email, msteams, opsgenie, pagerduty, slack, webex, webhook
+from watchkeeper.notify import (
+    discord,
+    email,
+    msteams,
+    opsgenie,
+    pagerduty,
+    slack,
+    telegram,
+    webex,
+    webhook,
+)
 
 SENDERS = {
     "webhook": webhook.send,
@@ -17,6 +27,7 @@ SENDERS = {
     "discord": discord.send,
     "webex": webex.send,
     "opsgenie": opsgenie.send,
+    "telegram": telegram.send,
 }
 SUPPORTED_KINDS = frozenset(SENDERS)
 

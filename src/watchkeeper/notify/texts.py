@@ -26,7 +26,7 @@ from watchkeeper.alerting.notification import NotificationData, NotifyError
 from watchkeeper.model import Labels
 from watchkeeper.model.alerts import Alert, fingerprint_text
 from watchkeeper.model.gotime import GoTime
-from watchkeeper.rules.template_functions import LabelMap, TemplateError
+from watchkeeper.rules.template_functions import LabelMap, TemplateError, escape_html_text
 from watchkeeper.rules.templates import Library, Template
 
 
@@ -280,12 +280,23 @@ def _parsed(text: str) -> Template:
     return Template("notification", text, variables=(), functions=FUNCTIONS)
 
 
-def render(text: Any, data: NotificationData, where: str, templates: Library | None = None) -> str:
-    """A configured field: a plain string as it is, a template run over the data."""
+def render(
+    text: Any,
+    data: NotificationData,
+    where: str,
+    templates: Library | None = None,
+    html: bool = False,
+) -> str:
+    """A configured field: a plain string as it is, a template run over the data; with
+    `html`, what it prints is escaped as Go's html/template escapes text between tags
+    (Alertmanager's TmplHTML: email bodies, Telegram's HTML mode)."""
     value = "" if text is None else str(text)
     if "{{" not in value:
         return value
+    escape = escape_html_text if html else None
     try:
-        return _parsed(value).render(Data(data), {}, library=templates or DEFAULT_LIBRARY)
+        return _parsed(value).render(
+            Data(data), {}, library=templates or DEFAULT_LIBRARY, escape=escape
+        )
     except TemplateError as err:
         raise NotifyError(f"{where}: {err}", retry=False) from None

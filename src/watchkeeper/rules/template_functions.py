@@ -35,6 +35,29 @@ class Sample:
 QueryFunc = Callable[[str], list[Sample]]
 
 
+class SafeHTML(str):
+    """Text that `safeHtml` marked as HTML: an HTML-escaping run prints it as it is."""
+
+
+# Go's html/template escaper for text between tags (htmlReplacementTable)
+_HTML_TEXT = str.maketrans(
+    {
+        "\0": "\ufffd",
+        '"': "&#34;",
+        "&": "&amp;",
+        "'": "&#39;",
+        "+": "&#43;",
+        "<": "&lt;",
+        ">": "&gt;",
+    }
+)
+
+
+def escape_html_text(text: str) -> str:
+    """What Go's html/template prints for a value between tags (SafeHTML as it is)."""
+    return text if isinstance(text, SafeHTML) else text.translate(_HTML_TEXT)
+
+
 class LabelMap(dict[str, str]):
     """A label map (`$labels`, `.Labels`): a missing label reads as "", as a Go
     map[string]string gives it."""
@@ -339,7 +362,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sortByLabel": _sort_by_label,
     "args": lambda *values: {f"arg{i}": v for i, v in enumerate(values)},
     "reReplaceAll": _re_replace_all,
-    "safeHtml": lambda text: text,
+    "safeHtml": SafeHTML,
     "match": _match,
     "title": _title,
     "toUpper": lambda text: text.upper(),

@@ -30,6 +30,7 @@ from watchkeeper.rules.template_functions import (
     NO_VALUE,
     LabelMap,
     QueryFunc,
+    SafeHTML,
     Sample,
     TemplateError,
     text_of,
@@ -383,10 +384,13 @@ class Template:
         now_s: float = 0.0,
         external_url: str = "",
         library: Library | None = None,
+        escape: Callable[[str], str] | None = None,
     ) -> str:
         """The text, run with `.` = data and the prelude variables given in `variables`;
-        `{{template}}` finds names in this text's defines, then in `library`."""
-        run = _Run(self, query, now_s, external_url, library)
+        `{{template}}` finds names in this text's defines, then in `library`. With `escape`,
+        every value printed (and the text of a named template written in Python) goes
+        through it, as html/template escapes what a template prints between tags."""
+        run = _Run(self, query, now_s, external_url, library, escape)
         scopes = [{"$": data, **variables}]
         out: list[str] = []
         run.block(self._root.body, data, scopes, out)
@@ -415,6 +419,7 @@ class _Run:
     now_s: float
     external_url: str
     library: Library | None = None
+    escape: Callable[[str], str] | None = None
 
     def fail(self, line: int, problem: str) -> TemplateError:
         name = self.template.name
@@ -429,7 +434,8 @@ class _Run:
             elif isinstance(node, _Pipe):
                 value = self.pipe(node, dot, scopes)
                 if not node.declare:
-                    out.append(text_of(value))
+                    text = value if isinstance(value, SafeHTML) else text_of(value)
+                    out.append(self.escape(text) if self.escape else text)
             elif isinstance(node, _Jump):
                 raise _BreakError() if node.kind == "break" else _ContinueError()
             elif isinstance(node, _Include):
@@ -446,7 +452,9 @@ class _Run:
         if body is None and library is not None:
             body = library.defines.get(node.name)
             if body is None and node.name in library.builtins:
-                out.append(library.builtins[node.name](value))
+                # their fixed text has nothing to escape: all of what needs it is values
+                text = library.builtins[node.name](value)
+                out.append(self.escape(text) if self.escape else text)
                 return
         if body is None:
             raise self.fail(
