@@ -139,9 +139,26 @@ def test_route_checks(config: dict[str, Any], message: str) -> None:
             {"opsgenie_configs": [{"api_key": "k", "responders": [{"id": "1", "type": "group"}]}]},
             r"type does not match valid options \^\(team\|teams\|user",
         ),
+        (
+            {"victorops_configs": [{"api_key": "k"}]},
+            "missing Routing key in VictorOps config",
+        ),
+        (
+            {
+                "victorops_configs": [
+                    {"api_key": "k", "routing_key": "r", "custom_fields": {"entity_id": "x"}}
+                ]
+            },
+            "victorOps config contains custom field entity_id which cannot be used",
+        ),
+        ({"telegram_configs": [{"bot_token": "t"}]}, "missing chat_id on telegram_config"),
+        (
+            {"telegram_configs": [{"bot_token": "t", "chat_id": 1, "parse_mode": "html"}]},
+            "unknown parse_mode on telegram_config",
+        ),
     ],
 )
-def test_discord_webex_and_opsgenie_settings_are_checked(
+def test_integration_settings_are_checked_as_alertmanager_checks_them(
     receiver: dict[str, Any], message: str
 ) -> None:
     config = {"route": {"receiver": "a"}, "receivers": [{"name": "a", **receiver}]}

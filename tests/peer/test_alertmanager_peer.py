@@ -99,6 +99,12 @@ receivers:
         details: {cluster: '{{ .CommonLabels.cluster }}'}
   - name: team_db
     webhook_configs: [{url: '%(sink)s/team_db', max_alerts: 2}]
+    victorops_configs:
+      - api_key: vo-key
+        api_url: '%(sink)s/vo/'
+        routing_key: 'db team {{ .CommonLabels.team }}'
+        custom_fields: {runbook: 'http://rb/{{ .GroupLabels.alertname }}'}
+      - {api_key: vo-key, api_url: '%(sink)s/vo-info/', routing_key: db, message_type: INFO}
     slack_configs:
       - api_url: '%(sink)s/slack'
         channel: '#db'
@@ -266,6 +272,7 @@ def test_the_same_alert_stream_gives_the_same_notifications(peers: tuple[Any, ..
     sent_to = {path for _, theirs, _ in stages for path, _ in theirs}
     assert {"/discord", "/discord-pager", "/webex", "/webex-pager", "/slack"} <= sent_to
     assert {"/tg/bottok:en/sendMessage", "/tg2/bottok:en/sendMessage"} <= sent_to
+    assert {"/vo/vo-key/db%20team%20db", "/vo-info/vo-key/db"} <= sent_to
     assert {p.split("?")[0].rsplit("/", 1)[-1] for p in sent_to if "opsgenie" in p} == {
         "alerts",
         "message",

@@ -87,6 +87,11 @@ GLOBAL_DEFAULTS = {
     "pagerduty": {"url": "pagerduty_url"},
     "webex": {"api_url": "webex_api_url"},
     "telegram": {"api_url": "telegram_api_url"},
+    "victorops": {
+        "api_key": "victorops_api_key",
+        "api_key_file": "victorops_api_key_file",
+        "api_url": "victorops_api_url",
+    },
     "opsgenie": {
         "api_key": "opsgenie_api_key",
         "api_key_file": "opsgenie_api_key_file",

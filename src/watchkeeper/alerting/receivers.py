@@ -81,6 +81,15 @@ _OPSGENIE_FIELDS = {
     "update_alerts",
 }
 SLACK_POST_MESSAGE = "https://slack.com/api/chat.postMessage"
+VICTOROPS_RESERVED = (
+    "routing_key",
+    "message_type",
+    "state_message",
+    "entity_display_name",
+    "monitoring_tool",
+    "entity_id",
+    "entity_state",
+)
 
 
 def check_global(raw: Mapping[str, Any]) -> None:
@@ -140,6 +149,17 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                     "unknown parse_mode on telegram_config, must be Markdown, MarkdownV2, HTML "
                     "or empty string"
                 )
+        for item in receiver.get("victorops_configs") or []:
+            if not isinstance(item, Mapping):
+                continue
+            if not item.get("routing_key"):
+                raise RoutingError("missing Routing key in VictorOps config")
+            for name in VICTOROPS_RESERVED:
+                if name in (item.get("custom_fields") or {}):
+                    raise RoutingError(
+                        f"victorOps config contains custom field {name} which cannot be used "
+                        "as it conflicts with the fixed/static fields"
+                    )
         for item in receiver.get("discord_configs") or []:
             if isinstance(item, Mapping) and not (
                 item.get("webhook_url") or item.get("webhook_url_file")

@@ -14,6 +14,7 @@ from watchkeeper.notify import (
     pagerduty,
     slack,
     telegram,
+    victorops,
     webex,
     webhook,
 )
@@ -28,6 +29,7 @@ SENDERS = {
     "webex": webex.send,
     "opsgenie": opsgenie.send,
     "telegram": telegram.send,
+    "victorops": victorops.send,
 }
 SUPPORTED_KINDS = frozenset(SENDERS)
 

@@ -101,8 +101,9 @@ def firing_and_resolved(data: NotificationData) -> str:
 
 
 def opsgenie_description(data: NotificationData) -> str:
-    """`opsgenie.default.description`: the annotation values, then the lists (its template
-    trims the blank lines the others keep)."""
+    """`opsgenie.default.description` (and victorops.default.state_message, the same text):
+    the annotation values, then the lists (its template trims the blank lines the others
+    keep)."""
     out = annotation_values(data) + "\n"
     if data.firing:
         out += "Alerts Firing:\n" + alert_list(data.firing)
@@ -254,6 +255,9 @@ BUILTINS: dict[str, Callable[[Any], str]] = {
     "opsgenie.default.message": _of_data(subject),
     "opsgenie.default.description": _of_data(opsgenie_description),
     "opsgenie.default.source": _of_data(alertmanager_url),
+    "victorops.default.state_message": _of_data(opsgenie_description),
+    "victorops.default.entity_display_name": _of_data(subject),
+    "victorops.default.monitoring_tool": lambda dot: "Alertmanager",
     "webex.default.message": _of_data(lambda d: annotation_values(d) + firing_and_resolved(d)),
 }
 
