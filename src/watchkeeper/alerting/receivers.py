@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from watchkeeper.alerting.routing import RoutingError
+from watchkeeper.model import parse_duration
 
 # secrets `global:` may give inline or in a file, but not both
 _GLOBAL_EXCLUSIVE = (
@@ -160,6 +161,22 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                         f"victorOps config contains custom field {name} which cannot be used "
                         "as it conflicts with the fixed/static fields"
                     )
+        for item in receiver.get("pushover_configs") or []:
+            if not isinstance(item, Mapping):
+                continue
+            for name in ("user_key", "token"):
+                if not item.get(name) and not item.get(f"{name}_file"):
+                    raise RoutingError(f"one of {name} or {name}_file must be configured")
+                if item.get(name) and item.get(f"{name}_file"):
+                    raise RoutingError(f"at most one of {name} & {name}_file must be configured")
+            if item.get("html") and item.get("monospace"):
+                raise RoutingError("at most one of monospace & html must be configured")
+            for name in ("retry", "expire", "ttl"):
+                if item.get(name) is not None:
+                    try:
+                        parse_duration(str(item[name]))
+                    except ValueError as err:
+                        raise RoutingError(f"pushover_configs.{name}: {err}") from None
         for item in receiver.get("discord_configs") or []:
             if isinstance(item, Mapping) and not (
                 item.get("webhook_url") or item.get("webhook_url_file")

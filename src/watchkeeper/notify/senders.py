@@ -12,6 +12,7 @@ from watchkeeper.notify import (
     msteams,
     opsgenie,
     pagerduty,
+    pushover,
     slack,
     telegram,
     victorops,
@@ -30,6 +31,7 @@ SENDERS = {
     "opsgenie": opsgenie.send,
     "telegram": telegram.send,
     "victorops": victorops.send,
+    "pushover": pushover.send,
 }
 SUPPORTED_KINDS = frozenset(SENDERS)
 

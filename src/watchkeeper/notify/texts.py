@@ -258,6 +258,9 @@ BUILTINS: dict[str, Callable[[Any], str]] = {
     "victorops.default.state_message": _of_data(opsgenie_description),
     "victorops.default.entity_display_name": _of_data(subject),
     "victorops.default.monitoring_tool": lambda dot: "Alertmanager",
+    "pushover.default.title": _of_data(subject),
+    "pushover.default.message": _of_data(lambda d: annotation_values(d) + firing_and_resolved(d)),
+    "pushover.default.url": _of_data(alertmanager_url),
     "webex.default.message": _of_data(lambda d: annotation_values(d) + firing_and_resolved(d)),
 }
 
