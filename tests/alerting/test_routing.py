@@ -151,7 +151,10 @@ def test_route_checks(config: dict[str, Any], message: str) -> None:
             },
             "victorOps config contains custom field entity_id which cannot be used",
         ),
-        ({"telegram_configs": [{"bot_token": "t"}]}, "missing chat_id on telegram_config"),
+        (
+            {"telegram_configs": [{"bot_token": "t"}]},
+            "missing chat_id or chat_id_file on telegram_config",
+        ),
         (
             {"telegram_configs": [{"bot_token": "t", "chat_id": 1, "parse_mode": "html"}]},
             "unknown parse_mode on telegram_config",

@@ -141,9 +141,11 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
             if not isinstance(item, Mapping):
                 continue
             chat = item.get("chat_id")
-            if not chat:
-                raise RoutingError("missing chat_id on telegram_config")
-            if not isinstance(chat, int) or isinstance(chat, bool):
+            if not chat and not item.get("chat_id_file"):
+                raise RoutingError("missing chat_id or chat_id_file on telegram_config")
+            if chat and item.get("chat_id_file"):
+                raise RoutingError("at most one of chat_id & chat_id_file must be configured")
+            if chat and (not isinstance(chat, int) or isinstance(chat, bool)):
                 raise RoutingError(f"telegram_configs.chat_id: {chat!r} is not a number")
             if item.get("parse_mode", "HTML") not in ("", "Markdown", "MarkdownV2", "HTML"):
                 raise RoutingError(

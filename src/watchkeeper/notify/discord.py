@@ -1,5 +1,6 @@
-"""Discord (a channel's webhook): Alertmanager's message, one embed with the title, the
-message and the colour of the group's status; both texts templated as configured."""
+"""Discord (a channel's webhook): Alertmanager's message, one embed with the title (256
+characters), the message (4,096) and the colour of the group's status, and the content (2,000),
+username and avatar URL; the texts templated as configured."""
 
 from __future__ import annotations
 
@@ -24,11 +25,19 @@ def payload(
         )
 
     embed = Struct(
-        title=field("title", '{{ template "discord.default.title" . }}'),
-        description=field("message", '{{ template "discord.default.message" . }}'),
+        title=texts.truncate(field("title", '{{ template "discord.default.title" . }}'), 256),
+        description=texts.truncate(
+            field("message", '{{ template "discord.default.message" . }}'), 4096
+        ),
         color=RED if data.status == "firing" else GREEN,
     )
-    return document(Struct(content="", embeds=[embed]))
+    # content, username and avatar_url: Alertmanager 0.27+
+    message = Struct(content=texts.truncate(field("content", ""), 2000), embeds=[embed])
+    if config.get("username"):
+        message["username"] = str(config["username"])
+    if config.get("avatar_url"):
+        message["avatar_url"] = str(config["avatar_url"])
+    return document(message)
 
 
 async def send(client: Any, integration: Integration, data: NotificationData) -> None:

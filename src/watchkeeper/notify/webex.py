@@ -26,8 +26,9 @@ def payload(
         templates,
     )
     body = Struct(markdown=texts.truncate_bytes(message, MAX_MESSAGE_BYTES))
-    if config.get("room_id"):
-        body["roomId"] = str(config["room_id"])
+    room = texts.render(config.get("room_id"), data, "webex_configs.room_id", templates)
+    if room:  # templated since Alertmanager 0.28
+        body["roomId"] = room
     return document(body)
 
 
