@@ -83,6 +83,33 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert "storage.block_duration: Value error, must be at least 1m" in result.stderr
 
 
+def test_config_check_checks_the_files_the_config_names(tmp_path: Path) -> None:
+    """As serve refuses them at start: rule files (of every tenant) and Alertmanager
+    configurations."""
+    config = tmp_path / "wk.yml"
+    config.write_text(
+        "rule_files: [rules.yml]\ntenant_rule_files: {team-a: [a.yml]}\n"
+        "alerting:\n  alertmanager_config: am.yml\n"
+        "  tenants: {team-a: {alertmanager_config: a-am.yml}}\n"
+    )
+    good_rules = "groups: [{name: g, rules: [{alert: X, expr: up == 0}]}]\n"
+    good_am = "route: {receiver: r}\nreceivers: [{name: r}]\n"
+    files = {"rules.yml": good_rules, "a.yml": good_rules, "am.yml": good_am, "a-am.yml": good_am}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert _cli("config", "check", str(config)).returncode == 0
+    (tmp_path / "a.yml").write_text("groups: [{name: g, rules: [{alert: X, expr: 'up =='}]}]\n")
+    result = _cli("config", "check", str(config))
+    assert result.returncode == 1
+    assert "rule_files: tenant team-a:" in result.stderr and "could not parse" in result.stderr
+    (tmp_path / "a.yml").write_text(good_rules)
+    (tmp_path / "a-am.yml").write_text("route: {receiver: nobody}\nreceivers: []\n")
+    result = _cli("config", "check", str(config))
+    assert result.returncode == 1
+    assert "alerting.tenants.team-a.alertmanager_config:" in result.stderr
+    assert 'undefined receiver "nobody"' in result.stderr
+
+
 def test_serve_with_bad_config_fails_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("limits:\n  max_request_body_bytes: -1\n")

@@ -54,6 +54,7 @@ from watchkeeper.rules import (
     RulesOptions,
     TenantRules,
 )
+from watchkeeper.rules.manager import load_rule_files
 from watchkeeper.store import AuditLog, MetricsDB, StorageOptions
 from watchkeeper.store.statedb import StateDB
 
@@ -452,6 +453,18 @@ route:
 receivers:
   - name: default
 """
+
+
+def check_files(config: Config) -> None:
+    """What `serve` would refuse at start in the files the configuration names: every
+    tenant's rule files and Alertmanager configurations; ConfigError naming the problem."""
+    for tenant, patterns in config.tenant_rule_file_patterns().items():
+        try:
+            load_rule_files(patterns, config.metric_name_validation_scheme)
+        except RuleFileError as err:
+            where = "" if tenant == config.rules.tenant else f"tenant {tenant}: "
+            raise ConfigError(f"rule_files: {where}{err}") from None
+    _alertmanager_configs(config)
 
 
 def _alertmanager_configs(config: Config) -> AlertmanagerSetups:

@@ -58,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser(
         "check",
         help="validate a config file",
-        description="Validate a config file (with WATCHKEEPER_* overrides applied) and print "
-        "the effective settings; exit status 1 with the file, key and reason if invalid.",
+        description="Validate a config file (with WATCHKEEPER_* overrides applied) and the "
+        "files it names (rule files and Alertmanager configurations, of every tenant), and "
+        "print the effective settings; exit status 1 with the file, key and reason if "
+        "anything is invalid.",
     )
     check.add_argument("file", type=Path)
 
@@ -143,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "config" and args.config_command == "check":
+            from watchkeeper.app import check_files  # noqa: PLC0415 (the server's imports)
+
             config = load_config(args.file)
+            check_files(config)
             print(f"{args.file}: valid")
             print(config.model_dump_json(indent=2))
             return 0

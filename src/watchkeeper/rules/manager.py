@@ -98,16 +98,7 @@ class RuleManager:
     def load(self, patterns: Sequence[str]) -> list[RuleGroup]:
         """The groups of every file the patterns name; RuleFileError (every problem of every
         file) if any file is invalid."""
-        groups: list[RuleGroup] = []
-        errors: list[str] = []
-        for path in _expand(patterns):
-            try:
-                groups.extend(load_file(Path(path), self.options.name_validation))
-            except RuleFileError as err:
-                errors.extend(f"{path}: {e}" for e in err.errors)
-        if errors:
-            raise RuleFileError(", ".join(patterns), errors)
-        return groups
+        return load_rule_files(patterns, self.options.name_validation)
 
     async def apply(self, patterns: Sequence[str]) -> None:
         """Evaluate exactly the groups of these files from now on (RuleFileError, with nothing
@@ -298,6 +289,21 @@ class RuleManager:
             except RuleFileError as err:
                 self._stamps = _stamps(self._patterns)  # report once per change
                 log.error("rule files changed but are invalid, the previous rules stay: %s", err)
+
+
+def load_rule_files(patterns: Sequence[str], name_validation: NameValidation) -> list[RuleGroup]:
+    """The groups of every file the glob patterns name; RuleFileError (every problem of every
+    file) if any file is invalid."""
+    groups: list[RuleGroup] = []
+    errors: list[str] = []
+    for path in _expand(patterns):
+        try:
+            groups.extend(load_file(Path(path), name_validation))
+        except RuleFileError as err:
+            errors.extend(f"{path}: {e}" for e in err.errors)
+    if errors:
+        raise RuleFileError(", ".join(patterns), errors)
+    return groups
 
 
 def group_offset_ms(group: RuleGroup, interval_ms: int) -> int:
