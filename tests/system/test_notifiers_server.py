@@ -63,6 +63,7 @@ receivers:
     slack_configs: [{{api_url: '{sink.url}/slack', channel: '#ops'}}]
     pagerduty_configs: [{{url: '{sink.url}/pagerduty', routing_key: r0}}]
     msteams_configs: [{{webhook_url: '{sink.url}/teams'}}]
+    msteamsv2_configs: [{{webhook_url: '{sink.url}/workflow'}}]
     email_configs:
       - to: ops@example.com
         from: watchkeeper@example.com
@@ -83,7 +84,7 @@ receivers:
         }
         posted = httpx.post(f"{server.url}/api/v2/alerts", json=[alert])
         assert posted.status_code == 200, posted.text
-        bodies = dict(sink.wait(3))
+        bodies = dict(sink.wait(4))
         _wait_for(lambda: len(mailbox.messages) == 1)
 
         assert (
@@ -120,6 +121,20 @@ receivers:
             ).encode()
         )
 
+        # Teams through a Workflows webhook: Alertmanager's (0.28+) Adaptive Card
+        assert (
+            bodies["/workflow"]
+            == (
+                '{"type":"message","attachments":[{"contentType":'
+                '"application/vnd.microsoft.card.adaptive","contentUrl":null,"content":{'
+                '"$schema":"http://adaptivecards.io/schemas/adaptive-card.json",'
+                '"type":"AdaptiveCard","version":"1.2","body":[{"type":"TextBlock",'
+                f'"text":"{SUBJECT}","weight":"Bolder","size":"Medium","wrap":true,'
+                '"style":"heading","color":"Attention"},{"type":"TextBlock",'
+                f'"text":"{markdown}","wrap":true}}],"msteams":{{"width":"full"}}}}}}]}}\n'
+            ).encode()
+        )
+
         (mail,) = mailbox.messages
         assert mail["Subject"] == SUBJECT
         assert mail["From"] == "watchkeeper@example.com" and mail["To"] == "ops@example.com"
@@ -135,9 +150,10 @@ receivers:
         sink.received.clear()
         alert["endsAt"] = _iso(int(time.time() * 1000) - 1)
         assert httpx.post(f"{server.url}/api/v2/alerts", json=[alert]).status_code == 200
-        bodies = dict(sink.wait(2))
+        bodies = dict(sink.wait(3))
         assert b'"event_action":"resolve"' in bodies["/pagerduty"]
         assert b'"themeColor":"2DC72D"' in bodies["/teams"]
+        assert b'"color":"Good"' in bodies["/workflow"]
         time.sleep(2)
         assert sorted(bodies) == sorted(p for p, _ in sink.received)
         assert len(mailbox.messages) == 1

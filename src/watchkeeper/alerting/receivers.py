@@ -179,6 +179,14 @@ def check_receivers(global_raw: Mapping[str, Any], receivers: Sequence[Any]) -> 
                         parse_duration(str(item[name]))
                     except ValueError as err:
                         raise RoutingError(f"pushover_configs.{name}: {err}") from None
+        for item in receiver.get("msteamsv2_configs") or []:
+            if isinstance(item, Mapping):
+                if not (item.get("webhook_url") or item.get("webhook_url_file")):
+                    raise RoutingError("one of webhook_url or webhook_url_file must be configured")
+                if item.get("webhook_url") and item.get("webhook_url_file"):
+                    raise RoutingError(
+                        "at most one of webhook_url & webhook_url_file must be configured"
+                    )
         for item in receiver.get("discord_configs") or []:
             if isinstance(item, Mapping) and not (
                 item.get("webhook_url") or item.get("webhook_url_file")

@@ -10,6 +10,7 @@ from watchkeeper.notify import (
     discord,
     email,
     msteams,
+    msteamsv2,
     opsgenie,
     pagerduty,
     pushover,
@@ -32,6 +33,7 @@ SENDERS = {
     "telegram": telegram.send,
     "victorops": victorops.send,
     "pushover": pushover.send,
+    "msteamsv2": msteamsv2.send,
 }
 SUPPORTED_KINDS = frozenset(SENDERS)
 

@@ -249,6 +249,7 @@ BUILTINS: dict[str, Callable[[Any], str]] = {
     "email.default.subject": _of_data(subject),
     "msteams.default.title": _of_data(subject),
     "msteams.default.summary": _of_data(subject),
+    "msteamsv2.default.title": _of_data(subject),
     "discord.default.title": _of_data(subject),
     "discord.default.message": _of_data(firing_and_resolved),
     "telegram.default.message": _of_data(firing_and_resolved),
