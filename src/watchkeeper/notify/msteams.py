@@ -30,14 +30,8 @@ def markdown_list(alerts: Sequence[Alert]) -> str:
 
 
 def default_text(data: NotificationData) -> str:
-    """`msteams.default.text`, blank lines and all."""
-    text = "\n"
-    if data.firing:
-        text += "\n# Alerts Firing:\n" + markdown_list(data.firing) + "\n"
-    text += "\n"
-    if data.resolved:
-        text += "\n# Alerts Resolved:\n" + markdown_list(data.resolved) + "\n"
-    return text + "\n"
+    """`msteams.default.text` (and msteamsv2's), blank lines and all."""
+    return texts.firing_and_resolved(data, "# ", markdown_list)
 
 
 def payload(

@@ -88,15 +88,20 @@ def truncate_bytes(text: str, size: int) -> str:
     return kept + "…"
 
 
-def firing_and_resolved(data: NotificationData) -> str:
-    """The lists of firing and of resolved alerts, as Alertmanager's discord, telegram and
-    webex default messages write them (blank lines included)."""
+def firing_and_resolved(
+    data: NotificationData,
+    heading: str = "",
+    listing: Callable[[Sequence[Alert]], str] = alert_list,
+) -> str:
+    """The lists of firing and of resolved alerts, as Alertmanager's discord, telegram, webex
+    and pushover default messages write them (blank lines included); Teams' with the
+    headings "# " and the markdown listing."""
     out = "\n"
     if data.firing:
-        out += "\nAlerts Firing:\n" + alert_list(data.firing) + "\n"
+        out += f"\n{heading}Alerts Firing:\n" + listing(data.firing) + "\n"
     out += "\n"
     if data.resolved:
-        out += "\nAlerts Resolved:\n" + alert_list(data.resolved) + "\n"
+        out += f"\n{heading}Alerts Resolved:\n" + listing(data.resolved) + "\n"
     return out + "\n"
 
 

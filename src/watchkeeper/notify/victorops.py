@@ -23,15 +23,6 @@ DEFAULTS = {
     "entity_display_name": '{{ template "victorops.default.entity_display_name" . }}',
     "monitoring_tool": '{{ template "victorops.default.monitoring_tool" . }}',
 }
-RESERVED = (
-    "routing_key",
-    "message_type",
-    "state_message",
-    "entity_display_name",
-    "monitoring_tool",
-    "entity_id",
-    "entity_state",
-)
 
 
 def payload(
