@@ -378,3 +378,29 @@ def test_without_evaluation_on_arrival_rules_wait_for_their_turn(
             await manager.stop()
 
     asyncio.run(run())
+
+
+@pytest.mark.timeout(60)
+def test_a_reloaded_rule_watches_by_its_new_threshold(store: MetricsDB, tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    _rules_far_from_their_turn(path)
+    sent: list[tuple[float, Notice]] = []
+
+    async def run() -> None:
+        _write(store, int(time.time() * 1000), a=1.0)
+        manager = _manager(store, sent, on=True)
+        await manager.apply([str(path)])
+        try:
+            path.write_text(path.read_text().replace("expr: up == 0", "expr: up == 2"))
+            await manager.apply([str(path)])
+            await asyncio.to_thread(_write, store, int(time.time() * 1000), a=0.0)
+            await asyncio.sleep(0.5)
+            assert sent == []  # the old threshold no longer watches
+            await asyncio.to_thread(_write, store, int(time.time() * 1000), a=2.0)
+            await _wait_for(sent, 1, 5)
+            ((_, fired),) = sent
+            assert dict(fired.labels)["instance"] == "a"
+        finally:
+            await manager.stop()
+
+    asyncio.run(run())
