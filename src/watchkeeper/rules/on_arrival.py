@@ -10,8 +10,9 @@ time, through the same state machine as on its turns, and its alerts are sent. W
 next turn costs up to a whole interval; this costs one rule evaluation per change.
 
 `ArrivalTriggers` holds one tenant's watched series: for each watching rule, its series' ids
-and whether each one's newest sample passes. A rule's series are looked up after its group's
-evaluations (rules/manager.py), again once a series with the rule's metric name is created.
+and whether each one's newest sample passes. A rule's series are looked up when its group is
+loaded and now and then after its turns (rules/manager.py); a series created later joins the
+rules whose selectors it matches with its first sample.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from watchkeeper.store.arrivals import Arrivals, SeriesNewest
 STALE_NAN_BITS = 0x7FF0000000000002
 INT64_MIN = np.iinfo(np.int64).min
 OPS = ("==", "!=", ">", "<", ">=", "<=")
-# `number op selector` is `selector op' number`
 # a rule: its group's file and name, and its position in the group
 RuleKey = tuple[str, str, int]
+# `number op selector` is `selector op' number`
 _MIRRORED = {"==": "==", "!=": "!=", ">": "<", "<": ">", ">=": "<=", "<=": ">="}
 
 
