@@ -1,4 +1,6 @@
-"""Plain data types shared by every layer: label sets, matchers, durations and timestamps.
+"""Plain data types shared by every layer: label sets, matchers, durations and timestamps,
+and Go's texts of values (floats, times, YAML booleans) where Prometheus' and Alertmanager's
+output is matched byte for byte.
 
 Owns the Prometheus data model's rules (what a valid metric or label name is, how matchers
 match). Must not import anything from other watchkeeper packages, nor do any I/O.

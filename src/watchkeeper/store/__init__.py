@@ -1,7 +1,8 @@
-"""Storage: the metrics store protocol and its embedded backend (WAL, head, Parquet blocks).
+"""Storage: the metrics store and state store protocols and their embedded backends (WAL,
+head, Parquet blocks; SQLite for the alerting state), and the arrivals of appended samples.
 
-Owns every byte on disk; layers above call the MetricStore protocol and never see files, WAL
-records, chunks or blocks. Must not import anything above `model`.
+Owns every byte on disk; layers above call the MetricStore and StateStore protocols and never
+see files, WAL records, chunks or blocks. Must not import anything above `model`.
 """
 
 from watchkeeper.store.audit import AuditLog
