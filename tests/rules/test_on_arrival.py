@@ -93,12 +93,17 @@ def _arrive(
 
 DOWN: RuleKey = ("f", "g", 0)
 HOT: RuleKey = ("f", "g", 1)
+NOW_S = (T0 + 60_000) / 1000  # the triggers' clock: a minute after T0
+
+
+def _watching(fired: Triggered) -> ArrivalTriggers:
+    return ArrivalTriggers("t", LOOKBACK, fired, clock=lambda: NOW_S)
 
 
 @pytest.fixture
 def triggers() -> tuple[ArrivalTriggers, Triggered]:
     fired = Triggered()
-    watches = ArrivalTriggers("t", LOOKBACK, fired)
+    watches = _watching(fired)
     # DOWN: up == 0 over series 10 (up now) and 11 (down now); HOT: up > 5 over 11 and 12
     watches.watch(
         [
@@ -107,6 +112,11 @@ def triggers() -> tuple[ArrivalTriggers, Triggered]:
         ],
         watches.mark(),
     )
+    # Series new to a rule start as not passing: the lookup may have read a sample whose
+    # arrival is yet to be told, which must still count. So their first passing arrival
+    # evaluates the rule once more than needed.
+    _arrive(watches, [(10, T0, 1.0), (11, T0, 0.0), (12, T0, 9.0)])
+    assert fired.take() == [DOWN, HOT]
     return watches, fired
 
 
@@ -141,16 +151,29 @@ def test_only_the_newest_sample_of_a_series_counts(
     assert fired.take() == []
 
 
-def test_a_sample_older_than_the_lookback_delta_was_not_in_the_answer(
-    triggers: tuple[ArrivalTriggers, Triggered],
-) -> None:
-    watches, fired = triggers
-    # series 11 was down (in DOWN's answer) at T0; down again after more than the lookback
-    # delta: in between the series was gone from the answer, so this brings it back
+def test_a_sample_older_than_the_lookback_delta_was_not_in_the_answer() -> None:
+    fired = Triggered()
+    clock = [NOW_S]
+    watches = ArrivalTriggers("t", LOOKBACK, fired, clock=lambda: clock[0])
+    watches.watch([(DOWN, Threshold(_up(), "==", 0.0), _newest([11], [T0], [1.0]))], 0)
+    _arrive(watches, [(11, T0, 0.0)])
+    assert fired.take() == [DOWN]
+    # down again after more than the lookback delta: in between the series was gone from the
+    # answer, so this brings it back
+    clock[0] = (T0 + LOOKBACK + 60_000) / 1000
     _arrive(watches, [(11, T0 + LOOKBACK + 1, 0.0)])
     assert fired.take() == [DOWN]
     _arrive(watches, [(11, T0 + LOOKBACK + 2, 0.0)])
     assert fired.take() == []
+    # a backlog arriving late: samples a lookback delta or more before now are in no answer,
+    # so the recent one that brings the series back is the change
+    clock[0] = (T0 + 3 * LOOKBACK) / 1000
+    _arrive(watches, [(11, T0 + LOOKBACK + 3, 1.0)])  # old: not visible either way
+    assert fired.take() == [DOWN]  # (it did leave the answer: the rule looks, finds nothing)
+    _arrive(watches, [(11, T0 + LOOKBACK + 4, 0.0)])  # old, down: still not visible
+    assert fired.take() == []
+    _arrive(watches, [(11, T0 + 3 * LOOKBACK - 1000, 0.0)])  # recent, down
+    assert fired.take() == [DOWN]
 
 
 def _created(triggers: ArrivalTriggers, sid: int, value: float, **labels: str) -> None:
@@ -167,7 +190,7 @@ def _created(triggers: ArrivalTriggers, sid: int, value: float, **labels: str) -
 
 def test_a_new_series_is_watched_by_the_rules_it_matches_from_its_first_sample() -> None:
     fired = Triggered()
-    watches = ArrivalTriggers("t", LOOKBACK, fired)
+    watches = _watching(fired)
     api_down = ("f", "g", 2)
     watches.watch(
         [
@@ -194,28 +217,70 @@ def test_a_new_series_is_watched_by_the_rules_it_matches_from_its_first_sample()
     assert fired.take() == [] and len(watches) == 5
 
 
-def test_looking_series_up_again_keeps_those_created_meanwhile(
+def test_a_series_created_during_a_rules_first_lookup_joins_it() -> None:
+    fired = Triggered()
+    watches = _watching(fired)
+    down = Threshold(_up(), "==", 0.0)
+    mark = watches.mark([(DOWN, down)])  # the rule is registered before its lookup
+    _created(watches, 7, 1.0, instance="x")  # created (and told) while the lookup runs
+    watches.watch([(DOWN, down, SeriesNewest.empty())], mark)  # the lookup missed it
+    _arrive(watches, [(7, T0 + 200, 0.0)])
+    assert fired.take() == [DOWN]
+
+
+def test_a_series_a_lookup_found_before_its_creation_was_told_still_triggers() -> None:
+    fired = Triggered()
+    watches = _watching(fired)
+    down = Threshold(_up(), "==", 0.0)
+    watches.watch([(DOWN, down, SeriesNewest.empty())], watches.mark([(DOWN, down)]))
+    # the lookup found series 9 (created, its first sample down) before its arrival was told
+    watches.watch([(DOWN, down, _newest([9], [T0 + 100], [0.0]))], watches.mark())
+    _created(watches, 9, 0.0, instance="y")  # T0 + 100, the sample the lookup read
+    assert fired.take() == [DOWN] and len(watches) == 1
+
+
+def test_looking_series_up_again_keeps_their_state_and_those_created_meanwhile(
     triggers: tuple[ArrivalTriggers, Triggered],
 ) -> None:
     watches, fired = triggers
+    down = Threshold(_up(), "==", 0.0)
     mark = watches.mark()
     # while DOWN's series are looked up again: 30 is created (and down), 11 is dropped
     _created(watches, 30, 0.0, instance="c")
     assert fired.take() == [DOWN]
-    watches.watch([(DOWN, Threshold(_up(), "==", 0.0), _newest([10], [T0], [1.0]))], mark)
+    # the lookup read 10's newest sample (down) before its arrival was told
+    watches.watch([(DOWN, down, _newest([10], [T0 + 150], [0.0]))], mark)
     assert len(watches) == 2 + 2 + 1  # DOWN: 10 and 30; HOT: 11, 12 and 30 (not > 5)
+    _arrive(watches, [(10, T0 + 150, 0.0)])
+    assert fired.take() == [DOWN]  # still a change: the arrivals' state of 10 was kept
     _arrive(watches, [(30, T0 + 200, 1.0)])
     assert fired.take() == [DOWN]  # 30 still watched, with its state
     _arrive(watches, [(11, T0 + 200, 0.0), (12, T0 + 200, 9.0)])
     assert fired.take() == []  # 11 no longer watched by DOWN
     # a lookup that found a series created just before it: watched once
     mark = watches.mark()
-    watches.watch([(DOWN, Threshold(_up(), "==", 0.0), _newest([10, 30], [T0] * 2, [1, 1]))], mark)
+    watches.watch([(DOWN, down, _newest([10, 30], [T0] * 2, [1, 1]))], mark)
     assert len(watches) == 5
     watches.forget([DOWN])
     _arrive(watches, [(30, T0 + 300, 0.0), (10, T0 + 300, 0.0)])
     assert fired.take() == []
     assert len(watches) == 3
+
+
+def test_a_rule_watched_again_with_another_threshold_starts_afresh() -> None:
+    fired = Triggered()
+    watches = _watching(fired)
+    watches.watch([(DOWN, Threshold(_up(), "==", 0.0), _newest([3], [T0], [1.0]))], 0)
+    watches.watch([(DOWN, Threshold(_up(), ">", 5.0), _newest([3], [T0], [1.0]))], 0)
+    _arrive(watches, [(3, T0 + 1, 0.0)])
+    assert fired.take() == []  # no longer == 0
+    _arrive(watches, [(3, T0 + 2, 9.0)])
+    assert fired.take() == [DOWN]
+
+
+def test_a_regex_on_the_name_does_not_hide_the_metric() -> None:
+    threshold = threshold_of(pp.parse('{__name__=~"u.*", __name__="up"} == 0'))
+    assert threshold is not None and threshold.metric == "up"
 
 
 # --- evaluation between turns -------------------------------------------------------------

@@ -94,6 +94,7 @@ class RuleManager:
     _stop_listening: Callable[[], None] | None = None
     _waiting: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     _waiting_lock: threading.Lock = field(default_factory=threading.Lock)
+    _watch_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self, patterns: Sequence[str]) -> list[RuleGroup]:
         """The groups of every file the patterns name; RuleFileError (every problem of every
@@ -112,7 +113,7 @@ class RuleManager:
             # long as the turns take, which is what they are there to avoid.
             self._arrival_executor = ThreadPoolExecutor(1, thread_name_prefix="rules-arrival")
             self._triggers = ArrivalTriggers(
-                self.options.tenant, self.options.lookback_delta_ms, self._arrived
+                self.options.tenant, self.options.lookback_delta_ms, self._arrived, self.clock
             )
             self._stop_listening = self.store.listen_arrivals(self._triggers)
         for key in list(self._groups):
@@ -121,7 +122,8 @@ class RuleManager:
                 del self._groups[key]
                 await _cancel(running.task)
                 if self._triggers is not None:
-                    self._triggers.forget([(*key, i) for i in running.evaluator.thresholds()])
+                    with self._watch_lock:
+                        self._triggers.forget([(*key, i) for i in running.evaluator.thresholds()])
         added: list[_Running] = []
         for key, group in wanted.items():
             if key not in self._groups:
@@ -155,6 +157,8 @@ class RuleManager:
         if self._arrival_executor is not None:
             pool, self._arrival_executor = self._arrival_executor, None
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        with self._waiting_lock:
+            self._waiting.clear()
         if self._watcher is not None:
             await _cancel(self._watcher)
             self._watcher = None
@@ -234,12 +238,16 @@ class RuleManager:
         ]
         if not due:
             return
-        mark = triggers.mark()
-        updates = [
-            ((*key, index), threshold, self.store.newest_samples(tenant, threshold.matchers))
-            for index, threshold in due
-        ]
-        if self._groups.get(key) is running:  # not replaced meanwhile
+        # under the lock apply() forgets a replaced group's rules with: a group replaced
+        # before this looks does not look, one replaced after is forgotten after
+        with self._watch_lock:
+            if self._groups.get(key) is not running:
+                return
+            mark = triggers.mark([((*key, index), threshold) for index, threshold in due])
+            updates = [
+                ((*key, index), threshold, self.store.newest_samples(tenant, threshold.matchers))
+                for index, threshold in due
+            ]
             triggers.watch(updates, mark)
             running.watched_at = now
 
@@ -257,9 +265,13 @@ class RuleManager:
                     waiting.add(index)
         pool = self._arrival_executor
         for group in queue:
-            if pool is not None:
-                with contextlib.suppress(RuntimeError):  # shut down: stopping
-                    pool.submit(self._evaluate_arrived, group)
+            try:
+                if pool is None:
+                    raise RuntimeError("stopped")
+                pool.submit(self._evaluate_arrived, group)
+            except RuntimeError:  # stopping: nothing more is evaluated
+                with self._waiting_lock:
+                    self._waiting.pop(group, None)
 
     def _evaluate_arrived(self, key: tuple[str, str]) -> None:
         with self._waiting_lock:

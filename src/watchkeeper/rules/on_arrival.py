@@ -18,6 +18,7 @@ rules whose selectors it matches with its first sample.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,9 @@ class Threshold:
 
     @property
     def metric(self) -> str:
-        return next(m.value for m in self.matchers if m.name == METRIC_NAME)
+        return next(
+            m.value for m in self.matchers if m.name == METRIC_NAME and m.op is MatchOp.EQUAL
+        )
 
 
 def threshold_of(tree: Any) -> Threshold | None:
@@ -158,10 +161,12 @@ class ArrivalTriggers:
         tenant: str,
         lookback_ms: int,
         trigger: Callable[[list[RuleKey]], None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.tenant = tenant
         self.lookback_ms = lookback_ms
         self._trigger = trigger
+        self._clock = clock
         self._lock = threading.Lock()
         self._ids: dict[RuleKey, int] = {}
         self._keys: dict[int, RuleKey] = {}
@@ -190,32 +195,41 @@ class ArrivalTriggers:
     def watching(self, key: RuleKey) -> bool:
         return key in self._ids
 
-    def mark(self) -> int:
-        """Take before looking a rule's series up, and pass to `watch`: series created while
-        the lookup ran are told by arrivals, and `watch` keeps those."""
+    def mark(self, rules: Sequence[tuple[RuleKey, Threshold]] = ()) -> int:
+        """Take before looking these rules' series up, and pass to `watch`: from here on the
+        series created are told by arrivals and join the rules (which are registered now, so
+        a series created during their first lookup joins them too), and `watch` keeps them."""
         with self._lock:
+            for key, threshold in rules:
+                self._rule_of(key, threshold)
             return self._created
 
     def watch(self, updates: Sequence[tuple[RuleKey, Threshold, SeriesNewest]], mark: int) -> None:
-        """Watch each rule's series from their newest samples (looked up after `mark()` gave
-        `mark`), in place of what it watched, keeping series created since the mark."""
+        """Watch each rule's series as a lookup (begun after `mark()` gave `mark`) found them,
+        keeping the state arrivals gave the series watched already and the series created
+        since the mark; a series it no longer finds is gone. A series new to the rule starts
+        as not passing: the lookup may have read a sample whose arrival is yet to be told,
+        and that arrival must still count as a change (at worst one evaluation too many)."""
         with self._lock:
+            rules_of = [self._rule_of(key, threshold) for key, threshold, _ in updates]
+            keep = np.ones(len(self._sid), dtype=bool)
             later = self._added > mark
-            present = set(zip(self._sid[later].tolist(), self._rule[later].tolist(), strict=True))
-            parts, replaced = [], []
-            for key, threshold, newest in updates:
-                rule = self._rule_of(key, threshold)
-                replaced.append(rule)
-                ids, times, values = newest.series_ids, newest.timestamps, newest.values
-                if present:
-                    fresh = np.array([(sid, rule) not in present for sid in ids.tolist()], bool)
-                    ids, times, values = ids[fresh], times[fresh], values[fresh]
-                rules = np.full(len(ids), rule, dtype=np.int64)
-                parts.append(self._entries(ids, rules, values, times, 0))
-            self._replace(~np.isin(self._rule, replaced) | later, parts)
+            parts = []
+            for rule, (_, _, newest) in zip(rules_of, updates, strict=True):
+                ids = newest.series_ids
+                mine = self._rule == rule
+                keep &= ~mine | later | np.isin(self._sid, ids)
+                fresh = ~np.isin(ids, self._sid[mine])
+                rules = np.full(int(fresh.sum()), rule, dtype=np.int64)
+                parts.append(self._entries(ids[fresh], rules, None, newest.timestamps[fresh], 0))
+            self._replace(keep, parts)
 
     def _rule_of(self, key: RuleKey, threshold: Threshold) -> int:
+        """The rule's number; a key watched with another threshold before starts afresh."""
         rule = self._ids.get(key)
+        if rule is not None and self._thresholds[rule] != threshold:
+            self._drop([key])
+            rule = None
         if rule is None:
             rule = self._ids[key] = self._next_rule
             self._next_rule += 1
@@ -241,15 +255,22 @@ class ArrivalTriggers:
 
     def forget(self, keys: Sequence[RuleKey]) -> None:
         with self._lock:
-            rules = []
-            for key in keys:
-                rule = self._ids.pop(key, None)
-                if rule is None:
-                    continue
-                del self._keys[rule]
-                threshold = self._thresholds.pop(rule)
-                self._metrics[threshold.metric].remove(rule, threshold)
-                rules.append(rule)
+            self._drop(keys)
+
+    def _drop(self, keys: Sequence[RuleKey]) -> None:
+        rules = []
+        for key in keys:
+            rule = self._ids.pop(key, None)
+            if rule is None:
+                continue
+            del self._keys[rule]
+            threshold = self._thresholds.pop(rule)
+            index = self._metrics[threshold.metric]
+            index.remove(rule, threshold)
+            if not index.others and not any(index.by_label.values()):
+                del self._metrics[threshold.metric]
+            rules.append(rule)
+        if rules:
             self._replace(~np.isin(self._rule, rules), [])
 
     def __call__(self, arrivals: Arrivals) -> None:
@@ -358,12 +379,17 @@ class ArrivalTriggers:
             entries, ts, values = entries[newer], ts[newer], values[newer]
         if not len(entries):
             return none
-        if np.bincount(entries).max() > 1:  # a series twice in the append: its newest counts
+        ordered = np.sort(entries)
+        if (ordered[1:] == ordered[:-1]).any():  # a series twice in the append: its newest
             order = np.lexsort((ts, entries))
             entries, ts, values = entries[order], ts[order], values[order]
             last = np.r_[entries[1:] != entries[:-1], True]
             entries, ts, values = entries[last], ts[last], values[last]
-        now = passes(self._op[entries], values, self._limit[entries])
+        # a sample the lookback delta or more before now is in no evaluation's answer (a
+        # backlog being sent): it passes nothing, so the sample that brings the series back
+        # counts as the change
+        visible = ts > int(self._clock() * 1000) - self.lookback_ms
+        now = passes(self._op[entries], values, self._limit[entries]) & visible
         # what the rule saw: the previous sample passed and is within the lookback delta
         before = self._passing[entries] & (self._newest[entries] > ts - self.lookback_ms)
         self._passing[entries] = now
