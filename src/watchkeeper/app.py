@@ -461,9 +461,8 @@ def check_files(config: Config) -> None:
     for tenant, patterns in config.tenant_rule_file_patterns().items():
         try:
             load_rule_files(patterns, config.metric_name_validation_scheme)
-        except RuleFileError as err:
-            where = "" if tenant == config.rules.tenant else f"tenant {tenant}: "
-            raise ConfigError(f"rule_files: {where}{err}") from None
+        except RuleFileError as err:  # worded as serve words it
+            raise ConfigError(f"rule_files: tenant {tenant}: {err}") from None
     _alertmanager_configs(config)
 
 

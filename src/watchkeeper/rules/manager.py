@@ -314,7 +314,7 @@ def load_rule_files(patterns: Sequence[str], name_validation: NameValidation) ->
         except RuleFileError as err:
             errors.extend(f"{path}: {e}" for e in err.errors)
     if errors:
-        raise RuleFileError(", ".join(patterns), errors)
+        raise RuleFileError("", errors)  # each names its file
     return groups
 
 
@@ -373,7 +373,8 @@ class TenantRules:
             try:
                 self._manager(tenant).load(patterns)
             except RuleFileError as err:
-                raise RuleFileError(f"tenant {tenant}: {err.path}", err.errors) from None
+                where = f"tenant {tenant}" + (f": {err.path}" if err.path else "")
+                raise RuleFileError(where, err.errors) from None
 
     async def apply(self, files: Mapping[str, Sequence[str]]) -> None:
         """Every tenant evaluates exactly its files from now on; if a tenant's files are

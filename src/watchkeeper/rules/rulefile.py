@@ -38,7 +38,8 @@ class RuleFileError(ValueError):
     """A rule file that cannot be used; `errors` lists every problem found in it."""
 
     def __init__(self, path: str, errors: list[str]) -> None:
-        super().__init__(f"{path}: " + "; ".join(errors))
+        """`path` "" when every error names its own file."""
+        super().__init__((f"{path}: " if path else "") + "; ".join(errors))
         self.path = path
         self.errors = errors
 
