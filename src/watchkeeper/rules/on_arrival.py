@@ -105,6 +105,15 @@ def _constant(node: Any) -> float | None:
     return None
 
 
+def _runs(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """At each place in sorted ids, how many places from there on have that id."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    lengths = np.diff(np.r_[starts, len(ids)])
+    return np.repeat(lengths, lengths) - (np.arange(len(ids)) - np.repeat(starts, lengths))
+
+
 def passes(
     ops: npt.NDArray[np.int8], values: npt.NDArray[np.float64], limits: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.bool_]:
@@ -335,20 +344,18 @@ class ArrivalTriggers:
         ]
         fresh, before = merged[0][len(self._sid) :], len(self._sid)
         if kept.all() and (not len(fresh) or not before or fresh.min() > self._sorted_sid[-1]):
-            # only series newer than all (ids grow): they go after the others in id order
+            # only series newer than all (ids grow): they go after the others in id order,
+            # and the others' runs stand
             order = np.argsort(fresh, kind="stable")
             self._by_sid = np.concatenate([self._by_sid, order + before])
             self._sorted_sid = np.concatenate([self._sorted_sid, fresh[order]])
+            self._run = np.concatenate([self._run, _runs(fresh[order])])
         else:
             self._by_sid = np.argsort(merged[0], kind="stable")
             self._sorted_sid = merged[0][self._by_sid]
+            self._run = _runs(self._sorted_sid)
         self._sid, self._rule, self._op, self._limit = merged[0:4]
         self._passing, self._newest, self._added = merged[4:7]
-        # at each place in the sorted ids, how many entries from there have that id
-        ids = self._sorted_sid
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else ids
-        lengths = np.diff(np.r_[starts, len(ids)])
-        self._run = np.repeat(lengths, lengths) - (np.arange(len(ids)) - np.repeat(starts, lengths))
 
     def _changed(self, arrivals: Arrivals) -> npt.NDArray[np.int64]:
         """The rules with a series whose passing changed."""
@@ -365,6 +372,13 @@ class ArrivalTriggers:
         if not found.any():
             return none
         near, left = near[found], left[found]
+        # a series twice in the append (its newest sample counts): arrivals come in id order
+        # as a rule (a writer sends its series in the order they were first seen)
+        matched = sids[near]
+        twice = len(matched) > 1 and not bool((np.diff(matched) > 0).all())
+        if twice:
+            ordered = np.sort(matched)
+            twice = bool((ordered[1:] == ordered[:-1]).any())
         counts = self._run[left]  # the entries watching the series: a run from `left`
         # one row per (arrival, entry watching its series)
         if counts.max() == 1:
@@ -379,8 +393,7 @@ class ArrivalTriggers:
             entries, ts, values = entries[newer], ts[newer], values[newer]
         if not len(entries):
             return none
-        ordered = np.sort(entries)
-        if (ordered[1:] == ordered[:-1]).any():  # a series twice in the append: its newest
+        if twice:
             order = np.lexsort((ts, entries))
             entries, ts, values = entries[order], ts[order], values[order]
             last = np.r_[entries[1:] != entries[:-1], True]
