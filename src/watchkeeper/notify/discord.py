@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData
+from watchkeeper.alerting.notification import NotificationData
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import inline_or_file, post
+from watchkeeper.notify.http import inline_or_file, json_sender
 from watchkeeper.rules.templates import Library
 
 RED, GREEN = 0x992D22, 0x2ECC71
@@ -40,8 +40,8 @@ def payload(
     return document(message)
 
 
-async def send(client: Any, integration: Integration, data: NotificationData) -> None:
-    config = integration.config
-    url = inline_or_file(config, "webhook_url", "Discord webhook URL")
-    body = payload(data, config, texts.library_of(integration.templates))
-    await post(client, integration, url, body, "application/json")
+def url_of(config: dict[str, Any] | Any) -> str:
+    return inline_or_file(config, "webhook_url", "Discord webhook URL")
+
+
+send = json_sender(payload, url_of)

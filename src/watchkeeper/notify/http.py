@@ -5,13 +5,20 @@ retried, other non-2xx answers may not."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from watchkeeper.alerting.notification import Integration, NotifyError
+from watchkeeper.alerting.notification import Integration, NotificationData, NotifyError
 from watchkeeper.model import parse_duration
+from watchkeeper.notify.texts import library_of
+from watchkeeper.rules.templates import Library
+
+# an integration's request body: the notification, its configuration and its templates
+Payload = Callable[[NotificationData, Any, Library | None], bytes]
+Send = Callable[[Any, Integration, NotificationData], Awaitable[None]]
 
 USER_AGENT = "Alertmanager/0.25.0 (watchkeeper)"
 
@@ -71,3 +78,16 @@ def inline_or_file(config: Any, name: str, what: str, required: bool = True) -> 
     if required:
         raise NotifyError(f"no {what} set", retry=False)
     return ""
+
+
+def json_sender(payload: Payload, url_of: Callable[[Any], str]) -> Send:
+    """The send of an integration that posts one templated JSON document to one URL (most
+    of them): the URL first, so a missing one is the error even if a template fails too."""
+
+    async def send(client: Any, integration: Integration, data: NotificationData) -> None:
+        config = integration.config
+        url = url_of(config)
+        body = payload(data, config, library_of(integration.templates))
+        await post(client, integration, url, body, "application/json")
+
+    return send

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData
+from watchkeeper.alerting.notification import NotificationData
 from watchkeeper.notify import msteams, texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import inline_or_file, post
+from watchkeeper.notify.http import inline_or_file, json_sender
 from watchkeeper.rules.templates import Library
 
 
@@ -46,8 +46,8 @@ def payload(
     return document(Struct(type="message", attachments=[attachment]))
 
 
-async def send(client: Any, integration: Integration, data: NotificationData) -> None:
-    config = integration.config
-    url = inline_or_file(config, "webhook_url", "Microsoft Teams webhook URL")
-    body = payload(data, config, texts.library_of(integration.templates))
-    await post(client, integration, url, body, "application/json")
+def url_of(config: dict[str, Any] | Any) -> str:
+    return inline_or_file(config, "webhook_url", "Microsoft Teams webhook URL")
+
+
+send = json_sender(payload, url_of)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData
+from watchkeeper.alerting.notification import NotificationData
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import inline_or_file, post
+from watchkeeper.notify.http import inline_or_file, json_sender
 from watchkeeper.rules.templates import Library
 
 MAX_TITLE_RUNES = 1024
@@ -109,12 +109,4 @@ def url_of(config: dict[str, Any] | Any) -> str:
     return inline_or_file(config, "api_url", "Slack API URL")
 
 
-async def send(client: Any, integration: Integration, data: NotificationData) -> None:
-    config = integration.config
-    await post(
-        client,
-        integration,
-        url_of(config),
-        payload(data, config, texts.library_of(integration.templates)),
-        "application/json",
-    )
+send = json_sender(payload, url_of)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.notification import Integration, NotificationData
+from watchkeeper.alerting.notification import NotificationData
 from watchkeeper.notify import texts
 from watchkeeper.notify.gojson import Struct, document
-from watchkeeper.notify.http import post
+from watchkeeper.notify.http import json_sender
 from watchkeeper.rules.templates import Library
 
 MAX_MESSAGE_BYTES = 7439  # what Webex takes
@@ -32,8 +32,8 @@ def payload(
     return document(body)
 
 
-async def send(client: Any, integration: Integration, data: NotificationData) -> None:
-    config = integration.config
-    url = str(config.get("api_url") or DEFAULT_URL)
-    body = payload(data, config, texts.library_of(integration.templates))
-    await post(client, integration, url, body, "application/json")
+def url_of(config: dict[str, Any] | Any) -> str:
+    return str(config.get("api_url") or DEFAULT_URL)
+
+
+send = json_sender(payload, url_of)

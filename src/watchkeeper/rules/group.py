@@ -32,6 +32,7 @@ from watchkeeper.model.alerts import Alert as Notice
 from watchkeeper.promql import Engine, QueryError, StoreQuerier
 from watchkeeper.promql.ast import children, offset_ms, selector_matcher_sets
 from watchkeeper.promql.querier import PrefetchedQuerier, Querier
+from watchkeeper.promql.values import STALE_NAN_BITS
 from watchkeeper.rules.alerting import (
     ALERTS,
     ALERTS_FOR_STATE,
@@ -44,8 +45,6 @@ from watchkeeper.rules.on_arrival import Threshold, threshold_of
 from watchkeeper.rules.rulefile import Rule, RuleGroup
 from watchkeeper.rules.template_functions import Sample
 from watchkeeper.store import MetricStore
-
-STALE_NAN_BITS = 0x7FF0000000000002
 
 
 @dataclass(frozen=True)

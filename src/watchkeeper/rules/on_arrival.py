@@ -30,10 +30,10 @@ import promql_parser as pp
 from watchkeeper.model import METRIC_NAME, Labels, Matcher, MatchOp, metric_name
 from watchkeeper.promql.ast import offset_ms, selector_matcher_sets
 from watchkeeper.promql.binops import ARITHMETIC, COMPARISON
+from watchkeeper.promql.values import is_stale
 from watchkeeper.store.arrivals import Arrivals, SeriesNewest
+from watchkeeper.store.ordering import INT64_MIN
 
-STALE_NAN_BITS = 0x7FF0000000000002
-INT64_MIN = np.iinfo(np.int64).min
 OPS = ("==", "!=", ">", "<", ">=", "<=")
 # a rule: its group's file and name, and its position in the group
 RuleKey = tuple[str, str, int]
@@ -125,8 +125,7 @@ def passes(
             chosen = ops == code
             if chosen.any():
                 out[chosen] = COMPARISON[name](values[chosen], limits[chosen])
-    stale: npt.NDArray[np.bool_] = values.view(np.int64) == STALE_NAN_BITS
-    return out & ~stale
+    return out & ~is_stale(values)
 
 
 @dataclass
