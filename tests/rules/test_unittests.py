@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from watchkeeper.cli import main
 from watchkeeper.rules.unittests import run_file
@@ -44,6 +43,7 @@ VERDICTS = [
     ("rules_run_no_fuzzy.yml", [], 1),
     ("rules_run_fuzzy.yml", ["--run", "correct"], 0),
     ("rules_run_fuzzy.yml", ["--run", "wrong"], 1),
+    ("unittest.yml", [], 0),  # native histograms among its series and expected samples
 ]
 
 
@@ -83,27 +83,38 @@ def test_an_evaluation_error_names_the_rule_and_time() -> None:
     assert "    rule: joined, time: 0s, err: found duplicate series for the match group" in text
 
 
-def test_the_main_suite_passes_but_for_its_native_histograms(tmp_path: Path) -> None:
-    """unittest.yml passes under promtool 3.x; its native-histogram series cannot load here
-    (native histograms are not stored yet), which is reported, never compared wrongly. Without
-    them, every other test of the file passes."""
-    passed, text = _output(PROMTOOL / "unittest.yml")
-    assert not passed
-    assert "invalid input series" in text and "test_histogram" in text
+def test_native_histograms_are_compared_by_their_text(tmp_path: Path) -> None:
+    """A histogram sample is compared as promtool compares it, by its `{{...}}` text: the hint
+    the store gives back (`not_reset` after the first sample) counts, and a difference shows
+    both texts."""
+    (tmp_path / "rules.yml").write_text("groups: []\n")
+    suite = tmp_path / "histograms.yml"
 
-    raw = yaml.safe_load((PROMTOOL / "unittest.yml").read_text())
-    for group in raw["tests"]:
-        group["input_series"] = [
-            s for s in group.get("input_series") or [] if "histogram" not in s["series"]
-        ]
-        group["promql_expr_test"] = [
-            t for t in group.get("promql_expr_test") or [] if "histogram" not in t["expr"]
-        ]
-    raw["rule_files"] = [str(PROMTOOL / f) for f in raw["rule_files"]]
-    copy = tmp_path / "unittest-floats.yml"
-    copy.write_text(yaml.safe_dump(raw))
-    passed, text = _output(copy)
+    def run(expected: str) -> tuple[bool, str]:
+        suite.write_text(
+            "rule_files: [rules.yml]\n"
+            "tests:\n"
+            "  - interval: 1m\n"
+            "    input_series:\n"
+            "      - series: h\n"
+            "        values: '{{sum:3 count:2 buckets:[2]}}+{{sum:1.3 count:1 buckets:[1]}}x2'\n"
+            "    promql_expr_test:\n"
+            "      - expr: h\n"
+            "        eval_time: 2m\n"
+            "        exp_samples:\n"
+            "          - labels: h\n"
+            f"            histogram: '{expected}'\n"
+        )
+        return _output(suite)
+
+    passed, text = run("{{count:4 sum:5.6 counter_reset_hint:not_reset buckets:[4]}}")
     assert passed, text
+    passed, text = run("{{count:4 sum:5.6 buckets:[4]}}")  # the hint is part of the text
+    assert not passed
+    assert (
+        '        exp: {__name__="h"} {{count:4 sum:5.6 buckets:[4]}}\n'
+        '        got: {__name__="h"} {{count:4 sum:5.6 counter_reset_hint:not_reset buckets:[4]}}'
+    ) in text
 
 
 def test_label_values_keep_their_yaml_text(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import orjson
 
 from watchkeeper.model import Labels
+from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql import GatedRun, QueryResult, Series, format_float
 
 MAX_ANNOTATIONS = 10  # per kind, as Prometheus' API answers them
@@ -109,8 +110,30 @@ def labels_object(labels: Labels) -> str:
     return "{" + ",".join(f"{go_string(n)}:{go_string(v)}" for n, v in labels) + "}"
 
 
+def histogram_json(histogram: FloatHistogram) -> str:
+    """jsonutil.MarshalHistogram: count, sum and the buckets with a count, each as [boundary
+    rule, lower, upper, count]."""
+    text = f'{{"count":"{sample_value(histogram.count)}","sum":"{sample_value(histogram.sum)}"'
+    buckets = [
+        f'[{rule},"{sample_value(lower)}","{sample_value(upper)}","{sample_value(count)}"]'
+        for rule, lower, upper, count in histogram.buckets()
+    ]
+    if buckets:
+        text += ',"buckets":[' + ",".join(buckets) + "]"
+    return text + "}"
+
+
+def _histogram_points(points: Sequence[tuple[int, FloatHistogram]]) -> str:
+    return ",".join(f"[{sample_timestamp(at)},{histogram_json(h)}]" for at, h in points)
+
+
 def _vector(series: Sequence[Series]) -> Iterable[str]:
     for s in series:
+        if s.histograms:
+            at, histogram = s.histograms[0]
+            point = f"[{sample_timestamp(at)},{histogram_json(histogram)}]"
+            yield f'{{"metric":{labels_object(s.labels)},"histogram":{point}}}'
+            continue
         stamp = sample_timestamp(int(s.timestamps[0]))
         value = sample_value(float(s.values[0]))
         yield f'{{"metric":{labels_object(s.labels)},"value":[{stamp},"{value}"]}}'
@@ -126,9 +149,10 @@ def _matrix(series: Sequence[Series]) -> Iterable[str]:
     at = 0
     for s in series:
         head = f'{{"metric":{labels_object(s.labels)}'
+        tail = f',"histograms":[{_histogram_points(s.histograms)}]}}' if s.histograms else "}"
         count = len(s.timestamps)
         if count == 0:  # Prometheus leaves out an empty "values"
-            yield head + "}"
+            yield head + tail
             continue
         times = s.timestamps.tolist()
         opened = list(map(openings.get, times))
@@ -143,7 +167,7 @@ def _matrix(series: Sequence[Series]) -> Iterable[str]:
         at += count
         # the first opening has no point before it to close
         parts[0] = cast(str, parts[0])[3:]
-        yield head + ',"values":[' + "".join(cast(list[str], parts)) + '"]]}'
+        yield head + ',"values":[' + "".join(cast(list[str], parts)) + '"]]' + tail
 
 
 def result_json(result: QueryResult, series: Sequence[Series]) -> str:

@@ -62,7 +62,7 @@ def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
 def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
     op = str(node.op)
     param = ev.eval(node.param) if node.param is not None else None
-    vector = ev.eval_vector(node.expr)
+    vector = ev.eval_vector(node.expr, where=f"the aggregation {node.op}")
     steps = len(ev.ts)
     if op == "count_values":
         if not isinstance(param, StringValue):

@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from watchkeeper.model import Labels, format_labels
-from watchkeeper.promql.errors import QueryError
-from watchkeeper.promql.values import Bools, Floats, InstantSteps, ScalarSteps, Value
+from watchkeeper.promql.errors import QueryError, refuse_histograms
+from watchkeeper.promql.values import (
+    Bools,
+    Floats,
+    HistogramSteps,
+    InstantSteps,
+    ScalarSteps,
+    Value,
+)
 from watchkeeper.promql.vectors import drop_name, merge_same_labels, signature
 
 if TYPE_CHECKING:
@@ -37,6 +44,8 @@ SET_OPERATORS = ("and", "or", "unless")
 
 
 def negate(value: Value) -> Value:
+    if isinstance(value, HistogramSteps):
+        raise refuse_histograms("unary minus")
     if isinstance(value, ScalarSteps):
         return ScalarSteps(-value.values)
     if isinstance(value, InstantSteps):
@@ -64,6 +73,8 @@ def evaluate(ev: Evaluator, node: Any) -> Value:
     return_bool = bool(modifier is not None and modifier.return_bool)
     lhs = ev.eval(node.lhs)
     rhs = ev.eval(node.rhs)
+    if isinstance(lhs, HistogramSteps) or isinstance(rhs, HistogramSteps):
+        raise refuse_histograms(f"the operator {op}")
     if isinstance(lhs, ScalarSteps) and isinstance(rhs, ScalarSteps):
         values, _ = _apply(op, lhs.values, rhs.values, True)
         return ScalarSteps(values)

@@ -18,7 +18,17 @@ from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.evaluator import EvalContext, Evaluator
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import QueryResult, Series
-from watchkeeper.promql.values import InstantSteps, RangeSteps, ScalarSteps, StringValue, Value
+from watchkeeper.promql.values import (
+    HistogramSteps,
+    InstantSteps,
+    RangeSteps,
+    ScalarSteps,
+    StringValue,
+    Value,
+)
+
+_NO_TIMES = np.empty(0, dtype=np.int64)
+_NO_VALUES = np.empty(0, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,16 @@ def _instant_result(value: Value, time_ms: int) -> QueryResult:
             series=[Series(value.labels[i], stamp, value.values[i, :1].copy()) for i in rows],
             time_ms=time_ms,
         )
+    if isinstance(value, HistogramSteps):
+        series = []
+        for i, labels in enumerate(value.labels):
+            if value.floats.present[i, 0]:
+                stamp = np.array([time_ms], dtype=np.int64)
+                series.append(Series(labels, stamp, value.floats.values[i, :1].copy()))
+            elif 0 in value.histograms[i]:
+                point = ((time_ms, value.histograms[i][0]),)
+                series.append(Series(labels, _NO_TIMES, _NO_VALUES, point))
+        return QueryResult("vector", series=series, time_ms=time_ms)
     raise QueryError(f"unexpected result type {type(value).__name__}")
 
 
@@ -192,6 +212,15 @@ def _range_result(value: Value, steps: Any) -> QueryResult:
             if mask.any():
                 series.append(Series(labels, steps[mask], value.values[i][mask]))
         series.sort(key=lambda s: s.labels)
+        return QueryResult("matrix", series=series)
+    if isinstance(value, HistogramSteps):
+        series = []
+        for i, labels in enumerate(value.labels):
+            mask = value.floats.present[i]
+            found = value.histograms[i]
+            if mask.any() or found:
+                points = tuple((int(steps[j]), found[j]) for j in sorted(found))
+                series.append(Series(labels, steps[mask], value.floats.values[i][mask], points))
         return QueryResult("matrix", series=series)
     kind = "range vector" if isinstance(value, RangeSteps) else "string"
     raise QueryParseError(

@@ -25,3 +25,12 @@ class QueryTimeoutError(QueryError):
 
 class QueryCanceledError(QueryError):
     kind = "canceled"
+
+
+def refuse_histograms(where: str) -> QueryError:
+    """The error of a query that reaches native histogram samples where they are not handled
+    yet: never a histogram read as a number."""
+    return QueryError(
+        f"native histograms are not supported in {where} yet; a query can select them and "
+        "take histogram_count(), histogram_sum() or histogram_avg() of them"
+    )

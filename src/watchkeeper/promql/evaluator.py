@@ -18,7 +18,7 @@ import promql_parser as pp
 from watchkeeper.model import Labels
 from watchkeeper.promql import aggregations, binops, functions
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
-from watchkeeper.promql.errors import QueryError, QueryTimeoutError
+from watchkeeper.promql.errors import QueryError, QueryTimeoutError, refuse_histograms
 from watchkeeper.promql.positions import (
     call_argument,
     call_argument_text,
@@ -28,6 +28,7 @@ from watchkeeper.promql.positions import (
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import Annotations
 from watchkeeper.promql.values import (
+    HistogramSteps,
     InstantSteps,
     Ints,
     RangeSteps,
@@ -36,7 +37,9 @@ from watchkeeper.promql.values import (
     Value,
     is_stale,
 )
-from watchkeeper.store.types import SeriesColumns, SeriesSamples
+from watchkeeper.store.types import HistogramSamples, SeriesColumns, SeriesSamples
+
+INT64_MIN = int(np.iinfo(np.int64).min)
 
 
 @dataclass
@@ -141,11 +144,27 @@ class Evaluator:
             return functions.evaluate(self, node)
         raise QueryError(f"unsupported expression {type(node).__name__}")
 
-    def eval_vector(self, node: Any) -> InstantSteps:
+    def eval_vector(self, node: Any, where: str = "") -> InstantSteps:
+        """An instant vector of floats: one holding native histograms is refused (`where`
+        names what takes it, for the error; the function being evaluated by default)."""
         value = self.eval(node)
+        if isinstance(value, HistogramSteps):
+            raise refuse_histograms(where or self._consumer())
         if not isinstance(value, InstantSteps):
             raise QueryError(f"expected instant vector, got {type(value).__name__}")
         return value
+
+    def eval_histograms(self, node: Any) -> HistogramSteps | InstantSteps:
+        """An instant vector that may hold native histograms, for what handles them."""
+        value = self.eval(node)
+        if not isinstance(value, (InstantSteps, HistogramSteps)):
+            raise QueryError(f"expected instant vector, got {type(value).__name__}")
+        return value
+
+    def _consumer(self) -> str:
+        """What is taking a vector now, for errors: the function being evaluated, if any."""
+        calls = self.ctx._calls
+        return f"{calls[-1][0]}()" if calls else "this expression"
 
     def eval_scalar(self, node: Any) -> ScalarSteps:
         value = self.eval(node)
@@ -214,10 +233,29 @@ class Evaluator:
                 "(query.max_series_per_selector)"
             )
 
-    def instant_selector(self, node: Any) -> InstantSteps:
+    def select_histograms(self, node: Any, start: int, end: int) -> list[HistogramSamples]:
+        """A selector's native histogram series in the range, in label order (none, at no
+        cost, where the tenant has never stored one)."""
+        sets = selector_matcher_sets(node)
+        found = self.ctx.querier.select_histograms(sets[0], start, end)
+        if len(sets) > 1:
+            seen: dict[Labels, HistogramSamples] = {}
+            for matchers in sets:
+                for series in self.ctx.querier.select_histograms(matchers, start, end):
+                    seen.setdefault(series.labels, series)
+            found = sorted(seen.values(), key=lambda s: s.labels)
+        if found:
+            self.ctx.count_samples(sum(len(s.timestamps) for s in found))
+        return found
+
+    def instant_selector(self, node: Any) -> InstantSteps | HistogramSteps:
         eff = self.effective_times(node)
         lookback = self.ctx.lookback_ms
-        batches = self.select_batches(node, int(eff.min()) - lookback + 1, int(eff.max()))
+        start, end = int(eff.min()) - lookback + 1, int(eff.max())
+        histograms = self.select_histograms(node, start, end)
+        if histograms:
+            return lookup_with_histograms(self.select(node, start, end), histograms, eff, lookback)
+        batches = self.select_batches(node, start, end)
         parts = [lookup_instant(series, eff, lookback) for series in batches]
         return InstantSteps.concat_in_label_order(parts, self.steps)
 
@@ -241,6 +279,8 @@ class Evaluator:
         range_ms = duration_ms(node.range)
         ends = self.effective_times(vs)
         start, end = int(ends.min()) - range_ms + 1, int(ends.max())
+        if self.select_histograms(vs, start, end):
+            raise refuse_histograms(f"range vectors ({node.prettify()})")
         batches = self.select_batches(vs, start, end) if batched else [self.select(vs, start, end)]
         for series in batches:
             yield windows(_without_stale(series), ends, range_ms)
@@ -318,6 +358,45 @@ def lookup_instant(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSt
         present = valid & (sample_ts > at - lookback) & ~is_stale(values)
         return InstantSteps(series.labels, values[:, None], present[:, None], sample_ts[:, None])
     return _lookup_by_search(series, eff, lookback)
+
+
+def lookup_with_histograms(
+    floats: SeriesColumns, histograms: list[HistogramSamples], eff: Ints, lookback: int
+) -> InstantSteps | HistogramSteps:
+    """`lookup_instant` over series holding native histograms too: at each step, a series'
+    newest sample of either kind decides (a newer staleness marker hides a histogram, a newer
+    histogram a float)."""
+    found = lookup_instant(floats, eff, lookback)
+    steps = len(eff)
+    labels = sorted(set(found.labels) | {h.labels for h in histograms})
+    row = {ls: i for i, ls in enumerate(labels)}
+    values = np.full((len(labels), steps), np.nan)
+    present = np.zeros((len(labels), steps), dtype=bool)
+    sample_ts = np.zeros((len(labels), steps), dtype=np.int64)
+    for i, ls in enumerate(found.labels):
+        values[row[ls]] = found.values[i]
+        present[row[ls]] = found.present[i]
+        if found.sample_ts is not None:
+            sample_ts[row[ls]] = found.sample_ts[i]
+    float_times = {s.labels: s.timestamps for s in floats.series()}
+    maps: list[dict[int, Any]] = [{} for _ in labels]
+    for series in histograms:
+        i = row[series.labels]
+        idx = np.searchsorted(series.timestamps, eff, side="right") - 1
+        newest = np.where(idx >= 0, series.timestamps[np.maximum(idx, 0)], INT64_MIN)
+        times = float_times.get(series.labels)
+        newest_float = np.full(steps, INT64_MIN, dtype=np.int64)
+        if times is not None and len(times):
+            fidx = np.searchsorted(times, eff, side="right") - 1
+            newest_float = np.where(fidx >= 0, times[np.maximum(fidx, 0)], INT64_MIN)
+        for j in np.flatnonzero(newest > newest_float).tolist():
+            present[i, j] = False
+            if newest[j] > eff[j] - lookback:
+                maps[i][j] = series.histograms[int(idx[j])]
+                sample_ts[i, j] = newest[j]
+    if not any(maps):
+        return InstantSteps(labels, values, present, sample_ts)
+    return HistogramSteps(InstantSteps(labels, values, present, sample_ts), maps)
 
 
 def _lookup_by_search(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSteps:

@@ -14,12 +14,14 @@ import numpy as np
 import promql_parser as pp
 
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
+from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.model.matchers import compile_anchored, expand_template
 from watchkeeper.promql import aggregations, histograms, range_functions
 from watchkeeper.promql.ast import selector_matcher_sets
-from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.errors import QueryError, refuse_histograms
 from watchkeeper.promql.values import (
     Floats,
+    HistogramSteps,
     InstantSteps,
     Ints,
     RangeSteps,
@@ -512,10 +514,37 @@ def _fn_histogram_fraction(ev: Evaluator, args: list[Any]) -> Value:
     return histograms.fraction(ev, lower, upper, vector)
 
 
+def _histogram_property(read: Callable[[FloatHistogram], float]) -> Handler:
+    """histogram_count(), histogram_sum(), histogram_avg(): a number of each native histogram
+    sample, named without the metric name; float samples give nothing, as in Prometheus."""
+
+    def handler(ev: Evaluator, args: list[Any]) -> Value:
+        vector = ev.eval_histograms(args[0])
+        if not isinstance(vector, HistogramSteps):
+            return InstantSteps.empty(len(ev.ts))
+        shape = vector.floats.values.shape
+        values = np.full(shape, np.nan)
+        present = np.zeros(shape, dtype=bool)
+        for i, found in enumerate(vector.histograms):
+            for j, histogram in found.items():
+                values[i, j] = read(histogram)
+                present[i, j] = True
+        return _renamed(vector.floats, values, present)
+
+    return handler
+
+
 def _native_only(ev: Evaluator, args: list[Any]) -> Value:
     # these read native histogram samples only; float series give no result, as in Prometheus
-    ev.eval_vector(args[0])
+    vector = ev.eval_histograms(args[0])
+    if isinstance(vector, HistogramSteps):
+        raise refuse_histograms(ev._consumer())
     return InstantSteps.empty(len(ev.ts))
+
+
+def _average(histogram: FloatHistogram) -> float:
+    with np.errstate(all="ignore"):
+        return float(np.float64(histogram.sum) / np.float64(histogram.count))
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -552,9 +581,9 @@ _HANDLERS: dict[str, Handler] = {
     "histogram_quantile": _fn_histogram_quantile,
     "histogram_fraction": _fn_histogram_fraction,
     "histogram_quantiles": _fn_histogram_quantiles,
-    "histogram_count": _native_only,
-    "histogram_sum": _native_only,
-    "histogram_avg": _native_only,
+    "histogram_count": _histogram_property(lambda h: h.count),
+    "histogram_sum": _histogram_property(lambda h: h.sum),
+    "histogram_avg": _histogram_property(_average),
     "histogram_stddev": _native_only,
     "histogram_stdvar": _native_only,
 }

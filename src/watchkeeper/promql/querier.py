@@ -9,7 +9,7 @@ import numpy as np
 
 from watchkeeper.model import Matcher, MatchOp
 from watchkeeper.store.protocol import MetricStore
-from watchkeeper.store.types import SeriesColumns, SeriesSamples
+from watchkeeper.store.types import HistogramSamples, SeriesColumns, SeriesSamples
 
 
 class Querier(Protocol):
@@ -24,6 +24,12 @@ class Querier(Protocol):
     ) -> Iterable[SeriesColumns]:
         """`select` in batches of whole series, about `batch_samples` samples each: each batch
         in label order, the batches in any order."""
+        ...
+
+    def select_histograms(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[HistogramSamples]:
+        """The native histogram samples of the matching series in the range, by labels."""
         ...
 
 
@@ -44,13 +50,38 @@ class StoreQuerier:
             self._tenant, [list(matchers)], start_ms, end_ms, batch_samples
         )
 
+    def select_histograms(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[HistogramSamples]:
+        return self._store.read_histograms(self._tenant, [list(matchers)], start_ms, end_ms)
+
 
 class MemoryQuerier:
     """An in-memory `Querier` over fixed series, for tests, rule unit tests and the
     conformance runner."""
 
-    def __init__(self, series: Sequence[SeriesSamples] = ()) -> None:
+    def __init__(
+        self, series: Sequence[SeriesSamples] = (), histograms: Sequence[HistogramSamples] = ()
+    ) -> None:
         self._series = sorted(series, key=lambda s: s.labels)
+        self._histograms = sorted(histograms, key=lambda s: s.labels)
+
+    def select_histograms(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[HistogramSamples]:
+        out = []
+        for s in self._histograms:
+            values = dict(s.labels)
+            if not all(m.matches(values.get(m.name, "")) for m in matchers):
+                continue
+            keep = np.flatnonzero((s.timestamps >= start_ms) & (s.timestamps <= end_ms))
+            if len(keep):
+                out.append(
+                    HistogramSamples(
+                        s.labels, s.timestamps[keep], [s.histograms[i] for i in keep.tolist()]
+                    )
+                )
+        return out
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesColumns:
         out: list[SeriesSamples] = []
@@ -106,6 +137,11 @@ class PrefetchedQuerier:
         for row, labels in enumerate(columns.labels):
             for pair in labels:
                 self._rows_by_pair.setdefault(pair, []).append(row)
+
+    def select_histograms(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[HistogramSamples]:
+        return self._base.select_histograms(matchers, start_ms, end_ms)  # not prefetched
 
     def _covers(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> bool:
         return self._start <= start_ms and end_ms <= self._end and tuple(matchers) in self._sets

@@ -8,15 +8,18 @@ import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.model import Labels
+from watchkeeper.model.histogram import FloatHistogram
 
 
 @dataclass(frozen=True)
 class Series:
-    """One series of a result. In a vector it has exactly one point (the evaluation time)."""
+    """One series of a result: float points, and native histogram points (time,
+    histogram). In a vector it has exactly one point (the evaluation time) of either kind."""
 
     labels: Labels
     timestamps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
+    histograms: tuple[tuple[int, FloatHistogram], ...] = ()
 
 
 @dataclass

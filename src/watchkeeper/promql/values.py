@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.model import Labels
+from watchkeeper.model.histogram import FloatHistogram
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -73,6 +74,22 @@ class InstantSteps:
 
 
 @dataclass
+class HistogramSteps:
+    """An instant vector some of whose samples are native histograms: `floats` holds the float
+    samples (its `present` is false where a histogram is), `histograms[i]` maps step j to series
+    i's histogram there, for the same series as `floats.labels`. Only what handles histograms
+    takes one; everything else refuses it by name (evaluator.refuse_histograms), never reading
+    a histogram as a number."""
+
+    floats: InstantSteps
+    histograms: list[dict[int, FloatHistogram]]
+
+    @property
+    def labels(self) -> list[Labels]:
+        return self.floats.labels
+
+
+@dataclass
 class ScalarSteps:
     values: Floats
 
@@ -128,12 +145,12 @@ class RangeSteps:
         return float(self.counts.sum()) / max(int(self.bounds[-1] - self.bounds[0]), 1)
 
 
-Value = InstantSteps | ScalarSteps | StringValue | RangeSteps
+Value = InstantSteps | HistogramSteps | ScalarSteps | StringValue | RangeSteps
 
 
 def type_name(value: Value) -> str:
     """The PromQL type name, as error messages show it."""
-    if isinstance(value, InstantSteps):
+    if isinstance(value, (InstantSteps, HistogramSteps)):
         return "instant vector"
     if isinstance(value, RangeSteps):
         return "range vector"

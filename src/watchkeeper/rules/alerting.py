@@ -176,6 +176,9 @@ def vector_of(value: QueryResult) -> list[tuple[Labels, float]]:
     """A rule query's result as samples: a vector, or a scalar as one sample without labels
     (Prometheus' EngineQueryFunc); anything else is an error."""
     if value.result_type == "vector":
+        if any(s.histograms for s in value.series):
+            # recorded or alerted on, a histogram would have to be a number: refused, not guessed
+            raise ValueError("rules on native histogram samples are not supported yet")
         return [(s.labels, float(s.values[0])) for s in value.series if len(s.values)]
     if value.result_type == "scalar":
         return [((), value.scalar)]

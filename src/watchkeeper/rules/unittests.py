@@ -1,13 +1,13 @@
 """Rule unit tests in promtool's `test rules` format, run as promtool runs them.
 
 A test file names `rule_files` (relative to it), an `evaluation_interval` and `tests`; each test
-group loads its `input_series` (in the expanding notation, one value per `interval` from the
-start), evaluates every rule group from the start to the last `eval_time` every evaluation
-interval (`group_eval_order` first), and checks at each `eval_time`:
+group loads its `input_series` (in the expanding notation, native histograms included, one value
+per `interval` from the start), evaluates every rule group from the start to the last
+`eval_time` every evaluation interval (`group_eval_order` first), and checks at each `eval_time`:
 - `alert_rule_test`: the *firing* alerts of `alertname` as they were at the last evaluation
   at or before it, against `exp_alerts` (labels, with `alertname` added, and annotations);
 - `promql_expr_test`, after all evaluations: the query's result at `eval_time` against
-  `exp_samples`.
+  `exp_samples` (a `histogram:` compared by its `{{...}}` text, as promtool does).
 The output and exit status are promtool's: `Unit Testing:  FILE` then `SUCCESS`, or `FAILED:`
 and each difference.
 """
@@ -34,8 +34,9 @@ from watchkeeper.model import (
     yaml_label_text,
 )
 from watchkeeper.model.gofloat import format_e
+from watchkeeper.model.histogram import parse_histogram
 from watchkeeper.promql import Engine, QueryError, StoreQuerier, parse_series_selector
-from watchkeeper.promql.series_notation import expand_values
+from watchkeeper.promql.series_notation import expand_items
 from watchkeeper.rules.alerting import AlertState, vector_of
 from watchkeeper.rules.group import GroupEvaluator
 from watchkeeper.rules.rulefile import RuleFileError, RuleGroup, load_file
@@ -165,7 +166,7 @@ def _load(store: MetricsDB, series: list[Any], start: int, interval: int) -> Non
         try:
             (matchers,) = parse_series_selector(str(item["series"]))
             labels = tuple(sorted((m.name, m.value) for m in matchers if m.value))
-            values = expand_values(str(item.get("values", "")))
+            values = expand_items(str(item.get("values", "")))
         except (KeyError, ValueError) as err:
             raise UnitTestError(f"invalid input series {item!r}: {err}") from None
         for step, value in enumerate(values):
@@ -218,20 +219,38 @@ def _check_expr(
     at = _duration(case.get("eval_time"), 0)
     try:
         result = engine.instant_query(StoreQuerier(store, "default"), expr, start + at)
-        got = sorted(vector_of(result))
+        if result.result_type == "vector":
+            # a histogram sample as promtool compares it: value 0, its `{{...}}` text
+            got = sorted(
+                (
+                    s.labels,
+                    float(s.values[0]) if len(s.values) else 0.0,
+                    s.histograms[0][1].test_expression() if s.histograms else "",
+                )
+                for s in result.series
+            )
+        else:
+            got = sorted((labels, value, "") for labels, value in vector_of(result))
     except (QueryError, ValueError) as err:
         return [f"{prefix}    expr: {expr!r}, time: {format_duration(at)}, err: {err}"]
     expected = []
     for item in case.get("exp_samples") or []:
         text = str(item.get("labels") or "")
         labels: Labels = ()
-        if text:
-            (matchers,) = parse_series_selector(text)
-            labels = tuple(sorted((m.name, m.value) for m in matchers if m.value))
-        expected.append((labels, float(item.get("value", 0))))
+        histogram = str(item.get("histogram") or "")
+        try:
+            if text:
+                (matchers,) = parse_series_selector(text)
+                labels = tuple(sorted((m.name, m.value) for m in matchers if m.value))
+            if histogram:
+                histogram = parse_histogram(histogram).test_expression()
+        except ValueError as err:
+            return [f"{prefix}    expr: {expr!r}, time: {format_duration(at)}, err: {err}"]
+        expected.append((labels, float(item.get("value", 0)), histogram))
     expected.sort()
     same = len(got) == len(expected) and all(
-        g[0] == e[0] and _equal(g[1], e[1], fuzzy) for g, e in zip(got, expected, strict=True)
+        g[0] == e[0] and g[2] == e[2] and _equal(g[1], e[1], fuzzy)
+        for g, e in zip(got, expected, strict=True)
     )
     if same:
         return []
@@ -253,11 +272,11 @@ def _labels_text(labels: Labels) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}"
 
 
-def _show_samples(samples: list[tuple[Labels, float]]) -> str:
-    """As promtool writes samples: labels and the value in %E, or nil."""
+def _show_samples(samples: list[tuple[Labels, float, str]]) -> str:
+    """As promtool writes samples: labels and the value in %E (or the histogram), or nil."""
     if not samples:
         return "nil"
-    return ", ".join(f"{_labels_text(lbl)} {format_e(v).upper()}" for lbl, v in samples)
+    return ", ".join(f"{_labels_text(lbl)} {h or format_e(v).upper()}" for lbl, v, h in samples)
 
 
 def _show_alerts(alerts: list[tuple[Labels, Labels]]) -> str:

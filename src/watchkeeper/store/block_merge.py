@@ -20,6 +20,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from watchkeeper.store.blocks import BlockMeta, BlockReader, SortedPart
+from watchkeeper.store.histograms import (
+    HistogramColumns,
+    concatenate,
+    read_block_file,
+    sorted_unique,
+)
 from watchkeeper.store.merge import parts_in_storage_order
 from watchkeeper.store.series_index import NameOf
 
@@ -74,3 +80,9 @@ def merged_parts(
     yield from parts_in_storage_order(
         ids, counts, name_of, lambda wanted: reader.parts(sources, wanted, INT64_MIN, INT64_MAX)
     )
+
+
+def merged_histograms(sources: list[BlockMeta]) -> HistogramColumns:
+    """The histogram samples of `sources` (oldest first), by series and time; one stored twice
+    is kept once, from the oldest source."""
+    return sorted_unique(concatenate(read_block_file(b.path) for b in sources if b.histograms))

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from watchkeeper.model import series_key
 from watchkeeper.store.block_leases import BlockLeases
-from watchkeeper.store.block_merge import merge_ranges, merged_parts, plan_merge
+from watchkeeper.store.block_merge import (
+    merge_ranges,
+    merged_histograms,
+    merged_parts,
+    plan_merge,
+)
 from watchkeeper.store.blocks import (
     FORMAT_VERSION,
     BlockMeta,
@@ -67,6 +72,7 @@ class BlockSet:
                 merged_parts(self.reader, group, name_of(labels)),
                 lambda sid: series_key(labels[sid]),
                 sources=[b.name for b in group],
+                histograms=merged_histograms(group),
             )
             if block is None:
                 return merged

@@ -28,7 +28,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from watchkeeper.model.labels import labels_from_key, metric_name
+from watchkeeper.store import histograms as histogram_files
 from watchkeeper.store import valuecodec
+from watchkeeper.store.histograms import HistogramColumns
 from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.series_index import SeriesIndex, plan_units, storage_sort
 from watchkeeper.store.wal import fsync_dir
@@ -72,6 +74,7 @@ class BlockMeta:
     # the blocks this one was merged from (block_merge.py), by name: any still on disk when
     # the store opens are left over from a merge interrupted before deleting them
     sources: tuple[str, ...] = ()
+    histograms: int = 0  # native histogram samples (histograms.py)
 
     @property
     def name(self) -> str:
@@ -86,6 +89,10 @@ class BlockSeries:
     keys: list[bytes]
     min_times: npt.NDArray[np.int64]
     max_times: npt.NDArray[np.int64]
+    # the series with histogram samples (also listed above)
+    histogram_series: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.empty(0, dtype=np.int64)
+    )
 
 
 def _fsync_file(path: Path) -> None:
@@ -102,6 +109,16 @@ _SAMPLES_SCHEMA = pa.schema(
 )
 
 SortedPart = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+_SERIES_SCHEMA = pa.schema(
+    [
+        ("series_id", pa.int64()),
+        ("key", pa.binary()),
+        ("min_ts", pa.int64()),
+        ("max_ts", pa.int64()),
+        ("rows", pa.int64()),
+        ("exp", pa.int8()),
+    ]
+)
 
 
 def write_block(
@@ -109,11 +126,13 @@ def write_block(
     parts: Iterable[SortedPart],
     key_of: Callable[[int], bytes],
     sources: Sequence[str] = (),
+    histograms: HistogramColumns | None = None,
 ) -> BlockMeta | None:
     """Write a new block from parts holding whole series, grouped by series in storage order
-    (series_index.py) and sorted by time within each. Parts are encoded and written one at a
-    time, so memory stays bounded by the largest part. Returns None when they hold no samples.
-    `sources` names the blocks a merged block replaces."""
+    (series_index.py) and sorted by time within each, and `histograms` (sorted by series and
+    time). Parts are encoded and written one at a time, so memory stays bounded by the largest
+    part. Returns None when they hold no samples. `sources` names the blocks a merged block
+    replaces."""
     tenant_dir.mkdir(parents=True, exist_ok=True)
     tmp = tenant_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -158,8 +177,9 @@ def write_block(
                         "max_ts": timestamps[ends],
                         "rows": ends + 1 - starts,
                         # constant along a series: read back once per series, not per row
-                        "exp": exponents[starts],
-                    }
+                        "exp": exponents[starts].astype(np.int8),
+                    },
+                    schema=_SERIES_SCHEMA,
                 )
             )
             min_time = min(min_time, int(timestamps.min()))
@@ -167,10 +187,12 @@ def write_block(
             samples += len(series)
     finally:
         writer.close()
-    if samples == 0:
+    histogram_count = 0 if histograms is None else len(histograms)
+    if samples == 0 and histogram_count == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         return None
-    series_table = pa.concat_tables(series_parts)
+    files = [SAMPLES_FILE, SERIES_FILE, META_FILE]
+    series_table = pa.concat_tables(series_parts) if series_parts else _SERIES_SCHEMA.empty_table()
     pq.write_table(series_table, tmp / SERIES_FILE, compression="zstd")
     meta: dict[str, object] = {
         "version": FORMAT_VERSION,
@@ -179,10 +201,16 @@ def write_block(
         "samples": samples,
         "series": series_table.num_rows,
     }
+    if histograms is not None and histogram_count:
+        histogram_files.write_block_file(tmp, histograms, key_of)
+        files += [histogram_files.HISTOGRAMS_FILE, histogram_files.HISTOGRAM_SERIES_FILE]
+        min_time = min(min_time, histograms.min_time)
+        max_time = max(max_time, histograms.max_time)
+        meta.update(min_time=min_time, max_time=max_time, histograms=histogram_count)
     if sources:
         meta["sources"] = list(sources)
     (tmp / META_FILE).write_text(json.dumps(meta))
-    for file in (SAMPLES_FILE, SERIES_FILE, META_FILE):
+    for file in files:
         _fsync_file(tmp / file)
     fsync_dir(tmp)
     name = f"{min_time:015d}-{max_time:015d}"
@@ -194,7 +222,13 @@ def write_block(
     tmp.rename(final)
     fsync_dir(tenant_dir)
     return BlockMeta(
-        final, min_time, max_time, samples, series_table.num_rows, sources=tuple(sources)
+        final,
+        min_time,
+        max_time,
+        samples,
+        series_table.num_rows,
+        sources=tuple(sources),
+        histograms=histogram_count,
     )
 
 
@@ -223,6 +257,7 @@ def list_blocks(tenant_dir: Path) -> list[BlockMeta]:
                 meta["series"],
                 meta.get("version", 1),
                 tuple(meta.get("sources", ())),
+                meta.get("histograms", 0),
             )
         )
     merged = {name for block in blocks for name in block.sources}
@@ -238,11 +273,21 @@ def read_block_series(block: BlockMeta) -> BlockSeries:
     table = pq.read_table(
         block.path / SERIES_FILE, columns=["series_id", "key", "min_ts", "max_ts"]
     )
-    return BlockSeries(
+    found = BlockSeries(
         series=table.column("series_id").to_numpy(),
         keys=table.column("key").to_pylist(),
         min_times=table.column("min_ts").to_numpy(),
         max_times=table.column("max_ts").to_numpy(),
+    )
+    if not block.histograms:
+        return found
+    ids, keys, min_times, max_times = histogram_files.read_block_series(block.path)
+    return BlockSeries(
+        np.concatenate([found.series, ids]),
+        found.keys + keys,
+        np.concatenate([found.min_times, min_times]),
+        np.concatenate([found.max_times, max_times]),
+        ids,
     )
 
 

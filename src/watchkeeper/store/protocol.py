@@ -11,7 +11,12 @@ from watchkeeper.model import Labels, Matcher, MetricMetadata, SeriesBatch
 if TYPE_CHECKING:
     from watchkeeper.store.arrivals import ArrivalListener, SeriesNewest
     from watchkeeper.store.exemplars import Exemplar
-    from watchkeeper.store.types import AppendResult, SeriesColumns, SeriesSamples
+    from watchkeeper.store.types import (
+        AppendResult,
+        HistogramSamples,
+        SeriesColumns,
+        SeriesSamples,
+    )
 
 
 class MetricStore(Protocol):
@@ -62,6 +67,16 @@ class MetricStore(Protocol):
         start: int = ...,
         end: int = ...,
     ) -> list[SeriesSamples]: ...
+
+    def read_histograms(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = ...,
+        end: int = ...,
+    ) -> list[HistogramSamples]:
+        """Native histogram samples of the matching series, sorted by labels."""
+        ...
 
     def read_columns(
         self,

@@ -16,11 +16,13 @@ import numpy.typing as npt
 
 from watchkeeper.model import MetricMetadata, labels_from_key, series_key
 from watchkeeper.store.exemplars import Exemplar
+from watchkeeper.store.histograms import HistogramColumns
 
 SERIES = b"S"
 SAMPLES = b"D"
 METADATA = b"M"
 EXEMPLARS = b"E"
+HISTOGRAMS = b"H"
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -54,7 +56,13 @@ class ExemplarsRecord:
     entries: list[Exemplar]
 
 
-Record = SeriesRecord | SamplesRecord | MetadataRecord | ExemplarsRecord
+@dataclass
+class HistogramsRecord:
+    tenant: str
+    columns: HistogramColumns
+
+
+Record = SeriesRecord | SamplesRecord | MetadataRecord | ExemplarsRecord | HistogramsRecord
 
 
 def _tenant_prefix(kind: bytes, tenant: str) -> bytes:
@@ -101,6 +109,19 @@ def encode_exemplars(tenant: str, entries: Sequence[Exemplar]) -> bytes:
     return b"".join(parts)
 
 
+def encode_histograms(tenant: str, columns: HistogramColumns) -> bytes:
+    return b"".join(
+        (
+            _tenant_prefix(HISTOGRAMS, tenant),
+            _U32.pack(len(columns)),
+            columns.sids.astype("<i8", copy=False).tobytes(),
+            columns.timestamps.astype("<i8", copy=False).tobytes(),
+            columns.offsets.astype("<i8", copy=False).tobytes(),
+            columns.data,
+        )
+    )
+
+
 def decode(payload: bytes) -> Record:
     kind = payload[:1]
     (tenant_len,) = _U16.unpack_from(payload, 1)
@@ -140,4 +161,18 @@ def decode(payload: bytes) -> Record:
             offset += key_len
             exemplars.append(Exemplar(sid, labels, value, at))
         return ExemplarsRecord(tenant, exemplars)
+    if kind == HISTOGRAMS:
+        (count,) = _U32.unpack_from(payload, offset)
+        offset += _U32.size
+        width = 8 * count
+        sids = np.frombuffer(payload, dtype="<i8", count=count, offset=offset)
+        times = np.frombuffer(payload, dtype="<i8", count=count, offset=offset + width)
+        offsets = np.frombuffer(payload, dtype="<i8", count=count + 1, offset=offset + 2 * width)
+        data = payload[offset + 3 * width + 8 :]
+        return HistogramsRecord(
+            tenant,
+            HistogramColumns(
+                sids.astype(np.int64), times.astype(np.int64), offsets.astype(np.int64), data
+            ),
+        )
     raise ValueError(f"unknown WAL record type {kind!r}")

@@ -11,6 +11,7 @@ from watchkeeper.model import Labels, MetricMetadata, series_key
 from watchkeeper.store.blocks import BlockMeta
 from watchkeeper.store.exemplars import ExemplarRing
 from watchkeeper.store.headchunks import FrozenChunk, HeadChunk, RawRun
+from watchkeeper.store.histograms import HistogramColumns, HistogramHead
 from watchkeeper.store.label_order import LabelOrder
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.postings import Postings
@@ -35,10 +36,14 @@ class TenantState:
     chunks: list[HeadChunk | FrozenChunk] = field(default_factory=list)
     # holds the raw chunks' samples: the raw chunks listed above are views into it
     raw: RawRun = field(default_factory=RawRun)
-    head_samples: int = 0
+    head_samples: int = 0  # float samples; the histogram head counts its own
     raw_samples: int = 0
+    # of both float and histogram samples
     head_min_time: int = INT64_MAX
     head_max_time: int = INT64_MIN
+    histograms: HistogramHead = field(default_factory=HistogramHead)
+    # series that have (or had) native histogram samples in the head or a block
+    histogram_series: set[int] = field(default_factory=set)
     blocks: list[BlockMeta] = field(default_factory=list)
     metadata: dict[str, MetricMetadata] = field(default_factory=dict)
     # series with samples in at least one block
@@ -56,6 +61,8 @@ class TenantState:
         return max(self.head_max_time, self.blocks_max_time)
 
     def reset_head(self) -> None:
+        """Empty the float head (a cut puts back what stays; the histogram head is split by
+        the cut itself)."""
         self.chunks = []
         self.raw = RawRun(self.raw.reached)
         self.head_samples = 0
@@ -73,6 +80,18 @@ class TenantState:
         self.head_samples += len(chunk)
         self.head_min_time = min(self.head_min_time, chunk.min_time)
         self.head_max_time = max(self.head_max_time, chunk.max_time)
+
+    def add_histograms(self, columns: HistogramColumns) -> None:
+        if len(columns) == 0:
+            return
+        self.histograms.add(columns)
+        self.histogram_series.update(np.unique(columns.sids).tolist())
+        self.head_min_time = min(self.head_min_time, columns.min_time)
+        self.head_max_time = max(self.head_max_time, columns.max_time)
+
+    @property
+    def head_empty(self) -> bool:
+        return self.head_samples == 0 and self.histograms.samples == 0
 
     def raw_run(self) -> tuple[int, list[HeadChunk | FrozenChunk]]:
         """Where the raw chunks start in `chunks`, and the raw chunks."""

@@ -34,6 +34,13 @@ from watchkeeper.store.blocks import BlockMeta, read_block_series, write_block
 from watchkeeper.store.exemplars import Exemplar, ExemplarRing
 from watchkeeper.store.headchunks import HeadChunk, after_cut, concatenated, freeze_slices
 from watchkeeper.store.heap import release_free_memory
+from watchkeeper.store.histograms import (
+    HistogramColumns,
+    HistogramHead,
+    histogram_bits,
+    sorted_unique,
+    stored_hints,
+)
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.read_cache import ReadCache
@@ -115,21 +122,32 @@ class MetricsDB(StoreReads):
         """Store a batch; returns once every appended sample is durable. Samples breaking the
         ordering rules or limits are left out and counted by reason in the result."""
         result = AppendResult()
-        if len(batch) == 0 and not batch.metadata and not batch.exemplars:
+        floats, histograms = len(batch), len(batch.histograms)
+        if floats == 0 and histograms == 0 and not batch.metadata and not batch.exemplars:
             return result
         with self._append_lock:
             state = self._tenant(tenant)
             sids, new_series = self._resolve_series(state, batch, result)
             result.series_ids, result.generation = sids, state.dropped
-            sample_sids = sids[batch.sample_series]
-            known = sample_sids >= 0
+            # float samples, then histogram samples: one timeline per series for the rules
+            rows_series = batch.sample_series
+            timestamps = batch.timestamps
             bits = batch.values.view(np.int64)
+            encoded: list[bytes] = []
+            if histograms:
+                encoded = [h.encode() for h in batch.histograms]
+                rows_series = np.concatenate([rows_series, batch.histogram_series])
+                timestamps = np.concatenate([timestamps, batch.histogram_timestamps])
+                hash_bits = np.array([histogram_bits(e) for e in encoded], dtype=np.int64)
+                bits = np.concatenate([bits, hash_bits])
+            sample_sids = sids[rows_series]
+            known = sample_sids >= 0
             self._times.ensure(int(sample_sids.max(initial=0)))
             safe = np.where(known, sample_sids, 0)
             prior_max = np.where(known, self._times.max_ts[safe], INT64_MIN)
             verdict = judge(
                 sample_sids,
-                batch.timestamps,
+                timestamps,
                 bits,
                 prior_max,
                 self._times.last_bits[safe],
@@ -138,46 +156,73 @@ class MetricsDB(StoreReads):
             verdict[~known] = -1
             # Older than the series' newest: refused, or admitted by the out-of-order window.
             # Either way, one already stored bit for bit is a retry, not new data.
-            older = (batch.timestamps < prior_max) & (
+            older = (timestamps < prior_max) & (
                 (verdict == Verdict.OUT_OF_ORDER) | (verdict == Verdict.APPEND)
             )
+            older[floats:] = False
             late = np.flatnonzero(older)
             if len(late):
                 stored = self._stored_identical(
-                    state, sample_sids[late], batch.timestamps[late], bits[late]
+                    state, sample_sids[late], timestamps[late], bits[late]
                 )
                 verdict[late[stored]] = Verdict.RESENT
+            # the out-of-order window admits float samples only
+            late_histograms = (timestamps < prior_max) & (verdict == Verdict.APPEND)
+            late_histograms[:floats] = False
+            verdict[late_histograms] = Verdict.OUT_OF_ORDER
             accept = verdict == Verdict.APPEND
             result.resent = int(np.count_nonzero(verdict == Verdict.RESENT))
             for code, reason in VERDICT_REASON.items():
                 hit = np.flatnonzero(verdict == code)
                 if len(hit):
                     j = int(hit[0])
-                    labels = batch.labels_of(int(batch.sample_series[j]))
-                    example = f"series {format_labels(labels)} timestamp {batch.timestamps[j]}"
+                    labels = batch.labels_of(int(rows_series[j]))
+                    example = f"series {format_labels(labels)} timestamp {timestamps[j]}"
                     result.rejected[reason] = (len(hit), example)
-            acc_sids = sample_sids[accept]
-            acc_ts = batch.timestamps[accept]
-            acc_vals = batch.values[accept]
-            self._times.record(acc_sids, acc_ts, bits[accept])
-            result.appended = len(acc_sids)
+            self._times.record(sample_sids[accept], timestamps[accept], bits[accept])
+            float_accept = accept[:floats]
+            acc_sids = sample_sids[:floats][float_accept]
+            acc_ts = batch.timestamps[float_accept]
+            acc_vals = batch.values[float_accept]
+            stored_histograms = HistogramColumns.empty()
+            if histograms:
+                taken = np.flatnonzero(accept[floats:])
+                hist_sids = sample_sids[floats:][taken]
+                kept = stored_hints(
+                    [batch.histograms[k] for k in taken.tolist()],
+                    state.histograms.newest,
+                    hist_sids.tolist(),
+                )
+                stored_histograms = HistogramColumns.of(
+                    hist_sids,
+                    batch.histogram_timestamps[taken],
+                    [h.encode() for h in kept],
+                )
+            result.appended = len(acc_sids) + len(stored_histograms)
             futures = []
             if new_series:
                 payload = records.encode_series(tenant, [(sid, key) for sid, key, _ in new_series])
                 created = [(sid, labels) for sid, _, labels in new_series]
                 futures.append(self.wal.submit(payload, lambda: self._apply_series(state, created)))
-            if result.appended:
+            if len(acc_sids):
                 payload = records.encode_samples(tenant, acc_sids, acc_ts, acc_vals)
                 chunk = HeadChunk(acc_sids, acc_ts, acc_vals)
                 futures.append(self.wal.submit(payload, lambda: self._apply_chunk(state, chunk)))
+            if len(stored_histograms):
+                payload = records.encode_histograms(tenant, stored_histograms)
+                futures.append(
+                    self.wal.submit(
+                        payload, lambda: self._apply_histograms(state, stored_histograms)
+                    )
+                )
             if batch.exemplars:
-                kept = state.exemplars.add(
+                kept_exemplars = state.exemplars.add(
                     Exemplar(int(sids[i]), labels, value, at)
                     for i, labels, value, at in batch.exemplars
                     if sids[i] >= 0
                 )
-                if kept:
-                    payload = records.encode_exemplars(tenant, kept)
+                if kept_exemplars:
+                    payload = records.encode_exemplars(tenant, kept_exemplars)
                     futures.append(self.wal.submit(payload, lambda: None))
             changed = [m for m in batch.metadata if state.metadata.get(m.metric) != m]
             if changed:
@@ -188,6 +233,12 @@ class MetricsDB(StoreReads):
         for future in futures:
             future.result()
         if self.arrivals and (result.appended or new_series):
+            if len(stored_histograms):
+                # a histogram is no float: as NaN, no comparison of a rule passes it
+                nan_bits = bits[floats:][accept[floats:]]
+                acc_sids = np.concatenate([acc_sids, stored_histograms.sids])
+                acc_ts = np.concatenate([acc_ts, stored_histograms.timestamps])
+                acc_vals = np.concatenate([acc_vals, nan_bits.view(np.float64)])
             made = tuple((sid, labels) for sid, _, labels in new_series)
             self.arrivals.tell(Arrivals(tenant, acc_sids, acc_ts, acc_vals, made))
         return result
@@ -273,6 +324,10 @@ class MetricsDB(StoreReads):
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze_wanted.set()
 
+    def _apply_histograms(self, state: TenantState, columns: HistogramColumns) -> None:
+        with self._state_lock:
+            state.add_histograms(columns)
+
     def _freezer(self) -> None:
         """Background thread: compress raw head chunks once enough have piled up."""
         while True:
@@ -327,6 +382,7 @@ class MetricsDB(StoreReads):
                 state.add_series(sid, labels_from_key(key))
             self._next_sid = max(self._next_sid, sid + 1)
             state.series_in_blocks.add(sid)
+        state.histogram_series.update(found.histogram_series.tolist())
         if len(found.series):
             self._times.ensure(int(found.series.max()))
             np.minimum.at(self._times.min_ts, found.series, found.min_times)
@@ -354,6 +410,16 @@ class MetricsDB(StoreReads):
             state.add_chunk(HeadChunk(sids, ts, vals))
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze(state)
+        elif isinstance(record, records.HistogramsRecord):
+            columns = record.columns.where(record.columns.timestamps > state.blocks_max_time)
+            if len(columns):
+                hash_bits = [histogram_bits(columns.encoded(i)) for i in range(len(columns))]
+                self._times.record(
+                    columns.sids, columns.timestamps, np.array(hash_bits, dtype=np.int64)
+                )
+                state.add_histograms(columns)
+                for i, sid in enumerate(columns.sids.tolist()):
+                    state.histograms.newest[sid] = columns.histogram(i)
         elif isinstance(record, records.ExemplarsRecord):
             state.exemplars.add(record.entries)
         else:
@@ -387,7 +453,7 @@ class MetricsDB(StoreReads):
         return written
 
     def _next_cut(self, state: TenantState, force: bool) -> int | None:
-        if state.head_samples == 0:
+        if state.head_empty:
             return None
         if force:
             return state.head_max_time + 1
@@ -404,11 +470,14 @@ class MetricsDB(StoreReads):
             self.wal.barrier().result()  # everything accepted below `end` is in the head now
         with self._state_lock:
             chunks = list(state.chunks)
+            histogram_parts = list(state.histograms.parts)
         labels = state.labels
+        cut_histograms, kept_histograms = HistogramHead(histogram_parts).split(end)
         block = write_block(
             state.directory,
             sorted_parts(chunks, end, name_of(state.labels)),
             lambda sid: series_key(labels[sid]),
+            histograms=sorted_unique(cut_histograms),
         )
         if block is None:
             self._cut_floor.pop(state.name, None)
@@ -421,10 +490,15 @@ class MetricsDB(StoreReads):
             state.blocks.append(block)
             state.series_in_blocks.update(in_block)
             remaining = kept + [c.after(end) for c in state.chunks[len(chunks) :]]
+            later = state.histograms.parts[len(histogram_parts) :]
             newest = state.head_max_time
             state.reset_head()
             for chunk in remaining:
                 state.add_chunk(chunk)
+            histogram_head = state.histograms
+            state.histograms = HistogramHead(newest=histogram_head.newest)
+            for part in [kept_histograms.all(), *later]:
+                state.add_histograms(part.where(part.timestamps >= end))
             # An emptied head still remembers its newest sample: the ordering bounds use it.
             state.head_max_time = max(newest, state.head_max_time)
         self._cut_floor.pop(state.name, None)
@@ -444,13 +518,14 @@ class MetricsDB(StoreReads):
                         list(state.labels),
                         list(state.metadata.values()),
                         state.exemplars.all(),
+                        state.histograms.all(),
                     )
                     for state in self._tenants.values()
                 ]
         payloads = []
-        for state, chunks, known, metadata, exemplars in cut:
+        for state, chunks, known, metadata, exemplars, histograms in cut:
             sids, ts, vals = concatenated(chunks)
-            in_head = set(np.unique(sids).tolist())
+            in_head = set(np.unique(sids).tolist()) | set(np.unique(histograms.sids).tolist())
             unused = [s for s in known if s not in in_head and s not in state.series_in_blocks]
             # Series written to since the cut stay, and their records must survive the old
             # segments: no new series record is written for a series already known.
@@ -461,6 +536,8 @@ class MetricsDB(StoreReads):
                 payloads.append(records.encode_series(state.name, entries))
             if len(ts):
                 payloads.append(records.encode_samples(state.name, sids, ts, vals))
+            if len(histograms):
+                payloads.append(records.encode_histograms(state.name, histograms))
             if metadata:
                 payloads.append(records.encode_metadata(state.name, metadata))
             if exemplars:
@@ -484,9 +561,13 @@ class MetricsDB(StoreReads):
                 since = set()
                 for chunk in state.chunks[cut_chunks:]:
                     since.update(np.unique(chunk.arrays()[0]).tolist())
+                # histograms written since the checkpoint's snapshot (the head's now)
+                since.update(state.histograms.series())
                 dropped = {sid for sid in unused if sid not in since}
                 for sid in dropped:
                     state.drop_series(sid)
+                state.histograms.forget(dropped)
+                state.histogram_series -= dropped
                 state.exemplars.forget(dropped)
         return [sid for sid in unused if sid in since]
 

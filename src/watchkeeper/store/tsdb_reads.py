@@ -1,6 +1,7 @@
 """The read side of the embedded metrics store (tsdb.MetricsDB): series, label names and
-values, metadata, exemplars, samples and the TSDB status, each over one tenant's index, head and
-blocks. A mixin of MetricsDB, kept apart so each module holds one side of the store."""
+values, metadata, exemplars, float and native histogram samples and the TSDB status, each over
+one tenant's index, head and blocks. A mixin of MetricsDB, kept apart so each module holds one
+side of the store."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from watchkeeper.model import Labels, Matcher, MetricMetadata
 from watchkeeper.store.arrivals import SeriesNewest
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.exemplars import Exemplar
+from watchkeeper.store.histograms import concatenate, read_block_file, sorted_unique
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.reads import ReadSnapshot
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
-from watchkeeper.store.types import SeriesColumns, SeriesSamples
+from watchkeeper.store.types import HistogramSamples, SeriesColumns, SeriesSamples
 
 
 class StoreReads:
@@ -227,6 +229,55 @@ class StoreReads:
                     yield columns
         finally:
             self._blocks.let_go(snapshot.blocks)
+
+    def read_histograms(
+        self,
+        tenant: str,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start: int = INT64_MIN,
+        end: int = INT64_MAX,
+    ) -> list[HistogramSamples]:
+        """Native histogram samples of the matching series in [start, end], per series in
+        time order, the series sorted by labels; nothing (and no work) for a tenant that has
+        never stored one."""
+        state = self._tenants.get(tenant)
+        if state is None or not state.histogram_series:
+            return []
+        sids = np.sort(self._matching(state, matcher_sets, start, end))
+        with self._state_lock:
+            wanted = np.array(
+                [s for s in sids.tolist() if s in state.histogram_series], dtype=np.int64
+            )
+            if len(wanted) == 0:
+                return []
+            blocks = [
+                b
+                for b in state.blocks
+                if b.histograms and b.max_time >= start and b.min_time <= end
+            ]
+            head = state.histograms.select(wanted, start, end)
+            labels = {int(s): state.labels[int(s)] for s in wanted.tolist()}
+            self._blocks.hold(blocks)
+        try:
+            parts = []
+            for block in blocks:
+                found = read_block_file(block.path, wanted)
+                parts.append(found.where((found.timestamps >= start) & (found.timestamps <= end)))
+        finally:
+            self._blocks.let_go(blocks)
+        columns = sorted_unique(concatenate([*parts, head]))
+        out = []
+        bounds = np.flatnonzero(np.r_[True, columns.sids[1:] != columns.sids[:-1], True])
+        for first, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            out.append(
+                HistogramSamples(
+                    labels[int(columns.sids[first])],
+                    columns.timestamps[first:stop],
+                    [columns.histogram(i) for i in range(first, stop)],
+                )
+            )
+        out.sort(key=lambda series: series.labels)
+        return out
 
     def tsdb_status(self, tenant: str, top: int = 10) -> dict[str, object]:
         state = self._tenants.get(tenant)

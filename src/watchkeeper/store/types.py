@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.model import Labels
+from watchkeeper.model.histogram import FloatHistogram
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class SeriesSamples:
     labels: Labels
     timestamps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class HistogramSamples:
+    """One series' native histogram samples, in time order."""
+
+    labels: Labels
+    timestamps: npt.NDArray[np.int64]
+    histograms: list[FloatHistogram]
 
 
 @dataclass(frozen=True)

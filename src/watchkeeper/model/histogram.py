@@ -1,0 +1,532 @@
+"""Native histograms: Prometheus' float histogram sample, its text notation, its JSON form in
+the query API, the reset rules between two samples, and a compact binary form for storage.
+
+A native histogram has exponential buckets (schema -4 ... 8: bucket `i` of the positive side
+covers (base^(i-1), base^i] with base = 2^(2^-schema); the negative side mirrors it), a zero
+bucket [-zero_threshold, zero_threshold], or custom buckets (schema -53, NHCB: bucket `i`
+covers (custom_values[i-1], custom_values[i]], the last one up to +Inf). Buckets are sparse:
+spans of consecutive indices, as (offset, length) pairs whose first offset is the index of the
+first bucket and the others the gap since the previous span (Prometheus' layout, so what a
+client sent can be given back unchanged). Counts here are absolute, as in Prometheus'
+FloatHistogram; the integer histograms of the wire format (delta-encoded counts) are made
+float on ingest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal, localcontext
+from functools import cache
+
+from watchkeeper.model.gofloat import format_g
+
+CUSTOM_BUCKETS_SCHEMA = -53
+MIN_SCHEMA, MAX_SCHEMA = -4, 8
+
+# Prometheus' CounterResetHint values, in its order (they are on the wire in remote_write)
+UNKNOWN, RESET, NOT_RESET, GAUGE = 0, 1, 2, 3
+HINT_NAMES = {UNKNOWN: "unknown", RESET: "reset", NOT_RESET: "not_reset", GAUGE: "gauge"}
+_HINTS_BY_NAME = {name: value for value, name in HINT_NAMES.items()}
+
+Spans = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FloatHistogram:
+    schema: int = 0
+    count: float = 0.0
+    sum: float = 0.0
+    zero_threshold: float = 0.0
+    zero_count: float = 0.0
+    positive_spans: Spans = ()
+    positive_buckets: tuple[float, ...] = ()
+    negative_spans: Spans = ()
+    negative_buckets: tuple[float, ...] = ()
+    custom_values: tuple[float, ...] = ()
+    counter_reset_hint: int = UNKNOWN
+
+    @property
+    def uses_custom_buckets(self) -> bool:
+        return self.schema == CUSTOM_BUCKETS_SCHEMA
+
+    def positive(self) -> dict[int, float]:
+        """The positive buckets by index (empty ones inside spans included)."""
+        return _bucket_map(self.positive_spans, self.positive_buckets)
+
+    def negative(self) -> dict[int, float]:
+        return _bucket_map(self.negative_spans, self.negative_buckets)
+
+    def with_hint(self, hint: int) -> FloatHistogram:
+        return self if hint == self.counter_reset_hint else replace(self, counter_reset_hint=hint)
+
+    def validate(self) -> None:
+        """ValueError naming what makes this histogram unusable (Prometheus' Validate)."""
+        custom = self.uses_custom_buckets
+        if not custom and not MIN_SCHEMA <= self.schema <= MAX_SCHEMA:
+            raise ValueError(
+                f"histogram schema {self.schema} is not in {MIN_SCHEMA}..{MAX_SCHEMA} "
+                f"or {CUSTOM_BUCKETS_SCHEMA} (custom buckets)"
+            )
+        for side, spans, buckets in (
+            ("positive", self.positive_spans, self.positive_buckets),
+            ("negative", self.negative_spans, self.negative_buckets),
+        ):
+            if sum(length for _, length in spans) != len(buckets):
+                raise ValueError(
+                    f"histogram {side} spans cover {sum(n for _, n in spans)} buckets, "
+                    f"but {len(buckets)} are given"
+                )
+            if any(offset < 0 for offset, _ in spans[1:]):
+                raise ValueError(f"histogram {side} span offsets after the first are negative")
+        if custom:
+            if self.negative_buckets or self.zero_count or self.zero_threshold:
+                raise ValueError(
+                    "a histogram with custom buckets has no negative buckets and no zero bucket"
+                )
+            values = self.custom_values
+            if any(not low < high for low, high in itertools.pairwise(values)):
+                raise ValueError("histogram custom_values must be strictly increasing")
+            if values and math.isinf(values[-1]) and values[-1] > 0:
+                raise ValueError("histogram custom_values must not end in +Inf (it is implied)")
+            top = max(self.positive(), default=-1)
+            if top > len(values) or min(self.positive(), default=0) < 0:
+                raise ValueError(
+                    f"histogram bucket index {top} is outside its {len(values) + 1} custom buckets"
+                )
+        elif self.custom_values:
+            raise ValueError("only histograms of schema -53 have custom_values")
+        if self.zero_threshold < 0 or math.isnan(self.zero_threshold):
+            raise ValueError("histogram zero_threshold must be a number at least 0")
+
+    def buckets(self) -> Iterator[tuple[int, float, float, float]]:
+        """Every bucket with a count, as the query API lists them: (boundary rule, lower,
+        upper, count), negative buckets from -Inf up, then the zero bucket, then the positive
+        ones. Boundary rules: 0 open on the left, 1 open on the right, 3 closed."""
+        negative = self.negative()
+        for index in sorted(negative, reverse=True):
+            count = negative[index]
+            if count:
+                upper = -bucket_bound(index - 1, self.schema, self.custom_values)
+                yield 1, -bucket_bound(index, self.schema, self.custom_values), upper, count
+        if self.zero_count:
+            yield 3, -self.zero_threshold, self.zero_threshold, self.zero_count
+        positive = self.positive()
+        for index in sorted(positive):
+            count = positive[index]
+            if count:
+                lower = bucket_bound(index - 1, self.schema, self.custom_values)
+                yield 0, lower, bucket_bound(index, self.schema, self.custom_values), count
+
+    def test_expression(self) -> str:
+        """The `{{...}}` notation as Prometheus prints it (FloatHistogram.TestExpression):
+        zero fields left out, each side's buckets as one span from its first to its last
+        non-empty bucket. Rule unit tests compare histograms by this text."""
+        parts = []
+        if self.schema:
+            parts.append(f"schema:{self.schema}")
+        for key, value in (
+            ("count", self.count),
+            ("sum", self.sum),
+            ("z_bucket", self.zero_count),
+            ("z_bucket_w", self.zero_threshold),
+        ):
+            if value:
+                parts.append(f"{key}:{format_g(value)}")
+        if self.uses_custom_buckets:
+            parts.append(f"custom_values:[{' '.join(format_g(v) for v in self.custom_values)}]")
+        if self.counter_reset_hint != UNKNOWN:
+            parts.append(f"counter_reset_hint:{HINT_NAMES[self.counter_reset_hint]}")
+        for offset_key, buckets_key, found in (
+            ("offset", "buckets", self.positive()),
+            ("n_offset", "n_buckets", self.negative()),
+        ):
+            used = [index for index, count in found.items() if count]
+            if not used:
+                continue
+            low, high = min(used), max(used)
+            if low:
+                parts.append(f"{offset_key}:{low}")
+            counts = (format_g(found.get(i, 0.0)) for i in range(low, high + 1))
+            parts.append(f"{buckets_key}:[{' '.join(counts)}]")
+        return "{{" + " ".join(parts) + "}}"
+
+    def __str__(self) -> str:
+        return self.test_expression()
+
+    # --- arithmetic -------------------------------------------------------------------------
+
+    def add(self, other: FloatHistogram, negate: bool = False) -> FloatHistogram:
+        """self + other (self - other with `negate`), bucket by bucket: the finer schema is
+        reduced to the coarser one and the narrower zero bucket widened to the wider one, as
+        Prometheus does. ValueError when custom bucket bounds differ."""
+        sign = -1.0 if negate else 1.0
+        if (self.uses_custom_buckets or other.uses_custom_buckets) and (
+            self.custom_values != other.custom_values
+            or self.uses_custom_buckets != other.uses_custom_buckets
+        ):
+            raise ValueError("histograms with different custom bucket bounds cannot be added")
+        schema = min(self.schema, other.schema)
+        mine, theirs = self.reduced(schema), other.reduced(schema)
+        threshold = max(mine.zero_threshold, theirs.zero_threshold)
+        mine, theirs = mine.widened(threshold), theirs.widened(threshold)
+        threshold = max(mine.zero_threshold, theirs.zero_threshold)
+        mine, theirs = mine.widened(threshold), theirs.widened(threshold)
+        positive, negative = mine.positive(), mine.negative()
+        for target, extra in ((positive, theirs.positive()), (negative, theirs.negative())):
+            for index, count in extra.items():
+                target[index] = target.get(index, 0.0) + sign * count
+        pos_spans, pos_buckets = spans_from_map(positive)
+        neg_spans, neg_buckets = spans_from_map(negative)
+        return replace(
+            mine,
+            count=mine.count + sign * theirs.count,
+            sum=mine.sum + sign * theirs.sum,
+            zero_count=mine.zero_count + sign * theirs.zero_count,
+            zero_threshold=threshold,
+            positive_spans=pos_spans,
+            positive_buckets=pos_buckets,
+            negative_spans=neg_spans,
+            negative_buckets=neg_buckets,
+            counter_reset_hint=_combined_hint(self.counter_reset_hint, other.counter_reset_hint),
+        )
+
+    def reduced(self, schema: int) -> FloatHistogram:
+        """The same histogram at a coarser (smaller) schema: buckets merged 2^(diff) to one."""
+        if schema >= self.schema or self.uses_custom_buckets:
+            return self
+        shift = self.schema - schema
+        sides = []
+        for found in (self.positive(), self.negative()):
+            merged: dict[int, float] = {}
+            for index, count in found.items():
+                target = ((index - 1) >> shift) + 1
+                merged[target] = merged.get(target, 0.0) + count
+            sides.append(spans_from_map(merged))
+        (pos_spans, pos_buckets), (neg_spans, neg_buckets) = sides
+        return replace(
+            self,
+            schema=schema,
+            positive_spans=pos_spans,
+            positive_buckets=pos_buckets,
+            negative_spans=neg_spans,
+            negative_buckets=neg_buckets,
+        )
+
+    def widened(self, threshold: float) -> FloatHistogram:
+        """The same histogram with a zero bucket at least `threshold` wide: buckets below it
+        move into the zero bucket; a populated bucket the new threshold falls inside moves
+        too, and the threshold becomes that bucket's bound."""
+        if threshold <= self.zero_threshold or self.uses_custom_buckets:
+            return self
+        positive, negative = self.positive(), self.negative()
+        while True:
+            moved_pos: list[int] = []
+            moved_neg: list[int] = []
+            raised = threshold
+            for found, moved in ((positive, moved_pos), (negative, moved_neg)):
+                for index in sorted(found):
+                    lower = bucket_bound(index - 1, self.schema)
+                    if lower >= raised:
+                        break
+                    moved.append(index)
+                    upper = bucket_bound(index, self.schema)
+                    if upper > raised:
+                        if found[index]:
+                            raised = upper
+                        break
+            if raised == threshold:
+                break
+            threshold = raised
+        zero = self.zero_count
+        for found, moved in ((positive, moved_pos), (negative, moved_neg)):
+            for index in moved:
+                zero += found.pop(index)
+        pos_spans, pos_buckets = spans_from_map(positive)
+        neg_spans, neg_buckets = spans_from_map(negative)
+        return replace(
+            self,
+            zero_threshold=threshold,
+            zero_count=zero,
+            positive_spans=pos_spans,
+            positive_buckets=pos_buckets,
+            negative_spans=neg_spans,
+            negative_buckets=neg_buckets,
+        )
+
+    def detect_reset(self, previous: FloatHistogram) -> bool:
+        """Whether this sample starts over from `previous` (Prometheus' DetectReset): by its
+        hint if it says, else by any count going down, a finer schema, a narrower zero bucket
+        or changed custom bounds."""
+        if self.counter_reset_hint == RESET:
+            return True
+        if self.counter_reset_hint == NOT_RESET:
+            return False
+        if self.count < previous.count:
+            return True
+        if self.uses_custom_buckets != previous.uses_custom_buckets:
+            return True
+        if self.uses_custom_buckets and self.custom_values != previous.custom_values:
+            return True
+        if self.schema > previous.schema or self.zero_threshold < previous.zero_threshold:
+            return True
+        before = previous.reduced(self.schema).widened(self.zero_threshold)
+        if before.zero_threshold != self.zero_threshold or self.zero_count < before.zero_count:
+            return True
+        for now, then in (
+            (self.positive(), before.positive()),
+            (self.negative(), before.negative()),
+        ):
+            if any(count > now.get(index, 0.0) for index, count in then.items()):
+                return True
+        return False
+
+    # --- storage --------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """A compact, self-describing binary form (decode reads it back exactly)."""
+        head = _HEAD.pack(
+            _FORMAT,
+            self.schema,
+            self.counter_reset_hint,
+            len(self.positive_spans),
+            len(self.negative_spans),
+            len(self.positive_buckets),
+            len(self.negative_buckets),
+            len(self.custom_values),
+            self.count,
+            self.sum,
+            self.zero_threshold,
+            self.zero_count,
+        )
+        spans = [v for span in self.positive_spans + self.negative_spans for v in span]
+        floats = self.positive_buckets + self.negative_buckets + self.custom_values
+        return head + struct.pack(f"<{len(spans)}i{len(floats)}d", *spans, *floats)
+
+
+def _combined_hint(mine: int, theirs: int) -> int:
+    """The hint of a sum or difference (Prometheus' adjustCounterReset): a gauge stays one,
+    unknown wins over the rest, and reset against not_reset is unknown."""
+    if mine == theirs:
+        return mine
+    if GAUGE in (mine, theirs):
+        return GAUGE
+    return UNKNOWN
+
+
+_FORMAT = 1
+_HEAD = struct.Struct("<BbBIIIIIdddd")
+HINT_BYTE = 2  # where the counter-reset hint sits in the encoding
+
+
+def decode(data: bytes | memoryview) -> FloatHistogram:
+    """The histogram `FloatHistogram.encode` wrote; ValueError if `data` is not one."""
+    try:
+        (
+            version,
+            schema,
+            hint,
+            n_pos_spans,
+            n_neg_spans,
+            n_pos,
+            n_neg,
+            n_custom,
+            count,
+            total,
+            zero_threshold,
+            zero_count,
+        ) = _HEAD.unpack_from(data)
+        if version != _FORMAT:
+            raise ValueError(f"unknown histogram encoding {version}")
+        n_spans = 2 * (n_pos_spans + n_neg_spans)
+        n_floats = n_pos + n_neg + n_custom
+        values = struct.unpack_from(f"<{n_spans}i{n_floats}d", data, _HEAD.size)
+    except struct.error as err:
+        raise ValueError(f"truncated histogram encoding: {err}") from None
+    spans = list(zip(values[0:n_spans:2], values[1:n_spans:2], strict=True))
+    floats = values[n_spans:]
+    return FloatHistogram(
+        schema=schema,
+        count=count,
+        sum=total,
+        zero_threshold=zero_threshold,
+        zero_count=zero_count,
+        positive_spans=tuple(spans[:n_pos_spans]),
+        positive_buckets=tuple(floats[:n_pos]),
+        negative_spans=tuple(spans[n_pos_spans:]),
+        negative_buckets=tuple(floats[n_pos : n_pos + n_neg]),
+        custom_values=tuple(floats[n_pos + n_neg :]),
+        counter_reset_hint=hint,
+    )
+
+
+def _bucket_map(spans: Spans, buckets: tuple[float, ...]) -> dict[int, float]:
+    found: dict[int, float] = {}
+    index, position = 0, 0
+    for number, (offset, length) in enumerate(spans):
+        index = offset if number == 0 else index + offset
+        for _ in range(length):
+            found[index] = buckets[position]
+            index += 1
+            position += 1
+    return found
+
+
+def spans_from_map(found: Mapping[int, float]) -> tuple[Spans, tuple[float, ...]]:
+    """Spans and counts of buckets given by index: one span per run of consecutive indices."""
+    spans: list[tuple[int, int]] = []
+    counts: list[float] = []
+    previous_end = 0
+    for index in sorted(found):
+        if spans and index == previous_end:
+            offset, length = spans[-1]
+            spans[-1] = (offset, length + 1)
+        else:
+            spans.append((index if not spans else index - previous_end, 1))
+        counts.append(found[index])
+        previous_end = index + 1
+    return tuple(spans), tuple(counts)
+
+
+def bucket_bound(index: int, schema: int, custom_values: tuple[float, ...] = ()) -> float:
+    """The upper bound of positive bucket `index` (the lower bound of bucket index+1), as
+    Prometheus computes it: exact powers of two, and the largest float for the last finite
+    bucket."""
+    if schema == CUSTOM_BUCKETS_SCHEMA:
+        if index == len(custom_values):
+            return math.inf
+        if index == -1:
+            return -math.inf
+        return custom_values[index]
+    if schema < 0:
+        exponent = index << -schema
+        if exponent == 1024:
+            return 1.7976931348623157e308
+        return _ldexp(1.0, exponent)
+    fraction = _fractions(schema)[index & ((1 << schema) - 1)]
+    exponent = (index >> schema) + 1
+    if fraction == 0.5 and exponent == 1025:
+        return 1.7976931348623157e308
+    return _ldexp(fraction, exponent)
+
+
+def _ldexp(fraction: float, exponent: int) -> float:
+    try:
+        return math.ldexp(fraction, exponent)
+    except OverflowError:
+        return math.inf
+
+
+@cache
+def _fractions(schema: int) -> tuple[float, ...]:
+    """2^(j / 2^schema) / 2 for j < 2^schema, correctly rounded (the fractions in [0.5, 1)
+    that place the bucket bounds of a schema between two powers of two)."""
+    steps = 1 << schema
+    with localcontext() as context:
+        context.prec = 60
+        return tuple(
+            float(Decimal(2) ** (Decimal(j) / Decimal(steps)) / Decimal(2)) for j in range(steps)
+        )
+
+
+# --- the `{{...}}` notation ----------------------------------------------------------------
+
+_PAIR = re.compile(r"\s*([a-z_]+):\s*(\[[^\]]*\]|[^\s\[\]]+)")
+
+
+def parse_histogram(text: str) -> FloatHistogram:
+    """A histogram in the notation of PromQL test scripts and rule unit tests:
+    `{{schema:1 count:4 sum:5 z_bucket:1 z_bucket_w:0.001 buckets:[1 2] offset:-1
+    n_buckets:[1] n_offset:0 custom_values:[0.1 1] counter_reset_hint:not_reset}}`, every key
+    optional (counts absolute). ValueError naming what is wrong."""
+    stripped = text.strip()
+    if not (stripped.startswith("{{") and stripped.endswith("}}")):
+        raise ValueError(f"a histogram is written {{{{...}}}}, not {text!r}")
+    body = stripped[2:-2]
+    fields: dict[str, str] = {}
+    position = 0
+    while position < len(body):
+        if body[position:].strip() == "":
+            break
+        found = _PAIR.match(body, position)
+        if found is None:
+            raise ValueError(f"invalid histogram field at {body[position:].strip()!r}")
+        key, raw = found.group(1), found.group(2)
+        if key in fields:
+            raise ValueError(f"histogram field {key} given twice")
+        fields[key] = raw
+        position = found.end()
+    try:
+        histogram = _from_fields(fields)
+    except ValueError as err:
+        raise ValueError(f"invalid histogram {stripped}: {err}") from None
+    histogram.validate()
+    return histogram
+
+
+def _from_fields(fields: dict[str, str]) -> FloatHistogram:
+    unknown = sorted(set(fields) - _FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]}")
+
+    def number(key: str) -> float:
+        return _float(fields[key]) if key in fields else 0.0
+
+    def integer(key: str) -> int:
+        if key not in fields:
+            return 0
+        if not re.fullmatch(r"[+-]?\d+", fields[key]):
+            raise ValueError(f"{key} must be an integer, not {fields[key]!r}")
+        return int(fields[key])
+
+    def numbers(key: str) -> tuple[float, ...]:
+        raw = fields.get(key)
+        if raw is None:
+            return ()
+        if not (raw.startswith("[") and raw.endswith("]")):
+            raise ValueError(f"{key} must be a [list], not {raw!r}")
+        return tuple(_float(item) for item in raw[1:-1].split())
+
+    hint_name = fields.get("counter_reset_hint", "unknown")
+    if hint_name not in _HINTS_BY_NAME:
+        raise ValueError(f"counter_reset_hint {hint_name!r} is none of {sorted(_HINTS_BY_NAME)}")
+    positive, negative = numbers("buckets"), numbers("n_buckets")
+    return FloatHistogram(
+        schema=integer("schema"),
+        count=number("count"),
+        sum=number("sum"),
+        zero_threshold=number("z_bucket_w"),
+        zero_count=number("z_bucket"),
+        positive_spans=((integer("offset"), len(positive)),) if positive else (),
+        positive_buckets=positive,
+        negative_spans=((integer("n_offset"), len(negative)),) if negative else (),
+        negative_buckets=negative,
+        custom_values=numbers("custom_values"),
+        counter_reset_hint=_HINTS_BY_NAME[hint_name],
+    )
+
+
+_FIELDS = {
+    "schema",
+    "count",
+    "sum",
+    "z_bucket",
+    "z_bucket_w",
+    "buckets",
+    "offset",
+    "n_buckets",
+    "n_offset",
+    "custom_values",
+    "counter_reset_hint",
+}
+_NUMBER = re.compile(r"[+-]?(?:[iI][nN][fF]|[nN][aA][nN]|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)")
+
+
+def _float(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"invalid number {text!r}")
+    return float(text)
