@@ -157,17 +157,95 @@ def test_request_limits_reject_the_whole_request() -> None:
         _decode(payload, max_decompressed_body_bytes=16)
 
 
-def test_native_histograms_are_refused_floats_kept() -> None:
-    request = remote_decode_pb2.WriteRequest()
-    ts = request.timeseries.add()
-    ts.labels.add(name=b"__name__", value=b"h")
-    ts.histograms.append(b"\x08\x01")
+def _histogram_request() -> remote_pb2.WriteRequest:
+    """One integer histogram (deltas), one float histogram, one that cannot be used, and a
+    float series."""
+    request = remote_pb2.WriteRequest()
+    ints = request.timeseries.add()
+    ints.labels.add(name="__name__", value="h_int")
+    ints.histograms.add(
+        count_int=9,
+        sum=12.5,
+        schema=1,
+        zero_threshold=0.001,
+        zero_count_int=1,
+        positive_spans=[
+            remote_pb2.BucketSpan(offset=-1, length=2),
+            remote_pb2.BucketSpan(offset=1, length=1),
+        ],
+        positive_deltas=[2, 1, -2],  # counts 2, 3, 1
+        negative_spans=[remote_pb2.BucketSpan(offset=0, length=1)],
+        negative_deltas=[2],
+        timestamp=T0,
+    )
+    floats = request.timeseries.add()
+    floats.labels.add(name="__name__", value="h_float")
+    floats.histograms.add(
+        count_float=2.5,
+        sum=-1.0,
+        schema=-53,
+        custom_values=[0.1, 1.0],
+        positive_spans=[remote_pb2.BucketSpan(offset=0, length=3)],
+        positive_counts=[0.5, 0.0, 2.0],
+        reset_hint=remote_pb2.Histogram.GAUGE,
+        timestamp=T0 + 1,
+    )
+    broken = request.timeseries.add()
+    broken.labels.add(name="__name__", value="h_broken")
+    broken.histograms.add(  # spans cover 2 buckets, 1 given
+        count_int=1,
+        positive_spans=[remote_pb2.BucketSpan(offset=0, length=2)],
+        positive_deltas=[1],
+        timestamp=T0,
+    )
     ok = request.timeseries.add()
-    ok.labels.add(name=b"__name__", value=b"f")
+    ok.labels.add(name="__name__", value="f")
     ok.samples.add(timestamp=T0, value=1.0)
+    return request
+
+
+def test_native_histograms_are_decoded_and_a_broken_one_refused() -> None:
+    decoded = _decode(_histogram_request().SerializeToString())
+    batch = decoded.batch
+    assert decoded.rejected == {"invalid native histogram": 1}
+    assert decoded.examples == [
+        'invalid native histogram: series {__name__="h_broken"}: histogram positive spans '
+        "cover 2 buckets, but 1 are given"
+    ]
+    assert len(batch) == 1  # the float sample
+    names = [dict(batch.labels_of(int(i)))["__name__"] for i in batch.histogram_series]
+    assert names == ["h_int", "h_float"]
+    assert batch.histogram_timestamps.tolist() == [T0, T0 + 1]
+    ints, floats = batch.histograms
+    assert ints.test_expression() == (
+        "{{schema:1 count:9 sum:12.5 z_bucket:1 z_bucket_w:0.001 offset:-1 buckets:[2 3 0 1] "
+        "n_buckets:[2]}}"
+    )
+    assert floats.test_expression() == (
+        "{{schema:-53 count:2.5 sum:-1 custom_values:[0.1 1] counter_reset_hint:gauge "
+        "buckets:[0.5 0 2]}}"
+    )
+
+
+def test_an_integer_histogram_must_count_its_buckets() -> None:
+    request = remote_pb2.WriteRequest()
+    ts = request.timeseries.add()
+    ts.labels.add(name="__name__", value="h")
+    ts.histograms.add(
+        count_int=5,
+        sum=1.0,
+        positive_spans=[remote_pb2.BucketSpan(offset=0, length=1)],
+        positive_deltas=[3],
+        timestamp=T0,
+    )
     decoded = _decode(request.SerializeToString())
-    assert decoded.rejected == {"native histograms are not supported yet": 1}
-    assert len(decoded.batch) == 1
+    assert decoded.rejected == {"invalid native histogram": 1}
+    assert "count 5 is not the 3 observations in its buckets" in decoded.examples[0]
+
+
+def test_histograms_count_toward_the_sample_limit() -> None:
+    with pytest.raises(RemoteWriteError, match="request has 4 samples"):
+        _decode(_histogram_request().SerializeToString(), max_samples_per_request=3)
 
 
 def test_exemplars_come_with_their_series() -> None:

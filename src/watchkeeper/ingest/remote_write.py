@@ -3,8 +3,10 @@
 The protobuf is decoded straight into Arrow columns (ptars) and every check runs over whole
 columns, so the cost per sample stays far below one Python object per sample. Problems with the
 body as a whole (snappy, protobuf, request limits) reject the request; problems with one series
-(label rules, label limits, native histograms) reject that series and keep the rest, and the
-reasons come back in `DecodedWrite.rejected` for the 400 answer.
+(label rules, label limits) reject that series, and an unusable native histogram that sample,
+keeping the rest; the reasons come back in `DecodedWrite.rejected` for the 400 answer. Native
+histograms are decoded one message each (ingest/native_histograms.py): they are few next to
+float samples, each standing for a whole classic histogram's series.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from watchkeeper.ingest import snappy
+from watchkeeper.ingest.native_histograms import decode_histogram
 from watchkeeper.ingest.proto import remote_decode_pb2
 from watchkeeper.model import (
     METRIC_NAME,
@@ -170,7 +173,8 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
     label_offsets = _offsets(label_lists, n_series)
     sample_offsets = _offsets(sample_lists, n_series)
     total_samples = int(sample_offsets[-1] - sample_offsets[0])
-    _check_sample_limit(total_samples, limits)
+    histogram_counts = np.diff(_offsets(series.field("histograms"), n_series))
+    _check_sample_limit(total_samples + int(histogram_counts.sum()), limits)
     pairs = label_lists.values
     names = pairs.field("name").slice(label_offsets[0], label_offsets[-1] - label_offsets[0])
     values = pairs.field("value").slice(label_offsets[0], label_offsets[-1] - label_offsets[0])
@@ -178,7 +182,6 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
     checker = _SeriesChecker(names, values, rel_offsets, limits)
     problems = checker.problems()
 
-    histogram_counts = np.diff(_offsets(series.field("histograms"), n_series))
     sample_counts = np.diff(sample_offsets)
 
     samples = sample_lists.values.slice(sample_offsets[0], total_samples)
@@ -192,20 +195,10 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
     bad = np.zeros(n_series, dtype=bool)
     for index, message in problems.items():
         bad[index] = True
-        result.rejected[message.split(":", 1)[0]] += int(sample_counts[index]) or 1
+        samples = int(sample_counts[index] + histogram_counts[index])
+        result.rejected[message.split(":", 1)[0]] += samples or 1
         if len(result.examples) < _MAX_EXAMPLES:
             result.examples.append(message)
-    with_histograms = np.flatnonzero((histogram_counts > 0) & ~bad)
-    if len(with_histograms):
-        result.rejected["native histograms are not supported yet"] += int(
-            histogram_counts[with_histograms].sum()
-        )
-        if len(result.examples) < _MAX_EXAMPLES:
-            labels = checker.labels_of(int(with_histograms[0]))
-            result.examples.append(
-                f"native histograms are not supported yet: series {format_labels(labels)}"
-            )
-
     keys = checker.keys()
     if np.any(bad):
         keep = ~bad[sample_series]
@@ -216,9 +209,44 @@ def _decode_columns(record: pa.RecordBatch, limits: RemoteWriteLimits) -> Decode
         result.batch = SeriesBatch(
             keys, checker.labels_of, sample_series, timestamps, sample_values
         )
+    if np.any(histogram_counts[~bad]):
+        _add_histograms(result, series, histogram_counts, bad, checker)
     result.batch.metadata = _metadata(record)
     result.batch.exemplars = [e for e in _exemplars(series, n_series) if not bad[e[0]]]
     return result
+
+
+def _add_histograms(
+    result: DecodedWrite,
+    series: pa.StructArray,
+    counts: npt.NDArray[np.int64],
+    bad: npt.NDArray[np.bool_],
+    checker: _SeriesChecker,
+) -> None:
+    """The native histogram samples of the series that passed the label checks; one that
+    cannot be used is counted and named, the rest kept."""
+    lists = series.field("histograms")
+    offsets = _offsets(lists, len(series))
+    raw = lists.values.slice(offsets[0], offsets[-1] - offsets[0]).to_pylist()
+    owners = np.repeat(np.arange(len(series), dtype=np.int64), counts).tolist()
+    kept_series, kept_times, kept = [], [], []
+    for owner, body in zip(owners, raw, strict=True):
+        if bad[owner]:
+            continue
+        try:
+            at, histogram = decode_histogram(body)
+        except ValueError as err:
+            result.rejected["invalid native histogram"] += 1
+            if len(result.examples) < _MAX_EXAMPLES:
+                labels = format_labels(checker.labels_of(owner))
+                result.examples.append(f"invalid native histogram: series {labels}: {err}")
+            continue
+        kept_series.append(owner)
+        kept_times.append(at)
+        kept.append(histogram)
+    result.batch.histogram_series = np.array(kept_series, dtype=np.int64)
+    result.batch.histogram_timestamps = np.array(kept_times, dtype=np.int64)
+    result.batch.histograms = kept
 
 
 def _exemplars(series: pa.StructArray, count: int) -> list[tuple[int, Labels, float, int]]:

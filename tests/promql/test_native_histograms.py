@@ -1,0 +1,97 @@
+"""The engine with native histogram samples: selectors pick the newest sample of either kind,
+histogram_count/sum/avg read them, and everything that does not handle them yet refuses them
+by name instead of reading a histogram as a number."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from watchkeeper.model import labels_from_dict
+from watchkeeper.promql import QueryError
+from watchkeeper.promql.engine import Engine
+from watchkeeper.promql.querier import MemoryQuerier
+from watchkeeper.promql.series_notation import STALE_NAN, expand_items
+from watchkeeper.store.types import HistogramSamples, SeriesSamples
+
+MINUTE = 60_000
+A = labels_from_dict({"__name__": "h", "job": "a"})
+B = labels_from_dict({"__name__": "h", "job": "b"})
+
+
+def _querier() -> MemoryQuerier:
+    """job a: histograms at 0..3m, a float at 4m, a histogram at 5m, a staleness marker at 6m;
+    job b: floats only."""
+    histograms = expand_items("{{count:1 sum:2 buckets:[1]}}+{{count:1 sum:2 buckets:[1]}}x3")
+    histograms.append(expand_items("{{count:10 sum:1 buckets:[10]}}")[0])
+    times = np.array([0, 1, 2, 3, 5], dtype=np.int64) * MINUTE
+    return MemoryQuerier(
+        [
+            SeriesSamples(A, np.array([4 * MINUTE, 6 * MINUTE]), np.array([42.0, STALE_NAN])),
+            SeriesSamples(B, np.arange(8) * MINUTE, np.arange(8, dtype=np.float64)),
+        ],
+        [HistogramSamples(A, times, histograms)],  # type: ignore[arg-type]
+    )
+
+
+def _vector(expr: str, at_ms: int) -> dict[str, object]:
+    result = Engine().instant_query(_querier(), expr, at_ms)
+    out: dict[str, object] = {}
+    for s in result.series:
+        job = dict(s.labels).get("job", "")
+        out[job] = str(s.histograms[0][1]) if s.histograms else float(s.values[0])
+    return out
+
+
+def test_the_newest_sample_of_either_kind_is_picked() -> None:
+    assert _vector("h", 3 * MINUTE) == {"a": "{{count:4 sum:8 buckets:[4]}}", "b": 3.0}
+    assert _vector("h", 4 * MINUTE + 1) == {"a": 42.0, "b": 4.0}
+    assert _vector("h", 5 * MINUTE) == {"a": "{{count:10 sum:1 buckets:[10]}}", "b": 5.0}
+    assert _vector("h", 6 * MINUTE) == {"b": 6.0}  # the marker hides the histogram
+    # lookback: a histogram 5 minutes old or more is gone
+    only = MemoryQuerier(histograms=[HistogramSamples(A, np.array([0]), expand_items("{{}}"))])  # type: ignore[arg-type]
+    assert len(Engine().instant_query(only, "h", 5 * MINUTE - 1).series) == 1
+    assert Engine().instant_query(only, "h", 5 * MINUTE).series == []
+
+
+def test_histogram_functions() -> None:
+    assert _vector("histogram_count(h)", 3 * MINUTE) == {"a": 4.0}
+    assert _vector("histogram_sum(h)", 3 * MINUTE) == {"a": 8.0}
+    assert _vector("histogram_avg(h)", 5 * MINUTE) == {"a": 0.1}
+    assert _vector("histogram_count(h)", 4 * MINUTE) == {}  # floats give nothing
+
+
+def test_a_range_query_gives_points_of_both_kinds() -> None:
+    result = Engine().range_query(_querier(), 'h{job="a"}', 2 * MINUTE, 6 * MINUTE, MINUTE)
+    (series,) = result.series
+    assert series.timestamps.tolist() == [4 * MINUTE]
+    assert [(t, h.count) for t, h in series.histograms] == [
+        (2 * MINUTE, 3.0),
+        (3 * MINUTE, 4.0),
+        (5 * MINUTE, 10.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "where"),
+    [
+        ("sum(h)", "the aggregation sum"),
+        ("h * 2", "the operator *"),
+        ("-h", "unary minus"),
+        ("abs(h)", "abs()"),
+        ("rate(h[5m])", "range vectors (h[5m])"),
+        ("max_over_time(h[5m:1m])", "max_over_time()"),  # the subquery's inner vector
+        ("histogram_stddev(h)", "histogram_stddev()"),
+        ("timestamp(h)", "timestamp()"),
+    ],
+)
+def test_what_does_not_handle_histograms_refuses_them(expr: str, where: str) -> None:
+    with pytest.raises(QueryError, match=re.escape(f"not supported in {where} yet")):
+        Engine().instant_query(_querier(), expr, 3 * MINUTE)
+
+
+def test_float_only_queries_are_untouched() -> None:
+    assert _vector('sum(h{job="b"})', 3 * MINUTE) == {"": 3.0}
+    assert _vector('h{job="a"} * 2', 4 * MINUTE + 1) == {"a": 84.0}
