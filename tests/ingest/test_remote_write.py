@@ -240,7 +240,7 @@ def test_an_integer_histogram_must_count_its_buckets() -> None:
     )
     decoded = _decode(request.SerializeToString())
     assert decoded.rejected == {"invalid native histogram": 1}
-    assert "count 5 is not the 3 observations in its buckets" in decoded.examples[0]
+    assert "3 observations found in buckets, but the Count field is 5" in decoded.examples[0]
 
 
 def test_histograms_count_toward_the_sample_limit() -> None:

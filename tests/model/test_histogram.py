@@ -109,8 +109,17 @@ def test_buckets_as_the_query_api_lists_them() -> None:
         (0, 0.5, 1.0, 1.0),  # positive ones closed on the right; empty ones left out
         (0, 2.0, 4.0, 3.0),
     ]
+    # the first custom bucket is closed (it takes -Inf too)
     custom = h("{{schema:-53 custom_values:[0.1 1] buckets:[1 0 2]}}")
-    assert list(custom.buckets()) == [(0, -math.inf, 0.1, 1.0), (0, 1.0, math.inf, 2.0)]
+    assert list(custom.buckets()) == [(3, -math.inf, 0.1, 1.0), (0, 1.0, math.inf, 2.0)]
+    # bounds inside the zero bucket show at its edge, even past the bucket's other bound
+    overlap = h("{{z_bucket:1 z_bucket_w:0.3 buckets:[1 1] offset:-2 n_buckets:[1] n_offset:-1}}")
+    assert list(overlap.buckets()) == [
+        (1, -0.5, -0.3, 1.0),
+        (3, -0.3, 0.3, 1.0),
+        (0, 0.3, 0.25, 1.0),
+        (0, 0.3, 0.5, 1.0),
+    ]
 
 
 def test_addition_reduces_to_the_coarser_schema_and_the_wider_zero_bucket() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ class ReceivingPrometheus(ManagedProcess):
     """A real Prometheus with no scrape jobs, taking samples only over remote write
     (`--web.enable-remote-write-receiver`): the reference for query comparisons."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log_path = workdir / "prometheus.log"
@@ -164,6 +164,7 @@ class ReceivingPrometheus(ManagedProcess):
             f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address={self.url.removeprefix('http://')}",
             "--web.enable-remote-write-receiver",
+            *extra_args,
         ]
 
     def start(self, timeout: float = 30.0) -> ReceivingPrometheus:

@@ -58,12 +58,12 @@ def from_proto(message: remote_pb2.Histogram) -> FloatHistogram:
             raise ValueError(f"native histogram has a negative {side} bucket count")
     if histogram.zero_count < 0 or histogram.count < 0:
         raise ValueError("native histogram has a negative count")
-    if not is_float and not math.isnan(message.sum):
-        # an integer histogram's count is the observations in its buckets (Prometheus' check)
+    if not is_float:
+        # an integer histogram counts the observations in its buckets (Prometheus 3's check;
+        # with a NaN sum it may count more: NaN observations are in no bucket)
         observed = sum(positive) + sum(negative) + zero
-        if observed != count:
+        if observed > count or (observed != count and not math.isnan(message.sum)):
             raise ValueError(
-                f"native histogram count {count:g} is not the {observed:g} observations "
-                "in its buckets"
+                f"{observed:.0f} observations found in buckets, but the Count field is {count:.0f}"
             )
     return histogram

@@ -104,23 +104,31 @@ class FloatHistogram:
             raise ValueError("histogram zero_threshold must be a number at least 0")
 
     def buckets(self) -> Iterator[tuple[int, float, float, float]]:
-        """Every bucket with a count, as the query API lists them: (boundary rule, lower,
-        upper, count), negative buckets from -Inf up, then the zero bucket, then the positive
-        ones. Boundary rules: 0 open on the left, 1 open on the right, 3 closed."""
+        """Every bucket with a count, as the query API lists them (Prometheus'
+        AllBucketIterator): (boundary rule, lower, upper, count), negative buckets from -Inf
+        up, then the zero bucket, then the positive ones. Boundary rules: 0 open on the left,
+        1 open on the right, 3 closed (the zero bucket, and the first custom bucket). A bound
+        inside the zero bucket is shown at its edge."""
+        schema, values, zero = self.schema, self.custom_values, self.zero_threshold
         negative = self.negative()
         for index in sorted(negative, reverse=True):
             count = negative[index]
             if count:
-                upper = -bucket_bound(index - 1, self.schema, self.custom_values)
-                yield 1, -bucket_bound(index, self.schema, self.custom_values), upper, count
+                upper = -bucket_bound(index - 1, schema, values)
+                if -zero < upper < 0:
+                    upper = -zero
+                yield 1, -bucket_bound(index, schema, values), upper, count
         if self.zero_count:
-            yield 3, -self.zero_threshold, self.zero_threshold, self.zero_count
+            yield 3, -zero, zero, self.zero_count
         positive = self.positive()
         for index in sorted(positive):
             count = positive[index]
             if count:
-                lower = bucket_bound(index - 1, self.schema, self.custom_values)
-                yield 0, lower, bucket_bound(index, self.schema, self.custom_values), count
+                lower = bucket_bound(index - 1, schema, values)
+                if 0 < lower < zero:
+                    lower = zero
+                rule = 3 if self.uses_custom_buckets and index == 0 else 0
+                yield rule, lower, bucket_bound(index, schema, values), count
 
     def test_expression(self) -> str:
         """The `{{...}}` notation as Prometheus prints it (FloatHistogram.TestExpression):

@@ -17,7 +17,7 @@ from typing import Any
 from watchkeeper.ingest.relabel import RelabelError, RelabelRule, parse_rules
 from watchkeeper.model import NameValidation, parse_duration
 
-# Prometheus' scrape protocols; the protobuf one needs native histograms, which we do not store
+# Prometheus' scrape protocols; the protobuf one (PrometheusProto) is not read yet
 PROTOCOLS = {
     "OpenMetricsText1.0.0": "application/openmetrics-text;version=1.0.0",
     "OpenMetricsText0.0.1": "application/openmetrics-text;version=0.0.1",
@@ -259,8 +259,8 @@ def _parse_job(raw: Mapping[str, Any], defaults: ScrapeDefaults, base: Path | No
     for protocol in protocols:
         if protocol == "PrometheusProto":
             raise ScrapeConfigError(
-                "scrape_protocols: PrometheusProto is not supported (it carries native "
-                "histograms, which are not stored yet); use the text protocols"
+                "scrape_protocols: PrometheusProto is not supported (the protobuf exposition "
+                "format is not read yet); use the text protocols"
             )
         if protocol not in PROTOCOLS:
             raise ScrapeConfigError(
