@@ -106,7 +106,10 @@ def go_number(value: float) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def labels_object(labels: Labels) -> str:
+    """A label set as a JSON object. Remembered: dashboards ask for the same series again and
+    again."""
     return "{" + ",".join(f"{go_string(n)}:{go_string(v)}" for n, v in labels) + "}"
 
 
@@ -128,15 +131,20 @@ def _histogram_points(points: Sequence[tuple[int, FloatHistogram]]) -> str:
 
 
 def _vector(series: Sequence[Series]) -> Iterable[str]:
+    """Each sample of an instant answer; the values written by one `sample_values` call, and
+    the timestamp (the same for every sample) once."""
+    floats = [s for s in series if not s.histograms]
+    texts = iter(sample_values(np.array([s.values[0] for s in floats], dtype=np.float64)))
+    stamps: dict[int, str] = {}
     for s in series:
         if s.histograms:
             at, histogram = s.histograms[0]
             point = f"[{sample_timestamp(at)},{histogram_json(histogram)}]"
             yield f'{{"metric":{labels_object(s.labels)},"histogram":{point}}}'
             continue
-        stamp = sample_timestamp(int(s.timestamps[0]))
-        value = sample_value(float(s.values[0]))
-        yield f'{{"metric":{labels_object(s.labels)},"value":[{stamp},"{value}"]}}'
+        ms = int(s.timestamps[0])
+        stamp = stamps.get(ms) or stamps.setdefault(ms, sample_timestamp(ms))
+        yield f'{{"metric":{labels_object(s.labels)},"value":[{stamp},"{next(texts)}"]}}'
 
 
 def _matrix(series: Sequence[Series]) -> Iterable[str]:

@@ -251,6 +251,10 @@ class Evaluator:
     def instant_selector(self, node: Any) -> InstantSteps | HistogramSteps:
         eff = self.effective_times(node)
         lookback = self.ctx.lookback_ms
+        if self.steps == 1:
+            newest = self._newest(node, int(eff[0]), lookback)
+            if newest is not None:
+                return newest
         start, end = int(eff.min()) - lookback + 1, int(eff.max())
         histograms = self.select_histograms(node, start, end)
         if histograms:
@@ -258,6 +262,21 @@ class Evaluator:
         batches = self.select_batches(node, start, end)
         parts = [lookup_instant(series, eff, lookback) for series in batches]
         return InstantSteps.concat_in_label_order(parts, self.steps)
+
+    def _newest(self, node: Any, at: int, lookback: int) -> InstantSteps | None:
+        """An instant selector at one time from each series' newest sample, where the querier
+        has those in memory (most dashboards and rules read at the newest data): no samples
+        are read or searched."""
+        sets = selector_matcher_sets(node)
+        if len(sets) > 1:
+            return None
+        found = self.ctx.querier.select_newest(sets[0], at, lookback)
+        if found is None:
+            return None
+        self._check_series(node, len(found))
+        self.ctx.count_samples(len(found.timestamps))
+        values = found.values[:, None]
+        return InstantSteps(found.labels, values, ~is_stale(values), found.timestamps[:, None])
 
     def range_batches(self, node: Any) -> Iterator[RangeSteps]:
         """A range vector in batches of series where it is read from storage (a range

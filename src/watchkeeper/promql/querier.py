@@ -32,6 +32,13 @@ class Querier(Protocol):
         """The native histogram samples of the matching series in the range, by labels."""
         ...
 
+    def select_newest(
+        self, matchers: Sequence[Matcher], at_ms: int, lookback_ms: int
+    ) -> SeriesColumns | None:
+        """Each matching series' newest sample in (at - lookback, at], by labels, if that
+        can be had without a read (None: `select` it)."""
+        ...
+
 
 class StoreQuerier:
     """A `Querier` over one tenant of a metrics store."""
@@ -55,6 +62,11 @@ class StoreQuerier:
     ) -> list[HistogramSamples]:
         return self._store.read_histograms(self._tenant, [list(matchers)], start_ms, end_ms)
 
+    def select_newest(
+        self, matchers: Sequence[Matcher], at_ms: int, lookback_ms: int
+    ) -> SeriesColumns | None:
+        return self._store.read_newest(self._tenant, [list(matchers)], at_ms, lookback_ms)
+
 
 class MemoryQuerier:
     """An in-memory `Querier` over fixed series, for tests, rule unit tests and the
@@ -65,6 +77,11 @@ class MemoryQuerier:
     ) -> None:
         self._series = sorted(series, key=lambda s: s.labels)
         self._histograms = sorted(histograms, key=lambda s: s.labels)
+
+    def select_newest(
+        self, matchers: Sequence[Matcher], at_ms: int, lookback_ms: int
+    ) -> SeriesColumns | None:
+        return None  # the engine's own lookup over `select` is what tests check against
 
     def select_histograms(
         self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
@@ -142,6 +159,13 @@ class PrefetchedQuerier:
         self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
     ) -> list[HistogramSamples]:
         return self._base.select_histograms(matchers, start_ms, end_ms)  # not prefetched
+
+    def select_newest(
+        self, matchers: Sequence[Matcher], at_ms: int, lookback_ms: int
+    ) -> SeriesColumns | None:
+        if self._covers(matchers, at_ms - lookback_ms + 1, at_ms):
+            return None  # the prefetched samples answer it
+        return self._base.select_newest(matchers, at_ms, lookback_ms)
 
     def _covers(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> bool:
         return self._start <= start_ms and end_ms <= self._end and tuple(matchers) in self._sets

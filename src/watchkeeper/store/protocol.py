@@ -68,6 +68,13 @@ class MetricStore(Protocol):
         end: int = ...,
     ) -> list[SeriesSamples]: ...
 
+    def read_newest(
+        self, tenant: str, matcher_sets: Sequence[Sequence[Matcher]], at: int, lookback: int
+    ) -> SeriesColumns | None:
+        """Each matching series' newest sample in (at - lookback, at], from memory; None when
+        the store cannot tell without a read."""
+        ...
+
     def read_histograms(
         self,
         tenant: str,

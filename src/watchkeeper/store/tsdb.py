@@ -67,6 +67,9 @@ class MetricsDB(StoreReads):
         self.wal = WriteAheadLog(directory / "wal", options.wal_segment_bytes, observe_fsync)
         self._tenants: dict[str, TenantState] = {}
         self._times = SeriesTimes()
+        # each series' newest sample that reads can see (applied to the head): what
+        # read_newest answers from; `_times` also counts samples not yet durable
+        self._visible = SeriesTimes()
         self._next_sid = 1
         self._append_lock = threading.Lock()
         self._state_lock = threading.RLock()
@@ -321,12 +324,17 @@ class MetricsDB(StoreReads):
     def _apply_chunk(self, state: TenantState, chunk: HeadChunk) -> None:
         with self._state_lock:
             state.add_chunk(chunk)
+            self._visible.record(chunk.series, chunk.timestamps, chunk.values.view(np.int64))
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze_wanted.set()
 
     def _apply_histograms(self, state: TenantState, columns: HistogramColumns) -> None:
         with self._state_lock:
             state.add_histograms(columns)
+            # read_newest leaves histogram series to the full read; their times still count
+            self._visible.record(
+                columns.sids, columns.timestamps, np.zeros(len(columns), dtype=np.int64)
+            )
 
     def _freezer(self) -> None:
         """Background thread: compress raw head chunks once enough have piled up."""
@@ -407,6 +415,7 @@ class MetricsDB(StoreReads):
             keep = record.timestamps > state.blocks_max_time
             sids, ts, vals = record.series[keep], record.timestamps[keep], record.values[keep]
             self._times.record(sids, ts, vals.view(np.int64))
+            self._visible.record(sids, ts, vals.view(np.int64))
             state.add_chunk(HeadChunk(sids, ts, vals))
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze(state)
@@ -416,6 +425,9 @@ class MetricsDB(StoreReads):
                 hash_bits = [histogram_bits(columns.encoded(i)) for i in range(len(columns))]
                 self._times.record(
                     columns.sids, columns.timestamps, np.array(hash_bits, dtype=np.int64)
+                )
+                self._visible.record(
+                    columns.sids, columns.timestamps, np.zeros(len(columns), dtype=np.int64)
                 )
                 state.add_histograms(columns)
                 for i, sid in enumerate(columns.sids.tolist()):

@@ -31,6 +31,7 @@ class StoreReads:
     _tenants: dict[str, TenantState]
     _state_lock: threading.RLock
     _times: SeriesTimes
+    _visible: SeriesTimes
     _blocks: BlockSet
     _blocks_dir: Path
     _next_sid: int
@@ -96,6 +97,45 @@ class StoreReads:
             # the head records each series' newest value; blocks only its time
             values[timestamps <= state.blocks_max_time] = np.nan
         return SeriesNewest(sids, timestamps, values)
+
+    def read_newest(
+        self, tenant: str, matcher_sets: Sequence[Sequence[Matcher]], at: int, lookback: int
+    ) -> SeriesColumns | None:
+        """What an instant selector at `at` reads, from memory: each matching series' newest
+        sample if it is at or before `at` and newer than `at - lookback` (staleness markers
+        included), one sample per series in label order. None when that needs a real read:
+        a series with samples after `at` (a query of the past), or whose newest sample within
+        the lookback is not in the head or not yet visible, or a native histogram series."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return SeriesColumns.empty()
+        with self._state_lock:
+            ids = state.postings.select_any(matcher_sets)
+            sids = np.sort(np.fromiter(ids, dtype=np.int64, count=len(ids)))
+            if len(sids) == 0:
+                return SeriesColumns.empty()
+            self._times.ensure(int(sids[-1]))
+            self._visible.ensure(int(sids[-1]))
+            newest = self._times.max_ts[sids]
+            if int(newest.max()) > at:
+                return None
+            fresh = newest > at - lookback
+            sids, newest = sids[fresh], newest[fresh]
+            if len(sids) == 0:
+                return SeriesColumns.empty()
+            if not np.array_equal(self._visible.max_ts[sids], newest):
+                return None
+            if state.histogram_series and not state.histogram_series.isdisjoint(sids.tolist()):
+                return None
+            values = self._visible.last_bits[sids].view(np.float64)
+            labels = [state.labels[int(s)] for s in sids.tolist()]
+            order = state.label_order.order(sids, dict(zip(sids.tolist(), labels, strict=True)))
+        return SeriesColumns(
+            [labels[i] for i in order],
+            np.arange(len(order) + 1, dtype=np.int64),
+            newest[order],
+            values[order],
+        )
 
     def series(
         self,
