@@ -11,9 +11,9 @@ Deliberate deviations from FORMAT.md:
   syntax (duration arithmetic such as `[5m+1m]`, `offset (2*2)`, `[step()]`,
   `anchored`/`smoothed`), and rejecting a whole file for that would hide every other case in
   it. The engine raises the parse error when the eval runs, and only that eval fails.
-* Native histogram items (`{{...}}`, §3.3) are parsed and validated but not loaded, and
-  `load_with_nhcb` does not synthesise NHCB series (§3.4). Evals that *expect* a histogram are
-  reported by the runner as failing ("native histogram expected").
+* Native histogram items (`{{...}}`, §3.3) are read by watchkeeper.promql.series_notation
+  (watchkeeper.model.histogram) and loaded with the hint as written; `load_with_nhcb` does not
+  synthesise NHCB series yet (§3.4).
 * Start-timestamp lines (`…@st`, §3.2) are skipped.
 """
 
@@ -29,13 +29,16 @@ import numpy as np
 import re2
 
 from watchkeeper.model import Labels, labels_from_dict
+from watchkeeper.model.histogram import FloatHistogram
+from watchkeeper.model.histogram import parse_histogram as parse_model_histogram
 from watchkeeper.promql.series_notation import (  # noqa: F401 - STALE_NAN: the tests' too
     STALE_NAN,
     STALE_NAN_BITS,
     expand_float_item,
+    expand_histogram_item,
     parse_number,
 )
-from watchkeeper.store.types import SeriesSamples
+from watchkeeper.store.types import HistogramSamples, SeriesSamples
 
 # Prometheus' StaleNaN: one particular NaN that marks the end of a series (§3.1).
 
@@ -191,10 +194,15 @@ def parse_go_number(text: str) -> float | None:
 
 @dataclass(frozen=True)
 class Histogram:
-    """A native histogram item, parsed and validated but not otherwise used (see module doc)."""
+    """A native histogram item, and whether its text stated a counter-reset hint (§5.4: only
+    then is the hint compared; for `{{a}}+{{b}}xN`, whether `{{b}}` stated one)."""
 
-    text: str
-    fields: tuple[tuple[str, object], ...]
+    histogram: FloatHistogram
+    hint_stated: bool
+
+    @property
+    def text(self) -> str:
+        return self.histogram.test_expression()
 
 
 # One position of a series description: a float, a histogram, or None (`_`, no sample).
@@ -203,12 +211,6 @@ Value = float | Histogram | None
 _HIST_ITEM_RE = re.compile(
     r"\{\{(?P<a>.*?)\}\}(?:(?:(?P<op>[+-])\{\{(?P<b>.*?)\}\})?x(?P<n>\d+))?", re.DOTALL
 )
-_HIST_FIELD_RE = re.compile(r"\s*(?P<key>[a-z_]+):\s*(?P<value>\[[^\]]*\]|[^\s\[\]]+)\s*")
-_HIST_INT_KEYS = {"schema", "offset", "n_offset"}
-_HIST_FLOAT_KEYS = {"sum", "count", "z_bucket", "z_bucket_w"}
-_HIST_LIST_KEYS = {"buckets", "n_buckets", "custom_values"}
-_HIST_HINTS = {"unknown", "reset", "not_reset", "gauge"}
-
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _STRING_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`""")
@@ -229,46 +231,13 @@ def _expand_histogram_item(item: str) -> list[Value]:
     match = _HIST_ITEM_RE.fullmatch(item)
     if match is None:
         raise ValueError(f"invalid histogram item {item!r}")
-    first = parse_histogram(match["a"])
-    if match["n"] is None:
-        return [first]
-    if match["b"] is not None:
-        parse_histogram(match["b"])  # validated only; the sum is never computed (not loaded)
-    # The positions are counted exactly; their values are placeholders for a runner that does
-    # not evaluate histograms. All that matters downstream is "a histogram is here".
-    return [first] * (int(match["n"]) + 1)
+    stated = "counter_reset_hint" in (match["b"] if match["b"] is not None else match["a"])
+    return [Histogram(h, stated) for h in expand_histogram_item(item) if h is not None]  # type: ignore[arg-type]
 
 
 def parse_histogram(body: str) -> Histogram:
     """The inside of `{{…}}` (§3.3): whitespace-separated `key:value` pairs."""
-    fields: dict[str, object] = {}
-    pos = 0
-    while body[pos:].strip():
-        match = _HIST_FIELD_RE.match(body, pos)
-        if match is None:
-            raise ValueError(f"invalid histogram {{{{{body}}}}}")
-        key, raw = match["key"], match["value"]
-        if key in fields:
-            raise ValueError(f"histogram key {key} given twice")
-        fields[key] = _histogram_field(key, raw)
-        pos = match.end()
-    return Histogram("{{" + body + "}}", tuple(fields.items()))
-
-
-def _histogram_field(key: str, raw: str) -> object:
-    if key in _HIST_INT_KEYS:
-        return int(raw)
-    if key in _HIST_FLOAT_KEYS:
-        return parse_number(raw)
-    if key in _HIST_LIST_KEYS:
-        if not (raw.startswith("[") and raw.endswith("]")):
-            raise ValueError(f"histogram {key} must be a [list]")
-        return tuple(parse_number(v) for v in raw[1:-1].split())
-    if key == "counter_reset_hint":
-        if raw not in _HIST_HINTS:
-            raise ValueError(f"invalid counter_reset_hint {raw}")
-        return raw
-    raise ValueError(f"unknown histogram key {key}")
+    return Histogram(parse_model_histogram("{{" + body + "}}"), "counter_reset_hint" in body)
 
 
 def split_items(text: str) -> list[str]:
@@ -383,9 +352,10 @@ def _skip_space(text: str, pos: int) -> int:
 
 @dataclass(eq=False)
 class Storage:
-    """The float series loaded at one point of a file. Immutable; evals share it."""
+    """The series loaded at one point of a file. Immutable; evals share it."""
 
     series: tuple[SeriesSamples, ...]
+    histograms: tuple[HistogramSamples, ...] = ()
     _querier: object = field(default=None, repr=False)
 
     def querier(self) -> object:
@@ -394,7 +364,7 @@ class Storage:
             # Lazy, so that parsing never needs the engine package's modules.
             from watchkeeper.promql.querier import MemoryQuerier  # noqa: PLC0415
 
-            self._querier = MemoryQuerier(list(self.series))
+            self._querier = MemoryQuerier(list(self.series), list(self.histograms))
         return self._querier
 
 
@@ -403,10 +373,12 @@ class _StorageBuilder:
 
     def __init__(self) -> None:
         self._data: dict[Labels, tuple[np.ndarray, np.ndarray]] = {}
+        self._histograms: dict[Labels, dict[int, FloatHistogram]] = {}
         self.current = Storage(())
 
     def clear(self) -> None:
         self._data = {}
+        self._histograms = {}
         self.current = Storage(())
 
     def load(self, step_ms: int, block: dict[Labels, tuple[Value, ...]]) -> None:
@@ -414,12 +386,25 @@ class _StorageBuilder:
             new = _float_samples(step_ms, values)
             old = self._data.get(labels)
             self._data[labels] = new if old is None else _merge(old, new)
+            found = self._histograms.setdefault(labels, {})
+            for i, v in enumerate(values):
+                if isinstance(v, Histogram):
+                    found[i * step_ms] = v.histogram  # a later load wins on a tie
         self.current = Storage(
             tuple(
                 SeriesSamples(labels, ts, vals)
                 for labels, (ts, vals) in sorted(self._data.items())
                 if len(ts)
-            )
+            ),
+            tuple(
+                HistogramSamples(
+                    labels,
+                    np.array(sorted(found), dtype=np.int64),
+                    [found[t] for t in sorted(found)],
+                )
+                for labels, found in sorted(self._histograms.items())
+                if found
+            ),
         )
 
 

@@ -10,8 +10,8 @@ What is run for an instant eval (§4.3):
   the point at T must meet the result expectations; annotations are not checked), for the
   original query and each rewritten one.
 
-Range evals are a single range query (§4.3). Evals that expect native histogram values are
-reported as failing without being run: neither the runner nor the engine handles histograms.
+Range evals are a single range query (§4.3). Native histograms are compared as §5.4 says
+(`histograms_match`).
 
 The engine is imported lazily (`make_engine`) so that the parser tests run without it.
 """
@@ -32,10 +32,12 @@ from tests.promql.at_rewrite import is_time_dependent, pin
 from tests.promql.promqltest import (
     EvalCase,
     ExpectedSeries,
+    Histogram,
     almost_equal,
     is_stale_nan,
 )
 from watchkeeper.model import Labels
+from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.engine import parse
 from watchkeeper.promql.errors import QueryError, QueryParseError
@@ -93,8 +95,6 @@ class Outcome:
 def run_case(engine: Any, case: EvalCase) -> Outcome:
     started = time.perf_counter()
     try:
-        if case.expects_histogram:
-            raise EvalFailedError("native histogram expected")
         if case.kind == "range":
             _run_range_eval(engine, case)
         else:
@@ -268,16 +268,63 @@ def _require_type(case: EvalCase, result: QueryResult, wanted: str, context: str
         )
 
 
-def _vector_samples(series: list[Series], context: str) -> list[tuple[Labels, float]]:
-    samples = []
+# A value of a result: a float or a native histogram.
+Got = float | FloatHistogram
+
+
+def _vector_samples(series: list[Series], context: str) -> list[tuple[Labels, Got]]:
+    samples: list[tuple[Labels, Got]] = []
     for s in series:
-        if len(s.values) != 1:
+        if len(s.values) + len(s.histograms) != 1:
             raise EvalFailedError(
-                f"{context}: vector series {format_labels(s.labels)} has {len(s.values)} points, "
-                "not 1 (result.py: a vector's series have exactly one point)"
+                f"{context}: vector series {format_labels(s.labels)} has "
+                f"{len(s.values) + len(s.histograms)} points, not 1 (result.py: a vector's "
+                "series have exactly one point)"
             )
-        samples.append((s.labels, float(s.values[0])))
+        samples.append((s.labels, s.histograms[0][1] if s.histograms else float(s.values[0])))
     return samples
+
+
+def histograms_match(want: Histogram, got: FloatHistogram) -> bool:
+    """§5.4: compacted (empty buckets dropped) both sides must have the same schema, almost
+    equal count, sum and zero count, exactly equal zero width and custom bounds, the same
+    bucket indexes with almost equal counts, and the same hint if the expectation states one."""
+    expected = want.histogram
+    if expected.schema != got.schema or expected.zero_threshold != got.zero_threshold:
+        return False
+    if expected.custom_values != got.custom_values:
+        return False
+    for a, b in (
+        (expected.count, got.count),
+        (expected.sum, got.sum),
+        (expected.zero_count, got.zero_count),
+    ):
+        if not almost_equal(a, b):
+            return False
+    for side_want, side_got in (
+        (expected.positive(), got.positive()),
+        (expected.negative(), got.negative()),
+    ):
+        mine = {i: c for i, c in side_want.items() if c != 0}
+        theirs = {i: c for i, c in side_got.items() if c != 0}
+        if mine.keys() != theirs.keys():
+            return False
+        if not all(almost_equal(c, theirs[i]) for i, c in mine.items()):
+            return False
+    return not want.hint_stated or expected.counter_reset_hint == got.counter_reset_hint
+
+
+def _value_problem(name: str, want: object, got: Got) -> str | None:
+    """Why a got value is not the expected one, or None."""
+    if isinstance(want, Histogram):
+        if isinstance(got, FloatHistogram) and histograms_match(want, got):
+            return None
+    elif isinstance(want, float):
+        if isinstance(got, float) and almost_equal(want, got):
+            return None
+    else:
+        return f"{name}: expected no sample (`_`), got {format_value(got)}"
+    return f"{name}: expected {format_value(want)}, got {format_value(got)}"
 
 
 def _compare_scalar(case: EvalCase, value: float, context: str) -> None:
@@ -289,7 +336,7 @@ def _compare_scalar(case: EvalCase, value: float, context: str) -> None:
         )
 
 
-def _compare_vector(case: EvalCase, actual: list[tuple[Labels, float]], context: str) -> None:
+def _compare_vector(case: EvalCase, actual: list[tuple[Labels, Got]], context: str) -> None:
     """Same set of label sets, almost-equal values, and the order if `expect ordered`."""
     problems: list[str] = []
     seen: set[Labels] = set()
@@ -302,11 +349,9 @@ def _compare_vector(case: EvalCase, actual: list[tuple[Labels, float]], context:
         if expected is None:
             problems.append(f"unexpected series: {name} {format_value(value)}")
             continue
-        want = expected.values[0]
-        if not isinstance(want, float):
-            problems.append(f"{name}: expected no sample (`_`), got {format_value(value)}")
-        elif not almost_equal(want, value):
-            problems.append(f"{name}: expected {format_value(want)}, got {format_value(value)}")
+        problem = _value_problem(name, expected.values[0], value)
+        if problem is not None:
+            problems.append(problem)
         if case.ordered and expected.position != index:
             problems.append(
                 f"order: {name} is result #{index}, expected #{expected.position} (expect ordered)"
@@ -359,17 +404,28 @@ def _sort_problems(labels: list[Labels]) -> list[str]:
 
 def _expected_points(
     expected: ExpectedSeries, start_ms: int, step_ms: int
-) -> list[tuple[int, float]]:
+) -> list[tuple[int, float | Histogram]]:
     return [
-        (start_ms + i * step_ms, v) for i, v in enumerate(expected.values) if isinstance(v, float)
+        (start_ms + i * step_ms, v)
+        for i, v in enumerate(expected.values)
+        if isinstance(v, (float, Histogram))
     ]
+
+
+def _series_points(series: Series) -> list[tuple[int, Got]]:
+    """A result series' float and histogram points, in time order."""
+    points: list[tuple[int, Got]] = [
+        (int(t), float(v)) for t, v in zip(series.timestamps, series.values, strict=True)
+    ]
+    points += list(series.histograms)
+    return sorted(points, key=lambda p: p[0])
 
 
 def _point_problems(
     expected: ExpectedSeries, actual: Series, start_ms: int, step_ms: int
 ) -> list[str]:
     want = _expected_points(expected, start_ms, step_ms)
-    got = [(int(t), float(v)) for t, v in zip(actual.timestamps, actual.values, strict=True)]
+    got = _series_points(actual)
     name = format_labels(expected.labels)
     if len(want) != len(got):
         return [f"{name}: expected {len(want)} points, got {len(got)}"]
@@ -378,11 +434,9 @@ def _point_problems(
             return [
                 f"{name}: expected a point at {format_ts(want_t)}, got one at {format_ts(got_t)}"
             ]
-        if not almost_equal(want_v, got_v):
-            return [
-                f"{name} at {format_ts(want_t)}: expected {format_value(want_v)}, "
-                f"got {format_value(got_v)}"
-            ]
+        problem = _value_problem(f"{name} at {format_ts(want_t)}", want_v, got_v)
+        if problem is not None:
+            return [problem]
     return []
 
 
@@ -458,21 +512,13 @@ def _range_mode_check(
     problems = _sort_problems([s.labels for s in result.series])
     if problems:
         _raise_problems(context, problems, format_result(result))
-    vector = [
-        (s.labels, float(s.values[index])) for s in result.series for index in _indexes_at(s, at)
-    ]
+    vector = [(s.labels, value) for s in result.series for t, value in _series_points(s) if t == at]
     if instant.result_type == "scalar":
-        if not vector:
-            raise EvalFailedError(f"{context}: no point at T", format_result(result))
+        if not vector or not isinstance(vector[0][1], float):
+            raise EvalFailedError(f"{context}: no float point at T", format_result(result))
         _compare_scalar(case, vector[0][1], context)
     else:
         _compare_vector(case, vector, context)
-
-
-def _indexes_at(series: Series, at: int) -> list[int]:
-    """The index of the point at exactly `at`, if there is one (first only, as a vector)."""
-    hits = [i for i, t in enumerate(series.timestamps) if int(t) == at]
-    return hits[:1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,7 +537,12 @@ def _quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def format_value(value: float) -> str:
+def format_value(value: object) -> str:
+    if isinstance(value, Histogram):
+        value = value.histogram
+    if isinstance(value, FloatHistogram):
+        return value.test_expression()
+    assert isinstance(value, float)
     if is_stale_nan(value):
         return "stale"
     if math.isnan(value):
@@ -517,15 +568,14 @@ def format_ts(ms: int) -> str:
     return sign + "".join(parts)
 
 
-def _pairs_text(points: list[tuple[int, float]]) -> str:
+def _pairs_text(points: list[tuple[int, Any]]) -> str:
     shown = [f"{format_value(v)}@{format_ts(t)}" for t, v in points[:_MAX_POINTS_SHOWN]]
     more = f" … ({len(points) - _MAX_POINTS_SHOWN} more)" if len(points) > _MAX_POINTS_SHOWN else ""
     return (" ".join(shown) or "(no points)") + more
 
 
 def _points_text(series: Series) -> str:
-    pairs = [(int(t), float(v)) for t, v in zip(series.timestamps, series.values, strict=True)]
-    return _pairs_text(pairs)
+    return _pairs_text(_series_points(series))
 
 
 def _values_text(expected: ExpectedSeries) -> str:
@@ -547,7 +597,7 @@ def _result_body(result: QueryResult) -> str:
         body = repr(result.string)
     elif result.result_type == "vector":
         body = "\n".join(
-            f"{format_labels(s.labels)} " + " ".join(format_value(float(v)) for v in s.values)
+            f"{format_labels(s.labels)} " + " ".join(format_value(v) for _, v in _series_points(s))
             for s in result.series
         )
     else:

@@ -16,7 +16,7 @@ import promql_parser as pp
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
 from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.model.matchers import compile_anchored, expand_template
-from watchkeeper.promql import aggregations, histograms, range_functions
+from watchkeeper.promql import aggregations, histograms, native_histograms, range_functions
 from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, refuse_histograms
 from watchkeeper.promql.values import (
@@ -477,8 +477,28 @@ def _with_label(
 
 def _fn_histogram_quantile(ev: Evaluator, args: list[Any]) -> Value:
     q = _scalar_arg(ev, args[0])
-    vector = ev.eval_vector(args[1])
-    return histograms.quantile(ev, q, vector)
+    position = ev.ctx.argument_position(1)
+    classic, natives = native_histograms.split_classic(ev, ev.eval_histograms(args[1]), position)
+    result = histograms.quantile(ev, q, classic)
+    if not natives:
+        return result
+    native = native_histograms.per_histogram(
+        ev,
+        natives,
+        lambda j, h: native_histograms.histogram_quantile(float(q[j]), h),
+        position,
+    )
+    return _joined(native, result)
+
+
+def _joined(first: InstantSteps, second: InstantSteps) -> InstantSteps:
+    """Two results of one function as one vector (the same label set at one step twice is the
+    usual error)."""
+    return merge_same_labels(
+        first.labels + second.labels,
+        np.concatenate([first.values, second.values]),
+        np.concatenate([first.present, second.present]),
+    )
 
 
 def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
@@ -510,8 +530,18 @@ def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
 def _fn_histogram_fraction(ev: Evaluator, args: list[Any]) -> Value:
     lower = _scalar_arg(ev, args[0])
     upper = _scalar_arg(ev, args[1])
-    vector = ev.eval_vector(args[2])
-    return histograms.fraction(ev, lower, upper, vector)
+    position = ev.ctx.argument_position(2)
+    classic, natives = native_histograms.split_classic(ev, ev.eval_histograms(args[2]), position)
+    result = histograms.fraction(ev, lower, upper, classic)
+    if not natives:
+        return result
+    native = native_histograms.per_histogram(
+        ev,
+        natives,
+        lambda j, h: native_histograms.histogram_fraction(float(lower[j]), float(upper[j]), h),
+        position,
+    )
+    return _joined(native, result)
 
 
 def _histogram_property(read: Callable[[FloatHistogram], float]) -> Handler:
