@@ -12,8 +12,8 @@ Deliberate deviations from FORMAT.md:
   `anchored`/`smoothed`), and rejecting a whole file for that would hide every other case in
   it. The engine raises the parse error when the eval runs, and only that eval fails.
 * Native histogram items (`{{...}}`, §3.3) are read by watchkeeper.promql.series_notation
-  (watchkeeper.model.histogram) and loaded with the hint as written; `load_with_nhcb` does not
-  synthesise NHCB series yet (§3.4).
+  (watchkeeper.model.histogram) and loaded with the hint as written; `load_with_nhcb` adds the
+  NHCB series it synthesises (§3.4) to the block's series.
 * Start-timestamp lines (`…@st`, §3.2) are skipped.
 """
 
@@ -408,6 +408,81 @@ class _StorageBuilder:
         )
 
 
+_NHCB_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def nhcb_series(
+    step_ms: int, block: dict[Labels, tuple[Value, ...]]
+) -> dict[Labels, tuple[Value, ...]]:
+    """§3.4: native histograms with custom buckets built from a block's classic histogram
+    series, under the base name; ValueError when a histogram cannot be converted."""
+    # (base labels) -> le bound or "count"/"sum" -> values by position
+    groups: dict[Labels, dict[object, tuple[Value, ...]]] = {}
+    for labels, values in block.items():
+        fields = dict(labels)
+        name = fields.get("__name__", "")
+        suffix = next((x for x in _NHCB_SUFFIXES if name.endswith(x)), None)
+        if suffix is None:
+            continue
+        key: object = suffix[1:]
+        if suffix == "_bucket":
+            try:
+                key = float(fields.pop("le", "").strip())
+            except ValueError:
+                continue
+            if math.isnan(key):  # type: ignore[arg-type]
+                continue
+        fields["__name__"] = name[: -len(suffix)]
+        base = tuple(sorted(fields.items()))
+        groups.setdefault(base, {})[key] = values
+    out: dict[Labels, tuple[Value, ...]] = {}
+    for base, parts in groups.items():
+        bounds = sorted(k for k in parts if isinstance(k, float))
+        if not bounds:
+            continue
+        positions = max(len(v) for v in parts.values())
+        series: list[Value] = []
+        for i in range(positions):
+            series.append(_nhcb_at(i, bounds, parts))
+        out[base] = tuple(series)
+    return out
+
+
+def _nhcb_at(i: int, bounds: list[float], parts: dict[object, tuple[Value, ...]]) -> Value:
+    def at(key: object) -> float | None:
+        values = parts.get(key)
+        value = values[i] if values is not None and i < len(values) else None
+        return value if isinstance(value, float) and not is_stale_nan(value) else None
+
+    cumulative = [(b, v) for b in bounds if (v := at(b)) is not None]
+    count, total = at("count"), at("sum")
+    if not cumulative and count is None:
+        return None
+    if not cumulative or cumulative[-1][0] != math.inf:
+        if count is None:
+            return None
+        cumulative.append((math.inf, count))
+    counts, before = [], 0.0
+    for bound, value in cumulative:
+        if value < before:
+            raise ValueError(f"bucket le={bound} is not cumulative")
+        counts.append(value - before)
+        before = value
+    if count is None:
+        count = cumulative[-1][1]
+    elif count != cumulative[-1][1]:
+        raise ValueError(f"_count {count} is not the +Inf bucket's {cumulative[-1][1]}")
+    histogram = FloatHistogram(
+        schema=-53,
+        count=count,
+        sum=total or 0.0,
+        positive_spans=((0, len(counts)),),
+        positive_buckets=tuple(counts),
+        custom_values=tuple(b for b, _ in cumulative[:-1]),
+    )
+    return Histogram(histogram, False)
+
+
 def _float_samples(step_ms: int, values: tuple[Value, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps and float values of a load line; gaps and histograms are left out."""
     positions = [i for i, v in enumerate(values) if isinstance(v, float)]
@@ -616,7 +691,12 @@ def _parse_load(lines: list[str], start: int, storage: _StorageBuilder) -> int:
             raise ScriptError(index + 1, str(err)) from None
         block.pop(desc.labels, None)  # a later line for the same series replaces it entirely
         block[desc.labels] = desc.values
-    storage.load(step_ms, block)  # load_with_nhcb: floats only, no NHCB synthesis (§3.4)
+    if match[1]:
+        try:
+            block.update(nhcb_series(step_ms, block))
+        except ValueError as err:
+            raise ScriptError(start + 1, f"load_with_nhcb: {err}") from None
+    storage.load(step_ms, block)
     return end
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from watchkeeper.model import labels_from_dict
+from watchkeeper.model.histogram import GAUGE, parse_histogram
 from watchkeeper.promql import QueryError
 from watchkeeper.promql.engine import Engine
 from watchkeeper.promql.querier import MemoryQuerier
@@ -63,6 +64,24 @@ def test_histogram_functions() -> None:
     assert _vector("histogram_count(h)", 4 * MINUTE) == {}  # floats give nothing
 
 
+def test_rate_of_histograms_extrapolates_as_prometheus() -> None:
+    """At 3m the window (-2m, 3m] holds the histograms at 0..3m (counts 1..4): the increase
+    is 3 over 180 s of samples, extended by half a sample interval (30 s) at the start (the
+    zero point, 60 s before, is further) and nothing at the end: x (180 + 30) / 180 / 300."""
+    got = parse_histogram(str(_vector('rate(h{job="a"}[5m])', 3 * MINUTE)["a"]))
+    factor = (180 + 30) / 180 / 300
+    assert (got.count, got.sum, *got.positive_buckets) == pytest.approx(
+        (3 * factor, 6 * factor, 3 * factor), rel=1e-12
+    )
+    assert got.counter_reset_hint == GAUGE  # a rate is a gauge histogram
+    # a float in the window as well: Prometheus' warning, and no sample
+    result = Engine().instant_query(_querier(), 'rate(h{job="a"}[5m])', 5 * MINUTE)
+    assert result.series == []
+    assert result.annotations.warnings == [
+        'PromQL warning: encountered a mix of histograms and floats for metric name "h" (1:6)'
+    ]
+
+
 def test_a_range_query_gives_points_of_both_kinds() -> None:
     result = Engine().range_query(_querier(), 'h{job="a"}', 2 * MINUTE, 6 * MINUTE, MINUTE)
     (series,) = result.series
@@ -81,7 +100,6 @@ def test_a_range_query_gives_points_of_both_kinds() -> None:
         ("h * 2", "the operator *"),
         ("-h", "unary minus"),
         ("abs(h)", "abs()"),
-        ("rate(h[5m])", "range vectors (h[5m])"),
         ("max_over_time(h[5m:1m])", "max_over_time()"),  # the subquery's inner vector
         ("histogram_stddev(h)", "histogram_stddev()"),
         ("timestamp(h)", "timestamp()"),

@@ -203,6 +203,47 @@ class FloatHistogram:
             counter_reset_hint=_combined_hint(self.counter_reset_hint, other.counter_reset_hint),
         )
 
+    def scaled(self, factor: float) -> FloatHistogram:
+        """Every count and the sum times `factor` (Prometheus' Mul; Div is times 1/x)."""
+        return replace(
+            self,
+            count=self.count * factor,
+            sum=self.sum * factor,
+            zero_count=self.zero_count * factor,
+            positive_buckets=tuple(c * factor for c in self.positive_buckets),
+            negative_buckets=tuple(c * factor for c in self.negative_buckets),
+        )
+
+    def compacted(self) -> FloatHistogram:
+        """The same histogram without its empty buckets (Prometheus' Compact(0))."""
+        positive, negative = self.positive(), self.negative()
+        if all(positive.values()) and all(negative.values()):
+            return self
+        pos_spans, pos_buckets = spans_from_map({i: c for i, c in positive.items() if c})
+        neg_spans, neg_buckets = spans_from_map({i: c for i, c in negative.items() if c})
+        return replace(
+            self,
+            positive_spans=pos_spans,
+            positive_buckets=pos_buckets,
+            negative_spans=neg_spans,
+            negative_buckets=neg_buckets,
+        )
+
+    def same_as(self, other: FloatHistogram) -> bool:
+        """Equal in every field but the hint, empty buckets aside (Prometheus' Equals, as
+        changes() uses it)."""
+        a, b = self.compacted(), other.compacted()
+        return (
+            a.schema == b.schema
+            and a.zero_threshold == b.zero_threshold
+            and _same_float(a.zero_count, b.zero_count)
+            and _same_float(a.count, b.count)
+            and _same_float(a.sum, b.sum)
+            and a.custom_values == b.custom_values
+            and a.positive() == b.positive()
+            and a.negative() == b.negative()
+        )
+
     def reduced(self, schema: int) -> FloatHistogram:
         """The same histogram at a coarser (smaller) schema: buckets merged 2^(diff) to one."""
         if schema >= self.schema or self.uses_custom_buckets:
@@ -314,6 +355,10 @@ class FloatHistogram:
         spans = [v for span in self.positive_spans + self.negative_spans for v in span]
         floats = self.positive_buckets + self.negative_buckets + self.custom_values
         return head + struct.pack(f"<{len(spans)}i{len(floats)}d", *spans, *floats)
+
+
+def _same_float(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def _combined_hint(mine: int, theirs: int) -> int:

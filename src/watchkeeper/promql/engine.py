@@ -19,6 +19,7 @@ from watchkeeper.promql.evaluator import EvalContext, Evaluator
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import QueryResult, Series
 from watchkeeper.promql.values import (
+    HistogramRange,
     HistogramSteps,
     InstantSteps,
     RangeSteps,
@@ -181,6 +182,24 @@ def _instant_result(value: Value, time_ms: int) -> QueryResult:
                 series.append(Series(labels, value.t[lo:hi].copy(), value.v[lo:hi].copy()))
         series.sort(key=lambda s: s.labels)
         return QueryResult("matrix", series=series, time_ms=time_ms)
+    if isinstance(value, HistogramRange):
+        series = []
+        floats = value.floats
+        for i, labels in enumerate(value.labels):
+            lo, hi = int(floats.lo[i, 0]), int(floats.hi[i, 0])
+            first, last = value.window(i, 0)
+            points = tuple(
+                zip(
+                    value.times[i][first:last].tolist(),
+                    value.histograms[i][first:last],
+                    strict=True,
+                )
+            )
+            if hi > lo or points:
+                ts, vs = floats.t[lo:hi].copy(), floats.v[lo:hi].copy()
+                series.append(Series(labels, ts, vs, points))
+        series.sort(key=lambda s: s.labels)
+        return QueryResult("matrix", series=series, time_ms=time_ms)
     if isinstance(value, InstantSteps):
         rows = np.flatnonzero(value.present[:, 0])
         stamp = np.array([time_ms], dtype=np.int64)
@@ -222,7 +241,7 @@ def _range_result(value: Value, steps: Any) -> QueryResult:
                 points = tuple((int(steps[j]), found[j]) for j in sorted(found))
                 series.append(Series(labels, steps[mask], value.floats.values[i][mask], points))
         return QueryResult("matrix", series=series)
-    kind = "range vector" if isinstance(value, RangeSteps) else "string"
+    kind = "range vector" if isinstance(value, (RangeSteps, HistogramRange)) else "string"
     raise QueryParseError(
         f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
     )

@@ -28,6 +28,7 @@ from watchkeeper.promql.positions import (
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import Annotations
 from watchkeeper.promql.values import (
+    HistogramRange,
     HistogramSteps,
     InstantSteps,
     Ints,
@@ -172,8 +173,11 @@ class Evaluator:
             raise QueryError(f"expected scalar, got {type(value).__name__}")
         return value
 
-    def eval_range(self, node: Any) -> RangeSteps:
+    def eval_range(self, node: Any, where: str = "") -> RangeSteps:
+        """A range vector of floats: one holding native histograms is refused."""
         value = self.eval(node)
+        if isinstance(value, HistogramRange):
+            raise refuse_histograms(where or self._consumer())
         if not isinstance(value, RangeSteps):
             raise QueryError(f"expected range vector, got {type(value).__name__}")
         return value
@@ -278,7 +282,7 @@ class Evaluator:
         values = found.values[:, None]
         return InstantSteps(found.labels, values, ~is_stale(values), found.timestamps[:, None])
 
-    def range_batches(self, node: Any) -> Iterator[RangeSteps]:
+    def range_batches(self, node: Any) -> Iterator[RangeSteps | HistogramRange]:
         """A range vector in batches of series where it is read from storage (a range
         selector), whole where it is computed (a subquery)."""
         while isinstance(node, pp.ParenExpr):
@@ -288,18 +292,20 @@ class Evaluator:
             return
         yield from self._range_windows(node, batched=True)
 
-    def range_selector(self, node: Any) -> RangeSteps:
+    def range_selector(self, node: Any) -> RangeSteps | HistogramRange:
         (whole,) = self._range_windows(node, batched=False)
         return whole
 
-    def _range_windows(self, node: Any, batched: bool) -> Iterator[RangeSteps]:
+    def _range_windows(self, node: Any, batched: bool) -> Iterator[RangeSteps | HistogramRange]:
         """A range selector's windows, for its series in batches or all at once."""
         vs = node.vector_selector
         range_ms = duration_ms(node.range)
         ends = self.effective_times(vs)
         start, end = int(ends.min()) - range_ms + 1, int(ends.max())
-        if self.select_histograms(vs, start, end):
-            raise refuse_histograms(f"range vectors ({node.prettify()})")
+        histograms = self.select_histograms(vs, start, end)
+        if histograms:
+            yield _with_histograms(self.select(vs, start, end), histograms, ends, range_ms)
+            return
         batches = self.select_batches(vs, start, end) if batched else [self.select(vs, start, end)]
         for series in batches:
             yield windows(_without_stale(series), ends, range_ms)
@@ -327,6 +333,24 @@ class Evaluator:
             inner.values[rows, cols],
         )
         return windows(columns, ends, range_ms)
+
+
+def _with_histograms(
+    floats: SeriesColumns, histograms: list[HistogramSamples], ends: Ints, range_ms: int
+) -> HistogramRange:
+    """The windows of a range selector some of whose series hold native histograms: every
+    series (those with histograms only too) in label order, floats as RangeSteps."""
+    by_labels = {s.labels: s for s in _without_stale(floats).series()}
+    by_hist = {h.labels: h for h in histograms}
+    labels = sorted(set(by_labels) | set(by_hist))
+    empty = np.empty(0, dtype=np.int64)
+    series = [
+        by_labels.get(ls) or SeriesSamples(ls, empty, np.empty(0, dtype=np.float64))
+        for ls in labels
+    ]
+    times = [by_hist[ls].timestamps if ls in by_hist else empty for ls in labels]
+    hists = [list(by_hist[ls].histograms) if ls in by_hist else [] for ls in labels]
+    return HistogramRange(windows(SeriesColumns.of(series), ends, range_ms), times, hists)
 
 
 def _without_stale(series: SeriesColumns) -> SeriesColumns:

@@ -21,6 +21,7 @@ from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, refuse_histograms
 from watchkeeper.promql.values import (
     Floats,
+    HistogramRange,
     HistogramSteps,
     InstantSteps,
     Ints,
@@ -117,9 +118,15 @@ def _string_arg(ev: Evaluator, node: Any) -> str:
 # -- range-vector functions
 
 
-def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
+def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps | HistogramSteps:
     matrix_arg = args[1] if name == "quantile_over_time" else args[0]
     if name == "absent_over_time":
+        value = ev.eval(matrix_arg)
+        if isinstance(value, HistogramRange):
+            found = value.floats.counts.sum(axis=0) > 0
+            for i in range(len(value.labels)):
+                found |= [value.window(i, j)[1] > value.window(i, j)[0] for j in range(ev.steps)]
+            return _absent(ev, matrix_arg, found)
         rs = ev.eval_range(matrix_arg)
         return _absent(ev, matrix_arg, rs.counts.sum(axis=0) > 0)
     compute = _RANGE_HANDLERS[name]
@@ -127,7 +134,10 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
     in_windows = np.zeros(ev.steps, dtype=np.int64)
     parts: list[InstantSteps] = []
     # series by series: a range selector is read and reduced in batches of series
-    for rs in ev.range_batches(matrix_arg):
+    for batch in ev.range_batches(matrix_arg):
+        if isinstance(batch, HistogramRange):  # read whole, never in batches
+            return _range_function_histograms(ev, name, batch, args, args.index(matrix_arg))
+        rs = batch
         if not parts:
             extra = _range_function_arguments(ev, name, args)
         in_windows += rs.counts.sum(axis=0)
@@ -140,6 +150,55 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps:
     keep_name = name in OVER_TIME_KEEPING_NAME
     labels = result.labels if keep_name else [drop_name(ls) for ls in result.labels]
     return merge_same_labels(labels, result.values, result.present)
+
+
+def _range_function_histograms(
+    ev: Evaluator, name: str, hr: HistogramRange, args: list[Any], arg: int
+) -> InstantSteps | HistogramSteps:
+    """A range function over series holding native histograms: floats through the usual
+    arrays; each window with a histogram as native_histograms.window_value says (functions
+    that read floats only ignore the histograms, with Prometheus' info where floats are
+    there too)."""
+    extra = _range_function_arguments(ev, name, args)
+    floats = hr.floats
+    values, present = range_functions.by_rows(_RANGE_HANDLERS[name], floats, extra, ev.ts)
+    ev.ctx.count_samples(int(floats.counts.sum(axis=0).max(initial=0)))
+    maps: list[dict[int, FloatHistogram]] = [{} for _ in hr.labels]
+    position = ev.ctx.argument_position(arg)
+    handled = name in native_histograms.HANDLED
+    for i, times in enumerate(hr.times):
+        if len(times) == 0:
+            continue
+        notes: native_histograms.Notes = []
+        for j in range(ev.steps):
+            first, last = hr.window(i, j)
+            if first == last:
+                continue
+            lo, hi = int(floats.lo[i, j]), int(floats.hi[i, j])
+            if not handled:
+                if hi > lo:
+                    notes.append(("info", native_histograms.IGNORED_IN_RANGE))
+                continue
+            end = int(floats.ends[j])
+            value = native_histograms.window_value(
+                name,
+                list(zip(floats.t[lo:hi].tolist(), floats.v[lo:hi].tolist(), strict=True)),
+                list(zip(times[first:last].tolist(), hr.histograms[i][first:last], strict=True)),
+                end - floats.range_ms,
+                end,
+                floats.range_ms,
+                notes,
+            )
+            present[i, j] = False
+            if isinstance(value, FloatHistogram):
+                maps[i][j] = value
+            elif value is not None:
+                values[i, j] = value
+                present[i, j] = True
+        native_histograms.note_all(ev, notes, hr.labels[i], position)
+    keep_name = name in OVER_TIME_KEEPING_NAME
+    labels = hr.labels if keep_name else [drop_name(ls) for ls in hr.labels]
+    return native_histograms.steps_of(labels, values, present, maps)
 
 
 def _range_function_arguments(ev: Evaluator, name: str, args: list[Any]) -> list[Floats]:

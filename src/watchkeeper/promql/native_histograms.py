@@ -6,6 +6,7 @@ split of a vector into its native histograms and its classic buckets that both f
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from watchkeeper.model import Labels
-from watchkeeper.model.histogram import FloatHistogram
-from watchkeeper.promql.values import HistogramSteps, InstantSteps
+from watchkeeper.model.histogram import GAUGE, FloatHistogram
+from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
 
 if TYPE_CHECKING:
@@ -224,3 +226,236 @@ def per_histogram(
             named = f' for metric name "{name}"' if name else ""
             ev.ctx.annotations.info(f"PromQL info: {info}{named} ({position})")
     return merge_same_labels([drop_name(ls) for ls in labels], values, present)
+
+
+# --- range vectors ---------------------------------------------------------------------------
+
+MIXED_FLOATS = "encountered a mix of histograms and floats for metric name"
+NOT_COUNTER = "this native histogram metric is not a counter:"
+NOT_GAUGE = "this native histogram metric is not a gauge:"
+MIXED_SCHEMAS = (
+    "vector contains a mix of histograms with exponential and custom buckets schemas for "
+    "metric name"
+)
+IGNORED_IN_RANGE = (
+    "ignored histograms in a range containing both floats and histograms for metric name"
+)
+
+_EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+_INSTANT = {"irate": True, "idelta": False}
+_SUMMING = {"sum_over_time", "avg_over_time"}
+_COUNTING = {"count_over_time", "present_over_time"}
+_PICKING = {"last_over_time": -1, "first_over_time": 0}
+_SEQUENCE = {"changes", "resets"}
+# Range functions that read both kinds; every other one reads floats only (histograms ignored).
+HANDLED = {*_EXTRAPOLATED, *_INSTANT, *_SUMMING, *_COUNTING, *_PICKING, *_SEQUENCE}
+
+Point = tuple[int, float | FloatHistogram]
+Notes = list[tuple[str, str]]  # (kind, text) of annotations, without name and position
+
+
+def _merged(
+    floats: list[tuple[int, float]], hists: list[tuple[int, FloatHistogram]]
+) -> list[Point]:
+    points: list[Point] = [*floats, *hists]
+    return sorted(points, key=lambda p: p[0])
+
+
+def histogram_rate(
+    points: list[tuple[int, FloatHistogram]], counter: bool, notes: Notes
+) -> FloatHistogram | None:
+    """Prometheus' histogramRate: the last histogram minus the first, counter resets added
+    back; None (with a warning) where the histograms cannot be combined."""
+    prev, last = points[0][1], points[-1][1]
+    custom = prev.uses_custom_buckets
+    if counter and GAUGE in (prev.counter_reset_hint, last.counter_reset_hint):
+        notes.append(("warn", NOT_COUNTER))
+    if counter and points[1][1].detect_reset(prev):
+        # a reset between the first two: the first one's layout does not matter
+        second = points[1][1]
+        prev = FloatHistogram(schema=second.schema, custom_values=second.custom_values)
+        custom = second.uses_custom_buckets
+    if last.uses_custom_buckets != custom:
+        notes.append(("warn", MIXED_SCHEMAS))
+        return None
+    schema = min(last.schema, prev.schema)
+    for _, current in points[1:-1]:
+        if not counter:
+            continue
+        if current.counter_reset_hint == GAUGE:
+            notes.append(("warn", NOT_COUNTER))
+        schema = min(schema, current.schema)
+        if current.uses_custom_buckets != custom:
+            notes.append(("warn", MIXED_SCHEMAS))
+            return None
+    try:
+        result = last.reduced(schema).add(prev, negate=True)
+        if counter:
+            before = prev
+            for _, current in points[1:]:
+                if current.detect_reset(before):
+                    result = result.add(before)
+                before = current
+    except ValueError:
+        notes.append(("warn", MIXED_SCHEMAS))
+        return None
+    hints = (points[0][1].counter_reset_hint, points[-1][1].counter_reset_hint)
+    if not counter and hints != (GAUGE, GAUGE):
+        notes.append(("warn", NOT_GAUGE))
+    return result.with_hint(GAUGE).compacted()
+
+
+def _extrapolated(
+    points: list[tuple[int, FloatHistogram]],
+    range_start: int,
+    range_end: int,
+    range_ms: int,
+    counter: bool,
+    per_second: bool,
+    notes: Notes,
+) -> FloatHistogram | None:
+    """Prometheus' extrapolatedRate for histogram samples."""
+    if len(points) < 2:
+        return None
+    result = histogram_rate(points, counter, notes)
+    if result is None:
+        return None
+    first_t, last_t = points[0][0], points[-1][0]
+    to_start = (first_t - range_start) / 1000
+    to_end = (range_end - last_t) / 1000
+    sampled = (last_t - first_t) / 1000
+    average = sampled / (len(points) - 1)
+    threshold = average * 1.1
+    if to_start >= threshold:
+        to_start = average / 2
+    if counter:
+        to_zero = to_start
+        first_count = points[0][1].count
+        if result.count > 0 and first_count >= 0:
+            to_zero = sampled * (first_count / result.count)
+        to_start = min(to_start, to_zero)
+    if to_end >= threshold:
+        to_end = average / 2
+    factor = (sampled + to_start + to_end) / sampled
+    if per_second:
+        factor /= range_ms / 1000
+    return result.scaled(factor)
+
+
+def _instant(points: list[Point], per_second: bool, notes: Notes) -> FloatHistogram | None:
+    """irate/idelta of the last two samples when both are histograms."""
+    (t0, before), (t1, last) = points[-2], points[-1]
+    if not isinstance(before, FloatHistogram) or not isinstance(last, FloatHistogram):
+        notes.append(("warn", MIXED_FLOATS))
+        return None
+    if last.uses_custom_buckets != before.uses_custom_buckets:
+        notes.append(("warn", MIXED_SCHEMAS))
+        return None
+    try:
+        # after a reset (irate), the last value is the increase since
+        reset = per_second and last.detect_reset(before)
+        result = last if reset else last.add(before, negate=True)
+    except ValueError:
+        notes.append(("warn", MIXED_SCHEMAS))
+        return None
+    if per_second:
+        result = result.scaled(1000 / (t1 - t0))
+    return result.with_hint(GAUGE).compacted()
+
+
+def _sequence_count(name: str, points: list[Point]) -> float:
+    """changes() or resets() over samples of either kind (a change of kind counts as both)."""
+    count = 0
+    for (_, before), (_, current) in itertools.pairwise(points):
+        if isinstance(before, FloatHistogram) and isinstance(current, FloatHistogram):
+            changed = (
+                not current.same_as(before) if name == "changes" else current.detect_reset(before)
+            )
+        elif isinstance(before, FloatHistogram) or isinstance(current, FloatHistogram):
+            changed = True
+        elif name == "changes":
+            changed = current != before and not (math.isnan(before) and math.isnan(current))
+        else:
+            changed = current < before
+        count += changed
+    return float(count)
+
+
+def window_value(
+    name: str,
+    floats: list[tuple[int, float]],
+    hists: list[tuple[int, FloatHistogram]],
+    range_start: int,
+    range_end: int,
+    range_ms: int,
+    notes: Notes,
+) -> float | FloatHistogram | None:
+    """A HANDLED function of one window holding at least one histogram; None: no sample."""
+    if name in _EXTRAPOLATED:
+        if floats:
+            notes.append(("warn", MIXED_FLOATS))
+            return None
+        counter, per_second = _EXTRAPOLATED[name]
+        return _extrapolated(hists, range_start, range_end, range_ms, counter, per_second, notes)
+    points = _merged(floats, hists)
+    if name in _INSTANT:
+        return _instant(points, _INSTANT[name], notes) if len(points) >= 2 else None
+    if name in _SUMMING:
+        if floats:
+            notes.append(("warn", MIXED_FLOATS))
+            return None
+        total = hists[0][1]
+        try:
+            for _, h in hists[1:]:
+                total = total.add(h)
+        except ValueError:
+            notes.append(("warn", MIXED_SCHEMAS))
+            return None
+        if name == "avg_over_time":
+            total = total.scaled(1 / len(hists))
+        return total.compacted()
+    if name in _COUNTING:
+        return float(len(points)) if name == "count_over_time" else 1.0
+    if name in _PICKING:
+        return points[_PICKING[name]][1]
+    return _sequence_count(name, points)
+
+
+def note_all(ev: Evaluator, notes: Notes, labels: Labels, position: str) -> None:
+    """Report annotations gathered for one series, named by its metric name."""
+    name = dict(labels).get("__name__", "")
+    for kind, text in notes:
+        line = f'{text} "{name}" ({position})'
+        if kind == "warn":
+            ev.ctx.annotations.warn(f"PromQL warning: {line}")
+        else:
+            ev.ctx.annotations.info(f"PromQL info: {line}")
+
+
+def steps_of(
+    labels: list[Labels], values: Floats, present: Bools, maps: list[dict[int, FloatHistogram]]
+) -> InstantSteps | HistogramSteps:
+    """A function's result with histogram samples among its floats: one row per label set
+    (rows that share one are combined, and two samples at one step are Prometheus' error)."""
+    if not any(maps):
+        return merge_same_labels(labels, values, present)
+    if len(set(labels)) == len(labels):
+        return HistogramSteps(InstantSteps(labels, values, present), maps)
+    has = present | np.array([[j in m for j in range(values.shape[1])] for m in maps], dtype=bool)
+    rows: dict[Labels, list[int]] = {}
+    for i, ls in enumerate(labels):
+        rows.setdefault(ls, []).append(i)
+    out_labels = list(rows)
+    out_values = np.full((len(out_labels), values.shape[1]), np.nan)
+    out_present = np.zeros(out_values.shape, dtype=bool)
+    out_maps: list[dict[int, FloatHistogram]] = []
+    for k, members in enumerate(rows.values()):
+        if (has[members].sum(axis=0) > 1).any():
+            raise QueryError("vector cannot contain metrics with the same labelset")
+        found: dict[int, FloatHistogram] = {}
+        for i in members:
+            out_values[k, present[i]] = values[i, present[i]]
+            out_present[k] |= present[i]
+            found.update(maps[i])
+        out_maps.append(found)
+    return HistogramSteps(InstantSteps(out_labels, out_values, out_present), out_maps)

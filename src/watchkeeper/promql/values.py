@@ -90,6 +90,29 @@ class HistogramSteps:
 
 
 @dataclass
+class HistogramRange:
+    """A range vector some of whose samples are native histograms: `floats` holds every series
+    with its float samples (windows as RangeSteps), and series i's histogram samples are at
+    `times[i]` (ascending) with `histograms[i]`. Refused like HistogramSteps by whatever does
+    not handle it."""
+
+    floats: RangeSteps
+    times: list[Ints]
+    histograms: list[list[FloatHistogram]]
+
+    @property
+    def labels(self) -> list[Labels]:
+        return self.floats.labels
+
+    def window(self, i: int, j: int) -> tuple[int, int]:
+        """Series i's histograms in step j's window: indexes [first, last)."""
+        end = int(self.floats.ends[j])
+        times = self.times[i]
+        first = int(np.searchsorted(times, end - self.floats.range_ms, side="right"))
+        return first, int(np.searchsorted(times, end, side="right"))
+
+
+@dataclass
 class ScalarSteps:
     values: Floats
 
@@ -145,14 +168,14 @@ class RangeSteps:
         return float(self.counts.sum()) / max(int(self.bounds[-1] - self.bounds[0]), 1)
 
 
-Value = InstantSteps | HistogramSteps | ScalarSteps | StringValue | RangeSteps
+Value = InstantSteps | HistogramSteps | ScalarSteps | StringValue | RangeSteps | HistogramRange
 
 
 def type_name(value: Value) -> str:
     """The PromQL type name, as error messages show it."""
     if isinstance(value, (InstantSteps, HistogramSteps)):
         return "instant vector"
-    if isinstance(value, RangeSteps):
+    if isinstance(value, (RangeSteps, HistogramRange)):
         return "range vector"
     if isinstance(value, ScalarSteps):
         return "scalar"
