@@ -542,7 +542,7 @@ def format_value(value: object) -> str:
         value = value.histogram
     if isinstance(value, FloatHistogram):
         return value.test_expression()
-    assert isinstance(value, float)
+    value = float(value)  # type: ignore[arg-type]
     if is_stale_nan(value):
         return "stale"
     if math.isnan(value):
