@@ -8,6 +8,7 @@ import pytest
 from tests.promql.promqltest import STALE_NAN, parse_script
 from tests.promql.runner import Outcome, run_case
 from watchkeeper.model import labels_from_dict
+from watchkeeper.model.histogram import parse_histogram
 from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.result import Annotations, QueryResult, Series
 
@@ -70,6 +71,19 @@ class FakeEngine:
         if instant.result_type == "scalar":
             return matrix(({}, [(t, instant.scalar) for t in steps]))
         ordered = sorted(instant.series, key=lambda s: s.labels)
+        if any(s.histograms for s in ordered):
+            return QueryResult(
+                "matrix",
+                [
+                    Series(
+                        s.labels,
+                        np.empty(0, dtype=np.int64),
+                        np.empty(0, dtype=np.float64),
+                        tuple((t, s.histograms[0][1]) for t in steps),
+                    )
+                    for s in ordered
+                ],
+            )
         return matrix(
             *((dict(s.labels), [(t, float(s.values[0])) for t in steps]) for s in ordered)
         )
@@ -286,9 +300,42 @@ def test_expect_range_vector() -> None:
     assert not run(script, vector(({"__name__": "m"}, 3))).passed
 
 
-def test_histogram_expectations_are_not_run() -> None:
-    engine = FakeEngine(vector())
-    (case,) = parse_script("eval instant at 0 h\n  h {{count:1}}\n", "t.test")
+def _histogram_vector(text: str) -> QueryResult:
+    h = parse_histogram(text)
+    no_floats = np.empty(0, dtype=np.float64)
+    return QueryResult(
+        "vector",
+        [
+            Series(
+                labels_from_dict({"__name__": "h"}),
+                np.empty(0, dtype=np.int64),
+                no_floats,
+                ((0, h),),
+            )
+        ],
+        time_ms=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("got", "expected", "passes"),
+    [
+        # §5.4: compared compacted, so empty buckets and span layout do not matter
+        ("{{count:1 buckets:[0 1] offset:-1}}", "{{count:1 buckets:[1]}}", True),
+        ("{{count:1.0000000000001 buckets:[1]}}", "{{count:1 buckets:[1]}}", True),
+        ("{{count:2 buckets:[1]}}", "{{count:1 buckets:[1]}}", False),
+        ("{{count:1 buckets:[1] offset:1}}", "{{count:1 buckets:[1]}}", False),
+        ("{{count:1 z_bucket_w:0.5}}", "{{count:1 z_bucket_w:0.50000000001}}", False),
+        # the hint only when the expectation states one
+        ("{{count:1 counter_reset_hint:gauge}}", "{{count:1}}", True),
+        ("{{count:1 counter_reset_hint:gauge}}", "{{count:1 counter_reset_hint:not_reset}}", False),
+    ],
+)
+def test_histograms_are_compared_as_format_5_4_says(got: str, expected: str, passes: bool) -> None:
+    engine = FakeEngine(_histogram_vector(got))
+    (case,) = parse_script(f"eval instant at 0 h\n  h {expected}\n", "t.test")
     outcome = run_case(engine, case)
-    assert outcome.summary == "native histogram expected"
-    assert engine.instant_calls == 0
+    assert outcome.passed is passes, outcome.report()
+    # a histogram where a float is expected never passes
+    (case,) = parse_script("eval instant at 0 h\n  h 1\n", "t.test")
+    assert not run_case(engine, case).passed

@@ -112,8 +112,11 @@ def test_native_histograms_from_remote_write_to_the_query_api(
         assert body["error"].startswith(
             "native histograms are not supported in the aggregation sum yet"
         )
-        ranges = _query(client, "/api/v1/query", query="rate(rpc_seconds[5m])", time=at)
-        assert "native histograms are not supported in range vectors" in ranges.json()["error"]
+        scaled = _query(client, "/api/v1/query", query="rpc_seconds * 2", time=at)
+        assert "native histograms are not supported in the operator * yet" in scaled.json()["error"]
+        rate = _query(client, "/api/v1/query", query='rate(rpc_seconds{job="api"}[5m])', time=at)
+        (sample,) = rate.json()["data"]["result"]
+        assert sample["metric"] == {"job": "api"} and "histogram" in sample
 
     # from the block and the WAL's checkpoint after a restart
     server.stop()
