@@ -96,18 +96,46 @@ def test_a_range_query_gives_points_of_both_kinds() -> None:
 @pytest.mark.parametrize(
     ("expr", "where"),
     [
-        ("sum(h)", "the aggregation sum"),
-        ("h * 2", "the operator *"),
-        ("-h", "unary minus"),
-        ("abs(h)", "abs()"),
         ("max_over_time(h[5m:1m])", "max_over_time()"),  # the subquery's inner vector
         ("histogram_stddev(h)", "histogram_stddev()"),
-        ("timestamp(h)", "timestamp()"),
+        ('count_values("v", h)', "the aggregation count_values"),
     ],
 )
 def test_what_does_not_handle_histograms_refuses_them(expr: str, where: str) -> None:
     with pytest.raises(QueryError, match=re.escape(f"not supported in {where} yet")):
         Engine().instant_query(_querier(), expr, 3 * MINUTE)
+
+
+def test_operators_and_aggregations_on_histograms() -> None:
+    at = 3 * MINUTE
+    assert _vector('h{job="a"} * 2', at) == {"a": "{{count:8 sum:16 buckets:[8]}}"}
+    assert _vector('2 * h{job="a"}', at) == {"a": "{{count:8 sum:16 buckets:[8]}}"}
+    assert _vector('h{job="a"} / 4', at) == {"a": "{{count:1 sum:2 buckets:[1]}}"}
+    assert _vector('-h{job="a"}', at) == {"a": "{{count:-4 sum:-8 buckets:[-4]}}"}
+    assert _vector('h{job="a"} - h{job="a"}', at) == {
+        "a": "{{counter_reset_hint:gauge}}"  # the difference is a gauge histogram, and empty
+    }
+    assert _vector('sum(h{job="a"})', at) == {"": "{{count:4 sum:8 buckets:[4]}}"}
+    assert _vector("count(h)", at) == {"": 2.0}
+    # what does not work on histograms leaves them out, with Prometheus' annotation
+    result = Engine().instant_query(_querier(), "h + 1", at)
+    assert [dict(s.labels)["job"] for s in result.series] == ["b"]
+    assert result.annotations.infos == [
+        'PromQL info: incompatible sample types encountered for binary operator "+": '
+        "histogram + float (1:1)"
+    ]
+    result = Engine().instant_query(_querier(), "sum(h)", at)  # a histogram and a float
+    assert result.series == []
+    assert result.annotations.warnings == [
+        "PromQL warning: encountered a mix of histograms and floats for aggregation (1:5)"
+    ]
+    result = Engine().instant_query(_querier(), "max(h)", at)
+    assert [float(s.values[0]) for s in result.series] == [3.0]
+    assert result.annotations.infos == ["PromQL info: ignored histogram in max aggregation (1:1)"]
+    # float-only functions skip histograms; timestamp() and absent() see them
+    assert _vector("abs(h)", at) == {"b": 3.0}
+    assert _vector("timestamp(h)", at) == {"a": 180.0, "b": 180.0}
+    assert _vector('absent(h{job="a"})', at) == {}
 
 
 def test_float_only_queries_are_untouched() -> None:

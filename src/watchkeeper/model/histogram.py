@@ -214,6 +214,21 @@ class FloatHistogram:
             negative_buckets=tuple(c * factor for c in self.negative_buckets),
         )
 
+    def divided(self, divisor: float) -> FloatHistogram:
+        """Every count and the sum divided by `divisor` (Prometheus' Div)."""
+        return replace(
+            self,
+            count=self.count / divisor if divisor else _divide(self.count, divisor),
+            sum=self.sum / divisor if divisor else _divide(self.sum, divisor),
+            zero_count=self.zero_count / divisor if divisor else _divide(self.zero_count, divisor),
+            positive_buckets=tuple(
+                c / divisor if divisor else _divide(c, divisor) for c in self.positive_buckets
+            ),
+            negative_buckets=tuple(
+                c / divisor if divisor else _divide(c, divisor) for c in self.negative_buckets
+            ),
+        )
+
     def compacted(self) -> FloatHistogram:
         """The same histogram without its empty buckets (Prometheus' Compact(0))."""
         positive, negative = self.positive(), self.negative()
@@ -355,6 +370,13 @@ class FloatHistogram:
         spans = [v for span in self.positive_spans + self.negative_spans for v in span]
         floats = self.positive_buckets + self.negative_buckets + self.custom_values
         return head + struct.pack(f"<{len(spans)}i{len(floats)}d", *spans, *floats)
+
+
+def _divide(value: float, divisor: float) -> float:
+    """IEEE division by zero, as Go does it (Python raises)."""
+    if value == 0 or math.isnan(value):
+        return math.nan
+    return math.copysign(math.inf, value) * math.copysign(1.0, divisor)
 
 
 def _same_float(a: float, b: float) -> bool:

@@ -1,6 +1,7 @@
 """Aggregation operators (sum, avg, count, min, max, group, stddev, stdvar, quantile, topk,
 bottomk, limitk, count_values) with by/without, computed for all steps at once: series are sorted
-by group and reduced with numpy's segment reductions."""
+by group and reduced with numpy's segment reductions. Native histograms are summed and averaged,
+counted by count and group, and ignored (with Prometheus' info) by the others."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ import numpy as np
 import xxhash
 
 from watchkeeper.model import METRIC_NAME, Labels
-from watchkeeper.promql.errors import QueryError
+from watchkeeper.model.histogram import FloatHistogram
+from watchkeeper.promql.errors import QueryError, refuse_histograms
+from watchkeeper.promql.positions import call_argument, call_start
 from watchkeeper.promql.summation import sum_segments, variance_segments
-from watchkeeper.promql.values import Bools, Floats, InstantSteps, Ints, ScalarSteps, StringValue
+from watchkeeper.promql.values import (
+    Bools,
+    Floats,
+    HistogramSteps,
+    InstantSteps,
+    Ints,
+    ScalarSteps,
+    StringValue,
+)
 from watchkeeper.promql.vectors import merge_same_labels
 
 if TYPE_CHECKING:
@@ -59,10 +70,86 @@ def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
     return list(index), gid
 
 
-def evaluate(ev: Evaluator, node: Any) -> InstantSteps:
+def evaluate(ev: Evaluator, node: Any) -> InstantSteps | HistogramSteps:
     op = str(node.op)
     param = ev.eval(node.param) if node.param is not None else None
-    vector = ev.eval_vector(node.expr, where=f"the aggregation {node.op}")
+    value = ev.eval_histograms(node.expr)
+    if isinstance(value, HistogramSteps):
+        return _with_histograms(ev, node, op, param, value)
+    return _aggregate(ev, node, op, param, value)
+
+
+# what each aggregation does with native histogram samples (Prometheus' aggregation())
+_COUNTS_HISTOGRAMS = {"count", "group"}
+_SUMS_HISTOGRAMS = {"sum", "avg"}
+_IGNORES_HISTOGRAMS = {"min", "max", "topk", "bottomk", "stddev", "stdvar", "quantile"}
+
+
+def _with_histograms(
+    ev: Evaluator, node: Any, op: str, param: Any, value: HistogramSteps
+) -> InstantSteps | HistogramSteps:
+    floats = value.floats
+    steps = len(ev.ts)
+    has = np.zeros(floats.present.shape, dtype=bool)
+    for i, found in enumerate(value.histograms):
+        has[i, list(found)] = True
+    if op in _COUNTS_HISTOGRAMS:
+        counted = InstantSteps(
+            floats.labels, np.where(has, 0.0, floats.values), floats.present | has
+        )
+        return _aggregate(ev, node, op, param, counted)
+    if op in _IGNORES_HISTOGRAMS:
+        if has.any():
+            where = call_start(ev.ctx.query, op, 0)
+            ev.ctx.annotations.info(f"PromQL info: ignored histogram in {op} aggregation ({where})")
+        return _aggregate(ev, node, op, param, floats)
+    if op not in _SUMS_HISTOGRAMS:
+        raise refuse_histograms(f"the aggregation {op}")
+    result = _aggregate(ev, node, op, param, floats)
+    group_labels, gid = _groups(floats, node.modifier)
+    # each group's histograms at each step; a group with floats there as well is dropped
+    sums: dict[tuple[int, int], list[FloatHistogram]] = {}
+    for i, found in enumerate(value.histograms):
+        for j, histogram in found.items():
+            sums.setdefault((int(gid[i]), j), []).append(histogram)
+    row_of = {labels: r for r, labels in enumerate(result.labels)}
+    values, present = result.values.copy(), result.present.copy()
+    maps: list[dict[int, FloatHistogram]] = [{} for _ in result.labels]
+    out_labels = list(result.labels)
+    mixed = False
+    for (g, j), members in sums.items():
+        labels = group_labels[g]
+        row = row_of.get(labels)
+        if row is not None and present[row, j]:
+            present[row, j] = False
+            mixed = True
+            continue
+        total = members[0]
+        try:
+            for histogram in members[1:]:
+                total = total.add(histogram)
+        except ValueError:
+            continue  # exponential and custom buckets do not add up: no sample
+        if op == "avg":
+            total = total.scaled(1 / len(members))
+        if row is None:
+            row = row_of[labels] = len(out_labels)
+            out_labels.append(labels)
+            values = np.vstack([values, np.full((1, steps), np.nan)])
+            present = np.vstack([present, np.zeros((1, steps), dtype=bool)])
+            maps.append({})
+        maps[row][j] = total.compacted()
+    if mixed:
+        where = call_argument(ev.ctx.query, op, 0, 0)
+        ev.ctx.annotations.warn(
+            f"PromQL warning: encountered a mix of histograms and floats for aggregation ({where})"
+        )
+    if not any(maps):
+        return InstantSteps(out_labels, values, present)
+    return HistogramSteps(InstantSteps(out_labels, values, present), maps)
+
+
+def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSteps) -> InstantSteps:
     steps = len(ev.ts)
     if op == "count_values":
         if not isinstance(param, StringValue):

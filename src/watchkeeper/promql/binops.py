@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from watchkeeper.model import Labels, format_labels
-from watchkeeper.promql.errors import QueryError, refuse_histograms
+from watchkeeper.promql import native_histograms
+from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
     Bools,
     Floats,
@@ -45,7 +46,10 @@ SET_OPERATORS = ("and", "or", "unless")
 
 def negate(value: Value) -> Value:
     if isinstance(value, HistogramSteps):
-        raise refuse_histograms("unary minus")
+        maps = [{j: h.scaled(-1.0) for j, h in found.items()} for found in value.histograms]
+        floats = value.floats
+        labels = [drop_name(ls) for ls in floats.labels]
+        return native_histograms.steps_of(labels, -floats.values, floats.present, maps)
     if isinstance(value, ScalarSteps):
         return ScalarSteps(-value.values)
     if isinstance(value, InstantSteps):
@@ -74,7 +78,7 @@ def evaluate(ev: Evaluator, node: Any) -> Value:
     lhs = ev.eval(node.lhs)
     rhs = ev.eval(node.rhs)
     if isinstance(lhs, HistogramSteps) or isinstance(rhs, HistogramSteps):
-        raise refuse_histograms(f"the operator {op}")
+        return _with_histograms(ev, op, lhs, rhs, modifier, return_bool)
     if isinstance(lhs, ScalarSteps) and isinstance(rhs, ScalarSteps):
         values, _ = _apply(op, lhs.values, rhs.values, True)
         return ScalarSteps(values)
@@ -89,11 +93,48 @@ def evaluate(ev: Evaluator, node: Any) -> Value:
     raise QueryError(f"operator {op} does not apply to these operand types")
 
 
+Apply = Callable[[str, Floats, Floats, bool], tuple[Floats, "Bools | None"]]
+
+
+def _with_histograms(
+    ev: Evaluator, op: str, lhs: Value, rhs: Value, modifier: Any, return_bool: bool
+) -> Value:
+    """An operator with native histograms on a side: histogram samples travel through the
+    float machinery as tokens (native_histograms.Tokens) and are worked on one by one where
+    an operator meets them, as Prometheus' vectorElemBinop does."""
+    tokens = native_histograms.Tokens(ev, _apply)
+    left, right = tokens.encode(lhs), tokens.encode(rhs)
+    apply = tokens.apply
+    result: Value
+    if isinstance(left, InstantSteps) and isinstance(right, ScalarSteps):
+        result = _vector_scalar(
+            op, left, right.values[None, :], return_bool, scalar_left=False, apply=apply
+        )
+    elif isinstance(left, ScalarSteps) and isinstance(right, InstantSteps):
+        result = _vector_scalar(
+            op, right, left.values[None, :], return_bool, scalar_left=True, apply=apply
+        )
+    elif isinstance(left, InstantSteps) and isinstance(right, InstantSteps):
+        if op in SET_OPERATORS:
+            result = _set_operation(op, left, right, modifier)
+        else:
+            result = _vector_vector(op, left, right, modifier, return_bool, apply=apply)
+    else:
+        raise QueryError(f"operator {op} does not apply to these operand types")
+    return tokens.decode(result)
+
+
 def _vector_scalar(
-    op: str, vector: InstantSteps, scalar: Floats, return_bool: bool, *, scalar_left: bool
+    op: str,
+    vector: InstantSteps,
+    scalar: Floats,
+    return_bool: bool,
+    *,
+    scalar_left: bool,
+    apply: Apply = _apply,
 ) -> InstantSteps:
     lhs, rhs = (scalar, vector.values) if scalar_left else (vector.values, scalar)
-    values, keep = _apply(op, lhs, rhs, return_bool)
+    values, keep = apply(op, lhs, rhs, return_bool)
     present = vector.present
     if keep is not None:
         # a filter always returns the vector's own value, whichever side it is on
@@ -152,7 +193,12 @@ def _match_labels(labels: Labels, names: list[str], on: bool) -> str:
 
 
 def _vector_vector(
-    op: str, lhs: InstantSteps, rhs: InstantSteps, modifier: Any, return_bool: bool
+    op: str,
+    lhs: InstantSteps,
+    rhs: InstantSteps,
+    modifier: Any,
+    return_bool: bool,
+    apply: Apply = _apply,
 ) -> InstantSteps:
     names, on = _matching(modifier)
     card = str(modifier.card).rsplit(".", 1)[-1] if modifier is not None else "OneToOne"
@@ -212,7 +258,7 @@ def _vector_vector(
                 "(group_left/group_right)"
             )
     lv, rv = (one.values[jj], many.values[ii]) if swapped else (many.values[ii], one.values[jj])
-    values, keep = _apply(op, lv, rv, return_bool)
+    values, keep = apply(op, lv, rv, return_bool)
     present = paired if keep is None else paired & keep
     kept = np.flatnonzero(present.any(axis=1))
     out_labels = [

@@ -150,6 +150,11 @@ class Evaluator:
         names what takes it, for the error; the function being evaluated by default)."""
         value = self.eval(node)
         if isinstance(value, HistogramSteps):
+            calls = self.ctx._calls
+            if not where and calls and calls[-1][0] in functions.FLOATS_ONLY:
+                return value.floats  # as in Prometheus, these skip histogram samples
+            if not where and calls and calls[-1][0] in functions.PRESENCE_ONLY:
+                return value.present_anyhow()
             raise refuse_histograms(where or self._consumer())
         if not isinstance(value, InstantSteps):
             raise QueryError(f"expected instant vector, got {type(value).__name__}")

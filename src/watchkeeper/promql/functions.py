@@ -70,6 +70,25 @@ ELEMENTWISE: dict[str, Callable[[Floats], Floats]] = {
 }
 
 OVER_TIME_KEEPING_NAME = {"last_over_time", "first_over_time"}
+# Functions of an instant vector that read float samples only and skip histogram samples, as
+# Prometheus' do; and those that only ask whether a sample is there.
+FLOATS_ONLY = {
+    *ELEMENTWISE,
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "round",
+    "scalar",
+    "minute",
+    "hour",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "month",
+    "year",
+}
+PRESENCE_ONLY = {"absent", "timestamp"}
 
 
 def evaluate(ev: Evaluator, node: Any) -> Value:

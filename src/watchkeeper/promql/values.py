@@ -88,6 +88,15 @@ class HistogramSteps:
     def labels(self) -> list[Labels]:
         return self.floats.labels
 
+    def present_anyhow(self) -> InstantSteps:
+        """The floats with the histogram samples counted as present (values NaN), for what
+        only asks whether and when samples are there (absent(), timestamp())."""
+        present = self.floats.present.copy()
+        for i, found in enumerate(self.histograms):
+            present[i, list(found)] = True
+        floats = self.floats
+        return InstantSteps(floats.labels, floats.values, present, floats.sample_ts)
+
 
 @dataclass
 class HistogramRange:
