@@ -12,8 +12,10 @@ Deliberate deviations from FORMAT.md:
   `anchored`/`smoothed`), and rejecting a whole file for that would hide every other case in
   it. The engine raises the parse error when the eval runs, and only that eval fails.
 * Native histogram items (`{{...}}`, §3.3) are read by watchkeeper.promql.series_notation
-  (watchkeeper.model.histogram) and loaded with the hint as written; `load_with_nhcb` adds the
-  NHCB series it synthesises (§3.4) to the block's series.
+  (watchkeeper.model.histogram) and loaded with the hints the store gives back (§3.3 says "as
+  written", but Prometheus' TSDB, which the reference harness loads into, marks a sample after
+  another `not_reset` or `reset`, and expectations rely on it; store/histograms.py);
+  `load_with_nhcb` adds the NHCB series it synthesises (§3.4) to the block's series.
 * Start-timestamp lines (`…@st`, §3.2) are skipped.
 """
 
@@ -38,6 +40,7 @@ from watchkeeper.promql.series_notation import (  # noqa: F401 - STALE_NAN: the 
     expand_histogram_item,
     parse_number,
 )
+from watchkeeper.store.histograms import stored_hints
 from watchkeeper.store.types import HistogramSamples, SeriesSamples
 
 # Prometheus' StaleNaN: one particular NaN that marks the end of a series (§3.1).
@@ -400,7 +403,7 @@ class _StorageBuilder:
                 HistogramSamples(
                     labels,
                     np.array(sorted(found), dtype=np.int64),
-                    [found[t] for t in sorted(found)],
+                    stored_hints([found[t] for t in sorted(found)], {}, [0] * len(found)),
                 )
                 for labels, found in sorted(self._histograms.items())
                 if found

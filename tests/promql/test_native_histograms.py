@@ -4,6 +4,7 @@ by name instead of reading a histogram as a number."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -62,6 +63,10 @@ def test_histogram_functions() -> None:
     assert _vector("histogram_sum(h)", 3 * MINUTE) == {"a": 8.0}
     assert _vector("histogram_avg(h)", 5 * MINUTE) == {"a": 0.1}
     assert _vector("histogram_count(h)", 4 * MINUTE) == {}  # floats give nothing
+    # one bucket (0.5, 1] of 4 observations, taken at its geometric mean, against a mean of 2
+    spread = (math.sqrt(0.5) - 2) ** 2
+    assert _vector("histogram_stdvar(h)", 3 * MINUTE) == {"a": pytest.approx(spread)}
+    assert _vector("histogram_stddev(h)", 3 * MINUTE) == {"a": pytest.approx(math.sqrt(spread))}
 
 
 def test_rate_of_histograms_extrapolates_as_prometheus() -> None:
@@ -96,9 +101,9 @@ def test_a_range_query_gives_points_of_both_kinds() -> None:
 @pytest.mark.parametrize(
     ("expr", "where"),
     [
-        ("max_over_time(h[5m:1m])", "max_over_time()"),  # the subquery's inner vector
-        ("histogram_stddev(h)", "histogram_stddev()"),
         ('count_values("v", h)', "the aggregation count_values"),
+        ('label_replace(h, "x", "y", "job", ".*")', "label_replace()"),
+        ("sort(h)", "sort()"),
     ],
 )
 def test_what_does_not_handle_histograms_refuses_them(expr: str, where: str) -> None:

@@ -183,6 +183,9 @@ class Evaluator:
         value = self.eval(node)
         if isinstance(value, HistogramRange):
             raise refuse_histograms(where or self._consumer())
+        return self._range_of(value)
+
+    def _range_of(self, value: Value) -> RangeSteps:
         if not isinstance(value, RangeSteps):
             raise QueryError(f"expected range vector, got {type(value).__name__}")
         return value
@@ -293,7 +296,8 @@ class Evaluator:
         while isinstance(node, pp.ParenExpr):
             node = node.expr
         if not isinstance(node, pp.MatrixSelector):
-            yield self.eval_range(node)
+            value = self.eval(node)
+            yield value if isinstance(value, HistogramRange) else self._range_of(value)
             return
         yield from self._range_windows(node, batched=True)
 
@@ -315,7 +319,7 @@ class Evaluator:
         for series in batches:
             yield windows(_without_stale(series), ends, range_ms)
 
-    def subquery(self, node: Any) -> RangeSteps:
+    def subquery(self, node: Any) -> RangeSteps | HistogramRange:
         range_ms = duration_ms(node.range)
         step_ms = duration_ms(node.step) or self.ctx.subquery_step_ms
         ends = self.effective_times(node)
@@ -327,7 +331,8 @@ class Evaluator:
         inner_ts = np.arange(first, int(ends.max()) + 1, step_ms, dtype=np.int64)
         if len(inner_ts) == 0:
             return windows(SeriesColumns.empty(), ends, range_ms)
-        inner = Evaluator(self.ctx, inner_ts).eval_vector(node.expr)
+        value = Evaluator(self.ctx, inner_ts).eval_histograms(node.expr)
+        inner = value.floats if isinstance(value, HistogramSteps) else value
         # each series' points at the inner steps where it has one, row after row
         rows, cols = np.nonzero(inner.present)
         counts = np.bincount(rows, minlength=len(inner.labels))
@@ -337,7 +342,12 @@ class Evaluator:
             inner_ts[cols],
             inner.values[rows, cols],
         )
-        return windows(columns, ends, range_ms)
+        found = windows(columns, ends, range_ms)
+        if not isinstance(value, HistogramSteps) or not any(value.histograms):
+            return found
+        times = [inner_ts[sorted(steps)] for steps in value.histograms]
+        hists = [[steps[j] for j in sorted(steps)] for steps in value.histograms]
+        return HistogramRange(found, times, hists)
 
 
 def _with_histograms(

@@ -18,7 +18,7 @@ from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.model.matchers import compile_anchored, expand_template
 from watchkeeper.promql import aggregations, histograms, native_histograms, range_functions
 from watchkeeper.promql.ast import selector_matcher_sets
-from watchkeeper.promql.errors import QueryError, refuse_histograms
+from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
     Floats,
     HistogramRange,
@@ -642,14 +642,6 @@ def _histogram_property(read: Callable[[FloatHistogram], float]) -> Handler:
     return handler
 
 
-def _native_only(ev: Evaluator, args: list[Any]) -> Value:
-    # these read native histogram samples only; float series give no result, as in Prometheus
-    vector = ev.eval_histograms(args[0])
-    if isinstance(vector, HistogramSteps):
-        raise refuse_histograms(ev._consumer())
-    return InstantSteps.empty(len(ev.ts))
-
-
 def _average(histogram: FloatHistogram) -> float:
     with np.errstate(all="ignore"):
         return float(np.float64(histogram.sum) / np.float64(histogram.count))
@@ -692,6 +684,8 @@ _HANDLERS: dict[str, Handler] = {
     "histogram_count": _histogram_property(lambda h: h.count),
     "histogram_sum": _histogram_property(lambda h: h.sum),
     "histogram_avg": _histogram_property(_average),
-    "histogram_stddev": _native_only,
-    "histogram_stdvar": _native_only,
+    "histogram_stddev": _histogram_property(
+        lambda h: math.sqrt(v) if (v := native_histograms.histogram_variance(h)) >= 0 else math.nan
+    ),
+    "histogram_stdvar": _histogram_property(native_histograms.histogram_variance),
 }

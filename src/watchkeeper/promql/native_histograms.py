@@ -590,3 +590,35 @@ class Tokens:
 
 
 _COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
+
+
+def _kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """Neumaier's compensated addition, as Prometheus' kahansum.Inc."""
+    t = total + inc
+    if math.isinf(t):
+        c = 0.0
+    elif abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def histogram_variance(h: FloatHistogram) -> float:
+    """The estimated variance of the observations (histogram_stdvar): each bucket's count at
+    its geometric mean (arithmetic for custom buckets, 0 in the zero bucket)."""
+    mean = h.sum / h.count if h.count else math.nan
+    variance = c = 0.0
+    for _, lower, upper, count in h.buckets():
+        if h.uses_custom_buckets:
+            value = (upper + lower) / 2.0
+        elif lower <= 0 <= upper:
+            value = 0.0
+        else:
+            value = math.sqrt(upper * lower)
+            if upper < 0:
+                value = -value
+        delta = value - mean
+        variance, c = _kahan_inc(count * delta * delta, variance, c)
+    variance += c
+    return variance / h.count if h.count else math.nan
