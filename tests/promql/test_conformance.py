@@ -1,8 +1,8 @@
 """PromQL conformance: every eval of the upstream promqltest files, one test per `file:line`.
 
-Cases in `core` and `duration_expr` (cases.tsv) must pass, except those listed in
-`conformance_not_yet.tsv`, which must fail (xfail strict). Other categories are skipped with
-the category as the reason. For a per-file summary while developing the engine, run
+Cases in `core`, `duration_expr` and `native_histograms` (cases.tsv) must pass, except those
+listed in `conformance_not_yet.tsv`, which must fail (xfail strict). Other categories are
+skipped with the category as the reason. For a per-file summary while developing the engine, run
 `.venv/bin/python -m tests.promql.report`.
 """
 

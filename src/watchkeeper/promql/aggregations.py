@@ -12,6 +12,7 @@ import xxhash
 
 from watchkeeper.model import METRIC_NAME, Labels
 from watchkeeper.model.histogram import FloatHistogram
+from watchkeeper.promql import native_histograms
 from watchkeeper.promql.errors import QueryError, refuse_histograms
 from watchkeeper.promql.positions import call_argument, call_start
 from watchkeeper.promql.summation import sum_segments, variance_segments
@@ -116,7 +117,7 @@ def _with_histograms(
     values, present = result.values.copy(), result.present.copy()
     maps: list[dict[int, FloatHistogram]] = [{} for _ in result.labels]
     out_labels = list(result.labels)
-    mixed = False
+    mixed = collided = False
     for (g, j), members in sums.items():
         labels = group_labels[g]
         row = row_of.get(labels)
@@ -124,14 +125,14 @@ def _with_histograms(
             present[row, j] = False
             mixed = True
             continue
-        total = members[0]
         try:
-            for histogram in members[1:]:
-                total = total.add(histogram)
+            total, collision = native_histograms.kahan_sum(members)
         except ValueError:
             continue  # exponential and custom buckets do not add up: no sample
+        if collision:
+            collided = True
         if op == "avg":
-            total = total.scaled(1 / len(members))
+            total = total.divided(len(members))
         if row is None:
             row = row_of[labels] = len(out_labels)
             out_labels.append(labels)
@@ -143,6 +144,11 @@ def _with_histograms(
         where = call_argument(ev.ctx.query, op, 0, 0)
         ev.ctx.annotations.warn(
             f"PromQL warning: encountered a mix of histograms and floats for aggregation ({where})"
+        )
+    if collided:
+        where = call_argument(ev.ctx.query, op, 0, 0)
+        ev.ctx.annotations.warn(
+            f"PromQL warning: {native_histograms.COUNTER_RESET_COLLISION} aggregation ({where})"
         )
     if not any(maps):
         return InstantSteps(out_labels, values, present)

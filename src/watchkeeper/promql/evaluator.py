@@ -16,6 +16,7 @@ import numpy as np
 import promql_parser as pp
 
 from watchkeeper.model import Labels
+from watchkeeper.model.histogram import NOT_RESET, RESET, UNKNOWN, FloatHistogram
 from watchkeeper.promql import aggregations, binops, functions
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, QueryTimeoutError, refuse_histograms
@@ -346,7 +347,11 @@ class Evaluator:
         if not isinstance(value, HistogramSteps) or not any(value.histograms):
             return found
         times = [inner_ts[sorted(steps)] for steps in value.histograms]
-        hists = [[steps[j] for j in sorted(steps)] for steps in value.histograms]
+        # as Prometheus: a subquery may skip the sample of a reset or return it several
+        # times, so the samples' reset hints mean nothing here (gauges stay gauges)
+        hists = [
+            [_without_reset_hint(steps[j]) for j in sorted(steps)] for steps in value.histograms
+        ]
         return HistogramRange(found, times, hists)
 
 
@@ -366,6 +371,12 @@ def _with_histograms(
     times = [by_hist[ls].timestamps if ls in by_hist else empty for ls in labels]
     hists = [list(by_hist[ls].histograms) if ls in by_hist else [] for ls in labels]
     return HistogramRange(windows(SeriesColumns.of(series), ends, range_ms), times, hists)
+
+
+def _without_reset_hint(histogram: FloatHistogram) -> FloatHistogram:
+    if histogram.counter_reset_hint in (RESET, NOT_RESET):
+        return histogram.with_hint(UNKNOWN)
+    return histogram
 
 
 def _without_stale(series: SeriesColumns) -> SeriesColumns:

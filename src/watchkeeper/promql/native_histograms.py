@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from watchkeeper.model import Labels
-from watchkeeper.model.histogram import GAUGE, FloatHistogram
+from watchkeeper.model.histogram import (
+    GAUGE,
+    NOT_RESET,
+    RESET,
+    UNKNOWN,
+    FloatHistogram,
+    spans_from_map,
+)
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps, Value
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
@@ -404,15 +411,15 @@ def window_value(
         if floats:
             notes.append(("warn", MIXED_FLOATS))
             return None
-        total = hists[0][1]
         try:
-            for _, h in hists[1:]:
-                total = total.add(h)
+            total, collision = kahan_sum([h for _, h in hists])
         except ValueError:
             notes.append(("warn", MIXED_SCHEMAS))
             return None
+        if collision:
+            notes.append(("warn-plain", f"{COUNTER_RESET_COLLISION} aggregation"))
         if name == "avg_over_time":
-            total = total.scaled(1 / len(hists))
+            total = total.divided(len(hists))
         return total.compacted()
     if name in _COUNTING:
         return float(len(points)) if name == "count_over_time" else 1.0
@@ -426,7 +433,9 @@ def note_all(ev: Evaluator, notes: Notes, labels: Labels, position: str) -> None
     name = dict(labels).get("__name__", "")
     for kind, text in notes:
         line = f'{text} "{name}" ({position})'
-        if kind == "warn":
+        if kind == "warn-plain":  # an annotation that names no metric
+            ev.ctx.annotations.warn(f"PromQL warning: {text} ({position})")
+        elif kind == "warn":
             ev.ctx.annotations.warn(f"PromQL warning: {line}")
         else:
             ev.ctx.annotations.info(f"PromQL info: {line}")
@@ -622,3 +631,69 @@ def histogram_variance(h: FloatHistogram) -> float:
         variance, c = _kahan_inc(count * delta * delta, variance, c)
     variance += c
     return variance / h.count if h.count else math.nan
+
+
+COUNTER_RESET_COLLISION = "conflicting counter resets during histogram"
+
+
+def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
+    """The sum of histograms with compensated (Neumaier) summation of every field, at the
+    coarsest schema and the widest zero bucket among them (Prometheus' KahanAdd, which keeps
+    sums like 1 + 1e100 + 1 - 1e100 exact); and whether their hints collide (a reset and a
+    not_reset among them). ValueError when custom bucket bounds differ."""
+    first = histograms[0]
+    if any(h.uses_custom_buckets != first.uses_custom_buckets for h in histograms) or any(
+        h.custom_values != first.custom_values for h in histograms
+    ):
+        raise ValueError("histograms with different custom bucket bounds cannot be added")
+    schema = min(h.schema for h in histograms)
+    reduced = [h.reduced(schema) for h in histograms]
+    threshold = max(h.zero_threshold for h in reduced)
+    while True:  # widening one may widen the zero bucket past a bucket of another
+        reduced = [h.widened(threshold) for h in reduced]
+        widest = max(h.zero_threshold for h in reduced)
+        if widest == threshold:
+            break
+        threshold = widest
+    fields = [[0.0, 0.0] for _ in range(3)]  # count, sum, zero count: (total, compensation)
+    sides: list[dict[int, list[float]]] = [{}, {}]
+    for h in reduced:
+        for slot, value in zip(fields, (h.count, h.sum, h.zero_count), strict=True):
+            slot[0], slot[1] = _kahan_inc(value, slot[0], slot[1])
+        for side, found in zip(sides, (h.positive(), h.negative()), strict=True):
+            for index, value in found.items():
+                slot = side.setdefault(index, [0.0, 0.0])
+                slot[0], slot[1] = _kahan_inc(value, slot[0], slot[1])
+    pos_spans, pos_buckets = spans_from_map({i: t + c for i, (t, c) in sides[0].items()})
+    neg_spans, neg_buckets = spans_from_map({i: t + c for i, (t, c) in sides[1].items()})
+    # Prometheus' adjustCounterReset, one addition after another: a gauge absorbs the rest,
+    # unknown stays unknown, and only reset meeting not_reset head on collides
+    hint = first.counter_reset_hint
+    collision = False
+    for h in histograms[1:]:
+        theirs = h.counter_reset_hint
+        if {hint, theirs} == {RESET, NOT_RESET}:
+            collision = True
+        hint = _combined(hint, theirs)
+    total = FloatHistogram(
+        schema=schema,
+        count=fields[0][0] + fields[0][1],
+        sum=fields[1][0] + fields[1][1],
+        zero_threshold=threshold,
+        zero_count=fields[2][0] + fields[2][1],
+        positive_spans=pos_spans,
+        positive_buckets=pos_buckets,
+        negative_spans=neg_spans,
+        negative_buckets=neg_buckets,
+        custom_values=first.custom_values,
+        counter_reset_hint=hint,
+    )
+    return total, collision
+
+
+def _combined(mine: int, theirs: int) -> int:
+    if mine == theirs:
+        return mine
+    if GAUGE in (mine, theirs):
+        return GAUGE
+    return UNKNOWN

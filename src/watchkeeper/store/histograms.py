@@ -9,9 +9,10 @@ costs 16 bytes per sample beyond the histogram's own bytes, and a block stores t
 `histograms.parquet` beside the float samples.
 
 The hint a sample is stored with is what Prometheus' TSDB gives back when it is read: gauge
-histograms stay gauges, a sample after another of its series is `reset` or `not_reset` by
-comparing the two (an explicit `reset` from the writer stands), and the first sample of a
-series keeps the hint it was written with.
+histograms stay gauges, a sample after another of its series is `not_reset` unless the two
+show a reset (then `unknown`, as Prometheus reads back the first sample of the chunk a reset
+starts; readers detect the reset again), an explicit `reset` from the writer stands, and the
+first sample of a series keeps the hint it was written with.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from watchkeeper.model.histogram import (
     HINT_BYTE,
     NOT_RESET,
     RESET,
+    UNKNOWN,
     FloatHistogram,
     decode,
 )
@@ -155,9 +157,10 @@ def stored_hints(
     for sid, written in zip(sids, histograms, strict=True):
         before = previous.get(sid)
         stored = written
-        if written.counter_reset_hint != GAUGE and before is not None:
-            reset = written.counter_reset_hint == RESET or written.detect_reset(before)
-            stored = written.with_hint(RESET if reset else NOT_RESET)
+        if written.counter_reset_hint not in (GAUGE, RESET) and before is not None:
+            # a detected reset starts a new chunk in Prometheus' TSDB, whose first sample
+            # reads back `unknown` (prometheus/prometheus#15346): readers detect it again
+            stored = written.with_hint(UNKNOWN if written.detect_reset(before) else NOT_RESET)
         previous[sid] = stored
         out.append(stored)
     return out
