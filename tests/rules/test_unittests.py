@@ -117,6 +117,49 @@ def test_native_histograms_are_compared_by_their_text(tmp_path: Path) -> None:
     ) in text
 
 
+def test_recording_rules_record_native_histograms(tmp_path: Path) -> None:
+    """A recording rule whose result holds histograms stores them under the recorded name; an
+    alerting rule sees a histogram sample as the value 0, as in Prometheus."""
+    (tmp_path / "rules.yml").write_text(
+        "groups:\n"
+        "  - name: h\n"
+        "    rules:\n"
+        "      - record: job:h:sum\n"
+        "        expr: sum by (job) (h)\n"
+        "      - alert: HistogramThere\n"
+        "        expr: h\n"
+        "        annotations: {value: '{{ $value }}'}\n"
+    )
+    suite = tmp_path / "suite.yml"
+    suite.write_text(
+        "rule_files: [rules.yml]\n"
+        "evaluation_interval: 1m\n"
+        "tests:\n"
+        "  - interval: 1m\n"
+        "    input_series:\n"
+        '      - series: \'h{job="a", i="1"}\'\n'
+        "        values: '{{count:1 sum:1 buckets:[1]}}x3'\n"
+        '      - series: \'h{job="a", i="2"}\'\n'
+        "        values: '{{count:2 sum:4 buckets:[2]}}x3'\n"
+        "    promql_expr_test:\n"
+        "      - expr: job:h:sum\n"
+        "        eval_time: 2m\n"
+        "        exp_samples:\n"
+        "          - labels: 'job:h:sum{job=\"a\"}'\n"
+        "            histogram: '{{count:3 sum:5 counter_reset_hint:not_reset buckets:[3]}}'\n"
+        "    alert_rule_test:\n"
+        "      - alertname: HistogramThere\n"
+        "        eval_time: 1m\n"
+        "        exp_alerts:\n"
+        "          - exp_labels: {job: a, i: '1'}\n"
+        "            exp_annotations: {value: '0'}\n"
+        "          - exp_labels: {job: a, i: '2'}\n"
+        "            exp_annotations: {value: '0'}\n"
+    )
+    passed, text = _output(suite)
+    assert passed, text
+
+
 def test_label_values_keep_their_yaml_text(tmp_path: Path) -> None:
     """`condition: true` is the label value "true" in a rule and in an expected alert, as
     Go reads it (PyYAML reads a bool)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from watchkeeper.model import METRIC_NAME, Labels, series_key
+from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql import QueryResult
 from watchkeeper.rules.rulefile import Rule
 from watchkeeper.rules.template_functions import LabelMap, QueryFunc, TemplateError
@@ -174,12 +175,22 @@ class AlertingRule:
 
 def vector_of(value: QueryResult) -> list[tuple[Labels, float]]:
     """A rule query's result as samples: a vector, or a scalar as one sample without labels
-    (Prometheus' EngineQueryFunc); anything else is an error."""
+    (Prometheus' EngineQueryFunc); anything else is an error. A native histogram sample counts
+    as the value 0, as in Prometheus' alerting rules (its `$value`)."""
+    return [
+        (labels, 0.0 if isinstance(sample, FloatHistogram) else sample)
+        for labels, sample in samples_of(value)
+    ]
+
+
+def samples_of(value: QueryResult) -> list[tuple[Labels, float | FloatHistogram]]:
+    """`vector_of` with native histogram samples kept, for recording rules."""
     if value.result_type == "vector":
-        if any(s.histograms for s in value.series):
-            # recorded or alerted on, a histogram would have to be a number: refused, not guessed
-            raise ValueError("rules on native histogram samples are not supported yet")
-        return [(s.labels, float(s.values[0])) for s in value.series if len(s.values)]
+        return [
+            (s.labels, s.histograms[0][1] if s.histograms else float(s.values[0]))
+            for s in value.series
+            if len(s.values) or s.histograms
+        ]
     if value.result_type == "scalar":
         return [((), value.scalar)]
     raise ValueError("rule result is not a vector or scalar")

@@ -29,6 +29,7 @@ from watchkeeper.model import (
     series_key,
 )
 from watchkeeper.model.alerts import Alert as Notice
+from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql import Engine, QueryError, StoreQuerier
 from watchkeeper.promql.ast import children, offset_ms, selector_matcher_sets
 from watchkeeper.promql.querier import PrefetchedQuerier, Querier
@@ -39,6 +40,7 @@ from watchkeeper.rules.alerting import (
     Alert,
     AlertingRule,
     AlertState,
+    samples_of,
     vector_of,
 )
 from watchkeeper.rules.on_arrival import Threshold, threshold_of
@@ -251,12 +253,13 @@ class GroupEvaluator:
             if state.tree is None:
                 state.tree = self.engine.parse_instant(state.rule.expr)
             answer = self.engine.instant_query(querier, state.rule.expr, at_ms, tree=state.tree)
-            samples = vector_of(answer)
+            produced: list[tuple[Labels, float | FloatHistogram]]
             if state.alerting is not None:
+                samples = vector_of(answer)
                 state.alerting.evaluate(samples, at_ms, template_query, self.group.limit)
-                produced = state.alerting.series(at_ms)
+                produced = list(state.alerting.series(at_ms))
             else:
-                produced = self._recorded(state.rule, samples)
+                produced = self._recorded(state.rule, samples_of(answer))
         except (QueryError, ValueError) as err:
             status.health, status.last_error = "err", str(err)
             status.evaluation_seconds = time.perf_counter() - started
@@ -269,17 +272,23 @@ class GroupEvaluator:
             return True
         state.written = set(keys)
         all_keys = keys + gone
-        values = [v for _, v in produced] + [0.0] * len(gone)
+        floats = [i for i, (_, v) in enumerate(produced) if not isinstance(v, FloatHistogram)]
+        floats += range(len(keys), len(all_keys))
+        values = [produced[i][1] if i < len(keys) else 0.0 for i in floats]
         batch_values = np.asarray(values, dtype=np.float64)
         if gone:
-            batch_values[len(keys) :] = np.uint64(STALE_NAN_BITS).view(np.float64)
+            batch_values[len(floats) - len(gone) :] = np.uint64(STALE_NAN_BITS).view(np.float64)
+        histograms = [(i, v) for i, (_, v) in enumerate(produced) if isinstance(v, FloatHistogram)]
         labels = [labels for labels, _ in produced]
         batch = SeriesBatch(
             keys=all_keys,
             labels_of=lambda i: labels[i] if i < len(labels) else labels_from_key(all_keys[i]),
-            sample_series=np.arange(len(all_keys), dtype=np.int64),
-            timestamps=np.full(len(all_keys), at_ms, dtype=np.int64),
+            sample_series=np.asarray(floats, dtype=np.int64),
+            timestamps=np.full(len(floats), at_ms, dtype=np.int64),
             values=batch_values,
+            histogram_series=np.array([i for i, _ in histograms], dtype=np.int64),
+            histogram_timestamps=np.full(len(histograms), at_ms, dtype=np.int64),
+            histograms=[h for _, h in histograms],
         )
         result = self.store.append(self.tenant, batch)
         status.health = "ok"
@@ -357,9 +366,9 @@ class GroupEvaluator:
             alert.active_at_ms = active_at + (at_ms - down_at)
 
     def _recorded(
-        self, rule: Rule, samples: list[tuple[Labels, float]]
-    ) -> list[tuple[Labels, float]]:
-        out: list[tuple[Labels, float]] = []
+        self, rule: Rule, samples: list[tuple[Labels, float | FloatHistogram]]
+    ) -> list[tuple[Labels, float | FloatHistogram]]:
+        out: list[tuple[Labels, float | FloatHistogram]] = []
         seen: set[Labels] = set()
         for sample_labels, value in samples:
             labels = dict(sample_labels)
