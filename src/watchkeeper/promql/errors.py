@@ -31,6 +31,6 @@ def refuse_histograms(where: str) -> QueryError:
     """The error of a query that reaches native histogram samples where they are not handled
     yet: never a histogram read as a number."""
     return QueryError(
-        f"native histograms are not supported in {where} yet; a query can select them and "
-        "take histogram_count(), histogram_sum() or histogram_avg() of them"
+        f"native histograms are not supported in {where} yet (the native histograms section "
+        "of docs/promql.md lists what handles them)"
     )
