@@ -39,6 +39,7 @@ from watchkeeper.promql.series_notation import (  # noqa: F401 - STALE_NAN: the 
     expand_float_item,
     expand_histogram_item,
     parse_number,
+    split_items,
 )
 from watchkeeper.store.histograms import stored_hints
 from watchkeeper.store.types import HistogramSamples, SeriesSamples
@@ -241,27 +242,6 @@ def _expand_histogram_item(item: str) -> list[Value]:
 def parse_histogram(body: str) -> Histogram:
     """The inside of `{{…}}` (§3.3): whitespace-separated `key:value` pairs."""
     return Histogram(parse_model_histogram("{{" + body + "}}"), "counter_reset_hint" in body)
-
-
-def split_items(text: str) -> list[str]:
-    """Whitespace-separated items, where whitespace inside `{{…}}` does not split."""
-    items: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] in " \t":
-            i += 1
-            continue
-        start = i
-        while i < n and text[i] not in " \t":
-            if text.startswith("{{", i):
-                end = text.find("}}", i)
-                if end < 0:
-                    raise ValueError("unterminated {{ in value list")
-                i = end + 2
-            else:
-                i += 1
-        items.append(text[start:i])
-    return items
 
 
 @dataclass(frozen=True)

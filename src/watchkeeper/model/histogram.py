@@ -18,7 +18,7 @@ import itertools
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 from functools import cache
@@ -204,29 +204,23 @@ class FloatHistogram:
         )
 
     def scaled(self, factor: float) -> FloatHistogram:
-        """Every count and the sum times `factor` (Prometheus' Mul; Div is times 1/x)."""
-        return replace(
-            self,
-            count=self.count * factor,
-            sum=self.sum * factor,
-            zero_count=self.zero_count * factor,
-            positive_buckets=tuple(c * factor for c in self.positive_buckets),
-            negative_buckets=tuple(c * factor for c in self.negative_buckets),
-        )
+        """Every count and the sum times `factor` (Prometheus' Mul)."""
+        return self._counts_mapped(lambda c: c * factor)
 
     def divided(self, divisor: float) -> FloatHistogram:
-        """Every count and the sum divided by `divisor` (Prometheus' Div)."""
+        """Every count and the sum divided by `divisor` (Prometheus' Div; by zero as IEEE)."""
+        if divisor:
+            return self._counts_mapped(lambda c: c / divisor)
+        return self._counts_mapped(lambda c: _divide(c, divisor))
+
+    def _counts_mapped(self, change: Callable[[float], float]) -> FloatHistogram:
         return replace(
             self,
-            count=self.count / divisor if divisor else _divide(self.count, divisor),
-            sum=self.sum / divisor if divisor else _divide(self.sum, divisor),
-            zero_count=self.zero_count / divisor if divisor else _divide(self.zero_count, divisor),
-            positive_buckets=tuple(
-                c / divisor if divisor else _divide(c, divisor) for c in self.positive_buckets
-            ),
-            negative_buckets=tuple(
-                c / divisor if divisor else _divide(c, divisor) for c in self.negative_buckets
-            ),
+            count=change(self.count),
+            sum=change(self.sum),
+            zero_count=change(self.zero_count),
+            positive_buckets=tuple(change(c) for c in self.positive_buckets),
+            negative_buckets=tuple(change(c) for c in self.negative_buckets),
         )
 
     def compacted(self) -> FloatHistogram:

@@ -23,6 +23,7 @@ from watchkeeper.model.histogram import (
     spans_from_map,
 )
 from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.summation import kahan_step
 from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps, Value
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
 
@@ -601,18 +602,6 @@ class Tokens:
 _COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
 
 
-def _kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
-    """Neumaier's compensated addition, as Prometheus' kahansum.Inc."""
-    t = total + inc
-    if math.isinf(t):
-        c = 0.0
-    elif abs(total) >= abs(inc):
-        c += (total - t) + inc
-    else:
-        c += (inc - t) + total
-    return t, c
-
-
 def histogram_variance(h: FloatHistogram) -> float:
     """The estimated variance of the observations (histogram_stdvar): each bucket's count at
     its geometric mean (arithmetic for custom buckets, 0 in the zero bucket)."""
@@ -628,7 +617,7 @@ def histogram_variance(h: FloatHistogram) -> float:
             if upper < 0:
                 value = -value
         delta = value - mean
-        variance, c = _kahan_inc(count * delta * delta, variance, c)
+        variance, c = kahan_step(count * delta * delta, variance, c)
     variance += c
     return variance / h.count if h.count else math.nan
 
@@ -659,11 +648,11 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
     sides: list[dict[int, list[float]]] = [{}, {}]
     for h in reduced:
         for slot, value in zip(fields, (h.count, h.sum, h.zero_count), strict=True):
-            slot[0], slot[1] = _kahan_inc(value, slot[0], slot[1])
+            slot[0], slot[1] = kahan_step(value, slot[0], slot[1])
         for side, found in zip(sides, (h.positive(), h.negative()), strict=True):
             for index, value in found.items():
                 slot = side.setdefault(index, [0.0, 0.0])
-                slot[0], slot[1] = _kahan_inc(value, slot[0], slot[1])
+                slot[0], slot[1] = kahan_step(value, slot[0], slot[1])
     pos_spans, pos_buckets = spans_from_map({i: t + c for i, (t, c) in sides[0].items()})
     neg_spans, neg_buckets = spans_from_map({i: t + c for i, (t, c) in sides[1].items()})
     # Prometheus' adjustCounterReset, one addition after another: a gauge absorbs the rest,

@@ -79,8 +79,8 @@ def welford_variance(values: list[float], compensated: bool) -> float:
         count += 1
         if compensated:
             delta = value - (mean + mean_c)
-            mean, mean_c = _kahan_step(delta / count, mean, mean_c)
-            aux, aux_c = _kahan_step(delta * (value - (mean + mean_c)), aux, aux_c)
+            mean, mean_c = kahan_step(delta / count, mean, mean_c)
+            aux, aux_c = kahan_step(delta * (value - (mean + mean_c)), aux, aux_c)
         elif count == 1:
             mean = value
         else:
@@ -90,7 +90,7 @@ def welford_variance(values: list[float], compensated: bool) -> float:
     return (aux + aux_c) / count
 
 
-def _kahan_step(value: float, total: float, compensation: float) -> tuple[float, float]:
+def kahan_step(value: float, total: float, compensation: float) -> tuple[float, float]:
     """Prometheus' kahanSumInc: add `value`, keeping the lost low-order part separately."""
     t = total + value
     if math.isinf(t):
@@ -105,5 +105,5 @@ def _kahan_step(value: float, total: float, compensation: float) -> tuple[float,
 def kahan_sum(values: list[float]) -> float:
     total = compensation = 0.0
     for value in values:
-        total, compensation = _kahan_step(value, total, compensation)
+        total, compensation = kahan_step(value, total, compensation)
     return total + compensation
