@@ -155,6 +155,7 @@ class Watchkeeper:
                 max_label_name_length=limits.max_label_name_length,
                 max_label_value_length=limits.max_label_value_length,
                 exponential_histogram_max_scale=config.otlp.exponential_histogram_max_scale,
+                native_exponential_histograms=config.otlp.exponential_histograms == "native",
                 series_cache_size=config.ingest.series_cache_size,
                 target_info_interval_ms=config.query.lookback_delta // 2,
             ),

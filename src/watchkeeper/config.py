@@ -272,12 +272,19 @@ class OtlpSection(_Section):
         description="A delta stream not seen for this long is forgotten: its next point starts "
         "a new total, which rate() reads as a counter reset.",
     )
+    exponential_histograms: Literal["native", "classic"] = Field(
+        "native",
+        description="How exponential histograms are stored: native histograms (as Prometheus "
+        "3 stores them; scales above 8 are reduced to 8), or classic _bucket series (the "
+        "only form before native histograms were stored), downscaled to "
+        "otlp.exponential_histogram_max_scale.",
+    )
     exponential_histogram_max_scale: int = Field(
         0,
         ge=-10,
         le=20,
-        description="Exponential histograms are stored as classic _bucket series, downscaled to "
-        "at most this scale: 0 gives bucket bounds at powers of 2, 3 at powers of 2^(1/8).",
+        description="With otlp.exponential_histograms: classic, the scale classic buckets are "
+        "made at most: 0 gives bucket bounds at powers of 2, 3 at powers of 2^(1/8).",
     )
 
     @field_validator("grpc_listen")

@@ -333,6 +333,58 @@ def test_exponential_histograms_as_classic_buckets() -> None:
     assert les[:3] == ["-1", "0.001", "2.378414230005442"]
 
 
+def _native(body: bytes, decoder: OtlpMetricsDecoder) -> list[tuple[str, int, str]]:
+    batch = decoder.decode(body, OtlpFormat.PROTOBUF, "t").batch
+    return [
+        (dict(batch.labels_of(int(i)))["__name__"], int(t), h.test_expression())
+        for i, t, h in zip(
+            batch.histogram_series, batch.histogram_timestamps, batch.histograms, strict=True
+        )
+    ]
+
+
+def test_exponential_histograms_as_native_histograms() -> None:
+    """Prometheus 3's form: OTLP bucket i is native bucket i + 1 at schema = scale, under the
+    family's own name; scales above 8 are reduced to 8; deltas become running totals."""
+    decoder = _decoder(native_exponential_histograms=True)
+    point = _point(
+        scale=2,
+        zeroCount="1",
+        zeroThreshold=0.001,
+        count="7",
+        sum=20.0,
+        positive={"offset": 4, "bucketCounts": ["1", "0", "0", "0", "3"]},  # (2,2.38], (4,4.76]
+        negative={"offset": 0, "bucketCounts": ["2"]},  # [-1.19, -1)
+    )
+
+    def metric(temporality: int, *points: dict[str, Any]) -> bytes:
+        histogram = {"aggregationTemporality": temporality, "dataPoints": list(points)}
+        return _request([{"name": "e", "exponentialHistogram": histogram}])
+
+    assert _native(metric(2, point), decoder) == [
+        (
+            "e",
+            NOW_MS,
+            "{{schema:2 count:7 sum:20 z_bucket:1 z_bucket_w:0.001 offset:5 "
+            "buckets:[1 0 0 0 3] n_offset:1 n_buckets:[2]}}",
+        )
+    ]
+    assert len(_rows(metric(2, point), decoder)) == 0  # no float series beside it
+    fine = _point(scale=10, count="2", positive={"offset": 0, "bucketCounts": ["1", "1"]})
+    # scale 10 buckets 1 and 2 (OTLP 0 and 1) both fall into schema 8's bucket 1
+    assert _native(metric(2, fine), decoder)[0][2] == "{{schema:8 count:2 offset:1 buckets:[2]}}"
+    delta = [
+        _point(at=NOW_NS + k * 10**9, count="1", positive={"offset": 0, "bucketCounts": ["1"]})
+        for k in range(3)
+    ]
+    totals = [h for _, _, h in _native(metric(1, *delta), decoder)]
+    assert totals == [f"{{{{count:{n} offset:1 buckets:[{n}]}}}}" for n in (1, 2, 3)]
+    coarse = _point(scale=-5, count="1", positive={"offset": 0, "bucketCounts": ["1"]})
+    decoded = decoder.decode(metric(2, coarse), OtlpFormat.PROTOBUF, "t")
+    assert decoded.rejected == {"unsupported_scale": 1}
+    assert "scale -5; native histograms go down to -4" in decoded.examples[0]
+
+
 def test_json_with_hex_ids_and_unknown_fields() -> None:
     raw = (
         b'{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":'

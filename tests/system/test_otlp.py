@@ -194,12 +194,14 @@ def test_the_otlp_json_example_is_accepted_and_stored(server: Server) -> None:
     assert _value(server, f'my_histogram_bucket{{{job},le="1"}}', **at) == 1
     assert _value(server, f'my_histogram_bucket{{{job},le="+Inf"}}', **at) == 2
     assert _value(server, f"my_histogram_sum{{{job}}}", **at) == 2
-    exponential = {
-        r["metric"]["le"]: float(r["value"][1])
-        for r in _query(server, f"my_exponential_histogram_bucket{{{job}}}", **at)
+    # the exponential histogram as a native one, as Prometheus 3 stores it: the zero bucket
+    # (zero_threshold 0) holds 1, the positive bucket (4, 8] holds 2
+    (exponential,) = _query(server, f"my_exponential_histogram{{{job}}}", **at)
+    assert exponential["histogram"][1] == {
+        "count": "3",
+        "sum": "10",
+        "buckets": [[3, "-0", "0", "1"], [0, "4", "8", "2"]],
     }
-    # zero bucket (zero_threshold 0) holds 1, the positive bucket (4, 8] holds 2
-    assert exponential == {"0": 1.0, "8": 3.0, "+Inf": 3.0}
 
 
 def test_partial_success_names_what_was_refused(server: Server) -> None:

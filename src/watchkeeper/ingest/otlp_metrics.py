@@ -6,7 +6,8 @@ resource attributes on a `target_info` series; data-point attributes as labels (
 that clash once translated joined with `;`, in key order). Gauges and sums become one series
 each (`_total` for monotonic sums), explicit-bucket histograms classic `_bucket`/`_sum`/
 `_count` series, summaries `quantile` series with `_sum` and `_count`, and exponential
-histograms classic buckets (the scheme is `_exponential_buckets`). Delta sums and histograms
+histograms native histograms (`otlp.exponential_histograms: native`, as Prometheus 3) or
+classic buckets (`classic`; the scheme is `_exponential_buckets`). Delta sums and histograms
 become cumulative per stream (otlp_delta). A point with no recorded value is a staleness marker.
 
 Where Prometheus refuses a whole request for one bad metric, this decoder keeps the good points
@@ -44,6 +45,7 @@ from watchkeeper.model import (
     series_key,
 )
 from watchkeeper.model.gofloat import format_f
+from watchkeeper.model.histogram import MAX_SCHEMA, MIN_SCHEMA, FloatHistogram
 from watchkeeper.model.otel_names import (
     MetricKind,
     OtelNameError,
@@ -80,6 +82,8 @@ class OtlpLimits:
     max_label_name_length: int = 1024
     max_label_value_length: int = 4096
     exponential_histogram_max_scale: int = 0
+    # exponential histograms as native histograms (Prometheus 3); else classic buckets
+    native_exponential_histograms: bool = False
     # streams whose series keys are remembered (ingest.series_cache_size); 0: none
     series_cache_size: int = 1_000_000
     # target_info is written from a resource's first to its last point at this spacing (half
@@ -105,6 +109,13 @@ class _Rows:
         self.times: list[int] = []
         self.values: list[float] = []
         self.exemplars: list[tuple[int, Labels, float, int]] = []
+        # native histogram samples: (position of their key in `keys`, time, histogram); their
+        # keys carry a NaN float slot that `batch` leaves out
+        self.histograms: list[tuple[int, int, FloatHistogram]] = []
+
+    def add_histogram(self, key: bytes, at_ms: int, histogram: FloatHistogram) -> None:
+        self.histograms.append((len(self.keys), at_ms, histogram))
+        self.add(key, at_ms, math.nan)
 
     def add(self, key: bytes, at_ms: int, value: float) -> None:
         self.keys.append(key)
@@ -118,14 +129,19 @@ class _Rows:
 
     def batch(self, metadata: list[MetricMetadata]) -> SeriesBatch:
         keys = self.keys
+        floats = np.ones(len(keys), dtype=bool)
+        floats[[position for position, _, _ in self.histograms]] = False
         return SeriesBatch(
             keys=keys,
             labels_of=lambda i: labels_from_key(keys[i]),
-            sample_series=np.arange(len(keys), dtype=np.int64),
-            timestamps=np.asarray(self.times, dtype=np.int64),
-            values=np.asarray(self.values, dtype=np.float64),
+            sample_series=np.flatnonzero(floats).astype(np.int64),
+            timestamps=np.asarray(self.times, dtype=np.int64)[floats],
+            values=np.asarray(self.values, dtype=np.float64)[floats],
             metadata=metadata,
             exemplars=self.exemplars,
+            histogram_series=np.array([p for p, _, _ in self.histograms], dtype=np.int64),
+            histogram_timestamps=np.array([t for _, t, _ in self.histograms], dtype=np.int64),
+            histograms=[h for _, _, h in self.histograms],
         )
 
     def exemplar(self, sample: int, exemplar: Any, at_ms: int) -> None:
@@ -506,6 +522,9 @@ class _Metric:
     def _exponential(
         self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
     ) -> None:
+        if self.decoder.limits.native_exponential_histograms:
+            self._native(rows, attributes, point, at, stale)
+            return
         scale = min(int(point.scale), self.decoder.limits.exponential_histogram_max_scale)
         dense, low = _dense_exponential(point, scale)
         has_sum = point.HasField("sum")
@@ -523,6 +542,54 @@ class _Metric:
             values.append(cumulative)
         keys = self._keys(attributes, tuple(variants))
         rows.extend(keys, at, [STALE_NAN] * len(keys) if stale else [float(v) for v in values])
+
+    def _native(
+        self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
+    ) -> None:
+        """An exponential histogram as a native histogram under the family's own name, as
+        Prometheus 3 stores it: OTLP bucket i, (base^i, base^(i+1)], is Prometheus' bucket
+        i + 1; scales above 8 are reduced to 8; delta points become running totals (a new
+        total where the layout changes)."""
+        (key,) = self._keys(attributes, _PLAIN)
+        if stale:
+            rows.add(key, at, STALE_NAN)
+            return
+        scale = int(point.scale)
+        if scale < MIN_SCHEMA:
+            raise _PointRejectedError(
+                "unsupported_scale",
+                f"exponential histogram {self.family} has scale {scale}; native histograms "
+                f"go down to {MIN_SCHEMA}",
+            )
+        sides = [
+            (int(side.offset) + 1, [float(c) for c in side.bucket_counts])
+            for side in (point.positive, point.negative)
+        ]
+        (pos_at, pos), (neg_at, neg) = sides
+        total = point.sum if point.HasField("sum") else 0.0
+        values = np.array([*pos, *neg, point.zero_count, point.count, total], dtype=np.float64)
+        layout = (float(scale), float(pos_at), float(len(pos)), float(neg_at), float(len(neg)))
+        values = self._running(key, point, values, layout)
+        pos, neg = values[: len(pos)].tolist(), values[len(pos) : len(pos) + len(neg)].tolist()
+        histogram = FloatHistogram(
+            schema=scale,
+            count=float(values[-2]),
+            sum=float(values[-1]),
+            zero_threshold=float(point.zero_threshold),
+            zero_count=float(values[-3]),
+            positive_spans=((pos_at, len(pos)),) if pos else (),
+            positive_buckets=tuple(pos),
+            negative_spans=((neg_at, len(neg)),) if neg else (),
+            negative_buckets=tuple(neg),
+        ).reduced(MAX_SCHEMA)
+        try:
+            histogram.validate()
+        except ValueError as err:
+            raise _PointRejectedError("invalid_histogram", f"{self.family}: {err}") from None
+        position = len(rows.keys)
+        rows.add_histogram(key, at, histogram)
+        for exemplar in point.exemplars:
+            rows.exemplar(position, exemplar, at)
 
     def _summary(
         self, rows: _Rows, attributes: _Attributes, point: Any, at: int, stale: bool
