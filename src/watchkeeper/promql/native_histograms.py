@@ -70,8 +70,8 @@ def histogram_quantile(q: float, h: FloatHistogram) -> tuple[float, str | None]:
         count += c
         if count >= rank:
             break
-    if at < 0:
-        return math.nan, None  # no bucket holds anything (a count with no buckets)
+    if at < 0:  # a count, but no bucket holds anything: NaN observations, or Prometheus' 0
+        return (math.nan, QUANTILE_NAN_RESULT) if math.isnan(h.sum) else (0.0, None)
     bucket = list(order[at])
     if not h.uses_custom_buckets and bucket[0] < 0 < bucket[1]:
         _only_one_side(h, bucket)
@@ -359,6 +359,8 @@ def _instant(points: list[Point], per_second: bool, notes: Notes) -> FloatHistog
     if last.uses_custom_buckets != before.uses_custom_buckets:
         notes.append(("warn", MIXED_SCHEMAS))
         return None
+    if per_second and GAUGE in (before.counter_reset_hint, last.counter_reset_hint):
+        notes.append(("warn", NOT_COUNTER))
     try:
         # after a reset (irate), the last value is the increase since
         reset = per_second and last.detect_reset(before)
@@ -476,6 +478,7 @@ def steps_of(
 _TOKEN_TAG = 0x7FF4_0000_0000_0000  # a signalling NaN no arithmetic here produces
 _TOKEN_MASK = 0xFFFC_0000_0000_0000
 _DROP = 0  # token 0: an element an operator leaves out
+_ABSENT = 1  # token 1: no sample there (so no annotation for what meets it)
 
 
 class Tokens:
@@ -487,12 +490,11 @@ class Tokens:
     def __init__(self, ev: Evaluator, base: Callable[..., tuple[Floats, Bools | None]]) -> None:
         self.ev = ev
         self.base = base
-        self.table: list[FloatHistogram | None] = [None]
+        self.table: list[FloatHistogram | None] = [None, None]
+        self.absent = self.token(None, _ABSENT)
 
-    def token(self, histogram: FloatHistogram | None) -> float:
-        if histogram is None:
-            index = _DROP
-        else:
+    def token(self, histogram: FloatHistogram | None, index: int = _DROP) -> float:
+        if histogram is not None:
             index = len(self.table)
             self.table.append(histogram)
         return float(np.array([_TOKEN_TAG | index], dtype=np.uint64).view(np.float64)[0])
@@ -502,18 +504,22 @@ class Tokens:
         return found
 
     def encode(self, value: Value) -> Value:
-        if isinstance(value, InstantSteps) and self.tokens_in(value.values).any():
-            raise QueryError("a float sample has the bits the engine marks histograms with")
-        if not isinstance(value, HistogramSteps):
+        """An operand with its histograms, and the places without a sample, as tokens."""
+        if isinstance(value, HistogramSteps):
+            floats = value.floats
+        elif isinstance(value, InstantSteps):
+            floats = value
+        else:
             return value
-        floats = value.floats
-        if self.tokens_in(floats.values).any():
+        if self.tokens_in(floats.values[floats.present]).any():
             raise QueryError("a float sample has the bits the engine marks histograms with")
         values, present = floats.values.copy(), floats.present.copy()
-        for i, found in enumerate(value.histograms):
-            for j, histogram in found.items():
-                values[i, j] = self.token(histogram)
-                present[i, j] = True
+        if isinstance(value, HistogramSteps):
+            for i, found in enumerate(value.histograms):
+                for j, histogram in found.items():
+                    values[i, j] = self.token(histogram)
+                    present[i, j] = True
+        values[~present] = self.absent
         return InstantSteps(floats.labels, values, present, floats.sample_ts)
 
     def _value(self, x: float) -> float | FloatHistogram:
@@ -527,7 +533,10 @@ class Tokens:
         self, op: str, lhs: Floats, rhs: Floats, return_bool: bool
     ) -> tuple[Floats, Bools | None]:
         lhs, rhs = np.broadcast_arrays(np.asarray(lhs), np.asarray(rhs))
-        special = self.tokens_in(lhs) | self.tokens_in(rhs)
+        absent = (lhs.view(np.uint64) == np.float64(self.absent).view(np.uint64)) | (
+            rhs.view(np.uint64) == np.float64(self.absent).view(np.uint64)
+        )
+        special = (self.tokens_in(lhs) | self.tokens_in(rhs)) & ~absent
         values, keep = self.base(op, lhs, rhs, return_bool)
         if not special.any():
             return values, keep
