@@ -101,9 +101,8 @@ def test_a_range_query_gives_points_of_both_kinds() -> None:
 @pytest.mark.parametrize(
     ("expr", "where"),
     [
-        ('count_values("v", h)', "the aggregation count_values"),
-        ('label_replace(h, "x", "y", "job", ".*")', "label_replace()"),
-        ("sort(h)", "sort()"),
+        ("limitk(1, h)", "the aggregation limitk"),
+        ('histogram_quantiles(h, "q", 0.5)', "histogram_quantiles()"),
     ],
 )
 def test_what_does_not_handle_histograms_refuses_them(expr: str, where: str) -> None:
@@ -139,6 +138,15 @@ def test_operators_and_aggregations_on_histograms() -> None:
     assert result.annotations.infos == ["PromQL info: ignored histogram in max aggregation (1:1)"]
     # float-only functions skip histograms; timestamp() and absent() see them
     assert _vector("abs(h)", at) == {"b": 3.0}
+    assert _vector("sort(h)", at) == {"b": 3.0}
+    assert _vector('label_replace(h{job="a"}, "x", "y", "job", ".*")', at) == {
+        "a": "{{count:4 sum:8 buckets:[4]}}"
+    }
+    result = Engine().instant_query(_querier(), 'count_values("v", h)', at)
+    assert sorted(dict(s.labels)["v"] for s in result.series) == [
+        "3",
+        "{count:4, sum:8, (0.5,1]:4}",  # Prometheus' FloatHistogram.String()
+    ]
     assert _vector("timestamp(h)", at) == {"a": 180.0, "b": 180.0}
     assert _vector('absent(h{job="a"})', at) == {}
 

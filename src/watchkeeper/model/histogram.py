@@ -103,19 +103,19 @@ class FloatHistogram:
         if self.zero_threshold < 0 or math.isnan(self.zero_threshold):
             raise ValueError("histogram zero_threshold must be a number at least 0")
 
-    def buckets(self) -> Iterator[tuple[int, float, float, float]]:
+    def buckets(self, clamp: bool = True) -> Iterator[tuple[int, float, float, float]]:
         """Every bucket with a count, as the query API lists them (Prometheus'
         AllBucketIterator): (boundary rule, lower, upper, count), negative buckets from -Inf
         up, then the zero bucket, then the positive ones. Boundary rules: 0 open on the left,
         1 open on the right, 3 closed (the zero bucket, and the first custom bucket). A bound
-        inside the zero bucket is shown at its edge."""
+        inside the zero bucket is shown at its edge, unless `clamp` is off."""
         schema, values, zero = self.schema, self.custom_values, self.zero_threshold
         negative = self.negative()
         for index in sorted(negative, reverse=True):
             count = negative[index]
             if count:
                 upper = -bucket_bound(index - 1, schema, values)
-                if -zero < upper < 0:
+                if clamp and -zero < upper < 0:
                     upper = -zero
                 yield 1, -bucket_bound(index, schema, values), upper, count
         if self.zero_count:
@@ -125,10 +125,21 @@ class FloatHistogram:
             count = positive[index]
             if count:
                 lower = bucket_bound(index - 1, schema, values)
-                if 0 < lower < zero:
+                if clamp and 0 < lower < zero:
                     lower = zero
                 rule = 3 if self.uses_custom_buckets and index == 0 else 0
                 yield rule, lower, bucket_bound(index, schema, values), count
+
+    def go_string(self) -> str:
+        """Prometheus' FloatHistogram.String(), which count_values labels a histogram with:
+        `{count:4, sum:5, [-2,-1):1, [-0.001,0.001]:1, (0.5,1]:2}`, the buckets with a count,
+        their bounds as they are (not cut at the zero bucket)."""
+        parts = [f"count:{format_g(self.count)}", f"sum:{format_g(self.sum)}"]
+        for rule, lower, upper, count in self.buckets(clamp=False):
+            left = "[" if rule in (1, 3) else "("
+            right = "]" if rule in (0, 3) else ")"
+            parts.append(f"{left}{format_g(lower)},{format_g(upper)}{right}:{format_g(count)}")
+        return "{" + ", ".join(parts) + "}"
 
     def test_expression(self) -> str:
         """The `{{...}}` notation as Prometheus prints it (FloatHistogram.TestExpression):

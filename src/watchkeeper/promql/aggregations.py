@@ -104,6 +104,16 @@ def _with_histograms(
             where = call_start(ev.ctx.query, op, 0)
             ev.ctx.annotations.info(f"PromQL info: ignored histogram in {op} aggregation ({where})")
         return _aggregate(ev, node, op, param, floats)
+    if op == "count_values":
+        if not isinstance(param, StringValue):
+            raise QueryError("count_values needs a label name string as its first argument")
+        # a histogram's value text is Prometheus' FloatHistogram.String()
+        texts = {
+            (i, j): h.go_string()
+            for i, found in enumerate(value.histograms)
+            for j, h in found.items()
+        }
+        return _count_values(value.present_anyhow(), node.modifier, param.value, steps, texts)
     if op not in _SUMS_HISTOGRAMS:
         raise refuse_histograms(f"the aggregation {op}")
     result = _aggregate(ev, node, op, param, floats)
@@ -342,7 +352,37 @@ def _limit_ratio(ev: Evaluator, vector: InstantSteps, ratios: Floats) -> Instant
     return InstantSteps([vector.labels[i] for i in rows], vector.values[rows], chosen[rows])
 
 
-def _count_values(vector: InstantSteps, modifier: Any, label: str, steps: int) -> InstantSteps:
+def _count_texts(
+    vector: InstantSteps,
+    rows: Ints,
+    cols: Ints,
+    label: str,
+    names: set[str],
+    by: bool,
+    steps: int,
+    histogram_texts: dict[tuple[int, int], str],
+) -> InstantSteps:
+    """count_values over floats and native histograms, sample by sample."""
+    index: dict[Labels, int] = {}
+    cells: list[tuple[int, int]] = []
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        text = histogram_texts.get((i, j)) or format_float(float(vector.values[i, j]))
+        labelled = {**dict(vector.labels[i]), label: text}
+        group = _group_labels(tuple(sorted(labelled.items())), names, by)
+        cells.append((index.setdefault(group, len(index)), j))
+    counts = np.zeros((len(index), steps))
+    for g, j in cells:
+        counts[g, j] += 1.0
+    return merge_same_labels(list(index), counts, counts > 0)
+
+
+def _count_values(
+    vector: InstantSteps,
+    modifier: Any,
+    label: str,
+    steps: int,
+    histogram_texts: dict[tuple[int, int], str] | None = None,
+) -> InstantSteps:
     """count_values: each sample's value becomes a label (as Go formats it, so -0 and 0 are
     different values) before grouping, as in Prometheus: `by` may group on it, `without` may
     drop it."""
@@ -354,6 +394,8 @@ def _count_values(vector: InstantSteps, modifier: Any, label: str, steps: int) -
     rows, cols = np.nonzero(vector.present)
     if len(rows) == 0:
         return InstantSteps.empty(steps)
+    if histogram_texts:
+        return _count_texts(vector, rows, cols, label, names, by, steps, histogram_texts)
     values = vector.values[rows, cols]
     bits = np.where(np.isnan(values), np.nan, values).view(np.uint64)
     uniq, inverse = np.unique(bits, return_inverse=True)

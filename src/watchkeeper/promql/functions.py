@@ -87,6 +87,8 @@ FLOATS_ONLY = {
     "days_in_month",
     "month",
     "year",
+    "sort",
+    "sort_desc",
 }
 PRESENCE_ONLY = {"absent", "timestamp"}
 
@@ -505,7 +507,7 @@ def _sort_by_label(descending: bool) -> Handler:
 
 
 def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
-    vector = ev.eval_vector(args[0])
+    vector = ev.eval_histograms(args[0])
     dst, replacement, src, pattern = (_string_arg(ev, a) for a in args[1:5])
     try:
         regex = compile_anchored(pattern)
@@ -522,7 +524,7 @@ def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
 
 
 def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
-    vector = ev.eval_vector(args[0])
+    vector = ev.eval_histograms(args[0])
     dst = _string_arg(ev, args[1])
     separator = _string_arg(ev, args[2])
     sources = [_string_arg(ev, a) for a in args[3:]]
@@ -534,10 +536,13 @@ def _fn_label_join(ev: Evaluator, args: list[Any]) -> Value:
 
 
 def _with_label(
-    vector: InstantSteps, dst: str, value_of: Callable[[dict[str, str]], str | None]
-) -> InstantSteps:
+    vector: InstantSteps | HistogramSteps,
+    dst: str,
+    value_of: Callable[[dict[str, str]], str | None],
+) -> InstantSteps | HistogramSteps:
     """Each series with label `dst` set to `value_of(its labels)`, or removed when that is
-    empty; None leaves the series as it is (label_replace's regex did not match)."""
+    empty; None leaves the series as it is (label_replace's regex did not match). Native
+    histogram samples keep their histograms."""
     labels: list[Labels] = []
     for ls in vector.labels:
         values = dict(ls)
@@ -547,6 +552,9 @@ def _with_label(
         elif value is not None:
             values.pop(dst, None)
         labels.append(tuple(sorted(values.items())))
+    if isinstance(vector, HistogramSteps):
+        floats = vector.floats
+        return native_histograms.steps_of(labels, floats.values, floats.present, vector.histograms)
     return merge_same_labels(labels, vector.values, vector.present)
 
 
