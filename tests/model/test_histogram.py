@@ -133,10 +133,15 @@ def test_addition_reduces_to_the_coarser_schema_and_the_wider_zero_bucket() -> N
     # bucket -2 (0.125, 0.25] lies inside the wider zero bucket; bucket -1 (0.25, 0.5] holds
     # 0.3, so the zero bucket widens to its upper bound and takes it too
     assert narrow.add(wide).test_expression() == "{{count:4 z_bucket:4 z_bucket_w:0.5}}"
-    with pytest.raises(ValueError, match="custom bucket bounds"):
-        h("{{schema:-53 custom_values:[1] buckets:[1]}}").add(
-            h("{{schema:-53 custom_values:[2] buckets:[1]}}")
-        )
+    # custom buckets with other bounds meet on the bounds they share (Prometheus 3.14)
+    added = h("{{schema:-53 count:3 custom_values:[1 2 5] buckets:[1 1 1]}}").add(
+        h("{{schema:-53 count:2 custom_values:[2 10] buckets:[1 1]}}")
+    )
+    assert added.test_expression() == (
+        "{{schema:-53 count:5 custom_values:[2] buckets:[3 2]}}"  # (-Inf, 2] and (2, +Inf]
+    )
+    with pytest.raises(ValueError, match="exponential and custom"):
+        h("{{schema:-53 custom_values:[1] buckets:[1]}}").add(h("{{count:1 buckets:[1]}}"))
 
 
 def test_sums_keep_hints_as_prometheus_adds_them() -> None:

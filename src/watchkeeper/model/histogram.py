@@ -14,6 +14,7 @@ float on ingest.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
@@ -184,11 +185,12 @@ class FloatHistogram:
         reduced to the coarser one and the narrower zero bucket widened to the wider one, as
         Prometheus does. ValueError when custom bucket bounds differ."""
         sign = -1.0 if negate else 1.0
-        if (self.uses_custom_buckets or other.uses_custom_buckets) and (
-            self.custom_values != other.custom_values
-            or self.uses_custom_buckets != other.uses_custom_buckets
-        ):
-            raise ValueError("histograms with different custom bucket bounds cannot be added")
+        if self.uses_custom_buckets != other.uses_custom_buckets:
+            raise ValueError("histograms with exponential and custom buckets cannot be added")
+        if self.uses_custom_buckets and self.custom_values != other.custom_values:
+            # Prometheus 3.14: both to the bounds they have in common
+            common = intersect_bounds(self.custom_values, other.custom_values)
+            self, other = self.on_bounds(common), other.on_bounds(common)  # noqa: PLW0642
         schema = min(self.schema, other.schema)
         mine, theirs = self.reduced(schema), other.reduced(schema)
         threshold = max(mine.zero_threshold, theirs.zero_threshold)
@@ -263,6 +265,19 @@ class FloatHistogram:
             and a.positive() == b.positive()
             and a.negative() == b.negative()
         )
+
+    def on_bounds(self, bounds: tuple[float, ...]) -> FloatHistogram:
+        """A custom-bucket histogram on fewer bounds (a subset of its own): each bucket's
+        count goes to the bucket of `bounds` that holds it."""
+        if bounds == self.custom_values:
+            return self
+        merged: dict[int, float] = {}
+        for index, count in self.positive().items():
+            upper = self.custom_values[index] if index < len(self.custom_values) else math.inf
+            target = bisect.bisect_left(bounds, upper)
+            merged[target] = merged.get(target, 0.0) + count
+        spans, buckets = spans_from_map(merged)
+        return replace(self, custom_values=bounds, positive_spans=spans, positive_buckets=buckets)
 
     def reduced(self, schema: int) -> FloatHistogram:
         """The same histogram at a coarser (smaller) schema: buckets merged 2^(diff) to one."""
@@ -375,6 +390,12 @@ class FloatHistogram:
         spans = [v for span in self.positive_spans + self.negative_spans for v in span]
         floats = self.positive_buckets + self.negative_buckets + self.custom_values
         return head + struct.pack(f"<{len(spans)}i{len(floats)}d", *spans, *floats)
+
+
+def intersect_bounds(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+    """The custom bucket bounds two histograms share."""
+    theirs = set(b)
+    return tuple(bound for bound in a if bound in theirs)
 
 
 def _divide(value: float, divisor: float) -> float:

@@ -127,7 +127,7 @@ def _with_histograms(
     values, present = result.values.copy(), result.present.copy()
     maps: list[dict[int, FloatHistogram]] = [{} for _ in result.labels]
     out_labels = list(result.labels)
-    mixed = collided = False
+    mixed = collided = reconciled = False
     for (g, j), members in sums.items():
         labels = group_labels[g]
         row = row_of.get(labels)
@@ -141,8 +141,10 @@ def _with_histograms(
             continue  # exponential and custom buckets do not add up: no sample
         if collision:
             collided = True
+        if native_histograms.reconciled(members):
+            reconciled = True
         if op == "avg":
-            total = total.divided(len(members))
+            total = native_histograms.average(total, members)
         if row is None:
             row = row_of[labels] = len(out_labels)
             out_labels.append(labels)
@@ -154,6 +156,11 @@ def _with_histograms(
         where = call_argument(ev.ctx.query, op, 0, 0)
         ev.ctx.annotations.warn(
             f"PromQL warning: encountered a mix of histograms and floats for aggregation ({where})"
+        )
+    if reconciled:
+        where = call_argument(ev.ctx.query, op, 0, 0)
+        ev.ctx.annotations.info(
+            f"PromQL info: {native_histograms.RECONCILED} aggregation ({where})"
         )
     if collided:
         where = call_argument(ev.ctx.query, op, 0, 0)

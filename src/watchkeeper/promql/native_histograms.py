@@ -20,6 +20,7 @@ from watchkeeper.model.histogram import (
     RESET,
     UNKNOWN,
     FloatHistogram,
+    intersect_bounds,
     spans_from_map,
 )
 from watchkeeper.promql.errors import QueryError
@@ -196,9 +197,11 @@ def split_classic(
             if present is floats.present:
                 present = present.copy()
             present[rows, j] = False
+            name = dict(labels).get("__name__", "")
+            named = f' for metric name "{name}"' if name else ""
             ev.ctx.annotations.warn(
-                "PromQL warning: vector contains a mix of classic and native histograms "
-                f"({position})"
+                "PromQL warning: vector contains a mix of classic and native histograms"
+                f"{named} ({position})"
             )
             continue
         kept.append((labels, j, h))
@@ -297,11 +300,15 @@ def histogram_rate(
             notes.append(("warn", MIXED_SCHEMAS))
             return None
     try:
+        if reconciled([last, prev]):
+            notes.append(("info-plain", f"{RECONCILED} subtraction"))
         result = last.reduced(schema).add(prev, negate=True)
         if counter:
             before = prev
             for _, current in points[1:]:
                 if current.detect_reset(before):
+                    if reconciled([result, before]):
+                        notes.append(("info-plain", f"{RECONCILED} addition"))
                     result = result.add(before)
                 before = current
     except ValueError:
@@ -421,8 +428,10 @@ def window_value(
             return None
         if collision:
             notes.append(("warn-plain", f"{COUNTER_RESET_COLLISION} aggregation"))
+        if reconciled([h for _, h in hists]):
+            notes.append(("info-plain", f"{RECONCILED} aggregation"))
         if name == "avg_over_time":
-            total = total.divided(len(hists))
+            total = average(total, [h for _, h in hists])
         return total.compacted()
     if name in _COUNTING:
         return float(len(points)) if name == "count_over_time" else 1.0
@@ -438,6 +447,8 @@ def note_all(ev: Evaluator, notes: Notes, labels: Labels, position: str) -> None
         line = f'{text} "{name}" ({position})'
         if kind == "warn-plain":  # an annotation that names no metric
             ev.ctx.annotations.warn(f"PromQL warning: {text} ({position})")
+        elif kind == "info-plain":
+            ev.ctx.annotations.info(f"PromQL info: {text} ({position})")
         elif kind == "warn":
             ev.ctx.annotations.warn(f"PromQL warning: {line}")
         else:
@@ -561,6 +572,9 @@ class Tokens:
         try:
             if left and right:
                 assert isinstance(a, FloatHistogram) and isinstance(b, FloatHistogram)
+                if op in ("+", "-") and reconciled([a, b]):
+                    kind = "addition" if op == "+" else "subtraction"
+                    self.ev.ctx.annotations.info(f"PromQL info: {RECONCILED} {kind} (1:1)")
                 if op == "+":
                     return a.add(b).compacted(), True
                 if op == "-":
@@ -632,6 +646,13 @@ def histogram_variance(h: FloatHistogram) -> float:
 
 
 COUNTER_RESET_COLLISION = "conflicting counter resets during histogram"
+RECONCILED = "mismatched custom buckets were reconciled during"
+
+
+def reconciled(histograms: list[FloatHistogram]) -> bool:
+    """Whether custom-bucket histograms with different bounds meet (Prometheus' info)."""
+    bounds = {h.custom_values for h in histograms if h.uses_custom_buckets}
+    return len(bounds) > 1
 
 
 def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
@@ -640,10 +661,14 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
     sums like 1 + 1e100 + 1 - 1e100 exact); and whether their hints collide (a reset and a
     not_reset among them). ValueError when custom bucket bounds differ."""
     first = histograms[0]
-    if any(h.uses_custom_buckets != first.uses_custom_buckets for h in histograms) or any(
-        h.custom_values != first.custom_values for h in histograms
-    ):
-        raise ValueError("histograms with different custom bucket bounds cannot be added")
+    if any(h.uses_custom_buckets != first.uses_custom_buckets for h in histograms):
+        raise ValueError("histograms with exponential and custom buckets cannot be added")
+    if first.uses_custom_buckets:
+        common = first.custom_values
+        for h in histograms[1:]:
+            common = intersect_bounds(common, h.custom_values)
+        histograms = [h.on_bounds(common) for h in histograms]
+        first = histograms[0]
     schema = min(h.schema for h in histograms)
     reduced = [h.reduced(schema) for h in histograms]
     threshold = max(h.zero_threshold for h in reduced)
@@ -687,6 +712,20 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
         counter_reset_hint=hint,
     )
     return total, collision
+
+
+def average(total: FloatHistogram, histograms: list[FloatHistogram]) -> FloatHistogram:
+    """The mean of histograms from their sum, or, where the sum overflowed what the inputs
+    did not, by incremental mean, as Prometheus switches to it."""
+    fields = (total.count, total.sum, total.zero_count, *total.positive_buckets)
+    if not any(math.isinf(v) for v in (*fields, *total.negative_buckets)) or any(
+        math.isinf(h.count) or math.isinf(h.sum) for h in histograms
+    ):
+        return total.divided(len(histograms))
+    mean = histograms[0]
+    for k, h in enumerate(histograms[1:], start=2):
+        mean = mean.add(h.divided(k).add(mean.divided(k), negate=True))
+    return mean.with_hint(total.counter_reset_hint)
 
 
 def _combined(mine: int, theirs: int) -> int:
