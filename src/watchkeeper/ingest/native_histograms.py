@@ -35,8 +35,8 @@ def from_proto(message: remote_pb2.Histogram) -> FloatHistogram:
         count = message.count_float
         zero = message.zero_count_float
     else:
-        positive = tuple(float(c) for c in itertools.accumulate(message.positive_deltas))
-        negative = tuple(float(c) for c in itertools.accumulate(message.negative_deltas))
+        positive = tuple(map(float, itertools.accumulate(message.positive_deltas)))
+        negative = tuple(map(float, itertools.accumulate(message.negative_deltas)))
         count = float(message.count_int)
         zero = float(message.zero_count_int)
     histogram = FloatHistogram(
@@ -54,7 +54,7 @@ def from_proto(message: remote_pb2.Histogram) -> FloatHistogram:
     )
     histogram.validate()
     for side, counts in (("positive", positive), ("negative", negative)):
-        if any(c < 0 for c in counts):
+        if counts and min(counts) < 0:
             raise ValueError(f"native histogram has a negative {side} bucket count")
     if histogram.zero_count < 0 or histogram.count < 0:
         raise ValueError("native histogram has a negative count")

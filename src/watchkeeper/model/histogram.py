@@ -17,10 +17,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 import re
 import struct
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from functools import cache
 
@@ -62,8 +63,41 @@ class FloatHistogram:
     def negative(self) -> dict[int, float]:
         return _bucket_map(self.negative_spans, self.negative_buckets)
 
+    def _with(self, **changes: object) -> FloatHistogram:
+        """dataclasses.replace, without its generic (and, per sample, costly) machinery."""
+        fields = {
+            "schema": self.schema,
+            "count": self.count,
+            "sum": self.sum,
+            "zero_threshold": self.zero_threshold,
+            "zero_count": self.zero_count,
+            "positive_spans": self.positive_spans,
+            "positive_buckets": self.positive_buckets,
+            "negative_spans": self.negative_spans,
+            "negative_buckets": self.negative_buckets,
+            "custom_values": self.custom_values,
+            "counter_reset_hint": self.counter_reset_hint,
+        }
+        fields.update(changes)
+        return FloatHistogram(**fields)  # type: ignore[arg-type]
+
     def with_hint(self, hint: int) -> FloatHistogram:
-        return self if hint == self.counter_reset_hint else replace(self, counter_reset_hint=hint)
+        if hint == self.counter_reset_hint:
+            return self
+        # the constructor, not dataclasses.replace: stored hints are set on every sample
+        return FloatHistogram(
+            self.schema,
+            self.count,
+            self.sum,
+            self.zero_threshold,
+            self.zero_count,
+            self.positive_spans,
+            self.positive_buckets,
+            self.negative_spans,
+            self.negative_buckets,
+            self.custom_values,
+            hint,
+        )
 
     def validate(self) -> None:
         """ValueError naming what makes this histogram unusable (Prometheus' Validate)."""
@@ -185,6 +219,25 @@ class FloatHistogram:
         reduced to the coarser one and the narrower zero bucket widened to the wider one, as
         Prometheus does. ValueError when custom bucket bounds differ."""
         sign = -1.0 if negate else 1.0
+        if (
+            self.schema == other.schema
+            and self.zero_threshold == other.zero_threshold
+            and self.positive_spans == other.positive_spans
+            and self.negative_spans == other.negative_spans
+            and self.custom_values == other.custom_values
+        ):
+            # the usual case, the same layout: counts added in place
+            combine = operator.sub if negate else operator.add
+            return self._with(
+                count=combine(self.count, other.count),
+                sum=combine(self.sum, other.sum),
+                zero_count=combine(self.zero_count, other.zero_count),
+                positive_buckets=tuple(map(combine, self.positive_buckets, other.positive_buckets)),
+                negative_buckets=tuple(map(combine, self.negative_buckets, other.negative_buckets)),
+                counter_reset_hint=_combined_hint(
+                    self.counter_reset_hint, other.counter_reset_hint
+                ),
+            )
         if self.uses_custom_buckets != other.uses_custom_buckets:
             raise ValueError("histograms with exponential and custom buckets cannot be added")
         if self.uses_custom_buckets and self.custom_values != other.custom_values:
@@ -203,8 +256,7 @@ class FloatHistogram:
                 target[index] = target.get(index, 0.0) + sign * count
         pos_spans, pos_buckets = spans_from_map(positive)
         neg_spans, neg_buckets = spans_from_map(negative)
-        return replace(
-            mine,
+        return mine._with(
             count=mine.count + sign * theirs.count,
             sum=mine.sum + sign * theirs.sum,
             zero_count=mine.zero_count + sign * theirs.zero_count,
@@ -227,8 +279,7 @@ class FloatHistogram:
         return self._counts_mapped(lambda c: _divide(c, divisor))
 
     def _counts_mapped(self, change: Callable[[float], float]) -> FloatHistogram:
-        return replace(
-            self,
+        return self._with(
             count=change(self.count),
             sum=change(self.sum),
             zero_count=change(self.zero_count),
@@ -238,13 +289,12 @@ class FloatHistogram:
 
     def compacted(self) -> FloatHistogram:
         """The same histogram without its empty buckets (Prometheus' Compact(0))."""
-        positive, negative = self.positive(), self.negative()
-        if all(positive.values()) and all(negative.values()):
+        if 0.0 not in self.positive_buckets and 0.0 not in self.negative_buckets:
             return self
+        positive, negative = self.positive(), self.negative()
         pos_spans, pos_buckets = spans_from_map({i: c for i, c in positive.items() if c})
         neg_spans, neg_buckets = spans_from_map({i: c for i, c in negative.items() if c})
-        return replace(
-            self,
+        return self._with(
             positive_spans=pos_spans,
             positive_buckets=pos_buckets,
             negative_spans=neg_spans,
@@ -277,7 +327,7 @@ class FloatHistogram:
             target = bisect.bisect_left(bounds, upper)
             merged[target] = merged.get(target, 0.0) + count
         spans, buckets = spans_from_map(merged)
-        return replace(self, custom_values=bounds, positive_spans=spans, positive_buckets=buckets)
+        return self._with(custom_values=bounds, positive_spans=spans, positive_buckets=buckets)
 
     def reduced(self, schema: int) -> FloatHistogram:
         """The same histogram at a coarser (smaller) schema: buckets merged 2^(diff) to one."""
@@ -292,8 +342,7 @@ class FloatHistogram:
                 merged[target] = merged.get(target, 0.0) + count
             sides.append(spans_from_map(merged))
         (pos_spans, pos_buckets), (neg_spans, neg_buckets) = sides
-        return replace(
-            self,
+        return self._with(
             schema=schema,
             positive_spans=pos_spans,
             positive_buckets=pos_buckets,
@@ -332,8 +381,7 @@ class FloatHistogram:
                 zero += found.pop(index)
         pos_spans, pos_buckets = spans_from_map(positive)
         neg_spans, neg_buckets = spans_from_map(negative)
-        return replace(
-            self,
+        return self._with(
             zero_threshold=threshold,
             zero_count=zero,
             positive_spans=pos_spans,
@@ -358,6 +406,18 @@ class FloatHistogram:
             return True
         if self.schema > previous.schema or self.zero_threshold < previous.zero_threshold:
             return True
+        if (
+            self.schema == previous.schema
+            and self.zero_threshold == previous.zero_threshold
+            and self.positive_spans == previous.positive_spans
+            and self.negative_spans == previous.negative_spans
+        ):
+            # the usual case, the same layout: counts compared in place
+            return (
+                self.zero_count < previous.zero_count
+                or any(map(float.__lt__, self.positive_buckets, previous.positive_buckets))
+                or any(map(float.__lt__, self.negative_buckets, previous.negative_buckets))
+            )
         before = previous.reduced(self.schema).widened(self.zero_threshold)
         if before.zero_threshold != self.zero_threshold or self.zero_count < before.zero_count:
             return True

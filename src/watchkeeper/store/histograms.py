@@ -57,6 +57,13 @@ def histogram_bits(encoded: bytes) -> int:
     return _QUIET_NAN | (digest & _PAYLOAD)
 
 
+def with_hint_byte(encoded: bytes, hint: int) -> bytes:
+    """An encoded histogram with another counter-reset hint, without encoding it again."""
+    if encoded[HINT_BYTE] == hint:
+        return encoded
+    return encoded[:HINT_BYTE] + bytes((hint,)) + encoded[HINT_BYTE + 1 :]
+
+
 @dataclass(frozen=True)
 class HistogramColumns:
     """Histogram samples as columns: sample i is series `sids[i]` at `timestamps[i]`, encoded in

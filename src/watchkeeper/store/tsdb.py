@@ -40,6 +40,7 @@ from watchkeeper.store.histograms import (
     histogram_bits,
     sorted_unique,
     stored_hints,
+    with_hint_byte,
 )
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
@@ -196,10 +197,14 @@ class MetricsDB(StoreReads):
                     state.histograms.newest,
                     hist_sids.tolist(),
                 )
+                # the encoding already made, with the stored hint put in its place
                 stored_histograms = HistogramColumns.of(
                     hist_sids,
                     batch.histogram_timestamps[taken],
-                    [h.encode() for h in kept],
+                    [
+                        with_hint_byte(encoded[k], h.counter_reset_hint)
+                        for k, h in zip(taken.tolist(), kept, strict=True)
+                    ],
                 )
             result.appended = len(acc_sids) + len(stored_histograms)
             futures = []
