@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from watchkeeper.model import Labels, format_labels
-from watchkeeper.promql import native_histograms
+from watchkeeper.promql import histogram_operators, native_histograms
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
     Bools,
@@ -100,9 +100,9 @@ def _with_histograms(
     ev: Evaluator, op: str, lhs: Value, rhs: Value, modifier: Any, return_bool: bool
 ) -> Value:
     """An operator with native histograms on a side: histogram samples travel through the
-    float machinery as tokens (native_histograms.Tokens) and are worked on one by one where
+    float machinery as tokens (histogram_operators.Tokens) and are worked on one by one where
     an operator meets them, as Prometheus' vectorElemBinop does."""
-    tokens = native_histograms.Tokens(ev, _apply)
+    tokens = histogram_operators.Tokens(ev, _apply)
     left, right = tokens.encode(lhs), tokens.encode(rhs)
     apply = tokens.apply
     result: Value

@@ -16,7 +16,13 @@ import promql_parser as pp
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
 from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.model.matchers import compile_anchored, expand_template
-from watchkeeper.promql import aggregations, histograms, native_histograms, range_functions
+from watchkeeper.promql import (
+    aggregations,
+    histogram_windows,
+    histograms,
+    native_histograms,
+    range_functions,
+)
 from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
@@ -177,7 +183,7 @@ def _range_function_histograms(
     ev: Evaluator, name: str, hr: HistogramRange, args: list[Any], arg: int
 ) -> InstantSteps | HistogramSteps:
     """A range function over series holding native histograms: floats through the usual
-    arrays; each window with a histogram as native_histograms.window_value says (functions
+    arrays; each window with a histogram as histogram_windows.window_value says (functions
     that read floats only ignore the histograms, with Prometheus' info where floats are
     there too)."""
     extra = _range_function_arguments(ev, name, args)
@@ -186,7 +192,7 @@ def _range_function_histograms(
     ev.ctx.count_samples(int(floats.counts.sum(axis=0).max(initial=0)))
     maps: list[dict[int, FloatHistogram]] = [{} for _ in hr.labels]
     position = ev.ctx.argument_position(arg)
-    handled = name in native_histograms.HANDLED
+    handled = name in histogram_windows.HANDLED
     for i, times in enumerate(hr.times):
         if len(times) == 0:
             continue
@@ -201,7 +207,7 @@ def _range_function_histograms(
                     notes.append(("info", native_histograms.IGNORED_IN_RANGE))
                 continue
             end = int(floats.ends[j])
-            value = native_histograms.window_value(
+            value = histogram_windows.window_value(
                 name,
                 list(zip(floats.t[lo:hi].tolist(), floats.v[lo:hi].tolist(), strict=True)),
                 list(zip(times[first:last].tolist(), hr.histograms[i][first:last], strict=True)),

@@ -1,12 +1,14 @@
-"""PromQL over native histogram samples: histogram_quantile and histogram_fraction of one
-histogram (Prometheus' HistogramQuantile and HistogramFraction: interpolation on a logarithmic
-scale inside exponential buckets, linear inside custom buckets and the zero bucket), and the
-split of a vector into its native histograms and its classic buckets that both functions use.
+"""PromQL over native histogram samples, the parts shared by functions, aggregations and
+operators: histogram_quantile, histogram_fraction and histogram_stdvar of one histogram
+(Prometheus' HistogramQuantile and HistogramFraction: interpolation on a logarithmic scale inside
+exponential buckets, linear inside custom buckets and the zero bucket), the split of a vector into
+native and classic histograms, compensated sums and means of histograms, Prometheus' annotation
+texts, and results that hold histograms. Range functions over them are in histogram_windows.py,
+operators in histogram_operators.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,7 +27,7 @@ from watchkeeper.model.histogram import (
 )
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.summation import kahan_step
-from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps, Value
+from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
 
 if TYPE_CHECKING:
@@ -239,7 +241,7 @@ def per_histogram(
     return merge_same_labels([drop_name(ls) for ls in labels], values, present)
 
 
-# --- range vectors ---------------------------------------------------------------------------
+# --- annotations, and results with histograms in them ------------------------------------------
 
 MIXED_FLOATS = "encountered a mix of histograms and floats for metric name"
 NOT_COUNTER = "this native histogram metric is not a counter:"
@@ -251,193 +253,7 @@ MIXED_SCHEMAS = (
 IGNORED_IN_RANGE = (
     "ignored histograms in a range containing both floats and histograms for metric name"
 )
-
-_EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
-_INSTANT = {"irate": True, "idelta": False}
-_SUMMING = {"sum_over_time", "avg_over_time"}
-_COUNTING = {"count_over_time", "present_over_time"}
-_PICKING = {"last_over_time": -1, "first_over_time": 0}
-_SEQUENCE = {"changes", "resets"}
-# Range functions that read both kinds; every other one reads floats only (histograms ignored).
-HANDLED = {*_EXTRAPOLATED, *_INSTANT, *_SUMMING, *_COUNTING, *_PICKING, *_SEQUENCE}
-
-Point = tuple[int, float | FloatHistogram]
 Notes = list[tuple[str, str]]  # (kind, text) of annotations, without name and position
-
-
-def _merged(
-    floats: list[tuple[int, float]], hists: list[tuple[int, FloatHistogram]]
-) -> list[Point]:
-    points: list[Point] = [*floats, *hists]
-    return sorted(points, key=lambda p: p[0])
-
-
-def histogram_rate(
-    points: list[tuple[int, FloatHistogram]], counter: bool, notes: Notes
-) -> FloatHistogram | None:
-    """Prometheus' histogramRate: the last histogram minus the first, counter resets added
-    back; None (with a warning) where the histograms cannot be combined."""
-    prev, last = points[0][1], points[-1][1]
-    custom = prev.uses_custom_buckets
-    if counter and GAUGE in (prev.counter_reset_hint, last.counter_reset_hint):
-        notes.append(("warn", NOT_COUNTER))
-    if counter and points[1][1].detect_reset(prev):
-        # a reset between the first two: the first one's layout does not matter
-        second = points[1][1]
-        prev = FloatHistogram(schema=second.schema, custom_values=second.custom_values)
-        custom = second.uses_custom_buckets
-    if last.uses_custom_buckets != custom:
-        notes.append(("warn", MIXED_SCHEMAS))
-        return None
-    schema = min(last.schema, prev.schema)
-    for _, current in points[1:-1]:
-        if not counter:
-            continue
-        if current.counter_reset_hint == GAUGE:
-            notes.append(("warn", NOT_COUNTER))
-        schema = min(schema, current.schema)
-        if current.uses_custom_buckets != custom:
-            notes.append(("warn", MIXED_SCHEMAS))
-            return None
-    try:
-        if reconciled([last, prev]):
-            notes.append(("info-plain", f"{RECONCILED} subtraction"))
-        result = last.reduced(schema).add(prev, negate=True)
-        if counter:
-            before = prev
-            for _, current in points[1:]:
-                if current.detect_reset(before):
-                    if reconciled([result, before]):
-                        notes.append(("info-plain", f"{RECONCILED} addition"))
-                    result = result.add(before)
-                before = current
-    except ValueError:
-        notes.append(("warn", MIXED_SCHEMAS))
-        return None
-    hints = (points[0][1].counter_reset_hint, points[-1][1].counter_reset_hint)
-    if not counter and hints != (GAUGE, GAUGE):
-        notes.append(("warn", NOT_GAUGE))
-    return result.with_hint(GAUGE).compacted()
-
-
-def _extrapolated(
-    points: list[tuple[int, FloatHistogram]],
-    range_start: int,
-    range_end: int,
-    range_ms: int,
-    counter: bool,
-    per_second: bool,
-    notes: Notes,
-) -> FloatHistogram | None:
-    """Prometheus' extrapolatedRate for histogram samples."""
-    if len(points) < 2:
-        return None
-    result = histogram_rate(points, counter, notes)
-    if result is None:
-        return None
-    first_t, last_t = points[0][0], points[-1][0]
-    to_start = (first_t - range_start) / 1000
-    to_end = (range_end - last_t) / 1000
-    sampled = (last_t - first_t) / 1000
-    average = sampled / (len(points) - 1)
-    threshold = average * 1.1
-    if to_start >= threshold:
-        to_start = average / 2
-    if counter:
-        to_zero = to_start
-        first_count = points[0][1].count
-        if result.count > 0 and first_count >= 0:
-            to_zero = sampled * (first_count / result.count)
-        to_start = min(to_start, to_zero)
-    if to_end >= threshold:
-        to_end = average / 2
-    factor = (sampled + to_start + to_end) / sampled
-    if per_second:
-        factor /= range_ms / 1000
-    return result.scaled(factor)
-
-
-def _instant(points: list[Point], per_second: bool, notes: Notes) -> FloatHistogram | None:
-    """irate/idelta of the last two samples when both are histograms."""
-    (t0, before), (t1, last) = points[-2], points[-1]
-    if not isinstance(before, FloatHistogram) or not isinstance(last, FloatHistogram):
-        notes.append(("warn", MIXED_FLOATS))
-        return None
-    if last.uses_custom_buckets != before.uses_custom_buckets:
-        notes.append(("warn", MIXED_SCHEMAS))
-        return None
-    if per_second and GAUGE in (before.counter_reset_hint, last.counter_reset_hint):
-        notes.append(("warn", NOT_COUNTER))
-    try:
-        # after a reset (irate), the last value is the increase since
-        reset = per_second and last.detect_reset(before)
-        result = last if reset else last.add(before, negate=True)
-    except ValueError:
-        notes.append(("warn", MIXED_SCHEMAS))
-        return None
-    if per_second:
-        result = result.scaled(1000 / (t1 - t0))
-    return result.with_hint(GAUGE).compacted()
-
-
-def _sequence_count(name: str, points: list[Point]) -> float:
-    """changes() or resets() over samples of either kind (a change of kind counts as both)."""
-    count = 0
-    for (_, before), (_, current) in itertools.pairwise(points):
-        if isinstance(before, FloatHistogram) and isinstance(current, FloatHistogram):
-            changed = (
-                not current.same_as(before) if name == "changes" else current.detect_reset(before)
-            )
-        elif isinstance(before, FloatHistogram) or isinstance(current, FloatHistogram):
-            changed = True
-        elif name == "changes":
-            changed = current != before and not (math.isnan(before) and math.isnan(current))
-        else:
-            changed = current < before
-        count += changed
-    return float(count)
-
-
-def window_value(
-    name: str,
-    floats: list[tuple[int, float]],
-    hists: list[tuple[int, FloatHistogram]],
-    range_start: int,
-    range_end: int,
-    range_ms: int,
-    notes: Notes,
-) -> float | FloatHistogram | None:
-    """A HANDLED function of one window holding at least one histogram; None: no sample."""
-    if name in _EXTRAPOLATED:
-        if floats:
-            notes.append(("warn", MIXED_FLOATS))
-            return None
-        counter, per_second = _EXTRAPOLATED[name]
-        return _extrapolated(hists, range_start, range_end, range_ms, counter, per_second, notes)
-    points = _merged(floats, hists)
-    if name in _INSTANT:
-        return _instant(points, _INSTANT[name], notes) if len(points) >= 2 else None
-    if name in _SUMMING:
-        if floats:
-            notes.append(("warn", MIXED_FLOATS))
-            return None
-        try:
-            total, collision = kahan_sum([h for _, h in hists])
-        except ValueError:
-            notes.append(("warn", MIXED_SCHEMAS))
-            return None
-        if collision:
-            notes.append(("warn-plain", f"{COUNTER_RESET_COLLISION} aggregation"))
-        if reconciled([h for _, h in hists]):
-            notes.append(("info-plain", f"{RECONCILED} aggregation"))
-        if name == "avg_over_time":
-            total = average(total, [h for _, h in hists])
-        return total.compacted()
-    if name in _COUNTING:
-        return float(len(points)) if name == "count_over_time" else 1.0
-    if name in _PICKING:
-        return points[_PICKING[name]][1]
-    return _sequence_count(name, points)
 
 
 def note_all(ev: Evaluator, notes: Notes, labels: Labels, position: str) -> None:
@@ -482,147 +298,6 @@ def steps_of(
             found.update(maps[i])
         out_maps.append(found)
     return HistogramSteps(InstantSteps(out_labels, out_values, out_present), out_maps)
-
-
-# --- binary operators ------------------------------------------------------------------------
-
-_TOKEN_TAG = 0x7FF4_0000_0000_0000  # a signalling NaN no arithmetic here produces
-_TOKEN_MASK = 0xFFFC_0000_0000_0000
-_DROP = 0  # token 0: an element an operator leaves out
-_ABSENT = 1  # token 1: no sample there (so no annotation for what meets it)
-
-
-class Tokens:
-    """Native histogram samples passed through the float operator machinery as NaN tokens
-    (an index into `table` in the payload), so matching, grouping and filtering work as for
-    floats, and `apply` works on each element where a histogram meets an operator (Prometheus'
-    vectorElemBinop)."""
-
-    def __init__(self, ev: Evaluator, base: Callable[..., tuple[Floats, Bools | None]]) -> None:
-        self.ev = ev
-        self.base = base
-        self.table: list[FloatHistogram | None] = [None, None]
-        self.absent = self.token(None, _ABSENT)
-
-    def token(self, histogram: FloatHistogram | None, index: int = _DROP) -> float:
-        if histogram is not None:
-            index = len(self.table)
-            self.table.append(histogram)
-        return float(np.array([_TOKEN_TAG | index], dtype=np.uint64).view(np.float64)[0])
-
-    def tokens_in(self, values: Floats) -> Bools:
-        found: Bools = (values.view(np.uint64) & np.uint64(_TOKEN_MASK)) == np.uint64(_TOKEN_TAG)
-        return found
-
-    def encode(self, value: Value) -> Value:
-        """An operand with its histograms, and the places without a sample, as tokens."""
-        if isinstance(value, HistogramSteps):
-            floats = value.floats
-        elif isinstance(value, InstantSteps):
-            floats = value
-        else:
-            return value
-        if self.tokens_in(floats.values[floats.present]).any():
-            raise QueryError("a float sample has the bits the engine marks histograms with")
-        values, present = floats.values.copy(), floats.present.copy()
-        if isinstance(value, HistogramSteps):
-            for i, found in enumerate(value.histograms):
-                for j, histogram in found.items():
-                    values[i, j] = self.token(histogram)
-                    present[i, j] = True
-        values[~present] = self.absent
-        return InstantSteps(floats.labels, values, present, floats.sample_ts)
-
-    def _value(self, x: float) -> float | FloatHistogram:
-        if not self.tokens_in(np.array([x]))[0]:
-            return x
-        found = self.table[int(np.array([x]).view(np.uint64)[0] & ~np.uint64(_TOKEN_MASK))]
-        assert found is not None
-        return found
-
-    def apply(
-        self, op: str, lhs: Floats, rhs: Floats, return_bool: bool
-    ) -> tuple[Floats, Bools | None]:
-        lhs, rhs = np.broadcast_arrays(np.asarray(lhs), np.asarray(rhs))
-        absent = (lhs.view(np.uint64) == np.float64(self.absent).view(np.uint64)) | (
-            rhs.view(np.uint64) == np.float64(self.absent).view(np.uint64)
-        )
-        special = (self.tokens_in(lhs) | self.tokens_in(rhs)) & ~absent
-        values, keep = self.base(op, lhs, rhs, return_bool)
-        if not special.any():
-            return values, keep
-        values = np.array(values, dtype=np.float64)
-        keep = None if keep is None else np.array(keep, dtype=bool)
-        for index in zip(*np.nonzero(special), strict=True):
-            a, b = self._value(float(lhs[index])), self._value(float(rhs[index]))
-            result, passes = self._element(op, a, b)
-            if keep is not None:  # a filter: the left side's own sample, if it passes
-                keep[index] = passes
-            elif return_bool and op in _COMPARISONS:
-                values[index] = float(passes) if result is not None else self.token(None)
-            else:
-                values[index] = result if isinstance(result, float) else self.token(result)
-        return values, keep
-
-    def _element(
-        self, op: str, a: float | FloatHistogram, b: float | FloatHistogram
-    ) -> tuple[float | FloatHistogram | None, bool]:
-        """The result of one element (None: left out) and whether a comparison passes."""
-        left, right = isinstance(a, FloatHistogram), isinstance(b, FloatHistogram)
-        try:
-            if left and right:
-                assert isinstance(a, FloatHistogram) and isinstance(b, FloatHistogram)
-                if op in ("+", "-") and reconciled([a, b]):
-                    kind = "addition" if op == "+" else "subtraction"
-                    self.ev.ctx.annotations.info(f"PromQL info: {RECONCILED} {kind} (1:1)")
-                if op == "+":
-                    return a.add(b).compacted(), True
-                if op == "-":
-                    return a.add(b, negate=True).with_hint(GAUGE).compacted(), True
-                if op in ("==", "!="):
-                    same = a.compacted().same_as(b.compacted()) and a.sum == b.sum
-                    return a, same if op == "==" else not same
-            elif left and isinstance(b, float):
-                assert isinstance(a, FloatHistogram)
-                if op == "*":
-                    return a.scaled(b).compacted(), True
-                if op == "/":
-                    return a.divided(b).compacted(), True
-            elif right and isinstance(a, float) and op == "*":
-                assert isinstance(b, FloatHistogram)
-                return b.scaled(a).compacted(), True
-        except ValueError:
-            self.ev.ctx.annotations.warn(
-                f"PromQL warning: {MIXED_SCHEMAS.rsplit(' for ', 1)[0]} (1:1)"
-            )
-            return None, False
-        kinds = ["histogram" if x else "float" for x in (left, right)]
-        self.ev.ctx.annotations.info(
-            "PromQL info: incompatible sample types encountered for binary operator "
-            f'"{op}": {kinds[0]} {op} {kinds[1]} (1:1)'
-        )
-        return None, False
-
-    def decode(self, value: Value) -> Value:
-        """The operator's result with its tokens made histograms again (or left out)."""
-        if not isinstance(value, InstantSteps):
-            return value
-        marked = self.tokens_in(value.values) & value.present
-        if not marked.any():
-            return value
-        values, present = value.values.copy(), value.present.copy()
-        maps: list[dict[int, FloatHistogram]] = [{} for _ in value.labels]
-        for i, j in zip(*np.nonzero(marked), strict=True):
-            index = int(values[i : i + 1, j].view(np.uint64)[0] & ~np.uint64(_TOKEN_MASK))
-            found = self.table[index]  # None: left out
-            values[i, j] = np.nan
-            present[i, j] = False
-            if isinstance(found, FloatHistogram):
-                maps[int(i)][int(j)] = found
-        return steps_of(value.labels, values, present, maps)
-
-
-_COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
 
 
 def histogram_variance(h: FloatHistogram) -> float:
