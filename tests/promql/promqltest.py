@@ -34,6 +34,7 @@ from watchkeeper.model import Labels, labels_from_dict
 from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.model.histogram import parse_histogram as parse_model_histogram
 from watchkeeper.promql.series_notation import (  # noqa: F401 - STALE_NAN: the tests' too
+    HISTOGRAM_ITEM_RE,
     STALE_NAN,
     STALE_NAN_BITS,
     expand_float_item,
@@ -212,9 +213,6 @@ class Histogram:
 # One position of a series description: a float, a histogram, or None (`_`, no sample).
 Value = float | Histogram | None
 
-_HIST_ITEM_RE = re.compile(
-    r"\{\{(?P<a>.*?)\}\}(?:(?:(?P<op>[+-])\{\{(?P<b>.*?)\}\})?x(?P<n>\d+))?", re.DOTALL
-)
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _STRING_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`""")
@@ -232,7 +230,7 @@ def expand_item(item: str) -> list[Value]:
 
 
 def _expand_histogram_item(item: str) -> list[Value]:
-    match = _HIST_ITEM_RE.fullmatch(item)
+    match = HISTOGRAM_ITEM_RE.fullmatch(item)
     if match is None:
         raise ValueError(f"invalid histogram item {item!r}")
     stated = "counter_reset_hint" in (match["b"] if match["b"] is not None else match["a"])

@@ -81,6 +81,20 @@ class FloatHistogram:
         fields.update(changes)
         return FloatHistogram(**fields)  # type: ignore[arg-type]
 
+    def _with_buckets(
+        self, positive: Mapping[int, float], negative: Mapping[int, float], **changes: object
+    ) -> FloatHistogram:
+        """`_with` and both sides' buckets laid out from counts by index."""
+        pos_spans, pos_buckets = spans_from_map(positive)
+        neg_spans, neg_buckets = spans_from_map(negative)
+        return self._with(
+            positive_spans=pos_spans,
+            positive_buckets=pos_buckets,
+            negative_spans=neg_spans,
+            negative_buckets=neg_buckets,
+            **changes,
+        )
+
     def with_hint(self, hint: int) -> FloatHistogram:
         if hint == self.counter_reset_hint:
             return self
@@ -234,9 +248,7 @@ class FloatHistogram:
                 zero_count=combine(self.zero_count, other.zero_count),
                 positive_buckets=tuple(map(combine, self.positive_buckets, other.positive_buckets)),
                 negative_buckets=tuple(map(combine, self.negative_buckets, other.negative_buckets)),
-                counter_reset_hint=_combined_hint(
-                    self.counter_reset_hint, other.counter_reset_hint
-                ),
+                counter_reset_hint=combined_hint(self.counter_reset_hint, other.counter_reset_hint),
             )
         if self.uses_custom_buckets != other.uses_custom_buckets:
             raise ValueError("histograms with exponential and custom buckets cannot be added")
@@ -254,18 +266,14 @@ class FloatHistogram:
         for target, extra in ((positive, theirs.positive()), (negative, theirs.negative())):
             for index, count in extra.items():
                 target[index] = target.get(index, 0.0) + sign * count
-        pos_spans, pos_buckets = spans_from_map(positive)
-        neg_spans, neg_buckets = spans_from_map(negative)
-        return mine._with(
+        return mine._with_buckets(
+            positive,
+            negative,
             count=mine.count + sign * theirs.count,
             sum=mine.sum + sign * theirs.sum,
             zero_count=mine.zero_count + sign * theirs.zero_count,
             zero_threshold=threshold,
-            positive_spans=pos_spans,
-            positive_buckets=pos_buckets,
-            negative_spans=neg_spans,
-            negative_buckets=neg_buckets,
-            counter_reset_hint=_combined_hint(self.counter_reset_hint, other.counter_reset_hint),
+            counter_reset_hint=combined_hint(self.counter_reset_hint, other.counter_reset_hint),
         )
 
     def scaled(self, factor: float) -> FloatHistogram:
@@ -292,13 +300,8 @@ class FloatHistogram:
         if 0.0 not in self.positive_buckets and 0.0 not in self.negative_buckets:
             return self
         positive, negative = self.positive(), self.negative()
-        pos_spans, pos_buckets = spans_from_map({i: c for i, c in positive.items() if c})
-        neg_spans, neg_buckets = spans_from_map({i: c for i, c in negative.items() if c})
-        return self._with(
-            positive_spans=pos_spans,
-            positive_buckets=pos_buckets,
-            negative_spans=neg_spans,
-            negative_buckets=neg_buckets,
+        return self._with_buckets(
+            {i: c for i, c in positive.items() if c}, {i: c for i, c in negative.items() if c}
         )
 
     def same_as(self, other: FloatHistogram) -> bool:
@@ -334,21 +337,14 @@ class FloatHistogram:
         if schema >= self.schema or self.uses_custom_buckets:
             return self
         shift = self.schema - schema
-        sides = []
+        sides: list[dict[int, float]] = []
         for found in (self.positive(), self.negative()):
             merged: dict[int, float] = {}
             for index, count in found.items():
                 target = ((index - 1) >> shift) + 1
                 merged[target] = merged.get(target, 0.0) + count
-            sides.append(spans_from_map(merged))
-        (pos_spans, pos_buckets), (neg_spans, neg_buckets) = sides
-        return self._with(
-            schema=schema,
-            positive_spans=pos_spans,
-            positive_buckets=pos_buckets,
-            negative_spans=neg_spans,
-            negative_buckets=neg_buckets,
-        )
+            sides.append(merged)
+        return self._with_buckets(*sides, schema=schema)
 
     def widened(self, threshold: float) -> FloatHistogram:
         """The same histogram with a zero bucket at least `threshold` wide: buckets below it
@@ -379,16 +375,7 @@ class FloatHistogram:
         for found, moved in ((positive, moved_pos), (negative, moved_neg)):
             for index in moved:
                 zero += found.pop(index)
-        pos_spans, pos_buckets = spans_from_map(positive)
-        neg_spans, neg_buckets = spans_from_map(negative)
-        return self._with(
-            zero_threshold=threshold,
-            zero_count=zero,
-            positive_spans=pos_spans,
-            positive_buckets=pos_buckets,
-            negative_spans=neg_spans,
-            negative_buckets=neg_buckets,
-        )
+        return self._with_buckets(positive, negative, zero_threshold=threshold, zero_count=zero)
 
     def detect_reset(self, previous: FloatHistogram) -> bool:
         """Whether this sample starts over from `previous` (Prometheus' DetectReset): by its
@@ -469,7 +456,7 @@ def _same_float(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def _combined_hint(mine: int, theirs: int) -> int:
+def combined_hint(mine: int, theirs: int) -> int:
     """The hint of a sum or difference (Prometheus' adjustCounterReset): a gauge stays one,
     unknown wins over the rest, and reset against not_reset is unknown."""
     if mine == theirs:

@@ -91,16 +91,11 @@ def _with_histograms(
 ) -> InstantSteps | HistogramSteps:
     floats = value.floats
     steps = len(ev.ts)
-    has = np.zeros(floats.present.shape, dtype=bool)
-    for i, found in enumerate(value.histograms):
-        has[i, list(found)] = True
     if op in _COUNTS_HISTOGRAMS:
-        counted = InstantSteps(
-            floats.labels, np.where(has, 0.0, floats.values), floats.present | has
-        )
-        return _aggregate(ev, node, op, param, counted)
+        # they only count samples: the histograms' places as present
+        return _aggregate(ev, node, op, param, value.present_anyhow())
     if op in _IGNORES_HISTOGRAMS:
-        if has.any():
+        if any(value.histograms):
             where = call_start(ev.ctx.query, op, 0)
             ev.ctx.annotations.info(f"PromQL info: ignored histogram in {op} aggregation ({where})")
         return _aggregate(ev, node, op, param, floats)

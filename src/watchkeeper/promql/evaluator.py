@@ -447,7 +447,13 @@ def lookup_with_histograms(
         present[row[ls]] = found.present[i]
         if found.sample_ts is not None:
             sample_ts[row[ls]] = found.sample_ts[i]
-    float_times = {s.labels: s.timestamps for s in floats.series()}
+    wanted = {h.labels for h in histograms}
+    bounds = floats.bounds
+    float_times = {
+        ls: floats.timestamps[bounds[k] : bounds[k + 1]]
+        for k, ls in enumerate(floats.labels)
+        if ls in wanted
+    }
     maps: list[dict[int, Any]] = [{} for _ in labels]
     for series in histograms:
         i = row[series.labels]

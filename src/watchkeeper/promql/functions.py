@@ -190,39 +190,8 @@ def _range_function_histograms(
     floats = hr.floats
     values, present = range_functions.by_rows(_RANGE_HANDLERS[name], floats, extra, ev.ts)
     ev.ctx.count_samples(int(floats.counts.sum(axis=0).max(initial=0)))
-    maps: list[dict[int, FloatHistogram]] = [{} for _ in hr.labels]
     position = ev.ctx.argument_position(arg)
-    handled = name in histogram_windows.HANDLED
-    for i, times in enumerate(hr.times):
-        if len(times) == 0:
-            continue
-        notes: native_histograms.Notes = []
-        for j in range(ev.steps):
-            first, last = hr.window(i, j)
-            if first == last:
-                continue
-            lo, hi = int(floats.lo[i, j]), int(floats.hi[i, j])
-            if not handled:
-                if hi > lo:
-                    notes.append(("info", native_histograms.IGNORED_IN_RANGE))
-                continue
-            end = int(floats.ends[j])
-            value = histogram_windows.window_value(
-                name,
-                list(zip(floats.t[lo:hi].tolist(), floats.v[lo:hi].tolist(), strict=True)),
-                list(zip(times[first:last].tolist(), hr.histograms[i][first:last], strict=True)),
-                end - floats.range_ms,
-                end,
-                floats.range_ms,
-                notes,
-            )
-            present[i, j] = False
-            if isinstance(value, FloatHistogram):
-                maps[i][j] = value
-            elif value is not None:
-                values[i, j] = value
-                present[i, j] = True
-        native_histograms.note_all(ev, notes, hr.labels[i], position)
+    maps = histogram_windows.over_windows(ev, name, hr, values, present, position)
     keep_name = name in OVER_TIME_KEEPING_NAME
     labels = hr.labels if keep_name else [drop_name(ls) for ls in hr.labels]
     return native_histograms.steps_of(labels, values, present, maps)

@@ -1,16 +1,18 @@
 """Range functions over windows holding native histogram samples (Prometheus' histogramRate and
 extrapolatedRate for rate/increase/delta, irate/idelta, sum/avg/count/present/last/first over
-time, changes and resets), one window at a time; the float samples of the same windows go
-through range_functions.py's arrays."""
+time, changes and resets), one window at a time, over the series that hold them; the float
+samples of the same windows go through range_functions.py's arrays."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 from watchkeeper.model.histogram import GAUGE, FloatHistogram
 from watchkeeper.promql.native_histograms import (
     COUNTER_RESET_COLLISION,
+    IGNORED_IN_RANGE,
     MIXED_FLOATS,
     MIXED_SCHEMAS,
     NOT_COUNTER,
@@ -19,8 +21,13 @@ from watchkeeper.promql.native_histograms import (
     Notes,
     average,
     kahan_sum,
+    note_all,
     reconciled,
 )
+from watchkeeper.promql.values import Bools, Floats, HistogramRange
+
+if TYPE_CHECKING:
+    from watchkeeper.promql.evaluator import Evaluator
 
 _EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
 _INSTANT = {"irate": True, "idelta": False}
@@ -207,3 +214,51 @@ def window_value(
     if name in _PICKING:
         return points[_PICKING[name]][1]
     return _sequence_count(name, points)
+
+
+def over_windows(
+    ev: Evaluator,
+    name: str,
+    hr: HistogramRange,
+    values: Floats,
+    present: Bools,
+    position: str,
+) -> list[dict[int, FloatHistogram]]:
+    """Function `name` over every window holding a histogram, given its results over the
+    float samples (`values`, `present`, changed in place where a window's answer is another):
+    the histogram results by series and step. Functions that read floats only keep their
+    float results, with Prometheus' info where a window holds both kinds."""
+    maps: list[dict[int, FloatHistogram]] = [{} for _ in hr.labels]
+    floats = hr.floats
+    handled = name in HANDLED
+    for i, times in enumerate(hr.times):
+        if len(times) == 0:
+            continue
+        notes: Notes = []
+        for j in range(len(floats.ends)):
+            first, last = hr.window(i, j)
+            if first == last:
+                continue
+            lo, hi = int(floats.lo[i, j]), int(floats.hi[i, j])
+            if not handled:
+                if hi > lo:
+                    notes.append(("info", IGNORED_IN_RANGE))
+                continue
+            end = int(floats.ends[j])
+            value = window_value(
+                name,
+                list(zip(floats.t[lo:hi].tolist(), floats.v[lo:hi].tolist(), strict=True)),
+                list(zip(times[first:last].tolist(), hr.histograms[i][first:last], strict=True)),
+                end - floats.range_ms,
+                end,
+                floats.range_ms,
+                notes,
+            )
+            present[i, j] = False
+            if isinstance(value, FloatHistogram):
+                maps[i][j] = value
+            elif value is not None:
+                values[i, j] = value
+                present[i, j] = True
+        note_all(ev, notes, hr.labels[i], position)
+    return maps

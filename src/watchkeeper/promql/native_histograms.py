@@ -17,11 +17,10 @@ import numpy as np
 
 from watchkeeper.model import Labels
 from watchkeeper.model.histogram import (
-    GAUGE,
     NOT_RESET,
     RESET,
-    UNKNOWN,
     FloatHistogram,
+    combined_hint,
     intersect_bounds,
     spans_from_map,
 )
@@ -372,7 +371,7 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
         theirs = h.counter_reset_hint
         if {hint, theirs} == {RESET, NOT_RESET}:
             collision = True
-        hint = _combined(hint, theirs)
+        hint = combined_hint(hint, theirs)
     total = FloatHistogram(
         schema=schema,
         count=fields[0][0] + fields[0][1],
@@ -401,11 +400,3 @@ def average(total: FloatHistogram, histograms: list[FloatHistogram]) -> FloatHis
     for k, h in enumerate(histograms[1:], start=2):
         mean = mean.add(h.divided(k).add(mean.divided(k), negate=True))
     return mean.with_hint(total.counter_reset_hint)
-
-
-def _combined(mine: int, theirs: int) -> int:
-    if mine == theirs:
-        return mine
-    if GAUGE in (mine, theirs):
-        return GAUGE
-    return UNKNOWN

@@ -70,7 +70,7 @@ def expand_values(text: str) -> list[float | None]:
 # One position of a value list: a float, a native histogram, or None (`_`, no sample).
 Item = float | FloatHistogram | None
 
-_HISTOGRAM_ITEM_RE = re.compile(
+HISTOGRAM_ITEM_RE = re.compile(
     r"(?P<a>\{\{.*?\}\})(?:(?:(?P<op>[+-])(?P<b>\{\{.*?\}\}))?x(?P<n>\d+))?", re.DOTALL
 )
 
@@ -99,7 +99,7 @@ def split_items(text: str) -> list[str]:
 def expand_histogram_item(item: str) -> list[Item]:
     """`{{...}}`, `{{a}}xN` (N+1 copies), `{{a}}+{{b}}xN` or `{{a}}-{{b}}xN` (a, a±b, ...,
     by repeated histogram addition, as Prometheus does); ValueError if it is none of them."""
-    found = _HISTOGRAM_ITEM_RE.fullmatch(item)
+    found = HISTOGRAM_ITEM_RE.fullmatch(item)
     if found is None:
         raise ValueError(f"invalid histogram item {item!r}")
     first = parse_histogram(found["a"])
