@@ -132,6 +132,8 @@ class Watchkeeper:
                 wal_segment_bytes=storage.wal_segment_bytes,
                 max_series_per_tenant=config.limits.max_series_per_tenant,
                 read_cache_bytes=storage.read_cache_bytes,
+                recent_samples_per_series=storage.recent_samples_per_series,
+                recent_samples_bytes=storage.recent_samples_bytes,
                 max_exemplars=storage.max_exemplars,
             ),
             observe_fsync=self.instruments.wal_fsync.observe,

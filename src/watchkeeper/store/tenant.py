@@ -51,6 +51,8 @@ class TenantState:
     exemplars: ExemplarRing = field(default_factory=lambda: ExemplarRing(0))
     # series forgotten so far: series ids handed out before stay valid while this holds
     dropped: int = 0
+    # retention deleted the samples at or before this time (the newest end of a deleted block)
+    deleted_through: int = INT64_MIN
 
     @property
     def blocks_max_time(self) -> int:

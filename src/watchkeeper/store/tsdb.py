@@ -45,6 +45,7 @@ from watchkeeper.store.histograms import (
 from watchkeeper.store.merge import already_stored, sorted_parts
 from watchkeeper.store.ordering import INT64_MIN, VERDICT_REASON, Verdict, judge
 from watchkeeper.store.read_cache import ReadCache
+from watchkeeper.store.recent import RecentSamples
 from watchkeeper.store.series_index import name_of
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.tenant import TenantState
@@ -76,6 +77,9 @@ class MetricsDB(StoreReads):
         self._state_lock = threading.RLock()
         self._compaction_lock = threading.Lock()
         self.read_cache = ReadCache(options.read_cache_bytes)
+        self._recent = RecentSamples(
+            options.recent_samples_per_series, options.recent_samples_bytes
+        )
         self._blocks = BlockSet(options, self.read_cache)
         # Floors raised by a compaction in progress: appends below them are out of bounds.
         self._cut_floor: dict[str, int] = {}
@@ -330,6 +334,7 @@ class MetricsDB(StoreReads):
         with self._state_lock:
             state.add_chunk(chunk)
             self._visible.record(chunk.series, chunk.timestamps, chunk.values.view(np.int64))
+            self._recent.write(chunk.series, chunk.timestamps, chunk.values)
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze_wanted.set()
 
@@ -421,6 +426,7 @@ class MetricsDB(StoreReads):
             sids, ts, vals = record.series[keep], record.timestamps[keep], record.values[keep]
             self._times.record(sids, ts, vals.view(np.int64))
             self._visible.record(sids, ts, vals.view(np.int64))
+            self._recent.write(sids, ts, vals)
             state.add_chunk(HeadChunk(sids, ts, vals))
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze(state)
@@ -583,6 +589,7 @@ class MetricsDB(StoreReads):
                 dropped = {sid for sid in unused if sid not in since}
                 for sid in dropped:
                     state.drop_series(sid)
+                self._recent.release(sorted(dropped))
                 state.histograms.forget(dropped)
                 state.histogram_series -= dropped
                 state.exemplars.forget(dropped)
@@ -621,6 +628,9 @@ class MetricsDB(StoreReads):
                     continue
                 with self._state_lock:
                     state.blocks = [b for b in state.blocks if b not in expired]
+                    state.deleted_through = max(
+                        state.deleted_through, *(b.max_time for b in expired)
+                    )
                 self._blocks.retire(expired)  # deleted once no read holds them
                 deleted += len(expired)
                 self._reload_block_series(state)

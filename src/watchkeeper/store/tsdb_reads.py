@@ -20,6 +20,7 @@ from watchkeeper.store.histograms import concatenate, read_block_file, sorted_un
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.reads import ReadSnapshot
+from watchkeeper.store.recent import RecentSamples
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -32,6 +33,7 @@ class StoreReads:
     _state_lock: threading.RLock
     _times: SeriesTimes
     _visible: SeriesTimes
+    _recent: RecentSamples
     _blocks: BlockSet
     _blocks_dir: Path
     _next_sid: int
@@ -250,6 +252,14 @@ class StoreReads:
         if len(sids) == 0:
             return
         with self._state_lock:
+            recent = self._read_recent(state, sids, start, end)
+            # the rings answer in one batch: only when that is within the batch size
+            if recent is not None and 0 < batch_samples < len(recent.timestamps):
+                recent = None
+            if recent is not None:
+                if len(recent):
+                    yield recent
+                return
             snapshot = ReadSnapshot(
                 self._blocks.reader,
                 [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
@@ -269,6 +279,26 @@ class StoreReads:
                     yield columns
         finally:
             self._blocks.let_go(snapshot.blocks)
+
+    def _read_recent(
+        self, state: TenantState, sids: npt.NDArray[np.int64], start: int, end: int
+    ) -> SeriesColumns | None:
+        """The read from the rings of newest samples (recent.py), None when they do not hold
+        all of it. Under the state lock."""
+        if start <= state.deleted_through:
+            return None  # the rings may still hold samples retention deleted
+        labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
+        ordered = sids[state.label_order.order(sids, labels)]
+        found = self._recent.read(ordered, start, end, self._times.min_ts[ordered])
+        if found is None:
+            return None
+        timestamps, values, counts = found
+        present = counts > 0
+        bounds = np.zeros(int(np.count_nonzero(present)) + 1, dtype=np.int64)
+        np.cumsum(counts[present], out=bounds[1:])
+        return SeriesColumns(
+            [labels[s] for s in ordered[present].tolist()], bounds, timestamps, values
+        )
 
     def read_histograms(
         self,

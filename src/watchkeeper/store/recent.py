@@ -1,0 +1,247 @@
+"""The newest float samples of each series, kept apart in a small ring per series, so that a
+range selector over the last minutes or hour (what dashboards refresh and rules evaluate again
+and again) reads a few array slices instead of the head's chunks.
+
+A read of `rate(x[5m])` at the newest time otherwise decodes the head's compressed segments,
+filters its raw segments, sorts what it found by series and time and lays it out in label
+order: about 0.25 ms for 59 series of the benchmark workload, most of a small query. From the
+rings the same read is two gathers and a mask (about 0.03 ms).
+
+A ring holds a series' newest `depth` samples, in time order, written as samples become visible
+(with the head). It answers a window only when it holds every sample of the series in it: the
+window starts at or after the ring's oldest sample, or the ring holds the series' first sample
+ever. A sample that arrives out of order (the out-of-order window) empties the series' ring, which
+fills again from the next samples in order: the ring never has to insert. Rings have a memory
+budget (`storage.recent_samples_bytes`); series beyond it, and reads it cannot answer, go to the
+head and blocks as before, so the rings are only ever a shortcut.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from watchkeeper.store.ordering import INT64_MIN
+
+_FIRST_ROWS = 1024
+# Slots gathered per series on a first try: a 5m or 10m window at a 30s interval is 10 or 20
+# samples, so most reads need one gather of this many; longer windows take the whole ring.
+_FIRST_TAKE = 24
+# Most slots one read gathers (series x slots): past that the head's decoded segments are the
+# faster way (a gather costs about 20 ns a slot).
+MAX_GATHER = 1 << 18
+_Array = TypeVar("_Array", bound=npt.NDArray[Any])
+
+
+class RecentSamples:
+    """Rings of the newest `depth` float samples, by series id, within `budget_bytes` (16
+    bytes a sample). Not thread safe: the store writes and reads them under its state lock."""
+
+    def __init__(self, depth: int, budget_bytes: int) -> None:
+        self.depth = max(0, depth)
+        self.max_rows = budget_bytes // (16 * self.depth) if self.depth else 0
+        self._row_of = np.full(_FIRST_ROWS, -1, dtype=np.int64)  # by series id
+        rows = min(_FIRST_ROWS, self.max_rows)
+        self._times = np.zeros((rows, self.depth), dtype=np.int64)
+        self._values = np.zeros((rows, self.depth), dtype=np.float64)
+        self._next = np.zeros(rows, dtype=np.int64)  # slot of the next sample
+        self._count = np.zeros(rows, dtype=np.int64)  # samples held, up to depth
+        # the newest timestamp written (or refused, after which the ring was emptied)
+        self._newest = np.full(rows, INT64_MIN, dtype=np.int64)
+        self._used = 0  # rows handed out so far, freed ones included
+        self._free: list[int] = []
+
+    @property
+    def nbytes(self) -> int:
+        return self._times.nbytes + self._values.nbytes
+
+    @property
+    def series(self) -> int:
+        """Series holding a ring."""
+        return self._used - len(self._free)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def write(
+        self,
+        sids: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """Add samples that became visible. Per series they go in in time order; a series
+        given one at or before its newest has its ring emptied."""
+        if self.max_rows == 0 or len(sids) == 0:
+            return
+        rows = self._rows(sids)
+        held = rows >= 0
+        if not held.all():
+            rows, timestamps, values = rows[held], timestamps[held], values[held]
+            if len(rows) == 0:
+                return
+        if len(rows) == 1 or bool((rows[1:] > rows[:-1]).all()):
+            self._write_one_each(rows, timestamps, values)
+            return
+        order = np.argsort(rows, kind="stable")
+        rows, timestamps, values = rows[order], timestamps[order], values[order]
+        first = np.empty(len(rows), dtype=bool)
+        first[0] = True
+        np.not_equal(rows[1:], rows[:-1], out=first[1:])
+        before = np.empty(len(rows), dtype=np.int64)
+        before[1:] = timestamps[:-1]
+        before[first] = self._newest[rows[first]]
+        out_of_order = timestamps <= before
+        if out_of_order.any():
+            emptied = np.unique(rows[out_of_order])
+            self._count[emptied] = 0
+            hit = np.isin(rows, emptied)
+            np.maximum.at(self._newest, rows[hit], timestamps[hit])
+            keep = ~hit
+            rows, timestamps, values = rows[keep], timestamps[keep], values[keep]
+            if len(rows) == 0:
+                return
+            first = first[keep]
+            first[0] = True
+        starts = np.flatnonzero(first)
+        sizes = np.diff(np.r_[starts, len(rows)])
+        rank = np.arange(len(rows), dtype=np.int64) - np.repeat(starts, sizes)
+        owners = rows[starts]
+        slots = (np.repeat(self._next[owners], sizes) + rank) % self.depth
+        # a series given more than depth samples keeps its newest depth
+        keep = rank >= np.repeat(sizes, sizes) - self.depth
+        self._times[rows[keep], slots[keep]] = timestamps[keep]
+        self._values[rows[keep], slots[keep]] = values[keep]
+        self._next[owners] = (self._next[owners] + sizes) % self.depth
+        self._count[owners] = np.minimum(self._count[owners] + sizes, self.depth)
+        self._newest[owners] = timestamps[starts + sizes - 1]
+
+    def _write_one_each(
+        self,
+        rows: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """`write` of one sample per ring (a scrape, or a remote_write request of one sample a
+        series): no grouping needed."""
+        out_of_order = timestamps <= self._newest[rows]
+        if out_of_order.any():
+            late = rows[out_of_order]
+            self._count[late] = 0
+            self._newest[late] = np.maximum(self._newest[late], timestamps[out_of_order])
+            keep = ~out_of_order
+            rows, timestamps, values = rows[keep], timestamps[keep], values[keep]
+        slots = self._next[rows]
+        self._times[rows, slots] = timestamps
+        self._values[rows, slots] = values
+        self._next[rows] = (slots + 1) % self.depth
+        self._count[rows] = np.minimum(self._count[rows] + 1, self.depth)
+        self._newest[rows] = timestamps
+
+    def release(self, sids: list[int]) -> None:
+        """Give back the rings of series the store forgot."""
+        if self.max_rows == 0 or not sids:
+            return
+        ids = np.array([s for s in sids if s < len(self._row_of)], dtype=np.int64)
+        rows = self._row_of[ids]
+        rows = rows[rows >= 0]
+        self._row_of[ids] = -1
+        self._count[rows] = 0
+        self._next[rows] = 0
+        self._newest[rows] = INT64_MIN
+        self._free.extend(rows.tolist())
+
+    def _rows(self, sids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The ring of each sample's series, given to series without one while the budget
+        lasts (-1: none)."""
+        top = int(sids.max())
+        if top >= len(self._row_of):
+            grown = np.full(max(top + 1, 2 * len(self._row_of)), -1, dtype=np.int64)
+            grown[: len(self._row_of)] = self._row_of
+            self._row_of = grown
+        rows = self._row_of[sids]
+        missing = rows < 0
+        if not missing.any():
+            return rows
+        new = np.unique(sids[missing])
+        room = len(self._free) + self.max_rows - self._used
+        new = new[:room]
+        if len(new) == 0:
+            return rows
+        reused = min(len(new), len(self._free))
+        given = [self._free.pop() for _ in range(reused)]
+        fresh = len(new) - reused
+        if fresh:
+            self._grow(self._used + fresh)
+            given += range(self._used, self._used + fresh)
+            self._used += fresh
+        self._row_of[new] = np.array(given, dtype=np.int64)
+        result: npt.NDArray[np.int64] = self._row_of[sids]
+        return result
+
+    def _grow(self, rows: int) -> None:
+        size = len(self._next)
+        if rows <= size:
+            return
+        size = min(max(rows, 2 * size), self.max_rows)
+        self._times = _resized(self._times, size, 0)
+        self._values = _resized(self._values, size, 0)
+        self._next = _resized(self._next, size, 0)
+        self._count = _resized(self._count, size, 0)
+        self._newest = _resized(self._newest, size, INT64_MIN)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def read(
+        self,
+        sids: npt.NDArray[np.int64],
+        start: int,
+        end: int,
+        first_times: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+        """The samples in [start, end] of the series `sids` (in any order), as timestamps and
+        values series after series in the order given, and each series' count; None unless
+        every series' ring holds all of its samples in the window. `first_times` is each
+        series' oldest sample anywhere: a ring holding that one holds all there are."""
+        if self.max_rows == 0 or len(sids) == 0 or int(sids.max()) >= len(self._row_of):
+            return None
+        rows = self._row_of[sids]
+        if bool((rows < 0).any()):
+            return None
+        counts = self._count[rows]
+        if not bool(counts.all()):
+            return None
+        depth = self.depth
+        flat_times = self._times.reshape(-1)
+        take = min(_FIRST_TAKE, depth)
+        while True:
+            if len(rows) * take > MAX_GATHER:
+                return None
+            back = np.arange(-take, 0, dtype=np.int64)
+            # the newest `take` slots of each ring, oldest first
+            flat = rows[:, None] * depth + (self._next[rows][:, None] + back) % depth
+            times = flat_times.take(flat)
+            whole = counts <= take
+            if bool((whole | (times[:, 0] < start)).all()) or take == depth:
+                break
+            take = depth
+        # rings taken whole: their oldest sample is where they start
+        oldest = times[np.arange(len(rows)), np.maximum(take - counts, 0)]
+        reached = np.where(whole, (oldest <= start) | (oldest == first_times), times[:, 0] < start)
+        if not bool(reached.all()):
+            return None
+        wanted = (back >= -counts[:, None]) & (times >= start) & (times <= end)
+        return (
+            times[wanted],
+            self._values.reshape(-1).take(flat[wanted]),
+            np.count_nonzero(wanted, axis=1).astype(np.int64),
+        )
+
+
+def _resized(array: _Array, rows: int, fill: int) -> _Array:
+    # zeros, not full: the pages of rows not handed out yet stay untouched (and not resident)
+    grown = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
+    grown[: len(array)] = array
+    if fill:
+        grown[len(array) :] = fill
+    return cast(_Array, grown)

@@ -1,0 +1,233 @@
+"""The rings of each series' newest samples (store/recent.py): what they answer, what they
+leave to the head and blocks, and that the store's reads give the same samples either way."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.store.test_tsdb import MINUTE, T0, _crash, _open
+from watchkeeper.model import SeriesBatch, labels_from_dict
+from watchkeeper.promql import parse_series_selector
+from watchkeeper.promql.series_notation import STALE_NAN
+from watchkeeper.store import MetricsDB
+from watchkeeper.store.ordering import INT64_MIN
+from watchkeeper.store.recent import RecentSamples
+from watchkeeper.store.types import SeriesColumns
+
+NEVER = np.array([INT64_MIN], dtype=np.int64)  # a first sample the rings never held
+
+
+def _write(
+    ring: RecentSamples, sid: int, times: list[int], values: list[float] | None = None
+) -> None:
+    ring.write(
+        np.full(len(times), sid, dtype=np.int64),
+        np.array(times, dtype=np.int64),
+        np.array(values if values is not None else [float(t) for t in times]),
+    )
+
+
+def _read(
+    ring: RecentSamples, sids: list[int], start: int, end: int, first: list[int] | None = None
+) -> list[list[int]] | None:
+    """Each series' timestamps in [start, end], or None when the rings cannot tell."""
+    firsts = np.array(first if first is not None else [INT64_MIN] * len(sids), dtype=np.int64)
+    found = ring.read(np.array(sids, dtype=np.int64), start, end, firsts)
+    if found is None:
+        return None
+    times, values, counts = found
+    assert times.tolist() == values.astype(np.int64).tolist()  # values travel with times
+    bounds = np.r_[0, np.cumsum(counts)].tolist()
+    return [times[a:b].tolist() for a, b in itertools.pairwise(bounds)]
+
+
+def test_a_ring_answers_the_windows_it_holds_whole() -> None:
+    ring = RecentSamples(depth=8, budget_bytes=1 << 20)
+    _write(ring, 3, [10, 20, 30])
+    _write(ring, 3, [40, 50])
+    _write(ring, 5, [15, 25])
+    assert _read(ring, [3, 5], 20, 45) == [[20, 30, 40], [25]]
+    # in the order asked
+    assert _read(ring, [5, 3], 10, 100, first=[15, 10]) == [[15, 25], [10, 20, 30, 40, 50]]
+    # before the oldest sample held: only known to be empty if that is the series' first
+    assert _read(ring, [3], 5, 30) is None
+    assert _read(ring, [3], 5, 30, first=[10]) == [[10, 20, 30]]
+    assert _read(ring, [3, 7], 20, 30) is None  # series 7 has no ring
+
+
+def test_a_full_ring_keeps_the_newest_depth_samples() -> None:
+    ring = RecentSamples(depth=4, budget_bytes=1 << 20)
+    _write(ring, 1, [1, 2, 3])
+    _write(ring, 1, [4, 5, 6])  # wraps around
+    assert _read(ring, [1], 3, 6) == [[3, 4, 5, 6]]
+    assert _read(ring, [1], 4, 5) == [[4, 5]]
+    assert _read(ring, [1], 2, 6) is None  # sample 2 is gone from the ring
+    _write(ring, 1, list(range(7, 20)))  # more than depth at once
+    assert _read(ring, [1], 16, 19) == [[16, 17, 18, 19]]
+    assert _read(ring, [1], 15, 19) is None
+
+
+def test_long_windows_take_the_whole_ring() -> None:
+    ring = RecentSamples(depth=200, budget_bytes=1 << 20)
+    times = list(range(0, 3000, 15))  # 200 samples: more than one first gather
+    _write(ring, 2, times)
+    assert _read(ring, [2], 1500, 2985) == [[t for t in times if t >= 1500]]
+    assert _read(ring, [2], 0, 2985) == [times]
+    assert _read(ring, [2], -1, 2985) is None
+    assert _read(ring, [2], -1, 2985, first=[0]) == [times]
+
+
+def test_a_sample_out_of_order_empties_the_ring_until_samples_follow_in_order() -> None:
+    ring = RecentSamples(depth=8, budget_bytes=1 << 20)
+    _write(ring, 1, [10, 20, 30])
+    _write(ring, 1, [25])  # admitted by the out-of-order window
+    assert _read(ring, [1], 20, 40) is None
+    _write(ring, 1, [28])  # still behind the newest seen (30)
+    assert _read(ring, [1], 20, 40) is None
+    _write(ring, 1, [40, 50])
+    assert _read(ring, [1], 40, 60) == [[40, 50]]
+    assert _read(ring, [1], 30, 60) is None  # 30 and the late 25 are not in the ring
+    _write(ring, 1, [70, 60])  # out of order within one write
+    assert _read(ring, [1], 40, 80) is None
+    _write(ring, 1, [60])  # equal to one seen: a duplicate is out of order too
+    assert _read(ring, [1], 40, 80) is None
+
+
+def test_rings_stay_within_their_budget_and_are_given_back() -> None:
+    ring = RecentSamples(depth=4, budget_bytes=3 * 4 * 16)  # three rings
+    for sid in (1, 2, 3, 4):
+        _write(ring, sid, [10, 20])
+    assert ring.series == 3
+    assert ring.nbytes <= 3 * 4 * 16
+    assert _read(ring, [1, 2, 3], 10, 20) == [[10, 20]] * 3
+    assert _read(ring, [4], 10, 20) is None
+    ring.release([2])
+    _write(ring, 4, [30])
+    assert _read(ring, [4], 30, 30) == [[30]]
+    assert _read(ring, [2], 10, 20) is None
+    _write(ring, 2, [40])  # no ring left for it
+    assert _read(ring, [2], 40, 40) is None
+    assert RecentSamples(depth=0, budget_bytes=1 << 20).read(NEVER, 0, 1, NEVER) is None
+    assert RecentSamples(depth=4, budget_bytes=0).read(NEVER, 0, 1, NEVER) is None
+
+
+# --- the store: the same samples with and without the rings -----------------------------
+
+
+def _batch(rows: list[tuple[str, int, float]]) -> SeriesBatch:
+    return SeriesBatch.from_samples(
+        [(labels_from_dict({"__name__": "m", "s": name}), T0 + t, v) for name, t, v in rows]
+    )
+
+
+def _without_rings(db: MetricsDB, selector: str, start: int, end: int) -> SeriesColumns:
+    rings = db._recent.read
+    db._recent.read = lambda *args: None  # type: ignore[method-assign]
+    try:
+        return db.read_columns("default", parse_series_selector(selector), start, end)
+    finally:
+        db._recent.read = rings  # type: ignore[method-assign]
+
+
+class Counting:
+    def __init__(self, db: MetricsDB) -> None:
+        self.answered = 0
+        self.asked = 0
+        self._read = db._recent.read
+        db._recent.read = self  # type: ignore[method-assign]
+
+    def __call__(self, *args: object) -> object:
+        found = self._read(*args)  # type: ignore[arg-type]
+        self.asked += 1
+        self.answered += found is not None
+        return found
+
+
+def _same_reads(db: MetricsDB, newest: int, counting: Counting) -> None:
+    for selector in ("m", 'm{s=~"a|c"}', 'm{s="b"}'):
+        for window in (MINUTE // 2, 2 * MINUTE, 5 * MINUTE, 30 * MINUTE, 200 * MINUTE):
+            for end in range(T0, T0 + newest + 2 * MINUTE, 97_000):
+                start = end - window + 1
+                got = db.read_columns("default", parse_series_selector(selector), start, end)
+                want = _without_rings(db, selector, start, end)
+                assert got.labels == want.labels, (selector, window, end)
+                assert got.bounds.tolist() == want.bounds.tolist(), (selector, window, end)
+                assert got.timestamps.tolist() == want.timestamps.tolist()
+                assert got.values.tobytes() == want.values.tobytes()
+
+
+def test_store_reads_are_the_same_with_the_rings(tmp_path: Path) -> None:
+    """Series at different intervals, staleness markers, samples out of order, a crash and a
+    block cut: every read gives the same samples as the head and blocks do, and the rings
+    answer many of them."""
+    options = {
+        "out_of_order_window_ms": 10 * MINUTE,
+        "recent_samples_per_series": 16,
+        "block_duration_ms": 10 * MINUTE,
+    }
+    db = _open(tmp_path, **options)
+    rng = np.random.default_rng(7)
+    newest = 0
+    try:
+        for step in range(60):
+            t = step * 15_000
+            rows = [("a", t, float(step)), ("b", t + 7, float(rng.integers(0, 5)))]
+            if step % 2 == 0:
+                rows.append(("c", t, STALE_NAN if step == 30 else float(step)))
+            if step in (20, 41):
+                rows.append(("a", t - 22_500, -1.0))  # out of order, within the window
+            db.append("default", _batch(rows))
+            if step == 35:
+                db.append("default", _batch([("b", t - 20_000, 5.0)]))  # late, on its own
+            newest = t
+            if step in (20, 22, 35, 41):
+                _same_reads(db, newest, Counting(db))  # while the rings hold the late samples
+        counting = Counting(db)
+        _same_reads(db, newest, counting)
+        assert counting.answered >= 10  # short windows at the newest times
+        _crash(db)
+        db = _open(tmp_path, **options)  # the rings are rebuilt from the WAL
+        counting = Counting(db)
+        _same_reads(db, newest, counting)
+        assert counting.answered >= 10
+        db.append("default", _batch([("a", newest + 15_000, 99.0), ("d", newest, 1.0)]))
+        db.compact(force=True)  # the samples the rings hold are in blocks now
+        _same_reads(db, newest + 15_000, counting)
+    finally:
+        db.close()
+
+
+def test_samples_retention_deleted_are_not_read_from_the_rings(tmp_path: Path) -> None:
+    db = _open(tmp_path, retention_ms=30 * MINUTE)
+    try:
+        db.append("default", _batch([("old", 0, 1.0), ("old", MINUTE, 2.0)]))
+        db.compact(force=True)
+        selector = parse_series_selector('m{s="old"}')
+        assert len(db.read_columns("default", selector, T0 - MINUTE, T0 + 2 * MINUTE)) == 1
+        db.append("default", _batch([("old", 100 * MINUTE, 3.0)]))
+        db.compact(force=True)
+        assert db.apply_retention() == 1
+        # The first block is gone, and with it the series' first two samples. Its ring still
+        # holds them, with its first sample: it would answer, wrongly.
+        assert len(db.read_columns("default", selector, T0 - MINUTE, T0 + 2 * MINUTE)) == 0
+        found = db.read_columns("default", selector, T0 - MINUTE, T0 + 200 * MINUTE)
+        assert found.timestamps.tolist() == [T0 + 100 * MINUTE]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("budget", [0, 16 * 16])
+def test_without_room_for_rings_reads_go_to_the_head(tmp_path: Path, budget: int) -> None:
+    db = _open(tmp_path, recent_samples_per_series=16, recent_samples_bytes=budget)
+    try:
+        db.append("default", _batch([(name, t, 1.0) for name in "abc" for t in (0, 15_000)]))
+        found = db.read_columns("default", parse_series_selector("m"), T0, T0 + MINUTE)
+        assert [dict(ls)["s"] for ls in found.labels] == ["a", "b", "c"]
+        assert found.bounds.tolist() == [0, 2, 4, 6]
+        assert db._recent.series == (1 if budget else 0)
+    finally:
+        db.close()
