@@ -254,7 +254,7 @@ class Watchkeeper:
             rules=self.rules,
             alerting=self.alerting,
         )
-        self.api: FastAPI = create_api(self.api_context)
+        self.api, self.asgi = create_api(self.api_context)
         self.grpc: OtlpGrpcServer | None = None
         self.api.router.lifespan_context = self._lifespan
         self._tasks: list[asyncio.Task[None]] = []
@@ -437,7 +437,7 @@ class Watchkeeper:
         self.open()
         server = uvicorn.Server(
             uvicorn.Config(
-                self.api,
+                self.asgi,
                 host=self.config.host,
                 port=self.config.port,
                 log_level="warning",

@@ -156,3 +156,21 @@ def test_closing_refuses_waiting_and_new_queries() -> None:
     holder.release()
     with pytest.raises(QueryCanceledError, match="shutting down"):
         gate.run(lambda remaining: None, 1.0)
+
+
+def test_run_now_runs_only_with_a_free_slot_and_nobody_waiting() -> None:
+    gate = QueryGate(1)
+    assert gate.run_now(lambda remaining: 3, 1.0).value == 3  # type: ignore[union-attr]
+    holder = Holder(gate)
+    ran: list[int] = []
+    assert gate.run_now(lambda remaining: ran.append(1), 1.0) is None  # would wait
+    waiter = Waiter(gate, 30, [], "w")
+    _until(lambda: gate.queued == 1)
+    holder.release()
+    assert waiter.join().value == "w"
+    assert ran == []
+    assert gate.running == 0
+    assert gate.run_now(lambda remaining: 4, 1.0).value == 4  # type: ignore[union-attr]
+    gate.close()
+    with pytest.raises(QueryCanceledError):
+        gate.run_now(lambda remaining: None, 1.0)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,8 +32,15 @@ from watchkeeper.store import WALFailedError
 
 log = logging.getLogger(__name__)
 
+# Routes whose endpoints DirectRoutes calls itself, before FastAPI's router: the queries that
+# dashboards send several times a second.
+DIRECT_PATHS = frozenset({"/api/v1/query", "/api/v1/query_range"})
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-def create_api(ctx: ApiContext) -> FastAPI:
+
+def create_api(ctx: ApiContext) -> tuple[FastAPI, ASGIApp]:
+    """The FastAPI application, and the ASGI application to serve: it behind DirectRoutes,
+    all of it timed by RequestTiming."""
     app = FastAPI(
         title="watchkeeper",
         version=ctx.version,
@@ -52,8 +61,9 @@ def create_api(ctx: ApiContext) -> FastAPI:
         export,
         admin,
     )
-    for module in modules:
-        app.include_router(module.router(ctx))
+    routers = [module.router(ctx) for module in modules]
+    for router in routers:
+        app.include_router(router)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> Response:
@@ -61,7 +71,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(BodyTooLargeError)
     async def body_too_large(request: Request, err: BodyTooLargeError) -> Response:
-        return error_response("bad_data", str(err))
+        return _body_too_large(err)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> Response:
@@ -69,10 +79,61 @@ def create_api(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(WALFailedError)
     async def wal_failed(request: Request, err: WALFailedError) -> Response:
-        return error_response("unavailable", f"storage unavailable: {err}")
+        return _wal_failed(err)
 
-    app.add_middleware(RequestTiming, duration=ctx.instruments.http_duration)
-    return app
+    direct = [
+        route
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path in DIRECT_PATHS
+    ]
+    served = RequestTiming(DirectRoutes(app, direct), ctx.instruments.http_duration)
+    return app, served
+
+
+def _body_too_large(err: BodyTooLargeError) -> Response:
+    return error_response("bad_data", str(err))
+
+
+def _wal_failed(err: WALFailedError) -> Response:
+    return error_response("unavailable", f"storage unavailable: {err}")
+
+
+class DirectRoutes:
+    """Calls the endpoints of a few routes itself, found by exact path and method, and leaves
+    every other request to FastAPI. FastAPI's router matches a request against every route in
+    turn and solves the endpoint's dependencies, and its own middleware (telemetry, body limits)
+    runs first: together about 0.1 ms a request, as much as evaluating a small query. The
+    endpoints taken take the Request alone and raise the errors create_api maps, which this
+    maps the same way; anything else is an internal error, logged."""
+
+    def __init__(self, app: ASGIApp, routes: list[APIRoute]) -> None:
+        self.app = app
+        self.routes = {
+            (route.path, method): route for route in routes for method in route.methods or ()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http":
+            route = self.routes.get((scope["path"], scope["method"]))
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route  # as the router would: RequestTiming labels by its path
+        endpoint: Endpoint = route.endpoint
+        try:
+            response = await endpoint(Request(scope, receive))
+        except APIError as err:
+            response = error_response(err.error_type, err.message, err.status)
+        except BodyTooLargeError as err:
+            response = _body_too_large(err)
+        except WALFailedError as err:
+            response = _wal_failed(err)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = error_response("internal", "internal server error")
+        await response(scope, receive, send)
 
 
 class RequestTiming:

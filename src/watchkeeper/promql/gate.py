@@ -52,6 +52,15 @@ class QueryGate:
         """Queries waiting for a slot now."""
         return len(self._waiting)
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits, without waiting."""
+        with self._cond:
+            self._refuse_if_closed()
+            if self._waiting or self._running >= self.max_concurrent:
+                return False
+            self._running += 1
+            return True
+
     def acquire(self, deadline: float) -> None:
         """Take a slot, waiting until `deadline` (a `clock()` reading) at most; a query that
         cannot get one by then raises QueryTimeoutError. Waiters are served first come, first
@@ -103,8 +112,23 @@ class QueryGate:
         `started` (a `clock()` reading taken when the query arrived; default now), so queueing
         uses it up and `work` gets what is left."""
         began = self.clock() if started is None else started
+        self.acquire(began + timeout_s)
+        return self._run_admitted(work, timeout_s, began)
+
+    def run_now(
+        self, work: Callable[[float], T], timeout_s: float, started: float | None = None
+    ) -> GatedRun[T] | None:
+        """`run`, if a slot is free now; None (and nothing run) if it would have to wait."""
+        began = self.clock() if started is None else started
+        if not self.try_acquire():
+            return None
+        return self._run_admitted(work, timeout_s, began)
+
+    def _run_admitted(
+        self, work: Callable[[float], T], timeout_s: float, began: float
+    ) -> GatedRun[T]:
+        """Run `work` in the slot taken, and give the slot back."""
         deadline = began + timeout_s
-        self.acquire(deadline)
         admitted = self.clock()
         try:
             remaining = deadline - admitted
