@@ -15,7 +15,7 @@ import promql_parser as pp
 
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
 from watchkeeper.model.histogram import FloatHistogram
-from watchkeeper.model.matchers import compile_anchored, expand_template
+from watchkeeper.model.matchers import anchored_replacement, compile_anchored
 from watchkeeper.promql import (
     aggregations,
     histogram_windows,
@@ -485,15 +485,14 @@ def _fn_label_replace(ev: Evaluator, args: list[Any]) -> Value:
     vector = ev.eval_histograms(args[0])
     dst, replacement, src, pattern = (_string_arg(ev, a) for a in args[1:5])
     try:
-        regex = compile_anchored(pattern)
+        compile_anchored(pattern)
     except ValueError as err:
         raise QueryError(f"invalid regular expression in label_replace(): {pattern}") from err
     if not is_valid_label_name(dst) or not ev.ctx.argument_is_utf8(1):
         raise QueryError(f"invalid destination label name in label_replace(): {dst}")
 
     def replaced(values: dict[str, str]) -> str | None:
-        match = regex.match(values.get(src, ""))
-        return None if match is None else expand_template(replacement, match)
+        return anchored_replacement(pattern, replacement, values.get(src, ""))
 
     return _with_label(vector, dst, replaced)
 
