@@ -30,7 +30,7 @@ class StorageOptions:
     max_exemplars: int = 100_000
     # the newest samples of each series kept apart for short range reads (recent.py): how
     # many per series, and the memory all of them may take (16 bytes a sample); 0: none
-    recent_samples_per_series: int = 128
+    recent_samples_per_series: int = 160
     recent_samples_bytes: int = 64 * 1024 * 1024
 
 
