@@ -91,10 +91,12 @@ def test_a_sample_out_of_order_empties_the_ring_until_samples_follow_in_order() 
     _write(ring, 1, [40, 50])
     assert _read(ring, [1], 40, 60) == [[40, 50]]
     assert _read(ring, [1], 30, 60) is None  # 30 and the late 25 are not in the ring
-    _write(ring, 1, [70, 60])  # out of order within one write
+    _write(ring, 1, [70, 60])  # both after the newest, out of order within one write
+    assert _read(ring, [1], 40, 80) == [[40, 50, 60, 70]]
+    _write(ring, 1, [70])  # equal to one seen: a duplicate is out of order too
     assert _read(ring, [1], 40, 80) is None
-    _write(ring, 1, [60])  # equal to one seen: a duplicate is out of order too
-    assert _read(ring, [1], 40, 80) is None
+    _write(ring, 1, [80, 90, 90])
+    assert _read(ring, [1], 80, 90) is None
 
 
 def test_rings_stay_within_their_budget_and_are_given_back() -> None:

@@ -18,21 +18,18 @@ head and blocks as before, so the rings are only ever a shortcut.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
-
 import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.store.ordering import INT64_MIN
 
-_FIRST_ROWS = 1024
+_FIRST_IDS = 1024
 # Slots gathered per series on a first try: a 5m or 10m window at a 30s interval is 10 or 20
 # samples, so most reads need one gather of this many; longer windows take the whole ring.
 _FIRST_TAKE = 24
 # Most slots one read gathers (series x slots): past that the head's decoded segments are the
 # faster way (a gather costs about 20 ns a slot).
 MAX_GATHER = 1 << 18
-_Array = TypeVar("_Array", bound=npt.NDArray[Any])
 
 
 class RecentSamples:
@@ -42,8 +39,10 @@ class RecentSamples:
     def __init__(self, depth: int, budget_bytes: int) -> None:
         self.depth = max(0, depth)
         self.max_rows = budget_bytes // (16 * self.depth) if self.depth else 0
-        self._row_of = np.full(_FIRST_ROWS, -1, dtype=np.int64)  # by series id
-        rows = min(_FIRST_ROWS, self.max_rows)
+        self._row_of = np.full(_FIRST_IDS, -1, dtype=np.int64)  # by series id
+        # The whole budget at once, as zeros: the pages of rings not handed out yet are never
+        # touched, so they take no memory, and the rings never move (no copy as they grow).
+        rows = self.max_rows
         self._times = np.zeros((rows, self.depth), dtype=np.int64)
         self._values = np.zeros((rows, self.depth), dtype=np.float64)
         self._next = np.zeros(rows, dtype=np.int64)  # slot of the next sample
@@ -55,7 +54,8 @@ class RecentSamples:
 
     @property
     def nbytes(self) -> int:
-        return self._times.nbytes + self._values.nbytes
+        """Memory the rings handed out so far take (the rest of the budget is never touched)."""
+        return self._used * self.depth * 16
 
     @property
     def series(self) -> int:
@@ -71,7 +71,7 @@ class RecentSamples:
         values: npt.NDArray[np.float64],
     ) -> None:
         """Add samples that became visible. Per series they go in in time order; a series
-        given one at or before its newest has its ring emptied."""
+        given one at or before its newest (or two at one time) has its ring emptied."""
         if self.max_rows == 0 or len(sids) == 0:
             return
         rows = self._rows(sids)
@@ -80,14 +80,16 @@ class RecentSamples:
             rows, timestamps, values = rows[held], timestamps[held], values[held]
             if len(rows) == 0:
                 return
-        if len(rows) == 1 or bool((rows[1:] > rows[:-1]).all()):
-            self._write_one_each(rows, timestamps, values)
-            return
-        order = np.argsort(rows, kind="stable")
+        # by ring and time: rings written in order touch memory in order, and a series'
+        # samples given out of time order in one write still go in in time order
+        order = np.lexsort((timestamps, rows))
         rows, timestamps, values = rows[order], timestamps[order], values[order]
         first = np.empty(len(rows), dtype=bool)
         first[0] = True
         np.not_equal(rows[1:], rows[:-1], out=first[1:])
+        if first.all():  # one sample a series, as a scrape or most remote_write requests
+            self._write_one_each(rows, timestamps, values)
+            return
         before = np.empty(len(rows), dtype=np.int64)
         before[1:] = timestamps[:-1]
         before[first] = self._newest[rows[first]]
@@ -102,7 +104,6 @@ class RecentSamples:
             if len(rows) == 0:
                 return
             first = first[keep]
-            first[0] = True
         starts = np.flatnonzero(first)
         sizes = np.diff(np.r_[starts, len(rows)])
         rank = np.arange(len(rows), dtype=np.int64) - np.repeat(starts, sizes)
@@ -122,8 +123,7 @@ class RecentSamples:
         timestamps: npt.NDArray[np.int64],
         values: npt.NDArray[np.float64],
     ) -> None:
-        """`write` of one sample per ring (a scrape, or a remote_write request of one sample a
-        series): no grouping needed."""
+        """`write` of one sample per ring: no grouping needed."""
         out_of_order = timestamps <= self._newest[rows]
         if out_of_order.any():
             late = rows[out_of_order]
@@ -172,23 +172,11 @@ class RecentSamples:
         given = [self._free.pop() for _ in range(reused)]
         fresh = len(new) - reused
         if fresh:
-            self._grow(self._used + fresh)
             given += range(self._used, self._used + fresh)
             self._used += fresh
         self._row_of[new] = np.array(given, dtype=np.int64)
         result: npt.NDArray[np.int64] = self._row_of[sids]
         return result
-
-    def _grow(self, rows: int) -> None:
-        size = len(self._next)
-        if rows <= size:
-            return
-        size = min(max(rows, 2 * size), self.max_rows)
-        self._times = _resized(self._times, size, 0)
-        self._values = _resized(self._values, size, 0)
-        self._next = _resized(self._next, size, 0)
-        self._count = _resized(self._count, size, 0)
-        self._newest = _resized(self._newest, size, INT64_MIN)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -236,12 +224,3 @@ class RecentSamples:
             self._values.reshape(-1).take(flat[wanted]),
             np.count_nonzero(wanted, axis=1).astype(np.int64),
         )
-
-
-def _resized(array: _Array, rows: int, fill: int) -> _Array:
-    # zeros, not full: the pages of rows not handed out yet stay untouched (and not resident)
-    grown = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
-    grown[: len(array)] = array
-    if fill:
-        grown[len(array) :] = fill
-    return cast(_Array, grown)
