@@ -289,6 +289,8 @@ def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) ->
         raise QueryError(f"Scalar value {k_values[0]} overflows int64")
     k = k_values.astype(np.int64)
     group_labels, gid = _groups(vector, modifier)
+    if steps == 1 and op != "limitk":
+        return _select_k_instant(op, vector, gid, int(k[0]))
     n = len(vector.labels)
     chosen = np.zeros((n, steps), dtype=bool)
     rank = np.zeros((n, steps), dtype=np.int64)
@@ -314,6 +316,26 @@ def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) ->
         # an instant result lists each group's choice best first, groups in order of appearance
         idx = idx[np.lexsort((rank[idx, 0], gid[idx]))]
     return InstantSteps([vector.labels[i] for i in idx], vector.values[idx], chosen[idx])
+
+
+def _select_k_instant(op: str, vector: InstantSteps, gid: Ints, k: int) -> InstantSteps:
+    """topk/bottomk at one step: each group's k chosen, best first, groups in order of
+    appearance; one sort of all present series by (group, NaN last, value, position)."""
+    rows = np.flatnonzero(vector.present[:, 0])
+    values = vector.values[rows, 0]
+    nan = np.isnan(values)
+    key = np.where(nan, 0.0, -values if op == "topk" else values)
+    groups = gid[rows]
+    order = np.lexsort((rows, key, nan, groups))
+    by_group = groups[order]
+    starts = np.flatnonzero(np.r_[True, by_group[1:] != by_group[:-1]])
+    place = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    idx = rows[order[place < k]]
+    return InstantSteps(
+        [vector.labels[i] for i in idx.tolist()],
+        vector.values[idx],
+        np.ones((len(idx), 1), dtype=bool),
+    )
 
 
 def label_hash(labels: Labels) -> int:

@@ -203,9 +203,13 @@ def _instant_result(value: Value, time_ms: int) -> QueryResult:
     if isinstance(value, InstantSteps):
         rows = np.flatnonzero(value.present[:, 0])
         stamp = np.array([time_ms], dtype=np.int64)
+        values = value.values[rows, 0]  # a copy: each series' value is a view of it
+        names = value.labels
         return QueryResult(
             "vector",
-            series=[Series(value.labels[i], stamp, value.values[i, :1].copy()) for i in rows],
+            series=[
+                Series(names[i], stamp, values[k : k + 1]) for k, i in enumerate(rows.tolist())
+            ],
             time_ms=time_ms,
         )
     if isinstance(value, HistogramSteps):
