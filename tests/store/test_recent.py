@@ -4,6 +4,7 @@ leave to the head and blocks, and that the store's reads give the same samples e
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -231,5 +232,32 @@ def test_without_room_for_rings_reads_go_to_the_head(tmp_path: Path, budget: int
         assert [dict(ls)["s"] for ls in found.labels] == ["a", "b", "c"]
         assert found.bounds.tolist() == [0, 2, 4, 6]
         assert db._recent.series == (1 if budget else 0)
+    finally:
+        db.close()
+
+
+def test_a_read_answered_by_the_rings_holds_no_lock_while_its_reader_works(
+    tmp_path: Path,
+) -> None:
+    db = _open(tmp_path)
+    try:
+        db.append("default", _batch([(name, t, 1.0) for name in "ab" for t in (0, 15_000)]))
+        counting = Counting(db)
+        reading = db.read_column_batches("default", parse_series_selector("m"), T0, T0 + MINUTE, 0)
+        assert len(next(reading)) == 2
+        assert counting.answered == 1
+        # appends go on while the reader works on the batch (another thread takes the lock)
+        taken: list[bool] = []
+
+        def take() -> None:
+            taken.append(db._state_lock.acquire(timeout=2))
+            if taken[-1]:
+                db._state_lock.release()
+
+        other = threading.Thread(target=take)
+        other.start()
+        other.join()
+        assert taken == [True]
+        assert list(reading) == []
     finally:
         db.close()

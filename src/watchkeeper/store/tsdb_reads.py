@@ -21,6 +21,7 @@ from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.reads import ReadSnapshot
 from watchkeeper.store.recent import RecentSamples
+from watchkeeper.store.series_index import gather_rows
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -253,13 +254,12 @@ class StoreReads:
             return
         with self._state_lock:
             recent = self._read_recent(state, sids, start, end)
-            # the rings answer in one batch: only when that is within the batch size
-            if recent is not None and 0 < batch_samples < len(recent.timestamps):
-                recent = None
-            if recent is not None:
-                if len(recent):
-                    yield recent
-                return
+        # the rings answer in one batch: only when that is within the batch size
+        if recent is not None and not 0 < batch_samples < len(recent.timestamps):
+            if len(recent):
+                yield recent
+            return
+        with self._state_lock:
             snapshot = ReadSnapshot(
                 self._blocks.reader,
                 [b for b in state.blocks if b.max_time >= start and b.min_time <= end],
@@ -283,21 +283,23 @@ class StoreReads:
     def _read_recent(
         self, state: TenantState, sids: npt.NDArray[np.int64], start: int, end: int
     ) -> SeriesColumns | None:
-        """The read from the rings of newest samples (recent.py), None when they do not hold
-        all of it. Under the state lock."""
+        """The read of the series `sids` (ascending) from the rings of newest samples
+        (recent.py), None when they do not hold all of it. Under the state lock."""
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
-        labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
-        ordered = sids[state.label_order.order(sids, labels)]
-        found = self._recent.read(ordered, start, end, self._times.min_ts[ordered])
+        found = self._recent.read(sids, start, end, self._times.min_ts[sids])
         if found is None:
             return None
         timestamps, values, counts = found
-        present = counts > 0
-        bounds = np.zeros(int(np.count_nonzero(present)) + 1, dtype=np.int64)
-        np.cumsum(counts[present], out=bounds[1:])
+        labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
+        order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
+        order = order[counts[order] > 0]
+        firsts = np.cumsum(counts) - counts
+        rows = gather_rows(firsts[order], counts[order])
+        bounds = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(counts[order], out=bounds[1:])
         return SeriesColumns(
-            [labels[s] for s in ordered[present].tolist()], bounds, timestamps, values
+            [labels[s] for s in sids[order].tolist()], bounds, timestamps[rows], values[rows]
         )
 
     def read_histograms(
