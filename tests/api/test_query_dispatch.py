@@ -67,8 +67,12 @@ async def _query(client: httpx.AsyncClient, query: str = "vector(1)") -> httpx.R
     return await client.post("/api/v1/query", data={"query": query, "time": "100"})
 
 
+# "quick" for the tests: a loaded CI machine can take over 2ms for vector(1)
+QUICK = {"inline_below": 1000}
+
+
 def test_a_query_quick_the_last_time_runs_on_the_event_loop(make_app: Any) -> None:
-    app = make_app()
+    app = make_app(**QUICK)
     threads = Threads(app)
 
     async def body(client: httpx.AsyncClient) -> int:
@@ -85,7 +89,7 @@ def test_a_query_quick_the_last_time_runs_on_the_event_loop(make_app: Any) -> No
 
 def test_slow_queries_and_queries_that_must_wait_run_on_query_threads(make_app: Any) -> None:
     app = make_app(max_concurrent=1)
-    threads = Threads(app, delay_s=0.005)  # over query.inline_below (2ms)
+    threads = Threads(app, delay_s=0.005)  # over the default query.inline_below (2ms)
 
     async def slow(client: httpx.AsyncClient) -> int:
         for _ in range(3):
@@ -95,7 +99,7 @@ def test_slow_queries_and_queries_that_must_wait_run_on_query_threads(make_app: 
     loop_thread = _run(app, slow)
     assert len(threads.seen) == 3 and loop_thread not in threads.seen
 
-    app = make_app(max_concurrent=1)
+    app = make_app(max_concurrent=1, **QUICK)
     threads = Threads(app)
 
     async def gate_taken(client: httpx.AsyncClient) -> int:
