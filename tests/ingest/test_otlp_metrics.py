@@ -305,16 +305,21 @@ def test_delta_histograms_accumulate_buckets() -> None:
     }
 
 
+# one exponential histogram point: scale 2, a zero bucket, buckets (2,2.38], (4,4.76] and
+# [-1.19, -1)
+EXPONENTIAL: dict[str, Any] = {
+    "scale": 2,
+    "zeroCount": "1",
+    "zeroThreshold": 0.001,
+    "count": "7",
+    "sum": 20.0,
+    "positive": {"offset": 4, "bucketCounts": ["1", "0", "0", "0", "3"]},
+    "negative": {"offset": 0, "bucketCounts": ["2"]},
+}
+
+
 def test_exponential_histograms_as_classic_buckets() -> None:
-    point = _point(
-        scale=2,  # base 2^(1/4), downscaled to scale 0 (base 2)
-        zeroCount="1",
-        zeroThreshold=0.001,
-        count="7",
-        sum=20.0,
-        positive={"offset": 4, "bucketCounts": ["1", "0", "0", "0", "3"]},  # (2,2.38], (4,4.76]
-        negative={"offset": 0, "bucketCounts": ["2"]},  # [-1.19, -1)
-    )
+    point = _point(**EXPONENTIAL)  # scale 2 (base 2^(1/4)), downscaled to 0 (base 2)
     metric = {
         "name": "e",
         "exponentialHistogram": {"aggregationTemporality": 2, "dataPoints": [point]},
@@ -347,15 +352,7 @@ def test_exponential_histograms_as_native_histograms() -> None:
     """Prometheus 3's form: OTLP bucket i is native bucket i + 1 at schema = scale, under the
     family's own name; scales above 8 are reduced to 8; deltas become running totals."""
     decoder = _decoder(native_exponential_histograms=True)
-    point = _point(
-        scale=2,
-        zeroCount="1",
-        zeroThreshold=0.001,
-        count="7",
-        sum=20.0,
-        positive={"offset": 4, "bucketCounts": ["1", "0", "0", "0", "3"]},  # (2,2.38], (4,4.76]
-        negative={"offset": 0, "bucketCounts": ["2"]},  # [-1.19, -1)
-    )
+    point = _point(**EXPONENTIAL)
 
     def metric(temporality: int, *points: dict[str, Any]) -> bytes:
         histogram = {"aggregationTemporality": temporality, "dataPoints": list(points)}

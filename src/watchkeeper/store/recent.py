@@ -45,8 +45,9 @@ class RecentSamples:
         rows = self.max_rows
         self._times = np.zeros((rows, self.depth), dtype=np.int64)
         self._values = np.zeros((rows, self.depth), dtype=np.float64)
-        self._next = np.zeros(rows, dtype=np.int64)  # slot of the next sample
-        self._count = np.zeros(rows, dtype=np.int64)  # samples held, up to depth
+        # samples written since the ring was handed out or emptied: the next goes to slot
+        # written % depth, and the ring holds min(written, depth)
+        self._written = np.zeros(rows, dtype=np.int64)
         # the newest timestamp written (or refused, after which the ring was emptied)
         self._newest = np.full(rows, INT64_MIN, dtype=np.int64)
         self._used = 0  # rows handed out so far, freed ones included
@@ -95,11 +96,7 @@ class RecentSamples:
         before[first] = self._newest[rows[first]]
         out_of_order = timestamps <= before
         if out_of_order.any():
-            emptied = np.unique(rows[out_of_order])
-            self._count[emptied] = 0
-            hit = np.isin(rows, emptied)
-            np.maximum.at(self._newest, rows[hit], timestamps[hit])
-            keep = ~hit
+            keep = self._empty(rows, timestamps, out_of_order)
             rows, timestamps, values = rows[keep], timestamps[keep], values[keep]
             if len(rows) == 0:
                 return
@@ -108,13 +105,12 @@ class RecentSamples:
         sizes = np.diff(np.r_[starts, len(rows)])
         rank = np.arange(len(rows), dtype=np.int64) - np.repeat(starts, sizes)
         owners = rows[starts]
-        slots = (np.repeat(self._next[owners], sizes) + rank) % self.depth
+        slots = (np.repeat(self._written[owners], sizes) + rank) % self.depth
         # a series given more than depth samples keeps its newest depth
         keep = rank >= np.repeat(sizes, sizes) - self.depth
         self._times[rows[keep], slots[keep]] = timestamps[keep]
         self._values[rows[keep], slots[keep]] = values[keep]
-        self._next[owners] = (self._next[owners] + sizes) % self.depth
-        self._count[owners] = np.minimum(self._count[owners] + sizes, self.depth)
+        self._written[owners] += sizes
         self._newest[owners] = timestamps[starts + sizes - 1]
 
     def _write_one_each(
@@ -126,17 +122,29 @@ class RecentSamples:
         """`write` of one sample per ring: no grouping needed."""
         out_of_order = timestamps <= self._newest[rows]
         if out_of_order.any():
-            late = rows[out_of_order]
-            self._count[late] = 0
-            self._newest[late] = np.maximum(self._newest[late], timestamps[out_of_order])
-            keep = ~out_of_order
+            keep = self._empty(rows, timestamps, out_of_order)
             rows, timestamps, values = rows[keep], timestamps[keep], values[keep]
-        slots = self._next[rows]
+        written = self._written[rows]
+        slots = written % self.depth
         self._times[rows, slots] = timestamps
         self._values[rows, slots] = values
-        self._next[rows] = (slots + 1) % self.depth
-        self._count[rows] = np.minimum(self._count[rows] + 1, self.depth)
+        self._written[rows] = written + 1
         self._newest[rows] = timestamps
+
+    def _empty(
+        self,
+        rows: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        out_of_order: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.bool_]:
+        """Empty the rings given a sample out of order; returns which samples of the write to
+        keep (none of those rings': they fill again from the next write in order)."""
+        emptied = np.unique(rows[out_of_order])
+        self._written[emptied] = 0
+        hit = np.isin(rows, emptied)
+        np.maximum.at(self._newest, rows[hit], timestamps[hit])  # still the newest seen
+        keep: npt.NDArray[np.bool_] = ~hit
+        return keep
 
     def release(self, sids: list[int]) -> None:
         """Give back the rings of series the store forgot."""
@@ -146,8 +154,7 @@ class RecentSamples:
         rows = self._row_of[ids]
         rows = rows[rows >= 0]
         self._row_of[ids] = -1
-        self._count[rows] = 0
-        self._next[rows] = 0
+        self._written[rows] = 0
         self._newest[rows] = INT64_MIN
         self._free.extend(rows.tolist())
 
@@ -196,10 +203,15 @@ class RecentSamples:
         rows = self._row_of[sids]
         if bool((rows < 0).any()):
             return None
-        counts = self._count[rows]
+        written = self._written[rows]
+        counts = np.minimum(written, self.depth)
         if not bool(counts.all()):
             return None
         depth = self.depth
+        # first, from each ring's oldest sample alone, whether the rings hold the window
+        oldest = self._times[rows, (written - counts) % depth]
+        if not bool(((oldest <= start) | (oldest == first_times)).all()):
+            return None
         flat_times = self._times.reshape(-1)
         take = min(_FIRST_TAKE, depth)
         while True:
@@ -207,17 +219,12 @@ class RecentSamples:
                 return None
             back = np.arange(-take, 0, dtype=np.int64)
             # the newest `take` slots of each ring, oldest first
-            flat = rows[:, None] * depth + (self._next[rows][:, None] + back) % depth
+            flat = rows[:, None] * depth + (written[:, None] + back) % depth
             times = flat_times.take(flat)
-            whole = counts <= take
-            if bool((whole | (times[:, 0] < start)).all()) or take == depth:
+            # enough when each ring was taken whole or back to before the window
+            if take == depth or bool(((counts <= take) | (times[:, 0] < start)).all()):
                 break
             take = depth
-        # rings taken whole: their oldest sample is where they start
-        oldest = times[np.arange(len(rows)), np.maximum(take - counts, 0)]
-        reached = np.where(whole, (oldest <= start) | (oldest == first_times), times[:, 0] < start)
-        if not bool(reached.all()):
-            return None
         wanted = (back >= -counts[:, None]) & (times >= start) & (times <= end)
         return (
             times[wanted],

@@ -333,10 +333,20 @@ class MetricsDB(StoreReads):
     def _apply_chunk(self, state: TenantState, chunk: HeadChunk) -> None:
         with self._state_lock:
             state.add_chunk(chunk)
-            self._visible.record(chunk.series, chunk.timestamps, chunk.values.view(np.int64))
-            self._recent.write(chunk.series, chunk.timestamps, chunk.values)
+            self._show(chunk.series, chunk.timestamps, chunk.values)
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze_wanted.set()
+
+    def _show(
+        self,
+        sids: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """Float samples now in the head, for the reads that do not search it: each series'
+        newest (read_newest) and its ring of recent samples (recent.py)."""
+        self._visible.record(sids, timestamps, values.view(np.int64))
+        self._recent.write(sids, timestamps, values)
 
     def _apply_histograms(self, state: TenantState, columns: HistogramColumns) -> None:
         with self._state_lock:
@@ -425,8 +435,7 @@ class MetricsDB(StoreReads):
             keep = record.timestamps > state.blocks_max_time
             sids, ts, vals = record.series[keep], record.timestamps[keep], record.values[keep]
             self._times.record(sids, ts, vals.view(np.int64))
-            self._visible.record(sids, ts, vals.view(np.int64))
-            self._recent.write(sids, ts, vals)
+            self._show(sids, ts, vals)
             state.add_chunk(HeadChunk(sids, ts, vals))
             if state.raw_samples >= self.options.freeze_samples:
                 self._freeze(state)
