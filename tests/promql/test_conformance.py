@@ -47,14 +47,18 @@ def _params() -> list[object]:
 
 @pytest.fixture(autouse=True)
 def _a_few_cells_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Aggregations reduce a few steps at a time (AGGREGATION_CELLS, about a million cells in
-    the server) and range functions take a few series at a time (FUNCTION_CELLS, 64 Ki): with
-    3, every range case aggregates in several column chunks, and every range function with
-    more than one series computes them in several row chunks."""
-    from watchkeeper.promql import aggregations, range_functions  # noqa: PLC0415
+    """The server works on big inputs a piece at a time: aggregations a few steps at a time
+    (AGGREGATION_CELLS, 128 Ki cells), selectors search their samples and range functions
+    compute a few series at a time (SEARCH_CELLS, 64 Ki cells; FUNCTION_CELLS, 16 Ki), and
+    window reductions gather a few samples at a time (GATHER_CHUNK, 64 Ki). With 3, every range
+    case aggregates in several column chunks, and every selector and range function with more
+    than one series works in several row chunks."""
+    from watchkeeper.promql import aggregations, evaluator, range_functions  # noqa: PLC0415
 
     monkeypatch.setattr(aggregations, "AGGREGATION_CELLS", 3)
+    monkeypatch.setattr(evaluator, "SEARCH_CELLS", 3)
     monkeypatch.setattr(range_functions, "FUNCTION_CELLS", 3)
+    monkeypatch.setattr(range_functions, "GATHER_CHUNK", 3)
 
 
 @pytest.mark.parametrize("case_id", _params())

@@ -128,20 +128,20 @@ def _batch(rows: list[tuple[str, int, float]]) -> SeriesBatch:
 
 
 def _without_rings(db: MetricsDB, selector: str, start: int, end: int) -> SeriesColumns:
-    rings = db._recent.read
-    db._recent.read = lambda *args: None  # type: ignore[method-assign]
+    rings = db._recent.holding
+    db._recent.holding = lambda *args: None  # type: ignore[method-assign]
     try:
         return db.read_columns("default", parse_series_selector(selector), start, end)
     finally:
-        db._recent.read = rings  # type: ignore[method-assign]
+        db._recent.holding = rings  # type: ignore[method-assign]
 
 
 class Counting:
     def __init__(self, db: MetricsDB) -> None:
         self.answered = 0
         self.asked = 0
-        self._read = db._recent.read
-        db._recent.read = self  # type: ignore[method-assign]
+        self._read = db._recent.read_rows
+        db._recent.read_rows = self  # type: ignore[method-assign]
 
     def __call__(self, *args: object) -> object:
         found = self._read(*args)  # type: ignore[arg-type]

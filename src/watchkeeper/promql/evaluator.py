@@ -237,6 +237,7 @@ class Evaluator:
             self._check_series(node, series)
             self.ctx.count_samples(len(batch.timestamps), held=samples)
             yield batch
+            del batch  # not held while the next batch is read
 
     def _check_series(self, node: Any, count: int) -> None:
         limit = self.ctx.max_series_per_selector
@@ -319,6 +320,7 @@ class Evaluator:
         batches = self.select_batches(vs, start, end) if batched else [self.select(vs, start, end)]
         for series in batches:
             yield windows(_without_stale(series), ends, range_ms)
+            del series  # not held while the next batch is read
 
     def subquery(self, node: Any) -> RangeSteps | HistogramRange:
         range_ms = duration_ms(node.range)
@@ -475,26 +477,58 @@ def lookup_with_histograms(
 
 
 def _lookup_by_search(series: SeriesColumns, eff: Ints, lookback: int) -> InstantSteps:
-    n = len(series)
-    t_all, v_all, bounds = series.timestamps, series.values, series.bounds
-    keys, base, span = _series_time_keys(bounds, t_all, int(eff.min()), int(eff.max()))
-    queries = np.arange(n, dtype=np.int64)[:, None] * span + (eff - base)[None, :]
-    idx = np.searchsorted(keys, queries, side="right") - 1
-    valid = idx >= bounds[:-1, None]
-    idx = np.where(valid, idx, 0)
-    sample_ts = t_all[idx]
-    values = v_all[idx]
-    present = valid & (sample_ts > (eff - lookback)[None, :]) & ~is_stale(values)
+    n, steps = len(series), len(eff)
+    t_all, v_all = series.timestamps, series.values
+    values = np.full((n, steps), np.nan)
+    present = np.zeros((n, steps), dtype=bool)
+    sample_ts = np.zeros((n, steps), dtype=np.int64)
+    low, high = int(eff.min()), int(eff.max())
+    for rows, offset, own, keys, base, span in _series_chunks(
+        series.bounds, t_all, steps, low, high
+    ):
+        queries = np.arange(len(own) - 1, dtype=np.int64)[:, None] * span + (eff - base)[None, :]
+        idx = np.searchsorted(keys, queries, side="right") - 1
+        valid = idx >= own[:-1, None]
+        idx = np.where(valid, idx + offset, 0)
+        found_ts = sample_ts[rows] = t_all[idx]
+        found = values[rows] = v_all[idx]
+        present[rows] = valid & (found_ts > (eff - lookback)[None, :]) & ~is_stale(found)
     return InstantSteps(series.labels, values, present, sample_ts)
+
+
+# (series x steps) cells whose samples are searched at a time
+SEARCH_CELLS = 1 << 16
+
+
+def _series_chunks(
+    bounds: Ints, timestamps: Ints, steps: int, low: int, high: int
+) -> Iterator[tuple[slice, int, Ints, Ints, int, int]]:
+    """The series a few at a time (SEARCH_CELLS), each chunk with its samples' keys alone
+    (_series_time_keys): the keys and the (series x steps) searches in them are temporaries as
+    big as the samples and the result for a long range query. Yields the chunk's rows, the
+    position of its first sample, its bounds from 0, its keys, base and span; chunks without
+    samples are left out."""
+    per = max(1, SEARCH_CELLS // max(steps, 1))
+    for first in range(0, len(bounds) - 1, per):
+        last = min(first + per, len(bounds) - 1)
+        offset, stop = int(bounds[first]), int(bounds[last])
+        if stop > offset:
+            own = bounds[first : last + 1] - offset
+            keys, base, span = _series_time_keys(own, timestamps[offset:stop], low, high)
+            yield slice(first, last), offset, own, keys, base, span
 
 
 def _series_time_keys(bounds: Ints, timestamps: Ints, low: int, high: int) -> tuple[Ints, int, int]:
     """One sorted key per sample, (series, time), so one searchsorted finds every series' place
-    at every step; also the base time and the span the keys use."""
+    at every step; also the base time and the span the keys use: series i's keys are
+    `i * span + (time - base)`, all within [i * span, (i + 1) * span)."""
     base = min(low, int(timestamps.min())) - 1
     span = max(high, int(timestamps.max())) - base + 1
-    sid = np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds))
-    keys: Ints = sid * span + (timestamps - base)
+    # built in place: one array the size of the samples, not three
+    keys: Ints = np.repeat(
+        np.arange(len(bounds) - 1, dtype=np.int64) * span - base, np.diff(bounds)
+    )
+    keys += timestamps
     return keys, base, span
 
 
@@ -510,10 +544,14 @@ def windows(series: SeriesColumns, ends: Ints, range_ms: int) -> RangeSteps:
             series.labels, t_none, v_none, bounds, zeros, zeros.copy(), range_ms, ends
         )
     t_all, v_all = series.timestamps, series.values
-    keys, base, span = _series_time_keys(
-        bounds, series.timestamps, int(ends.min()) - range_ms, int(ends.max())
-    )
-    row = np.arange(n, dtype=np.int64)[:, None] * span
-    lo = np.searchsorted(keys, row + (ends - range_ms - base)[None, :], side="right")
-    hi = np.searchsorted(keys, row + (ends - base)[None, :], side="right")
+    # series without samples (staleness markers only) have empty windows at their place
+    lo = np.repeat(bounds[1:], steps).reshape(n, steps)
+    hi = lo.copy()
+    low, high = int(ends.min()) - range_ms, int(ends.max())
+    for rows, offset, own, keys, base, span in _series_chunks(bounds, t_all, steps, low, high):
+        row = np.arange(len(own) - 1, dtype=np.int64)[:, None] * span
+        lo[rows] = np.searchsorted(keys, row + (ends - range_ms - base), side="right")
+        hi[rows] = np.searchsorted(keys, row + (ends - base), side="right")
+        lo[rows] += offset
+        hi[rows] += offset
     return RangeSteps(series.labels, t_all, v_all, bounds, lo, hi, range_ms, ends)

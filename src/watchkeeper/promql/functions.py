@@ -170,6 +170,7 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps |
         in_windows += rs.counts.sum(axis=0)
         values, present = range_functions.by_rows(compute, rs, extra, ev.ts)
         parts.append(InstantSteps(rs.labels, values, present))
+        del batch, rs  # not held while the next batch is read
     if not parts:
         _range_function_arguments(ev, name, args)  # their errors and warnings all the same
     ev.ctx.count_samples(int(in_windows.max(initial=0)))

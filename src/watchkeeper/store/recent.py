@@ -198,6 +198,15 @@ class RecentSamples:
         values series after series in the order given, and each series' count; None unless
         every series' ring holds all of its samples in the window. `first_times` is each
         series' oldest sample anywhere: a ring holding that one holds all there are."""
+        rows = self.holding(sids, start, first_times)
+        return None if rows is None else self.read_rows(rows, start, end)
+
+    def holding(
+        self, sids: npt.NDArray[np.int64], start: int, first_times: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64] | None:
+        """The rings of `sids` when every one of them holds all of its series' samples from
+        `start` on (see `read`), else None. It looks at each ring's oldest sample alone, so a
+        read the rings cannot answer costs next to nothing."""
         if self.max_rows == 0 or len(sids) == 0 or int(sids.max()) >= len(self._row_of):
             return None
         rows = self._row_of[sids]
@@ -207,11 +216,19 @@ class RecentSamples:
         counts = np.minimum(written, self.depth)
         if not bool(counts.all()):
             return None
-        depth = self.depth
-        # first, from each ring's oldest sample alone, whether the rings hold the window
-        oldest = self._times[rows, (written - counts) % depth]
+        oldest = self._times[rows, (written - counts) % self.depth]
         if not bool(((oldest <= start) | (oldest == first_times)).all()):
             return None
+        return rows
+
+    def read_rows(
+        self, rows: npt.NDArray[np.int64], start: int, end: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+        """`read` of the rings `rows` that `holding` gave (in any order); None when gathering
+        them would take more than MAX_GATHER slots."""
+        written = self._written[rows]
+        counts = np.minimum(written, self.depth)
+        depth = self.depth
         flat_times = self._times.reshape(-1)
         take = min(_FIRST_TAKE, depth)
         while True:

@@ -21,7 +21,6 @@ from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.reads import ReadSnapshot
 from watchkeeper.store.recent import RecentSamples
-from watchkeeper.store.series_index import gather_rows
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -277,6 +276,7 @@ class StoreReads:
                 columns = snapshot.read(batch, start, end)
                 if len(columns):
                     yield columns
+                del columns  # not held while the next batch is read
         finally:
             self._blocks.let_go(snapshot.blocks)
 
@@ -287,19 +287,21 @@ class StoreReads:
         (recent.py), None when they do not hold all of it. Under the state lock."""
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
-        found = self._recent.read(sids, start, end, self._times.min_ts[sids])
+        rows = self._recent.holding(sids, start, self._times.min_ts[sids])
+        if rows is None:
+            return None
+        labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
+        # gathered in label order: no second gather to reorder
+        order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
+        found = self._recent.read_rows(rows[order], start, end)
         if found is None:
             return None
         timestamps, values, counts = found
-        labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
-        order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
-        order = order[counts[order] > 0]
-        firsts = np.cumsum(counts) - counts
-        rows = gather_rows(firsts[order], counts[order])
-        bounds = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum(counts[order], out=bounds[1:])
+        kept = counts > 0
+        bounds = np.zeros(int(kept.sum()) + 1, dtype=np.int64)
+        np.cumsum(counts[kept], out=bounds[1:])
         return SeriesColumns(
-            [labels[s] for s in sids[order].tolist()], bounds, timestamps[rows], values[rows]
+            [labels[s] for s in sids[order[kept]].tolist()], bounds, timestamps, values
         )
 
     def read_histograms(
