@@ -27,9 +27,8 @@ _FIRST_IDS = 1024
 # Slots gathered per series on a first try: a 5m or 10m window at a 30s interval is 10 or 20
 # samples, so most reads need one gather of this many; longer windows take the whole ring.
 _FIRST_TAKE = 24
-# Most slots one read gathers (series x slots): past that the head's decoded segments are the
-# faster way (a gather costs about 20 ns a slot).
-MAX_GATHER = 1 << 18
+# Slots gathered at a time (rings x slots) to find a window's samples, 2 MiB of temporaries
+GATHER_SLOTS = 1 << 17
 
 
 class RecentSamples:
@@ -222,18 +221,42 @@ class RecentSamples:
         return rows
 
     def read_rows(
-        self, rows: npt.NDArray[np.int64], start: int, end: int
+        self, rows: npt.NDArray[np.int64], start: int, end: int, max_samples: int = 0
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
-        """`read` of the rings `rows` that `holding` gave (in any order); None when gathering
-        them would take more than MAX_GATHER slots."""
+        """`read` of the rings `rows` that `holding` gave (in any order); None when the window
+        holds more than `max_samples` samples (when not 0)."""
         written = self._written[rows]
         counts = np.minimum(written, self.depth)
+        # room for every sample the rings hold: the window's are fewer, and pages past them
+        # are never touched, so never resident
+        bound = int(counts.sum())
+        if max_samples:
+            bound = min(bound, max_samples)
+        times = np.empty(bound, dtype=np.int64)
+        values = np.empty(bound, dtype=np.float64)
+        found = np.empty(len(rows), dtype=np.int64)
+        filled = 0
+        # a few rings at a time: the slots gathered to be searched are temporaries of rings x
+        # slots, several times the answer for a long window
+        per = max(1, GATHER_SLOTS // self.depth)
+        for first in range(0, len(rows), per):
+            part = slice(first, first + per)
+            part_t, part_v, found[part] = self._gather(rows[part], written[part], start, end)
+            if max_samples and filled + len(part_t) > max_samples:
+                return None
+            times[filled : filled + len(part_t)] = part_t
+            values[filled : filled + len(part_t)] = part_v
+            filled += len(part_t)
+        return times[:filled], values[:filled], found
+
+    def _gather(
+        self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], start: int, end: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         depth = self.depth
+        counts = np.minimum(written, depth)
         flat_times = self._times.reshape(-1)
         take = min(_FIRST_TAKE, depth)
         while True:
-            if len(rows) * take > MAX_GATHER:
-                return None
             back = np.arange(-take, 0, dtype=np.int64)
             # the newest `take` slots of each ring, oldest first
             flat = rows[:, None] * depth + (written[:, None] + back) % depth

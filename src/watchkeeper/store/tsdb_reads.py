@@ -252,9 +252,9 @@ class StoreReads:
         if len(sids) == 0:
             return
         with self._state_lock:
-            recent = self._read_recent(state, sids, start, end)
-        # the rings answer in one batch: only when that is within the batch size
-        if recent is not None and not 0 < batch_samples < len(recent.timestamps):
+            # the rings answer in one batch: only when that is within the batch size
+            recent = self._read_recent(state, sids, start, end, batch_samples)
+        if recent is not None:
             if len(recent):
                 yield recent
             return
@@ -281,10 +281,16 @@ class StoreReads:
             self._blocks.let_go(snapshot.blocks)
 
     def _read_recent(
-        self, state: TenantState, sids: npt.NDArray[np.int64], start: int, end: int
+        self,
+        state: TenantState,
+        sids: npt.NDArray[np.int64],
+        start: int,
+        end: int,
+        max_samples: int,
     ) -> SeriesColumns | None:
         """The read of the series `sids` (ascending) from the rings of newest samples
-        (recent.py), None when they do not hold all of it. Under the state lock."""
+        (recent.py), None when they do not hold all of it or it holds more than `max_samples`
+        samples (when not 0). Under the state lock."""
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
         rows = self._recent.holding(sids, start, self._times.min_ts[sids])
@@ -293,7 +299,7 @@ class StoreReads:
         labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
         # gathered in label order: no second gather to reorder
         order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
-        found = self._recent.read_rows(rows[order], start, end)
+        found = self._recent.read_rows(rows[order], start, end, max_samples)
         if found is None:
             return None
         timestamps, values, counts = found
