@@ -14,7 +14,7 @@ from tests.store.test_tsdb import MINUTE, T0, _crash, _open
 from watchkeeper.model import SeriesBatch, labels_from_dict
 from watchkeeper.promql import parse_series_selector
 from watchkeeper.promql.series_notation import STALE_NAN
-from watchkeeper.store import MetricsDB
+from watchkeeper.store import MetricsDB, recent
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.recent import RecentSamples
 from watchkeeper.store.types import SeriesColumns
@@ -44,6 +44,22 @@ def _read(
     assert times.tolist() == values.astype(np.int64).tolist()  # values travel with times
     bounds = np.r_[0, np.cumsum(counts)].tolist()
     return [times[a:b].tolist() for a, b in itertools.pairwise(bounds)]
+
+
+def test_a_read_larger_than_its_limit_is_left_to_the_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recent, "GATHER_SLOTS", 8)  # one ring at a time
+    ring = RecentSamples(depth=8, budget_bytes=1 << 20)
+    for sid in (1, 2, 3):
+        _write(ring, sid, [10, 20, 30])
+    rows = ring.holding(np.array([3, 1, 2], dtype=np.int64), 15, NEVER.repeat(3))
+    assert rows is not None
+    found = ring.read_rows(rows, 15, 30, max_samples=6)
+    assert found is not None
+    assert found[0].tolist() == [20, 30] * 3 and found[2].tolist() == [2, 2, 2]
+    assert ring.read_rows(rows, 15, 30, max_samples=5) is None
+    assert ring.read_rows(rows, 5, 30, max_samples=5) is None
 
 
 def test_a_ring_answers_the_windows_it_holds_whole() -> None:
@@ -163,10 +179,14 @@ def _same_reads(db: MetricsDB, newest: int, counting: Counting) -> None:
                 assert got.values.tobytes() == want.values.tobytes()
 
 
-def test_store_reads_are_the_same_with_the_rings(tmp_path: Path) -> None:
+def test_store_reads_are_the_same_with_the_rings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Series at different intervals, staleness markers, samples out of order, a crash and a
     block cut: every read gives the same samples as the head and blocks do, and the rings
-    answer many of them."""
+    answer many of them. The rings are gathered one at a time (GATHER_SLOTS), as the server
+    gathers thousands."""
+    monkeypatch.setattr(recent, "GATHER_SLOTS", 1)
     options = {
         "out_of_order_window_ms": 10 * MINUTE,
         "recent_samples_per_series": 16,
