@@ -154,6 +154,95 @@ def test_selectors_read_in_batches_answer_as_read_whole() -> None:
         assert answer(got) == answer(whole.range_query(querier, query, 0, 10 * MINUTE, MINUTE))
 
 
+def test_aggregations_of_range_functions_read_in_batches_are_the_same() -> None:
+    """sum, count, group, min and max of a range function read batch by batch fold each
+    batch's result into their groups (aggregations.FOLDED): the same values and the same
+    order of groups as of the whole result, with batches coming last first."""
+    times = [k * MINUTE for k in range(11)]
+    huge = [1e100, 1.0, -1e100]  # cancels only when compensated across batches
+    series = [
+        _series(
+            {"__name__": "c", "job": job, "i": str(i), "dc": dc},
+            times,
+            [float((i + 1) * k) + (7 if k > 6 and job == "db" else 0) for k in range(11)],
+        )
+        for job in ("web", "api", "db")
+        for i in (3, 1, 2)
+        for dc in ("b", "a")
+    ]
+    series += [_series({"__name__": "g", "i": str(i)}, times, [v] * 11) for i, v in enumerate(huge)]
+    series.append(_series({"__name__": "g", "i": "nan"}, times, [float("nan")] * 11))
+    querier = MemoryQuerier(series)
+    whole = Engine(EngineOptions(batch_samples=0))
+    batched = Engine(EngineOptions(batch_samples=12))  # about one series a batch, last first
+
+    queries = [
+        f"{op} {grouping} ({function}(c[5m]))"
+        for op in ("sum", "avg", "count", "group", "min", "max")
+        for grouping in ("", "by (job)", "by (dc)", "without (i)", "by (i, job)")
+        for function in ("rate", "max_over_time", "resets", "last_over_time")
+    ]
+    queries += ["sum(last_over_time(g[5m]))", "min(last_over_time(g[5m]))", "max by (i) (g)"]
+
+    def same(got: QueryResult, want: QueryResult, query: str) -> None:
+        assert [s.labels for s in got.series] == [s.labels for s in want.series], query
+        for mine, theirs in zip(got.series, want.series, strict=True):
+            assert mine.timestamps.tolist() == theirs.timestamps.tolist(), query
+            if query.startswith(("sum", "avg")):  # compensated sums of sums: rounded differently
+                np.testing.assert_allclose(mine.values, theirs.values, rtol=1e-12, err_msg=query)
+            else:
+                assert mine.values.tobytes() == theirs.values.tobytes(), query
+
+    for query in queries:
+        for at in (4 * MINUTE, 10 * MINUTE):
+            same(
+                batched.instant_query(querier, query, at),
+                whole.instant_query(querier, query, at),
+                query,
+            )
+        same(
+            batched.range_query(querier, query, 0, 10 * MINUTE, MINUTE),
+            whole.range_query(querier, query, 0, 10 * MINUTE, MINUTE),
+            query,
+        )
+    # groups in the order of their first series as read: by dc, then i, then job
+    got = batched.instant_query(querier, "sum by (dc, job) (rate(c[5m]))", 10 * MINUTE)
+    assert [dict(s.labels)["job"] + dict(s.labels)["dc"] for s in got.series][:4] == [
+        "apia",
+        "dba",
+        "weba",
+        "apib",
+    ]
+    # the parts' sums cancel: summed term by term from the whole value, as Prometheus does
+    for engine in (whole, batched):
+        got = engine.instant_query(querier, 'sum(last_over_time(g{i!="nan"}[5m]))', 10 * MINUTE)
+        assert got.series[0].values.tolist() == [1.0]
+        got = engine.instant_query(querier, 'avg(last_over_time(g{i!="nan"}[5m]))', 10 * MINUTE)
+        assert got.series[0].values.tolist() == [1 / 3]
+
+
+def test_batched_aggregations_refuse_label_sets_repeated_across_batches() -> None:
+    """Two series that differ only by name are one label set once rate() drops it: refused
+    where both have a value at a step, as from the whole result; merged where they never do."""
+    times = [k * MINUTE for k in range(11)]
+    querier = MemoryQuerier(
+        [
+            _series({"__name__": "a", "job": "x"}, times, [float(k) for k in range(11)]),
+            _series({"__name__": "b", "job": "x"}, times, [float(k) for k in range(11)]),
+            _series({"__name__": "d", "job": "y"}, times[:4], [1.0, 2.0, 3.0, 4.0]),
+            _series({"__name__": "e", "job": "y"}, times[7:], [1.0, 2.0, 3.0, 4.0]),
+        ]
+    )
+    for batch_samples in (0, 12):
+        engine = Engine(EngineOptions(batch_samples=batch_samples))
+        with pytest.raises(QueryError, match="same labelset"):
+            engine.instant_query(querier, 'sum(rate({__name__=~"a|b"}[5m]))', 10 * MINUTE)
+        got = engine.range_query(
+            querier, 'sum by (job) (rate({__name__=~"d|e"}[2m]))', 0, 10 * MINUTE, MINUTE
+        )
+        assert [len(s.values) for s in got.series] == [6]
+
+
 def test_timeout_is_a_timeout_error() -> None:
     engine = Engine(EngineOptions(timeout_s=0.0))
     time.sleep(0.001)

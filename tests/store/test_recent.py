@@ -60,6 +60,14 @@ def test_a_read_larger_than_its_limit_is_left_to_the_head(
     assert found[0].tolist() == [20, 30] * 3 and found[2].tolist() == [2, 2, 2]
     assert ring.read_rows(rows, 15, 30, max_samples=5) is None
     assert ring.read_rows(rows, 5, 30, max_samples=5) is None
+    # unevenly spaced: more than the estimate from the oldest and newest samples, found out
+    # while gathering
+    _write(ring, 4, [10, 11, 12, 13, 100])
+    uneven = ring.holding(np.array([4], dtype=np.int64), 10, NEVER)
+    assert uneven is not None
+    assert ring.read_rows(uneven, 10, 13, max_samples=2) is None
+    found = ring.read_rows(uneven, 10, 13, max_samples=4)
+    assert found is not None and found[0].tolist() == [10, 11, 12, 13]
 
 
 def test_a_ring_answers_the_windows_it_holds_whole() -> None:

@@ -5,9 +5,11 @@ counted by count and group, and ignored (with Prometheus' info) by the others.""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import xxhash
 
 from watchkeeper.model import METRIC_NAME, Labels
@@ -15,7 +17,7 @@ from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql import native_histograms
 from watchkeeper.promql.errors import QueryError, refuse_histograms
 from watchkeeper.promql.positions import call_argument, call_start
-from watchkeeper.promql.summation import sum_segments, variance_segments
+from watchkeeper.promql.summation import CANCELLATION_RATIO, sum_segments, variance_segments
 from watchkeeper.promql.values import (
     Bools,
     Floats,
@@ -29,6 +31,7 @@ from watchkeeper.promql.vectors import merge_same_labels
 
 if TYPE_CHECKING:
     from watchkeeper.promql.evaluator import Evaluator
+    from watchkeeper.promql.functions import InParts
 
 
 def format_float(value: float) -> str:
@@ -73,11 +76,56 @@ def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
 
 def evaluate(ev: Evaluator, node: Any) -> InstantSteps | HistogramSteps:
     op = str(node.op)
+    if op in FOLDED:
+        in_parts = ev.eval_parts(node.expr)
+        if in_parts is not None:
+            return _fold(ev, node, op, in_parts)
     param = ev.eval(node.param) if node.param is not None else None
-    value = ev.eval_histograms(node.expr)
+    return _of_value(ev, node, op, param, ev.eval_histograms(node.expr))
+
+
+def _of_value(
+    ev: Evaluator, node: Any, op: str, param: Any, value: InstantSteps | HistogramSteps
+) -> InstantSteps | HistogramSteps:
     if isinstance(value, HistogramSteps):
         return _with_histograms(ev, node, op, param, value)
     return _aggregate(ev, node, op, param, value)
+
+
+# Aggregations whose groups' values at a step can be had from parts of their series each
+# reduced on its own: over a range function read batch by batch (rate, increase, *_over_time,
+# ...), they reduce each batch's result into their groups and let it go.
+FOLDED = {"sum", "avg", "count", "group", "min", "max"}
+
+
+def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps | HistogramSteps:
+    """The aggregation `op` of a range function given in parts (Evaluator.eval_parts), the
+    same as of the whole value: a group's sum is the compensated sum of its parts' sums, and
+    the groups come in the order of their first series as read, as from the whole value.
+    Where adding the parts' sums cancels most of them (or overflows an average), they cannot
+    tell what the whole value's exact summation does: the function is computed whole again."""
+    parts = in_parts.parts()
+    first, second = next(parts, None), next(parts, None)
+    if first is None:
+        return InstantSteps.empty(ev.steps)
+    if second is None or first[0] is None:  # one part: the whole value
+        value = first[1]
+        if isinstance(value, InstantSteps):
+            value = merge_same_labels(value.labels, value.values, value.present)
+        return _of_value(ev, node, op, None, value)
+    by, names = _grouping(node.modifier)
+    groups = _Groups(op, ev.steps)
+    seen: list[tuple[list[Labels], Bools]] = []  # each part's series and where they are present
+    for read, part in itertools.chain((first, second), parts):
+        ev.ctx.check_deadline()
+        assert read is not None and isinstance(part, InstantSteps)
+        seen.append(_fold_part(groups, read, part, names, by))
+        del part
+    _refuse_repeated(seen)
+    if groups.inexact():
+        del groups, seen
+        return _of_value(ev, node, op, None, in_parts.whole())
+    return groups.result()
 
 
 # what each aggregation does with native histogram samples (Prometheus' aggregation())
@@ -182,16 +230,49 @@ def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSte
             raise QueryError("limit_ratio needs a scalar as its first argument")
         return _limit_ratio(ev, vector, param.values)
     group_labels, gid = _groups(vector, node.modifier)
-    ngroups = len(group_labels)
-    if ngroups == 0:
+    if not group_labels:
         return InstantSteps.empty(steps)
-    order = np.argsort(gid, kind="stable")
-    sorted_gid = gid[order]
-    starts = np.flatnonzero(np.r_[True, sorted_gid[1:] != sorted_gid[:-1]])
     if op == "quantile":
         if not isinstance(param, ScalarSteps):
             raise QueryError("quantile needs a scalar as its first argument")
         warn_quantile_range(ev, param.values)
+    q = param.values if op == "quantile" else None
+    result, group_present = _reduce_groups(op, vector, gid, len(group_labels), q)
+    return merge_same_labels(group_labels, result, group_present)
+
+
+def _fold_part(
+    groups: _Groups, read: list[Labels], part: InstantSteps, names: set[str], by: bool
+) -> tuple[list[Labels], Bools]:
+    """Reduces one part into `groups`; its series (repeated label sets merged, as
+    merge_same_labels does) and where they are present."""
+    merged = merge_same_labels(part.labels, part.values, part.present)
+    firsts = read
+    if len(merged.labels) < len(part.labels):  # a merged series takes its first one's place
+        first_read: dict[Labels, Labels] = {}
+        for ls, at in zip(part.labels, read, strict=True):
+            first_read.setdefault(ls, at)
+        firsts = [first_read[ls] for ls in merged.labels]
+    gid = np.array(
+        [
+            groups.index(_group_labels(ls, names, by), at)
+            for ls, at in zip(merged.labels, firsts, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    groups.add(merged, gid)
+    return merged.labels, merged.present
+
+
+def _reduce_groups(
+    op: str, vector: InstantSteps, gid: Ints, ngroups: int, q: Floats | None = None
+) -> tuple[Floats, Bools]:
+    """Each group's value and presence at each step: series i is in group gid[i] (every one
+    of 0 .. ngroups - 1 has a series); `q` is quantile's parameter at each step."""
+    steps = vector.values.shape[1]
+    order = np.argsort(gid, kind="stable")
+    sorted_gid = gid[order]
+    starts = np.flatnonzero(np.r_[True, sorted_gid[1:] != sorted_gid[:-1]])
     result = np.empty((ngroups, steps))
     group_present = np.empty((ngroups, steps), dtype=bool)
     # a few steps at a time: the series sorted into groups and the reductions' temporaries are
@@ -204,18 +285,147 @@ def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSte
         count = np.add.reduceat(present.astype(np.float64), starts, axis=0)
         group_present[:, cols] = count > 0
         with np.errstate(all="ignore"):
-            if op == "quantile":
-                assert isinstance(param, ScalarSteps)
-                q = param.values[cols]
+            if q is not None:
                 result[:, cols] = np.vstack(
                     [
-                        quantile_columns(q, values[a:b], present[a:b])
+                        quantile_columns(q[cols], values[a:b], present[a:b])
                         for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True)
                     ]
                 ).reshape(ngroups, -1)
             else:
                 result[:, cols] = _reduce(op, values, present, starts, count)
-    return merge_same_labels(group_labels, result, group_present)
+    return result, group_present
+
+
+class _Groups:
+    """The groups of an aggregation folded part by part (_fold): their labels, the first of
+    their series as read (which orders them), and their values and presence at each step so
+    far. A sum (and an average's) keeps the compensation of adding its parts' sums, as Kahan
+    summation does, and the sum of its terms' magnitudes, to tell where that is not enough."""
+
+    def __init__(self, op: str, steps: int) -> None:
+        self.op = op
+        self.labels: list[Labels] = []
+        self._firsts: list[Labels] = []
+        self._index: dict[Labels, int] = {}
+        size = 16
+        self._values = np.zeros((size, steps))
+        self._present = np.zeros((size, steps), dtype=bool)
+        summed = op in ("sum", "avg")
+        self._compensation = np.zeros((size, steps) if summed else (0, steps))
+        self._magnitude = np.zeros((size, steps) if summed else (0, steps))
+        self._count = np.zeros((size, steps) if op == "avg" else (0, steps))
+        self._infinite = np.zeros((size, steps) if op == "avg" else (0, steps), dtype=bool)
+
+    def index(self, labels: Labels, read: Labels) -> int:
+        """The group of the labels `labels`, for a series read as `read`."""
+        g = self._index.get(labels)
+        if g is None:
+            g = self._index[labels] = len(self.labels)
+            self.labels.append(labels)
+            self._firsts.append(read)
+        elif read < self._firsts[g]:
+            self._firsts[g] = read
+        return g
+
+    def add(self, part: InstantSteps, gid: Ints) -> None:
+        """Reduces `part`, whose series i is in group gid[i], into the groups."""
+        if len(self.labels) > len(self._values):
+            self._grow(max(len(self.labels), 2 * len(self._values)))
+        rows, local = np.unique(gid, return_inverse=True)
+        local = local.reshape(-1)
+        had = self._present[rows]
+        old = self._values[rows]
+        with np.errstate(all="ignore"):
+            if self.op in ("sum", "avg"):
+                order = np.argsort(local, kind="stable")
+                sorted_gid = local[order]
+                starts = np.flatnonzero(np.r_[True, sorted_gid[1:] != sorted_gid[:-1]])
+                present_sorted = part.present[order]
+                zeroed = np.where(present_sorted, part.values[order], 0.0)
+                present = np.logical_or.reduceat(present_sorted, starts, axis=0)
+                add = sum_segments(zeroed, starts)
+                self._magnitude[rows] += np.add.reduceat(np.abs(zeroed), starts, axis=0)
+                if self.op == "avg":
+                    self._count[rows] += np.add.reduceat(present_sorted, starts, axis=0)
+                    self._infinite[rows] |= np.logical_or.reduceat(np.isinf(zeroed), starts, axis=0)
+                total = old + add
+                compensation = self._compensation[rows] + np.where(
+                    np.abs(old) >= np.abs(add), (old - total) + add, (add - total) + old
+                )
+                compensation[np.isinf(total)] = 0.0
+                self._compensation[rows] = compensation
+                self._values[rows] = total
+            else:
+                partial, present = _reduce_groups(self.op, part, local, len(rows))
+                if self.op == "count":
+                    self._values[rows] = old + np.where(present, partial, 0.0)
+                elif self.op == "group":
+                    self._values[rows] = 1.0
+                else:  # min, max: NaN only where every value is
+                    pick = np.fmin if self.op == "min" else np.fmax
+                    both = pick(old, partial)
+                    self._values[rows] = np.where(
+                        had & present, both, np.where(present, partial, old)
+                    )
+        self._present[rows] = had | present
+
+    def _grow(self, size: int) -> None:
+        self._values = _grown(self._values, size)
+        self._present = _grown(self._present, size)
+        if self.op in ("sum", "avg"):
+            self._compensation = _grown(self._compensation, size)
+            self._magnitude = _grown(self._magnitude, size)
+        if self.op == "avg":
+            self._count = _grown(self._count, size)
+            self._infinite = _grown(self._infinite, size)
+
+    def inexact(self) -> bool:
+        """Whether a sum cancels so much of its terms that the whole value must be summed
+        term by term (summation.sum_segments' rule), or an average overflows."""
+        if self.op not in ("sum", "avg"):
+            return False
+        n = len(self.labels)
+        present = self._present[:n]
+        with np.errstate(all="ignore"):
+            total = self._values[:n] + self._compensation[:n]
+            magnitude = self._magnitude[:n]
+            suspect = np.isfinite(magnitude) & (magnitude > CANCELLATION_RATIO * np.abs(total))
+            if self.op == "avg":
+                suspect |= np.isinf(total) & ~self._infinite[:n]
+        return bool((suspect & present).any())
+
+    def result(self) -> InstantSteps:
+        n = len(self.labels)
+        order = sorted(range(n), key=self._firsts.__getitem__)
+        values = self._values[order]
+        if self.op in ("sum", "avg"):
+            values += self._compensation[order]
+        if self.op == "avg":
+            with np.errstate(all="ignore"):
+                values /= self._count[order]
+        return InstantSteps([self.labels[g] for g in order], values, self._present[order])
+
+
+def _grown(array: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
+    grown = np.zeros((rows, array.shape[1]), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+def _refuse_repeated(seen: list[tuple[list[Labels], Bools]]) -> None:
+    """merge_same_labels' rule over parts: a label set may repeat where never present at the
+    same step (each of an aggregation's groups takes one value per step either way)."""
+    labels = [ls for part_labels, _ in seen for ls in part_labels]
+    if len(set(labels)) == len(labels):
+        return
+    rows: dict[Labels, list[Bools]] = {}
+    for part_labels, present in seen:
+        for ls, row in zip(part_labels, present, strict=True):
+            rows.setdefault(ls, []).append(row)
+    for found in rows.values():
+        if len(found) > 1 and (np.sum(found, axis=0) > 1).any():
+            raise QueryError("vector cannot contain metrics with the same labelset")
 
 
 def _reduce(op: str, values: Floats, present: Bools, starts: Ints, count: Floats) -> Floats:

@@ -67,10 +67,18 @@ class EvalContext:
     _call_counts: dict[str, int] = field(default_factory=dict)
     _calls: list[tuple[str, int]] = field(default_factory=list)
 
-    def enter_call(self, name: str) -> None:
+    def enter_call(self, name: str) -> tuple[str, int]:
         ordinal = self._call_counts.get(name, 0)
         self._call_counts[name] = ordinal + 1
         self._calls.append((name, ordinal))
+        return name, ordinal
+
+    def current_call(self) -> tuple[str, int]:
+        return self._calls[-1]
+
+    def resume_call(self, call: tuple[str, int]) -> None:
+        """Back into a call entered before (a function evaluated in parts), as the same call."""
+        self._calls.append(call)
 
     def exit_call(self) -> None:
         self._calls.pop()
@@ -145,6 +153,12 @@ class Evaluator:
         if isinstance(node, pp.Call):
             return functions.evaluate(self, node)
         raise QueryError(f"unsupported expression {type(node).__name__}")
+
+    def eval_parts(self, node: Any) -> functions.InParts | None:
+        """`node` evaluated batch by batch as its range selector is read, where it is a range
+        function of a range selector alone (functions.parts); None otherwise."""
+        self.ctx.check_deadline()
+        return functions.parts(self, node)
 
     def eval_vector(self, node: Any, where: str = "") -> InstantSteps:
         """An instant vector of floats: one holding native histograms is refused (`where`

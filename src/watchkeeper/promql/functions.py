@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -156,38 +156,103 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps |
             return _absent(ev, matrix_arg, found)
         rs = ev.eval_range(matrix_arg)
         return _absent(ev, matrix_arg, rs.counts.sum(axis=0) > 0)
-    compute = _RANGE_HANDLERS[name]
-    extra: list[Floats] = []
-    in_windows = np.zeros(ev.steps, dtype=np.int64)
     parts: list[InstantSteps] = []
-    # series by series: a range selector is read and reduced in batches of series
-    for batch in ev.range_batches(matrix_arg):
-        if isinstance(batch, HistogramRange):  # read whole, never in batches
-            return _range_function_histograms(ev, name, batch, args, args.index(matrix_arg))
-        rs = batch
-        if not parts:
-            extra = _range_function_arguments(ev, name, args)
-        in_windows += rs.counts.sum(axis=0)
-        values, present = range_functions.by_rows(compute, rs, extra, ev.ts)
-        parts.append(InstantSteps(rs.labels, values, present))
-        del batch, rs  # not held while the next batch is read
-    if not parts:
-        _range_function_arguments(ev, name, args)  # their errors and warnings all the same
-    ev.ctx.count_samples(int(in_windows.max(initial=0)))
+    for labels, part in _parts(ev, name, args, ev.ctx.current_call()):
+        if labels is None:
+            return part
+        assert isinstance(part, InstantSteps)
+        # in label order as read: the order the result's series take
+        parts.append(InstantSteps(labels, part.values, part.present))
     result = InstantSteps.concat_in_label_order(parts, ev.steps)
     keep_name = name in OVER_TIME_KEEPING_NAME
     labels = result.labels if keep_name else [drop_name(ls) for ls in result.labels]
     return merge_same_labels(labels, result.values, result.present)
 
 
+class InParts:
+    """A range function of a range selector alone, evaluated batch by batch as its selector is
+    read (`parts`), or whole again (`whole`) when the parts will not do."""
+
+    def __init__(self, ev: Evaluator, name: str, args: list[Any]) -> None:
+        self._ev, self._name, self._args = ev, name, args
+        self._call = ev.ctx.enter_call(name)
+        ev.ctx.exit_call()
+
+    def parts(self) -> Iterator[tuple[list[Labels] | None, InstantSteps | HistogramSteps]]:
+        """Each part is the function's result for a batch of series: their labels as read (in
+        label order within the part) and the result (the metric name dropped as the function
+        drops it). Label sets may repeat within a part and across parts, for the caller to
+        merge or refuse as `merge_same_labels` does. What holds one part at a time (an
+        aggregation) never holds every series' result. Where the function is not computed
+        batch by batch (a selector holding native histograms, a subquery), the one part is the
+        whole value, labels None."""
+        return _parts(self._ev, self._name, self._args, self._call)
+
+    def whole(self) -> InstantSteps | HistogramSteps:
+        """The whole value, read and computed afresh, as the same call."""
+        self._ev.ctx.resume_call(self._call)
+        try:
+            return _range_function(self._ev, self._name, self._args)
+        finally:
+            self._ev.ctx.exit_call()
+
+
+def parts(ev: Evaluator, node: Any) -> InParts | None:
+    """`node` as an InParts where it is a range function of a range selector alone
+    (IN_PARTS); None for any other node."""
+    while isinstance(node, pp.ParenExpr):
+        node = node.expr
+    if not isinstance(node, pp.Call) or node.func.name not in IN_PARTS or len(node.args) != 1:
+        return None
+    return InParts(ev, node.func.name, list(node.args))
+
+
+def _parts(
+    ev: Evaluator, name: str, args: list[Any], call: tuple[str, int]
+) -> Iterator[tuple[list[Labels] | None, InstantSteps | HistogramSteps]]:
+    """`parts` of the range function `name` of `args`, evaluated as the call `call`."""
+    matrix_arg = args[1] if name == "quantile_over_time" else args[0]
+    compute = _RANGE_HANDLERS[name]
+    keep_name = name in OVER_TIME_KEEPING_NAME
+    extra: list[Floats] = []
+    in_windows = np.zeros(ev.steps, dtype=np.int64)
+    batches = ev.range_batches(matrix_arg)
+    first = True
+    while True:
+        # in the call only while computing: the caller's work between parts is not
+        ev.ctx.resume_call(call)
+        try:
+            batch = next(batches, None)
+            if first:  # the arguments' errors and warnings, even with no series at all
+                extra = _range_function_arguments(ev, name, args)
+                first = False
+            if batch is None:
+                ev.ctx.count_samples(int(in_windows.max(initial=0)))
+                return
+            whole: InstantSteps | HistogramSteps | None = None
+            if isinstance(batch, HistogramRange):  # read whole, never in batches
+                whole = _range_function_histograms(ev, name, batch, extra, args.index(matrix_arg))
+            else:
+                in_windows += batch.counts.sum(axis=0)
+                values, present = range_functions.by_rows(compute, batch, extra, ev.ts)
+                labels = batch.labels
+            del batch  # not held while the next batch is read
+        finally:
+            ev.ctx.exit_call()
+        if whole is not None:
+            yield None, whole
+            return
+        result = labels if keep_name else [drop_name(ls) for ls in labels]
+        yield labels, InstantSteps(result, values, present)
+
+
 def _range_function_histograms(
-    ev: Evaluator, name: str, hr: HistogramRange, args: list[Any], arg: int
+    ev: Evaluator, name: str, hr: HistogramRange, extra: list[Floats], arg: int
 ) -> InstantSteps | HistogramSteps:
     """A range function over series holding native histograms: floats through the usual
     arrays; each window with a histogram as histogram_windows.window_value says (functions
     that read floats only ignore the histograms, with Prometheus' info where floats are
     there too)."""
-    extra = _range_function_arguments(ev, name, args)
     floats = hr.floats
     values, present = range_functions.by_rows(_RANGE_HANDLERS[name], floats, extra, ev.ts)
     ev.ctx.count_samples(int(floats.counts.sum(axis=0).max(initial=0)))
@@ -261,6 +326,14 @@ for _name, _reducer in range_functions.SIMPLE_OVER_TIME.items():
     _RANGE_HANDLERS[_name] = _over_time(_reducer)
 _RANGE_HANDLERS["min_over_time"] = lambda rs, a, ts: range_functions.extreme_over_time(rs, "min")
 _RANGE_HANDLERS["max_over_time"] = lambda rs, a, ts: range_functions.extreme_over_time(rs, "max")
+
+# Range functions of the range vector alone, which `parts` gives batch by batch
+IN_PARTS = set(_RANGE_HANDLERS) - {
+    "absent_over_time",
+    "quantile_over_time",
+    "predict_linear",
+    "double_exponential_smoothing",
+}
 
 
 # -- absent

@@ -226,14 +226,9 @@ class RecentSamples:
         """`read` of the rings `rows` that `holding` gave (in any order); None when the window
         holds more than `max_samples` samples (when not 0)."""
         written = self._written[rows]
-        counts = np.minimum(written, self.depth)
-        # room for every sample the rings hold: the window's are fewer, and pages past them
-        # are never touched, so never resident
-        bound = int(counts.sum())
-        if max_samples:
-            bound = min(bound, max_samples)
-        times = np.empty(bound, dtype=np.int64)
-        values = np.empty(bound, dtype=np.float64)
+        if max_samples and self._estimate(rows, written, start, end) > max_samples:
+            return None  # known before gathering anything
+        parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
         found = np.empty(len(rows), dtype=np.int64)
         filled = 0
         # a few rings at a time: the slots gathered to be searched are temporaries of rings x
@@ -242,12 +237,33 @@ class RecentSamples:
         for first in range(0, len(rows), per):
             part = slice(first, first + per)
             part_t, part_v, found[part] = self._gather(rows[part], written[part], start, end)
-            if max_samples and filled + len(part_t) > max_samples:
-                return None
-            times[filled : filled + len(part_t)] = part_t
-            values[filled : filled + len(part_t)] = part_v
             filled += len(part_t)
-        return times[:filled], values[:filled], found
+            if max_samples and filled > max_samples:
+                return None
+            parts.append((part_t, part_v))
+        if len(parts) == 1:
+            return parts[0][0], parts[0][1], found
+        return (
+            np.concatenate([t for t, _ in parts]),
+            np.concatenate([v for _, v in parts]),
+            found,
+        )
+
+    def _estimate(
+        self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], start: int, end: int
+    ) -> int:
+        """About how many samples the rings `rows` hold in [start, end], from each one's
+        oldest and newest sample alone, as if evenly spaced."""
+        counts = np.minimum(written, self.depth)
+        oldest = self._times[rows, (written - counts) % self.depth]
+        newest = self._times[rows, (written - 1) % self.depth]
+        span = np.minimum(newest, end) - np.maximum(oldest, start)
+        with np.errstate(all="ignore"):
+            spacing = (newest - oldest) / np.maximum(counts - 1, 1)
+            inside = np.where(
+                span < 0, 0, np.minimum(counts, np.floor(span / np.maximum(spacing, 1)) + 1)
+            )
+        return int(inside.sum())
 
     def _gather(
         self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], start: int, end: int
