@@ -17,7 +17,7 @@ from watchkeeper.promql.errors import QueryError, QueryParseError, QueryTimeoutE
 from watchkeeper.promql.positions import call_argument, call_start, go_string_is_utf8
 from watchkeeper.promql.querier import MemoryQuerier, StoreQuerier
 from watchkeeper.promql.result import QueryResult
-from watchkeeper.promql.values import STALE_NAN_BITS
+from watchkeeper.promql.values import STALE_NAN_BITS, InstantSteps
 from watchkeeper.store import MetricsDB, StorageOptions
 from watchkeeper.store.types import SeriesSamples
 
@@ -323,3 +323,30 @@ def test_queries_read_the_real_store(tmp_path: Path) -> None:
         assert engine.instant_query(StoreQuerier(db, "other"), "req_total", 0).series == []
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("with_ts", [True, False])
+def test_parts_join_in_label_order_whatever_order_they_come_in(with_ts: bool) -> None:
+    """Parts one after the other in label order (as the rings answer) are joined as they are;
+    in any other order, placed by their labels: the same vector either way."""
+
+    def part(names: str) -> InstantSteps:
+        n = len(names)
+        codes = np.array([[ord(name)] * 2 for name in names], dtype=np.int64).reshape(n, 2)
+        return InstantSteps(
+            [(("s", name),) for name in names],
+            (codes * 10 + np.arange(2)).astype(np.float64),
+            codes % 2 == 0,
+            codes if with_ts else None,
+        )
+
+    def as_lists(vector: InstantSteps) -> tuple[object, ...]:
+        ts = None if vector.sample_ts is None else vector.sample_ts.tolist()
+        return vector.labels, vector.values.tolist(), vector.present.tolist(), ts
+
+    in_order = [part("ab"), part(""), part("c"), part("de")]
+    want = as_lists(InstantSteps.concat_in_label_order(list(reversed(in_order)), 2))
+    assert want[0] == [(("s", name),) for name in "abcde"]
+    parts = list(in_order)
+    assert as_lists(InstantSteps.concat_in_label_order(parts, 2)) == want
+    assert parts == []  # emptied, as the parts are let go

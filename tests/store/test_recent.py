@@ -55,9 +55,14 @@ def test_a_read_larger_than_its_limit_is_left_to_the_head(
         _write(ring, sid, [10, 20, 30])
     rows = ring.holding(np.array([3, 1, 2], dtype=np.int64), 15, NEVER.repeat(3))
     assert rows is not None
+    monkeypatch.setattr(recent, "PART_SAMPLES", 2)
     found = ring.read_rows(rows, 15, 30, max_samples=6)
+    assert found is not None  # in parts of one ring each
+    assert [(t.tolist(), c.tolist()) for t, _, c in found] == [([20, 30], [2])] * 3
+    monkeypatch.setattr(recent, "PART_SAMPLES", 3)  # rings joined up to 3 samples or more
+    found = ring.read_rows(rows, 15, 30)
     assert found is not None
-    assert found[0].tolist() == [20, 30] * 3 and found[2].tolist() == [2, 2, 2]
+    assert [c.tolist() for _, _, c in found] == [[2, 2], [2]]
     assert ring.read_rows(rows, 15, 30, max_samples=5) is None
     assert ring.read_rows(rows, 5, 30, max_samples=5) is None
     # unevenly spaced: more than the estimate from the oldest and newest samples, found out
@@ -67,7 +72,7 @@ def test_a_read_larger_than_its_limit_is_left_to_the_head(
     assert uneven is not None
     assert ring.read_rows(uneven, 10, 13, max_samples=2) is None
     found = ring.read_rows(uneven, 10, 13, max_samples=4)
-    assert found is not None and found[0].tolist() == [10, 11, 12, 13]
+    assert found is not None and found[0][0].tolist() == [10, 11, 12, 13]
 
 
 def test_a_ring_answers_the_windows_it_holds_whole() -> None:
@@ -179,12 +184,18 @@ def _same_reads(db: MetricsDB, newest: int, counting: Counting) -> None:
         for window in (MINUTE // 2, 2 * MINUTE, 5 * MINUTE, 30 * MINUTE, 200 * MINUTE):
             for end in range(T0, T0 + newest + 2 * MINUTE, 97_000):
                 start = end - window + 1
-                got = db.read_columns("default", parse_series_selector(selector), start, end)
+                matchers = parse_series_selector(selector)
                 want = _without_rings(db, selector, start, end)
-                assert got.labels == want.labels, (selector, window, end)
-                assert got.bounds.tolist() == want.bounds.tolist(), (selector, window, end)
-                assert got.timestamps.tolist() == want.timestamps.tolist()
-                assert got.values.tobytes() == want.values.tobytes()
+                # whole, and in batches (of one series each from the rings, in label order)
+                batches = list(db.read_column_batches("default", matchers, start, end, 1000))
+                for got in (
+                    db.read_columns("default", matchers, start, end),
+                    SeriesColumns.joined(batches) if batches else SeriesColumns.empty(),
+                ):
+                    assert got.labels == want.labels, (selector, window, end)
+                    assert got.bounds.tolist() == want.bounds.tolist(), (selector, window, end)
+                    assert got.timestamps.tolist() == want.timestamps.tolist()
+                    assert got.values.tobytes() == want.values.tobytes()
 
 
 def test_store_reads_are_the_same_with_the_rings(
@@ -193,8 +204,9 @@ def test_store_reads_are_the_same_with_the_rings(
     """Series at different intervals, staleness markers, samples out of order, a crash and a
     block cut: every read gives the same samples as the head and blocks do, and the rings
     answer many of them. The rings are gathered one at a time (GATHER_SLOTS), as the server
-    gathers thousands."""
+    gathers hundreds, and answer in parts of one ring each (PART_SAMPLES)."""
     monkeypatch.setattr(recent, "GATHER_SLOTS", 1)
+    monkeypatch.setattr(recent, "PART_SAMPLES", 1)
     options = {
         "out_of_order_window_ms": 10 * MINUTE,
         "recent_samples_per_series": 16,

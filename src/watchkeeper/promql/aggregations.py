@@ -76,7 +76,7 @@ def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
 
 def evaluate(ev: Evaluator, node: Any) -> InstantSteps | HistogramSteps:
     op = str(node.op)
-    if op in FOLDED:
+    if op in FOLDED and ev.steps > 1:  # (an instant query's values are one per series)
         in_parts = ev.eval_parts(node.expr)
         if in_parts is not None:
             return _fold(ev, node, op, in_parts)

@@ -157,12 +157,11 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps |
         rs = ev.eval_range(matrix_arg)
         return _absent(ev, matrix_arg, rs.counts.sum(axis=0) > 0)
     parts: list[InstantSteps] = []
-    for labels, part in _parts(ev, name, args, ev.ctx.current_call()):
+    for labels, part in _parts(ev, name, args, ev.ctx.current_call(), drop_names=False):
         if labels is None:
             return part
         assert isinstance(part, InstantSteps)
-        # in label order as read: the order the result's series take
-        parts.append(InstantSteps(labels, part.values, part.present))
+        parts.append(part)
     result = InstantSteps.concat_in_label_order(parts, ev.steps)
     keep_name = name in OVER_TIME_KEEPING_NAME
     labels = result.labels if keep_name else [drop_name(ls) for ls in result.labels]
@@ -186,7 +185,7 @@ class InParts:
         aggregation) never holds every series' result. Where the function is not computed
         batch by batch (a selector holding native histograms, a subquery), the one part is the
         whole value, labels None."""
-        return _parts(self._ev, self._name, self._args, self._call)
+        return _parts(self._ev, self._name, self._args, self._call, drop_names=True)
 
     def whole(self) -> InstantSteps | HistogramSteps:
         """The whole value, read and computed afresh, as the same call."""
@@ -208,9 +207,10 @@ def parts(ev: Evaluator, node: Any) -> InParts | None:
 
 
 def _parts(
-    ev: Evaluator, name: str, args: list[Any], call: tuple[str, int]
+    ev: Evaluator, name: str, args: list[Any], call: tuple[str, int], *, drop_names: bool
 ) -> Iterator[tuple[list[Labels] | None, InstantSteps | HistogramSteps]]:
-    """`parts` of the range function `name` of `args`, evaluated as the call `call`."""
+    """`InParts.parts` of the range function `name` of `args`, evaluated as the call `call`;
+    the parts' series keep their metric names unless `drop_names`."""
     matrix_arg = args[1] if name == "quantile_over_time" else args[0]
     compute = _RANGE_HANDLERS[name]
     keep_name = name in OVER_TIME_KEEPING_NAME
@@ -242,7 +242,7 @@ def _parts(
         if whole is not None:
             yield None, whole
             return
-        result = labels if keep_name else [drop_name(ls) for ls in labels]
+        result = [drop_name(ls) for ls in labels] if drop_names and not keep_name else labels
         yield labels, InstantSteps(result, values, present)
 
 

@@ -9,6 +9,7 @@ series in Python.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +48,27 @@ class InstantSteps:
 
     @staticmethod
     def concat_in_label_order(parts: list[InstantSteps], steps: int) -> InstantSteps:
-        """One vector of the parts' series (distinct label sets), in label order. The list is
-        emptied: each part is placed straight at its rows and let go, so the parts and the
-        result are held about once together, not three times (parts, joined, reordered)."""
+        """One vector of the parts' series (distinct label sets, each part in label order), in
+        label order. The list is emptied: each part is placed straight at its rows and let go,
+        so the parts and the result are held about once together, not three times (parts,
+        joined, reordered)."""
         if len(parts) <= 1:
             return parts.pop() if parts else InstantSteps.empty(steps)
+        parts[:] = [part for part in parts if part.labels] or parts[:1]
+        if all(a.labels[-1] < b.labels[0] for a, b in itertools.pairwise(parts)):
+            # one after the other already (the rings answer in label order): joined as they are
+            joined = InstantSteps(
+                [ls for part in parts for ls in part.labels],
+                np.concatenate([part.values for part in parts]),
+                np.concatenate([part.present for part in parts]),
+                None
+                if any(part.sample_ts is None for part in parts)
+                else np.concatenate(
+                    [part.sample_ts for part in parts if part.sample_ts is not None]
+                ),
+            )
+            parts.clear()
+            return joined
         labels = [ls for part in parts for ls in part.labels]
         order = sorted(range(len(labels)), key=labels.__getitem__)
         row_of = np.empty(len(labels), dtype=np.int64)  # concatenated position -> result row

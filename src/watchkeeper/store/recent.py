@@ -18,6 +18,8 @@ head and blocks as before, so the rings are only ever a shortcut.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 
@@ -27,8 +29,24 @@ _FIRST_IDS = 1024
 # Slots gathered per series on a first try: a 5m or 10m window at a 30s interval is 10 or 20
 # samples, so most reads need one gather of this many; longer windows take the whole ring.
 _FIRST_TAKE = 24
-# Slots gathered at a time (rings x slots) to find a window's samples, 2 MiB of temporaries
-GATHER_SLOTS = 1 << 17
+# Slots gathered at a time (rings x slots) to find a window's samples: 256 KiB temporaries
+GATHER_SLOTS = 1 << 15
+# Samples in a part of an answer: a reader working part by part (a range function) holds one
+# part's windows and results at a time, but each part costs it a round of work
+PART_SAMPLES = 1 << 16
+
+
+# samples read from rings: timestamps and values ring after ring, and each ring's count
+Gathered = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]
+
+
+def _joined(parts: list[Gathered]) -> Gathered:
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
+    times, values, counts = zip(*parts, strict=True)
+    return np.concatenate(times), np.concatenate(values), np.concatenate(counts)
 
 
 class RecentSamples:
@@ -192,13 +210,17 @@ class RecentSamples:
         start: int,
         end: int,
         first_times: npt.NDArray[np.int64],
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+    ) -> Gathered | None:
         """The samples in [start, end] of the series `sids` (in any order), as timestamps and
         values series after series in the order given, and each series' count; None unless
         every series' ring holds all of its samples in the window. `first_times` is each
         series' oldest sample anywhere: a ring holding that one holds all there are."""
         rows = self.holding(sids, start, first_times)
-        return None if rows is None else self.read_rows(rows, start, end)
+        if rows is None:
+            return None
+        parts = self.read_rows(rows, start, end)
+        assert parts is not None
+        return _joined(parts)
 
     def holding(
         self, sids: npt.NDArray[np.int64], start: int, first_times: npt.NDArray[np.int64]
@@ -222,32 +244,33 @@ class RecentSamples:
 
     def read_rows(
         self, rows: npt.NDArray[np.int64], start: int, end: int, max_samples: int = 0
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
-        """`read` of the rings `rows` that `holding` gave (in any order); None when the window
-        holds more than `max_samples` samples (when not 0)."""
+    ) -> list[Gathered] | None:
+        """`read` of the rings `rows` that `holding` gave (in any order), in parts of
+        consecutive rings holding about PART_SAMPLES samples each, in order; None when the
+        window holds more than `max_samples` samples (when not 0)."""
         written = self._written[rows]
         if max_samples and self._estimate(rows, written, start, end) > max_samples:
             return None  # known before gathering anything
-        parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
-        found = np.empty(len(rows), dtype=np.int64)
-        filled = 0
+        parts: list[Gathered] = []
+        pending: list[Gathered] = []
+        held = filled = 0
         # a few rings at a time: the slots gathered to be searched are temporaries of rings x
         # slots, several times the answer for a long window
-        per = max(1, GATHER_SLOTS // self.depth)
+        per = max(1, GATHER_SLOTS // min(_FIRST_TAKE, self.depth))
         for first in range(0, len(rows), per):
             part = slice(first, first + per)
-            part_t, part_v, found[part] = self._gather(rows[part], written[part], start, end)
-            filled += len(part_t)
-            if max_samples and filled > max_samples:
-                return None
-            parts.append((part_t, part_v))
-        if len(parts) == 1:
-            return parts[0][0], parts[0][1], found
-        return (
-            np.concatenate([t for t, _ in parts]),
-            np.concatenate([v for _, v in parts]),
-            found,
-        )
+            for found in self._gather(rows[part], written[part], start, end):
+                pending.append(found)
+                held += len(found[0])
+                filled += len(found[0])
+                if max_samples and filled > max_samples:
+                    return None
+                if held >= PART_SAMPLES:
+                    parts.append(_joined(pending))
+                    pending, held = [], 0
+        if pending or not parts:
+            parts.append(_joined(pending))
+        return parts
 
     def _estimate(
         self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], start: int, end: int
@@ -267,20 +290,39 @@ class RecentSamples:
 
     def _gather(
         self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], start: int, end: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    ) -> Iterator[Gathered]:
+        """The window's samples of the rings `rows`, in order: from their newest _FIRST_TAKE
+        slots when those reach back before the window, else from whole rings, a few at a
+        time."""
+        found = self._take(rows, written, start, end, min(_FIRST_TAKE, self.depth))
+        if found is not None:
+            yield found
+            return
+        per = max(1, GATHER_SLOTS // self.depth)
+        for first in range(0, len(rows), per):
+            part = slice(first, first + per)
+            whole = self._take(rows[part], written[part], start, end, self.depth)
+            assert whole is not None
+            yield whole
+
+    def _take(
+        self,
+        rows: npt.NDArray[np.int64],
+        written: npt.NDArray[np.int64],
+        start: int,
+        end: int,
+        take: int,
+    ) -> Gathered | None:
+        """The window's samples from the newest `take` slots of each ring; None unless each
+        ring was taken whole or back to before the window."""
         depth = self.depth
         counts = np.minimum(written, depth)
-        flat_times = self._times.reshape(-1)
-        take = min(_FIRST_TAKE, depth)
-        while True:
-            back = np.arange(-take, 0, dtype=np.int64)
-            # the newest `take` slots of each ring, oldest first
-            flat = rows[:, None] * depth + (written[:, None] + back) % depth
-            times = flat_times.take(flat)
-            # enough when each ring was taken whole or back to before the window
-            if take == depth or bool(((counts <= take) | (times[:, 0] < start)).all()):
-                break
-            take = depth
+        back = np.arange(-take, 0, dtype=np.int64)
+        # the newest `take` slots of each ring, oldest first
+        flat = rows[:, None] * depth + (written[:, None] + back) % depth
+        times = self._times.reshape(-1).take(flat)
+        if take < depth and not bool(((counts <= take) | (times[:, 0] < start)).all()):
+            return None
         wanted = (back >= -counts[:, None]) & (times >= start) & (times <= end)
         return (
             times[wanted],

@@ -252,11 +252,16 @@ class StoreReads:
         if len(sids) == 0:
             return
         with self._state_lock:
-            # the rings answer in one batch: only when that is within the batch size
+            # only a read within the batch size: the rings answer it all at once
             recent = self._read_recent(state, sids, start, end, batch_samples)
         if recent is not None:
-            if len(recent):
-                yield recent
+            if batch_samples <= 0 and len(recent) > 1:  # asked for whole
+                recent = [SeriesColumns.joined(recent)]
+            while recent:
+                columns = recent.pop(0)  # each part let go once read
+                if len(columns):
+                    yield columns
+                del columns
             return
         with self._state_lock:
             snapshot = ReadSnapshot(
@@ -287,10 +292,11 @@ class StoreReads:
         start: int,
         end: int,
         max_samples: int,
-    ) -> SeriesColumns | None:
+    ) -> list[SeriesColumns] | None:
         """The read of the series `sids` (ascending) from the rings of newest samples
-        (recent.py), None when they do not hold all of it or it holds more than `max_samples`
-        samples (when not 0). Under the state lock."""
+        (recent.py), in parts of consecutive series in label order; None when the rings do not
+        hold all of it or it holds more than `max_samples` samples (when not 0). Under the
+        state lock."""
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
         rows = self._recent.holding(sids, start, self._times.min_ts[sids])
@@ -302,13 +308,18 @@ class StoreReads:
         found = self._recent.read_rows(rows[order], start, end, max_samples)
         if found is None:
             return None
-        timestamps, values, counts = found
-        kept = counts > 0
-        bounds = np.zeros(int(kept.sum()) + 1, dtype=np.int64)
-        np.cumsum(counts[kept], out=bounds[1:])
-        return SeriesColumns(
-            [labels[s] for s in sids[order[kept]].tolist()], bounds, timestamps, values
-        )
+        columns = []
+        done = 0
+        for timestamps, values, counts in found:
+            kept = counts > 0
+            bounds = np.zeros(int(kept.sum()) + 1, dtype=np.int64)
+            np.cumsum(counts[kept], out=bounds[1:])
+            series = sids[order[done : done + len(counts)][kept]]
+            done += len(counts)
+            columns.append(
+                SeriesColumns([labels[s] for s in series.tolist()], bounds, timestamps, values)
+            )
+        return columns
 
     def read_histograms(
         self,
