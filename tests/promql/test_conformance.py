@@ -48,14 +48,16 @@ def _params() -> list[object]:
 @pytest.fixture(autouse=True)
 def _a_few_cells_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """The server works on big inputs a piece at a time: aggregations a few steps at a time
-    (AGGREGATION_CELLS, 128 Ki cells), selectors search their samples and range functions
-    compute a few series at a time (SEARCH_CELLS, 64 Ki cells; FUNCTION_CELLS, 16 Ki), and
-    window reductions gather a few samples at a time (GATHER_CHUNK, 64 Ki). With 3, every range
-    case aggregates in several column chunks, and every selector and range function with more
-    than one series works in several row chunks."""
+    (AGGREGATION_CELLS, 128 Ki cells) and, past FOLD_CELLS (64 Ki), batch by batch; selectors
+    search their samples and range functions compute a few series at a time (SEARCH_CELLS,
+    64 Ki cells; FUNCTION_CELLS, 16 Ki); window reductions gather a few samples at a time
+    (GATHER_CHUNK, 64 Ki). With 3, every range case aggregates in several column chunks and
+    batch by batch, and every selector and range function with more than one series works in
+    several row chunks."""
     from watchkeeper.promql import aggregations, evaluator, range_functions  # noqa: PLC0415
 
     monkeypatch.setattr(aggregations, "AGGREGATION_CELLS", 3)
+    monkeypatch.setattr(aggregations, "FOLD_CELLS", 3)
     monkeypatch.setattr(evaluator, "SEARCH_CELLS", 3)
     monkeypatch.setattr(range_functions, "FUNCTION_CELLS", 3)
     monkeypatch.setattr(range_functions, "GATHER_CHUNK", 3)

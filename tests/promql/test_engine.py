@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from watchkeeper.model import Labels, SeriesBatch, labels_from_dict
+from watchkeeper.promql import aggregations
 from watchkeeper.promql.aggregations import format_float
 from watchkeeper.promql.duration_expressions import rewrite
 from watchkeeper.promql.engine import Engine, EngineOptions
@@ -154,10 +156,15 @@ def test_selectors_read_in_batches_answer_as_read_whole() -> None:
         assert answer(got) == answer(whole.range_query(querier, query, 0, 10 * MINUTE, MINUTE))
 
 
-def test_aggregations_of_range_functions_read_in_batches_are_the_same() -> None:
-    """sum, count, group, min and max of a range function read batch by batch fold each
-    batch's result into their groups (aggregations.FOLDED): the same values and the same
-    order of groups as of the whole result, with batches coming last first."""
+@pytest.mark.parametrize("fold_cells", [0, 1 << 16])
+def test_aggregations_of_range_functions_read_in_batches_are_the_same(
+    fold_cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sum, avg, count, group, min and max of a range function read batch by batch fold each
+    batch's result into their groups (aggregations.FOLDED) once the batches held pass
+    FOLD_CELLS: the same values and the same order of groups as of the whole result, with
+    batches coming last first."""
+    monkeypatch.setattr(aggregations, "FOLD_CELLS", fold_cells)
     times = [k * MINUTE for k in range(11)]
     huge = [1e100, 1.0, -1e100]  # cancels only when compensated across batches
     series = [
@@ -188,7 +195,9 @@ def test_aggregations_of_range_functions_read_in_batches_are_the_same() -> None:
         assert [s.labels for s in got.series] == [s.labels for s in want.series], query
         for mine, theirs in zip(got.series, want.series, strict=True):
             assert mine.timestamps.tolist() == theirs.timestamps.tolist(), query
-            if query.startswith(("sum", "avg")):  # compensated sums of sums: rounded differently
+            if (
+                query.startswith(("sum", "avg")) and not fold_cells
+            ):  # sums of sums: rounded differently
                 np.testing.assert_allclose(mine.values, theirs.values, rtol=1e-12, err_msg=query)
             else:
                 assert mine.values.tobytes() == theirs.values.tobytes(), query
@@ -213,17 +222,50 @@ def test_aggregations_of_range_functions_read_in_batches_are_the_same() -> None:
         "weba",
         "apib",
     ]
-    # the parts' sums cancel: summed term by term from the whole value, as Prometheus does
-    for engine in (whole, batched):
-        got = engine.instant_query(querier, 'sum(last_over_time(g{i!="nan"}[5m]))', 10 * MINUTE)
-        assert got.series[0].values.tolist() == [1.0]
-        got = engine.instant_query(querier, 'avg(last_over_time(g{i!="nan"}[5m]))', 10 * MINUTE)
-        assert got.series[0].values.tolist() == [1 / 3]
+    # the parts' sums cancel (batches of two series: 1e100 + 1 is 1e100, then -1e100 leaves 0):
+    # summed term by term from the whole value, as Prometheus does
+    pairs = Engine(EngineOptions(batch_samples=20))
+    for engine in (whole, pairs):
+        for op, want in (("sum", 1.0), ("avg", 1 / 3)):
+            query = f'{op}(last_over_time(g{{i!="nan"}}[5m]))'
+            got = engine.range_query(querier, query, 5 * MINUTE, 10 * MINUTE, MINUTE)
+            assert got.series[0].values.tolist() == [want] * 6, (op, engine)
 
 
-def test_batched_aggregations_refuse_label_sets_repeated_across_batches() -> None:
+def test_aggregations_fold_batches_past_fold_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FOLD_CELLS, an aggregation reduces each batch into its groups as it comes; below,
+    it aggregates the whole value."""
+    times = [k * MINUTE for k in range(11)]
+    querier = MemoryQuerier(
+        [
+            _series({"__name__": "c", "job": job}, times, [float(k) for k in range(11)])
+            for job in ("a", "b", "c")
+        ]
+    )
+    engine = Engine(EngineOptions(batch_samples=12))
+    reduced = []
+    add = aggregations._Groups.add
+
+    def spy(groups: aggregations._Groups, part: InstantSteps, gid: npt.NDArray[np.int64]) -> None:
+        reduced.append(len(part.labels))
+        add(groups, part, gid)
+
+    monkeypatch.setattr(aggregations._Groups, "add", spy)
+    for fold_cells, want in ((1 << 16, []), (0, [1, 1, 1])):
+        monkeypatch.setattr(aggregations, "FOLD_CELLS", fold_cells)
+        reduced.clear()
+        got = engine.range_query(querier, "sum(rate(c[5m]))", 5 * MINUTE, 10 * MINUTE, MINUTE)
+        assert reduced == want
+        assert got.series[0].values.tolist() == [3 / 60] * 6
+
+
+@pytest.mark.parametrize("fold_cells", [0, 1 << 16])
+def test_batched_aggregations_refuse_label_sets_repeated_across_batches(
+    fold_cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two series that differ only by name are one label set once rate() drops it: refused
     where both have a value at a step, as from the whole result; merged where they never do."""
+    monkeypatch.setattr(aggregations, "FOLD_CELLS", fold_cells)
     times = [k * MINUTE for k in range(11)]
     querier = MemoryQuerier(
         [

@@ -46,33 +46,51 @@ def _read(
     return [times[a:b].tolist() for a, b in itertools.pairwise(bounds)]
 
 
-def test_a_read_larger_than_its_limit_is_left_to_the_head(
+def test_a_read_larger_than_its_limits_is_left_to_the_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A read of more samples than its batch (max_samples) or more slots than MAX_SLOTS is
+    refused before anything is gathered, or, where samples are unevenly spaced, once
+    gathered; what is read comes in parts of about PART_SAMPLES samples."""
     monkeypatch.setattr(recent, "GATHER_SLOTS", 8)  # one ring at a time
     ring = RecentSamples(depth=8, budget_bytes=1 << 20)
     for sid in (1, 2, 3):
         _write(ring, sid, [10, 20, 30])
     rows = ring.holding(np.array([3, 1, 2], dtype=np.int64), 15, NEVER.repeat(3))
     assert rows is not None
+    assert ring.slots_to_take(rows, 15, 30, max_samples=6) == 8  # whole rings (depth 8)
+    assert ring.slots_to_take(rows, 15, 30, max_samples=5) is None
+    assert ring.slots_to_take(rows, 5, 30, max_samples=5) is None
+    monkeypatch.setattr(recent, "MAX_SLOTS", 23)
+    assert ring.slots_to_take(rows, 15, 30) is None  # 3 rings x 8 slots
     monkeypatch.setattr(recent, "PART_SAMPLES", 2)
-    found = ring.read_rows(rows, 15, 30, max_samples=6)
+    found = ring.read_rows(rows, 15, 30, 8, max_samples=6)
     assert found is not None  # in parts of one ring each
     assert [(t.tolist(), c.tolist()) for t, _, c in found] == [([20, 30], [2])] * 3
     monkeypatch.setattr(recent, "PART_SAMPLES", 3)  # rings joined up to 3 samples or more
-    found = ring.read_rows(rows, 15, 30)
+    found = ring.read_rows(rows, 15, 30, 8)
     assert found is not None
     assert [c.tolist() for _, _, c in found] == [[2, 2], [2]]
-    assert ring.read_rows(rows, 15, 30, max_samples=5) is None
-    assert ring.read_rows(rows, 5, 30, max_samples=5) is None
     # unevenly spaced: more than the estimate from the oldest and newest samples, found out
     # while gathering
     _write(ring, 4, [10, 11, 12, 13, 100])
     uneven = ring.holding(np.array([4], dtype=np.int64), 10, NEVER)
     assert uneven is not None
-    assert ring.read_rows(uneven, 10, 13, max_samples=2) is None
-    found = ring.read_rows(uneven, 10, 13, max_samples=4)
+    assert ring.slots_to_take(uneven, 10, 13, max_samples=2) == 8
+    assert ring.read_rows(uneven, 10, 13, 8, max_samples=2) is None
+    found = ring.read_rows(uneven, 10, 13, 8, max_samples=4)
     assert found is not None and found[0][0].tolist() == [10, 11, 12, 13]
+
+
+def test_a_short_window_gathers_the_newest_slots_alone() -> None:
+    ring = RecentSamples(depth=64, budget_bytes=1 << 20)
+    _write(ring, 1, list(range(0, 640, 10)))  # 64 samples, 0 .. 630
+    rows = ring.holding(np.array([1], dtype=np.int64), 500, NEVER)
+    assert rows is not None
+    assert ring.slots_to_take(rows, 500, 630) == 24  # the newest 24 reach back to 400
+    assert ring.slots_to_take(rows, 300, 630) == 64
+    assert _read(ring, [1], 500, 630) == [list(range(500, 640, 10))]
+    assert _read(ring, [1], 300, 630) == [list(range(300, 640, 10))]
 
 
 def test_a_ring_answers_the_windows_it_holds_whole() -> None:

@@ -100,32 +100,58 @@ FOLDED = {"sum", "avg", "count", "group", "min", "max"}
 
 def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps | HistogramSteps:
     """The aggregation `op` of a range function given in parts (Evaluator.eval_parts), the
-    same as of the whole value: a group's sum is the compensated sum of its parts' sums, and
-    the groups come in the order of their first series as read, as from the whole value.
-    Where adding the parts' sums cancels most of them (or overflows an average), they cannot
-    tell what the whole value's exact summation does: the function is computed whole again."""
+    same as of the whole value. Parts are held until they pass FOLD_CELLS together, and
+    aggregated as the whole value if they never do; past that, each is reduced into the groups
+    and let go: a group's sum is the compensated sum of its parts' sums, and the groups come in
+    the order of their first series as read, as from the whole value. Where adding the parts'
+    sums cancels most of them (or overflows an average), they cannot tell what the whole
+    value's exact summation does: the function is computed whole again."""
     parts = in_parts.parts()
-    first, second = next(parts, None), next(parts, None)
-    if first is None:
-        return InstantSteps.empty(ev.steps)
-    if second is None or first[0] is None:  # one part: the whole value
-        value = first[1]
-        if isinstance(value, InstantSteps):
-            value = merge_same_labels(value.labels, value.values, value.present)
-        return _of_value(ev, node, op, None, value)
+    held: list[tuple[list[Labels], InstantSteps]] = []
+    cells = 0
+    for read, part in parts:
+        if read is None:  # the whole value (native histograms, a subquery)
+            value = part
+            if isinstance(value, InstantSteps):
+                value = merge_same_labels(value.labels, value.values, value.present)
+            return _of_value(ev, node, op, None, value)
+        assert isinstance(part, InstantSteps)
+        held.append((read, part))
+        cells += part.values.size
+        if cells > FOLD_CELLS:
+            break
+    else:
+        return _of_value(ev, node, op, None, _whole(held, ev.steps))
     by, names = _grouping(node.modifier)
     groups = _Groups(op, ev.steps)
     seen: list[tuple[list[Labels], Bools]] = []  # each part's series and where they are present
-    for read, part in itertools.chain((first, second), parts):
+    for read, part in itertools.chain(held, parts):
         ev.ctx.check_deadline()
         assert read is not None and isinstance(part, InstantSteps)
         seen.append(_fold_part(groups, read, part, names, by))
         del part
+        held.clear()
     _refuse_repeated(seen)
     if groups.inexact():
         del groups, seen
         return _of_value(ev, node, op, None, in_parts.whole())
     return groups.result()
+
+
+# cells (series x steps) of a range function's result held whole before an aggregation folds
+# its parts instead: 64 Ki cells are 0.6 MiB; below that, folding costs time and saves nothing
+FOLD_CELLS = 1 << 16
+
+
+def _whole(held: list[tuple[list[Labels], InstantSteps]], steps: int) -> InstantSteps:
+    """The parts as one vector, as the function gives it whole: in the label order of its
+    series as read, repeated label sets merged."""
+    result_of = {at: ls for read, part in held for at, ls in zip(read, part.labels, strict=True)}
+    parts = [InstantSteps(read, part.values, part.present) for read, part in held]
+    held.clear()
+    joined = InstantSteps.concat_in_label_order(parts, steps)
+    labels = [result_of[at] for at in joined.labels]
+    return merge_same_labels(labels, joined.values, joined.present)
 
 
 # what each aggregation does with native histogram samples (Prometheus' aggregation())

@@ -18,8 +18,6 @@ head and blocks as before, so the rings are only ever a shortcut.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import numpy.typing as npt
 
@@ -31,6 +29,10 @@ _FIRST_IDS = 1024
 _FIRST_TAKE = 24
 # Slots gathered at a time (rings x slots) to find a window's samples: 256 KiB temporaries
 GATHER_SLOTS = 1 << 15
+# Most slots one read gathers: reads run under the store's state lock, which appends wait for
+# (about 10 ns a slot with the rest of the read: 512 Ki slots hold it about 5 ms); past that
+# the head and blocks answer
+MAX_SLOTS = 1 << 19
 # Samples in a part of an answer: a reader working part by part (a range function) holds one
 # part's windows and results at a time, but each part costs it a round of work
 PART_SAMPLES = 1 << 16
@@ -216,9 +218,10 @@ class RecentSamples:
         every series' ring holds all of its samples in the window. `first_times` is each
         series' oldest sample anywhere: a ring holding that one holds all there are."""
         rows = self.holding(sids, start, first_times)
-        if rows is None:
+        take = None if rows is None else self.slots_to_take(rows, start, end)
+        if rows is None or take is None:
             return None
-        parts = self.read_rows(rows, start, end)
+        parts = self.read_rows(rows, start, end, take)
         assert parts is not None
         return _joined(parts)
 
@@ -242,32 +245,53 @@ class RecentSamples:
             return None
         return rows
 
-    def read_rows(
+    def slots_to_take(
         self, rows: npt.NDArray[np.int64], start: int, end: int, max_samples: int = 0
-    ) -> list[Gathered] | None:
-        """`read` of the rings `rows` that `holding` gave (in any order), in parts of
-        consecutive rings holding about PART_SAMPLES samples each, in order; None when the
-        window holds more than `max_samples` samples (when not 0)."""
+    ) -> int | None:
+        """How many of each ring's newest slots a read from `start` on gathers (its newest
+        _FIRST_TAKE when those reach back before `start`, else whole rings); None when that
+        is more than MAX_SLOTS in all, or the window holds more than `max_samples` samples
+        (when not 0), as far as each ring's oldest and newest samples tell."""
         written = self._written[rows]
-        if max_samples and self._estimate(rows, written, start, end) > max_samples:
-            return None  # known before gathering anything
+        counts = np.minimum(written, self.depth)
+        take = min(_FIRST_TAKE, self.depth)
+        oldest_taken = self._times[rows, (written - take) % self.depth]
+        if not bool(((counts <= take) | (oldest_taken < start)).all()):
+            take = self.depth
+        if len(rows) * take > MAX_SLOTS:
+            return None
+        if max_samples and len(rows) * take > max_samples:  # else it cannot be more
+            if self._estimate(rows, written, start, end) > max_samples:
+                return None
+        return take
+
+    def read_rows(
+        self, rows: npt.NDArray[np.int64], start: int, end: int, take: int, max_samples: int = 0
+    ) -> list[Gathered] | None:
+        """`read` of the rings `rows` that `holding` gave (in any order), gathering the newest
+        `take` slots of each (`slots_to_take`), in parts of consecutive rings holding about
+        PART_SAMPLES samples each, in order; None when the window holds more than
+        `max_samples` samples after all (when not 0)."""
+        written = self._written[rows]
         parts: list[Gathered] = []
         pending: list[Gathered] = []
         held = filled = 0
         # a few rings at a time: the slots gathered to be searched are temporaries of rings x
         # slots, several times the answer for a long window
-        per = max(1, GATHER_SLOTS // min(_FIRST_TAKE, self.depth))
+        per = max(1, GATHER_SLOTS // take)
         for first in range(0, len(rows), per):
-            part = slice(first, first + per)
-            for found in self._gather(rows[part], written[part], start, end):
-                pending.append(found)
-                held += len(found[0])
-                filled += len(found[0])
-                if max_samples and filled > max_samples:
-                    return None
-                if held >= PART_SAMPLES:
-                    parts.append(_joined(pending))
-                    pending, held = [], 0
+            pending.append(
+                self._take(
+                    rows[first : first + per], written[first : first + per], start, end, take
+                )
+            )
+            held += len(pending[-1][0])
+            filled += len(pending[-1][0])
+            if max_samples and filled > max_samples:
+                return None
+            if held >= PART_SAMPLES:
+                parts.append(_joined(pending))
+                pending, held = [], 0
         if pending or not parts:
             parts.append(_joined(pending))
         return parts
@@ -288,23 +312,6 @@ class RecentSamples:
             )
         return int(inside.sum())
 
-    def _gather(
-        self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], start: int, end: int
-    ) -> Iterator[Gathered]:
-        """The window's samples of the rings `rows`, in order: from their newest _FIRST_TAKE
-        slots when those reach back before the window, else from whole rings, a few at a
-        time."""
-        found = self._take(rows, written, start, end, min(_FIRST_TAKE, self.depth))
-        if found is not None:
-            yield found
-            return
-        per = max(1, GATHER_SLOTS // self.depth)
-        for first in range(0, len(rows), per):
-            part = slice(first, first + per)
-            whole = self._take(rows[part], written[part], start, end, self.depth)
-            assert whole is not None
-            yield whole
-
     def _take(
         self,
         rows: npt.NDArray[np.int64],
@@ -312,17 +319,14 @@ class RecentSamples:
         start: int,
         end: int,
         take: int,
-    ) -> Gathered | None:
-        """The window's samples from the newest `take` slots of each ring; None unless each
-        ring was taken whole or back to before the window."""
+    ) -> Gathered:
+        """The window's samples from the newest `take` slots of each ring."""
         depth = self.depth
         counts = np.minimum(written, depth)
         back = np.arange(-take, 0, dtype=np.int64)
         # the newest `take` slots of each ring, oldest first
         flat = rows[:, None] * depth + (written[:, None] + back) % depth
         times = self._times.reshape(-1).take(flat)
-        if take < depth and not bool(((counts <= take) | (times[:, 0] < start)).all()):
-            return None
         wanted = (back >= -counts[:, None]) & (times >= start) & (times <= end)
         return (
             times[wanted],

@@ -300,12 +300,13 @@ class StoreReads:
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
         rows = self._recent.holding(sids, start, self._times.min_ts[sids])
-        if rows is None:
+        take = None if rows is None else self._recent.slots_to_take(rows, start, end, max_samples)
+        if rows is None or take is None:
             return None
         labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
         # gathered in label order: no second gather to reorder
         order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
-        found = self._recent.read_rows(rows[order], start, end, max_samples)
+        found = self._recent.read_rows(rows[order], start, end, take, max_samples)
         if found is None:
             return None
         columns = []
