@@ -260,9 +260,13 @@ class RecentSamples:
             take = self.depth
         if len(rows) * take > MAX_SLOTS:
             return None
-        if max_samples and len(rows) * take > max_samples:  # else it cannot be more
-            if self._estimate(rows, written, start, end) > max_samples:
-                return None
+        # (fewer slots than max_samples cannot hold more samples: nothing to estimate)
+        if (
+            max_samples
+            and len(rows) * take > max_samples
+            and self._estimate(rows, written, start, end) > max_samples
+        ):
+            return None
         return take
 
     def read_rows(
