@@ -6,6 +6,7 @@ counted by count and group, and ignored (with Prometheus' info) by the others.""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,12 +126,11 @@ def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps 
     by, names = _grouping(node.modifier)
     groups = _Groups(op, ev.steps)
     seen: list[tuple[list[Labels], Bools]] = []  # each part's series and where they are present
-    for read, part in itertools.chain(held, parts):
+    for read, part in itertools.chain(_emptied(held), parts):
         ev.ctx.check_deadline()
         assert read is not None and isinstance(part, InstantSteps)
         seen.append(_fold_part(groups, read, part, names, by))
         del part
-        held.clear()
     _refuse_repeated(seen)
     if groups.inexact():
         del groups, seen
@@ -141,6 +141,14 @@ def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps 
 # cells (series x steps) of a range function's result held whole before an aggregation folds
 # its parts instead: 64 Ki cells are 0.6 MiB; below that, folding costs time and saves nothing
 FOLD_CELLS = 1 << 16
+
+
+def _emptied(
+    held: list[tuple[list[Labels], InstantSteps]],
+) -> Iterator[tuple[list[Labels], InstantSteps]]:
+    """The parts held, each let go as it is taken."""
+    while held:
+        yield held.pop(0)
 
 
 def _whole(held: list[tuple[list[Labels], InstantSteps]], steps: int) -> InstantSteps:
