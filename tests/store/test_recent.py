@@ -37,10 +37,13 @@ def _read(
 ) -> list[list[int]] | None:
     """Each series' timestamps in [start, end], or None when the rings cannot tell."""
     firsts = np.array(first if first is not None else [INT64_MIN] * len(sids), dtype=np.int64)
-    found = ring.read(np.array(sids, dtype=np.int64), start, end, firsts)
-    if found is None:
+    rows = ring.holding(np.array(sids, dtype=np.int64), start, firsts)
+    take = None if rows is None else ring.slots_to_take(rows, start, end)
+    if rows is None or take is None:
         return None
-    times, values, counts = found
+    found = ring.read_rows(rows, start, end, take, whole=True)
+    assert found is not None and len(found) == 1
+    ((times, values, counts),) = found
     assert times.tolist() == values.astype(np.int64).tolist()  # values travel with times
     bounds = np.r_[0, np.cumsum(counts)].tolist()
     return [times[a:b].tolist() for a, b in itertools.pairwise(bounds)]
@@ -161,8 +164,8 @@ def test_rings_stay_within_their_budget_and_are_given_back() -> None:
     assert _read(ring, [2], 10, 20) is None
     _write(ring, 2, [40])  # no ring left for it
     assert _read(ring, [2], 40, 40) is None
-    assert RecentSamples(depth=0, budget_bytes=1 << 20).read(NEVER, 0, 1, NEVER) is None
-    assert RecentSamples(depth=4, budget_bytes=0).read(NEVER, 0, 1, NEVER) is None
+    assert RecentSamples(depth=0, budget_bytes=1 << 20).holding(NEVER, 0, NEVER) is None
+    assert RecentSamples(depth=4, budget_bytes=0).holding(NEVER, 0, NEVER) is None
 
 
 # --- the store: the same samples with and without the rings -----------------------------
@@ -190,11 +193,15 @@ class Counting:
         self._read = db._recent.read_rows
         db._recent.read_rows = self  # type: ignore[method-assign]
 
-    def __call__(self, *args: object) -> object:
-        found = self._read(*args)  # type: ignore[arg-type]
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        found = self._read(*args, **kwargs)  # type: ignore[arg-type]
         self.asked += 1
         self.answered += found is not None
         return found
+
+
+def _joined(batches: list[SeriesColumns]) -> SeriesColumns:
+    return SeriesColumns.of([series for batch in batches for series in batch.series()])
 
 
 def _same_reads(db: MetricsDB, newest: int, counting: Counting) -> None:
@@ -206,10 +213,7 @@ def _same_reads(db: MetricsDB, newest: int, counting: Counting) -> None:
                 want = _without_rings(db, selector, start, end)
                 # whole, and in batches (of one series each from the rings, in label order)
                 batches = list(db.read_column_batches("default", matchers, start, end, 1000))
-                for got in (
-                    db.read_columns("default", matchers, start, end),
-                    SeriesColumns.joined(batches) if batches else SeriesColumns.empty(),
-                ):
+                for got in (db.read_columns("default", matchers, start, end), _joined(batches)):
                     assert got.labels == want.labels, (selector, window, end)
                     assert got.bounds.tolist() == want.bounds.tolist(), (selector, window, end)
                     assert got.timestamps.tolist() == want.timestamps.tolist()

@@ -108,28 +108,26 @@ def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps 
     sums cancels most of them (or overflows an average), they cannot tell what the whole
     value's exact summation does: the function is computed whole again."""
     parts = in_parts.parts()
-    held: list[tuple[list[Labels], InstantSteps]] = []
+    held: list[InstantSteps] = []
     cells = 0
-    for read, part in parts:
-        if read is None:  # the whole value (native histograms, a subquery)
-            value = part
-            if isinstance(value, InstantSteps):
-                value = merge_same_labels(value.labels, value.values, value.present)
-            return _of_value(ev, node, op, None, value)
+    for whole, part in parts:
+        if whole:  # a selector holding native histograms: never read in batches
+            return _of_value(ev, node, op, None, part)
         assert isinstance(part, InstantSteps)
-        held.append((read, part))
+        held.append(part)
         cells += part.values.size
         if cells > FOLD_CELLS:
             break
     else:
-        return _of_value(ev, node, op, None, _whole(held, ev.steps))
+        return _of_value(ev, node, op, None, in_parts.joined(held))
     by, names = _grouping(node.modifier)
     groups = _Groups(op, ev.steps)
     seen: list[tuple[list[Labels], Bools]] = []  # each part's series and where they are present
-    for read, part in itertools.chain(_emptied(held), parts):
+    rest = (part for _, part in parts)
+    for part in itertools.chain(_emptied(held), rest):
         ev.ctx.check_deadline()
-        assert read is not None and isinstance(part, InstantSteps)
-        seen.append(_fold_part(groups, read, part, names, by))
+        assert isinstance(part, InstantSteps)
+        seen.append(_fold_part(groups, part, in_parts.labels(part.labels), names, by))
         del part
     _refuse_repeated(seen)
     if groups.inexact():
@@ -143,23 +141,10 @@ def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps 
 FOLD_CELLS = 1 << 16
 
 
-def _emptied(
-    held: list[tuple[list[Labels], InstantSteps]],
-) -> Iterator[tuple[list[Labels], InstantSteps]]:
+def _emptied(held: list[InstantSteps]) -> Iterator[InstantSteps]:
     """The parts held, each let go as it is taken."""
     while held:
         yield held.pop(0)
-
-
-def _whole(held: list[tuple[list[Labels], InstantSteps]], steps: int) -> InstantSteps:
-    """The parts as one vector, as the function gives it whole: in the label order of its
-    series as read, repeated label sets merged."""
-    result_of = {at: ls for read, part in held for at, ls in zip(read, part.labels, strict=True)}
-    parts = [InstantSteps(read, part.values, part.present) for read, part in held]
-    held.clear()
-    joined = InstantSteps.concat_in_label_order(parts, steps)
-    labels = [result_of[at] for at in joined.labels]
-    return merge_same_labels(labels, joined.values, joined.present)
 
 
 # what each aggregation does with native histogram samples (Prometheus' aggregation())
@@ -276,15 +261,16 @@ def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSte
 
 
 def _fold_part(
-    groups: _Groups, read: list[Labels], part: InstantSteps, names: set[str], by: bool
+    groups: _Groups, part: InstantSteps, labels: list[Labels], names: set[str], by: bool
 ) -> tuple[list[Labels], Bools]:
-    """Reduces one part into `groups`; its series (repeated label sets merged, as
+    """Reduces one part, whose series are labelled as read and whose result labels are
+    `labels`, into `groups`; its result's series (repeated label sets merged, as
     merge_same_labels does) and where they are present."""
-    merged = merge_same_labels(part.labels, part.values, part.present)
-    firsts = read
-    if len(merged.labels) < len(part.labels):  # a merged series takes its first one's place
+    merged = merge_same_labels(labels, part.values, part.present)
+    firsts = part.labels
+    if len(merged.labels) < len(labels):  # a merged series takes its first one's place
         first_read: dict[Labels, Labels] = {}
-        for ls, at in zip(part.labels, read, strict=True):
+        for ls, at in zip(labels, part.labels, strict=True):
             first_read.setdefault(ls, at)
         firsts = [first_read[ls] for ls in merged.labels]
     gid = np.array(

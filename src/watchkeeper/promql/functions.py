@@ -157,15 +157,24 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> InstantSteps |
         rs = ev.eval_range(matrix_arg)
         return _absent(ev, matrix_arg, rs.counts.sum(axis=0) > 0)
     parts: list[InstantSteps] = []
-    for labels, part in _parts(ev, name, args, ev.ctx.current_call(), drop_names=False):
-        if labels is None:
+    for whole, part in _parts(ev, name, args, ev.ctx.current_call()):
+        if whole:
             return part
         assert isinstance(part, InstantSteps)
         parts.append(part)
-    result = InstantSteps.concat_in_label_order(parts, ev.steps)
-    keep_name = name in OVER_TIME_KEEPING_NAME
-    labels = result.labels if keep_name else [drop_name(ls) for ls in result.labels]
-    return merge_same_labels(labels, result.values, result.present)
+    return _as_result(name, parts, ev.steps)
+
+
+def _as_result(name: str, parts: list[InstantSteps], steps: int) -> InstantSteps:
+    """The range function `name`'s result from its parts (series labelled as read, each part
+    in label order; the list is emptied): in label order, the metric name dropped unless the
+    function keeps it, repeated label sets merged."""
+    result = InstantSteps.concat_in_label_order(parts, steps)
+    return merge_same_labels(_result_labels(name, result.labels), result.values, result.present)
+
+
+def _result_labels(name: str, labels: list[Labels]) -> list[Labels]:
+    return labels if name in OVER_TIME_KEEPING_NAME else [drop_name(ls) for ls in labels]
 
 
 class InParts:
@@ -177,15 +186,22 @@ class InParts:
         self._call = ev.ctx.enter_call(name)
         ev.ctx.exit_call()
 
-    def parts(self) -> Iterator[tuple[list[Labels] | None, InstantSteps | HistogramSteps]]:
-        """Each part is the function's result for a batch of series: their labels as read (in
-        label order within the part) and the result (the metric name dropped as the function
-        drops it). Label sets may repeat within a part and across parts, for the caller to
-        merge or refuse as `merge_same_labels` does. What holds one part at a time (an
-        aggregation) never holds every series' result. Where the function is not computed
-        batch by batch (a selector holding native histograms, a subquery), the one part is the
-        whole value, labels None."""
-        return _parts(self._ev, self._name, self._args, self._call, drop_names=True)
+    def parts(self) -> Iterator[tuple[bool, InstantSteps | HistogramSteps]]:
+        """Each part is the function's result for a batch of series, labelled as read (in
+        label order within the part): `labels` gives the result's labels, `joined` the result
+        of parts held together. What holds one part at a time (an aggregation) never holds
+        every series' result. Where the function is not computed batch by batch (a selector
+        holding native histograms), the one part is the whole value, marked True."""
+        return _parts(self._ev, self._name, self._args, self._call)
+
+    def labels(self, read: list[Labels]) -> list[Labels]:
+        """The result's labels of series read as `read`: label sets may repeat, for the caller
+        to merge or refuse as `merge_same_labels` does."""
+        return _result_labels(self._name, read)
+
+    def joined(self, parts: list[InstantSteps]) -> InstantSteps:
+        """The result from parts held together (the list is emptied), as computed whole."""
+        return _as_result(self._name, parts, self._ev.steps)
 
     def whole(self) -> InstantSteps | HistogramSteps:
         """The whole value, read and computed afresh, as the same call."""
@@ -207,13 +223,11 @@ def parts(ev: Evaluator, node: Any) -> InParts | None:
 
 
 def _parts(
-    ev: Evaluator, name: str, args: list[Any], call: tuple[str, int], *, drop_names: bool
-) -> Iterator[tuple[list[Labels] | None, InstantSteps | HistogramSteps]]:
-    """`InParts.parts` of the range function `name` of `args`, evaluated as the call `call`;
-    the parts' series keep their metric names unless `drop_names`."""
+    ev: Evaluator, name: str, args: list[Any], call: tuple[str, int]
+) -> Iterator[tuple[bool, InstantSteps | HistogramSteps]]:
+    """`InParts.parts` of the range function `name` of `args`, evaluated as the call `call`."""
     matrix_arg = args[1] if name == "quantile_over_time" else args[0]
     compute = _RANGE_HANDLERS[name]
-    keep_name = name in OVER_TIME_KEEPING_NAME
     extra: list[Floats] = []
     in_windows = np.zeros(ev.steps, dtype=np.int64)
     batches = ev.range_batches(matrix_arg)
@@ -240,10 +254,9 @@ def _parts(
         finally:
             ev.ctx.exit_call()
         if whole is not None:
-            yield None, whole
+            yield True, whole
             return
-        result = [drop_name(ls) for ls in labels] if drop_names and not keep_name else labels
-        yield labels, InstantSteps(result, values, present)
+        yield False, InstantSteps(labels, values, present)
 
 
 def _range_function_histograms(
@@ -258,9 +271,7 @@ def _range_function_histograms(
     ev.ctx.count_samples(int(floats.counts.sum(axis=0).max(initial=0)))
     position = ev.ctx.argument_position(arg)
     maps = histogram_windows.over_windows(ev, name, hr, values, present, position)
-    keep_name = name in OVER_TIME_KEEPING_NAME
-    labels = hr.labels if keep_name else [drop_name(ls) for ls in hr.labels]
-    return native_histograms.steps_of(labels, values, present, maps)
+    return native_histograms.steps_of(_result_labels(name, hr.labels), values, present, maps)
 
 
 def _range_function_arguments(ev: Evaluator, name: str, args: list[Any]) -> list[Floats]:

@@ -206,31 +206,13 @@ class RecentSamples:
 
     # --- reading -------------------------------------------------------------------------
 
-    def read(
-        self,
-        sids: npt.NDArray[np.int64],
-        start: int,
-        end: int,
-        first_times: npt.NDArray[np.int64],
-    ) -> Gathered | None:
-        """The samples in [start, end] of the series `sids` (in any order), as timestamps and
-        values series after series in the order given, and each series' count; None unless
-        every series' ring holds all of its samples in the window. `first_times` is each
-        series' oldest sample anywhere: a ring holding that one holds all there are."""
-        rows = self.holding(sids, start, first_times)
-        take = None if rows is None else self.slots_to_take(rows, start, end)
-        if rows is None or take is None:
-            return None
-        parts = self.read_rows(rows, start, end, take)
-        assert parts is not None
-        return _joined(parts)
-
     def holding(
         self, sids: npt.NDArray[np.int64], start: int, first_times: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.int64] | None:
-        """The rings of `sids` when every one of them holds all of its series' samples from
-        `start` on (see `read`), else None. It looks at each ring's oldest sample alone, so a
-        read the rings cannot answer costs next to nothing."""
+        """The rings of `sids` (in any order) when every one of them holds all of its series'
+        samples from `start` on, else None. `first_times` is each series' oldest sample
+        anywhere: a ring holding that one holds all there are. It looks at each ring's oldest
+        sample alone, so a read the rings cannot answer costs next to nothing."""
         if self.max_rows == 0 or len(sids) == 0 or int(sids.max()) >= len(self._row_of):
             return None
         rows = self._row_of[sids]
@@ -270,12 +252,20 @@ class RecentSamples:
         return take
 
     def read_rows(
-        self, rows: npt.NDArray[np.int64], start: int, end: int, take: int, max_samples: int = 0
+        self,
+        rows: npt.NDArray[np.int64],
+        start: int,
+        end: int,
+        take: int,
+        max_samples: int = 0,
+        *,
+        whole: bool = False,
     ) -> list[Gathered] | None:
-        """`read` of the rings `rows` that `holding` gave (in any order), gathering the newest
-        `take` slots of each (`slots_to_take`), in parts of consecutive rings holding about
-        PART_SAMPLES samples each, in order; None when the window holds more than
-        `max_samples` samples after all (when not 0)."""
+        """The samples in [start, end] of the rings `rows` that `holding` gave, gathering the
+        newest `take` slots of each (`slots_to_take`): timestamps and values ring after ring in
+        the order given, and each ring's count. In parts of consecutive rings holding about
+        PART_SAMPLES samples each, in order (one part if `whole`); None when the window holds
+        more than `max_samples` samples after all (when not 0)."""
         written = self._written[rows]
         parts: list[Gathered] = []
         pending: list[Gathered] = []
@@ -293,7 +283,7 @@ class RecentSamples:
             filled += len(pending[-1][0])
             if max_samples and filled > max_samples:
                 return None
-            if held >= PART_SAMPLES:
+            if held >= PART_SAMPLES and not whole:
                 parts.append(_joined(pending))
                 pending, held = [], 0
         if pending or not parts:

@@ -255,8 +255,6 @@ class StoreReads:
             # only a read within the batch size: the rings answer it all at once
             recent = self._read_recent(state, sids, start, end, batch_samples)
         if recent is not None:
-            if batch_samples <= 0 and len(recent) > 1:  # asked for whole
-                recent = [SeriesColumns.joined(recent)]
             while recent:
                 columns = recent.pop(0)  # each part let go once read
                 if len(columns):
@@ -294,9 +292,9 @@ class StoreReads:
         max_samples: int,
     ) -> list[SeriesColumns] | None:
         """The read of the series `sids` (ascending) from the rings of newest samples
-        (recent.py), in parts of consecutive series in label order; None when the rings do not
-        hold all of it or it holds more than `max_samples` samples (when not 0). Under the
-        state lock."""
+        (recent.py), in parts of consecutive series in label order (one when `max_samples` is
+        0, a read asked for whole); None when the rings do not hold all of it or it holds more
+        than `max_samples` samples (when not 0). Under the state lock."""
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
         rows = self._recent.holding(sids, start, self._times.min_ts[sids])
@@ -306,7 +304,9 @@ class StoreReads:
         labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
         # gathered in label order: no second gather to reorder
         order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
-        found = self._recent.read_rows(rows[order], start, end, take, max_samples)
+        found = self._recent.read_rows(
+            rows[order], start, end, take, max_samples, whole=max_samples <= 0
+        )
         if found is None:
             return None
         columns = []

@@ -99,19 +99,6 @@ class SeriesColumns:
         )
 
     @staticmethod
-    def joined(parts: list[SeriesColumns]) -> SeriesColumns:
-        """The parts' series one after the other."""
-        offsets = np.cumsum([0] + [len(p.timestamps) for p in parts[:-1]])
-        return SeriesColumns(
-            [ls for p in parts for ls in p.labels],
-            np.concatenate(
-                [[0]] + [p.bounds[1:] + offset for p, offset in zip(parts, offsets, strict=True)]
-            ).astype(np.int64),
-            np.concatenate([p.timestamps for p in parts]),
-            np.concatenate([p.values for p in parts]),
-        )
-
-    @staticmethod
     def in_label_order(
         series_ids: npt.NDArray[np.int64],
         timestamps: npt.NDArray[np.int64],
