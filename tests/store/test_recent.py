@@ -16,7 +16,7 @@ from watchkeeper.promql import parse_series_selector
 from watchkeeper.promql.series_notation import STALE_NAN
 from watchkeeper.store import MetricsDB, recent
 from watchkeeper.store.ordering import INT64_MIN
-from watchkeeper.store.recent import RecentSamples
+from watchkeeper.store.recent import Gathered, RecentSamples, RingRead
 from watchkeeper.store.types import SeriesColumns
 
 NEVER = np.array([INT64_MIN], dtype=np.int64)  # a first sample the rings never held
@@ -38,51 +38,114 @@ def _read(
     """Each series' timestamps in [start, end], or None when the rings cannot tell."""
     firsts = np.array(first if first is not None else [INT64_MIN] * len(sids), dtype=np.int64)
     rows = ring.holding(np.array(sids, dtype=np.int64), start, firsts)
-    take = None if rows is None else ring.slots_to_take(rows, start, end)
+    take = None if rows is None else ring.slots_to_take(rows, start, whole=True)
     if rows is None or take is None:
         return None
-    found = ring.read_rows(rows, start, end, take, whole=True)
-    assert found is not None and len(found) == 1
-    ((times, values, counts),) = found
+    read = ring.begin(rows, start, end, take)
+    found = ring.read_part(read)  # no limits: the whole read
+    assert found is not None and read.finished
+    return _series_times(found)
+
+
+def _series_times(found: Gathered) -> list[list[int]]:
+    times, values, counts = found
     assert times.tolist() == values.astype(np.int64).tolist()  # values travel with times
     bounds = np.r_[0, np.cumsum(counts)].tolist()
     return [times[a:b].tolist() for a, b in itertools.pairwise(bounds)]
 
 
-def test_a_read_larger_than_its_limits_is_left_to_the_head(
+def _parts(ring: RecentSamples, read: RingRead, samples: int, slots: int) -> list[list[int]]:
+    """The counts of each part of `read`."""
+    parts = []
+    while not read.finished:
+        found = ring.read_part(read, samples, slots)
+        assert found is not None
+        parts.append(found[2].tolist())
+    return parts
+
+
+def test_a_read_comes_whole_within_max_slots_or_in_parts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A read of more samples than its batch (max_samples) or more slots than MAX_SLOTS is
-    refused before anything is gathered, or, where samples are unevenly spaced, once
-    gathered; what is read comes in parts of about PART_SAMPLES samples."""
+    """A read gathered whole (in one hold of the state lock) refuses more than MAX_SLOTS
+    slots before gathering anything; a read in parts comes in parts of consecutive rings
+    holding about PART_SAMPLES samples or gathered from about PART_SLOTS slots."""
     monkeypatch.setattr(recent, "GATHER_SLOTS", 8)  # one ring at a time
     ring = RecentSamples(depth=8, budget_bytes=1 << 20)
     for sid in (1, 2, 3):
         _write(ring, sid, [10, 20, 30])
     rows = ring.holding(np.array([3, 1, 2], dtype=np.int64), 15, NEVER.repeat(3))
     assert rows is not None
-    assert ring.slots_to_take(rows, 15, 30, max_samples=6) == 8  # whole rings (depth 8)
-    assert ring.slots_to_take(rows, 15, 30, max_samples=5) is None
-    assert ring.slots_to_take(rows, 5, 30, max_samples=5) is None
+    assert ring.slots_to_take(rows, 15, whole=True) == 8  # whole rings (depth 8)
     monkeypatch.setattr(recent, "MAX_SLOTS", 23)
-    assert ring.slots_to_take(rows, 15, 30) is None  # 3 rings x 8 slots
-    monkeypatch.setattr(recent, "PART_SAMPLES", 2)
-    found = ring.read_rows(rows, 15, 30, 8, max_samples=6)
-    assert found is not None  # in parts of one ring each
-    assert [(t.tolist(), c.tolist()) for t, _, c in found] == [([20, 30], [2])] * 3
-    monkeypatch.setattr(recent, "PART_SAMPLES", 3)  # rings joined up to 3 samples or more
-    found = ring.read_rows(rows, 15, 30, 8)
+    assert ring.slots_to_take(rows, 15, whole=True) is None  # 3 rings x 8 slots
+    assert ring.slots_to_take(rows, 15) == 8  # in parts: one part's slots at a time
+    assert _parts(ring, ring.begin(rows, 15, 30, 8), 2, 0) == [[2]] * 3
+    assert _parts(ring, ring.begin(rows, 15, 30, 8), 3, 0) == [[2, 2], [2]]  # 3 or more
+    assert _parts(ring, ring.begin(rows, 15, 30, 8), 0, 16) == [[2, 2], [2]]  # 16 slots
+    assert _parts(ring, ring.begin(rows, 15, 30, 8), 0, 0) == [[2, 2, 2]]
+
+
+def test_a_read_in_parts_shows_the_rings_as_they_were_when_it_began(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes between parts: samples written since the read began are left out; a ring
+    that overwrote samples older than the window still answers; one that overwrote a sample
+    of the window, or was emptied or given back, ends the read from the rings (None)."""
+    monkeypatch.setattr(recent, "GATHER_SLOTS", 8)  # one ring at a time
+    ring = RecentSamples(depth=8, budget_bytes=1 << 20)
+    for sid in (1, 2, 3, 4):
+        _write(ring, sid, [10, 20, 30, 40, 50])
+
+    def begun(start: int, end: int) -> RingRead:
+        rows = ring.holding(np.arange(1, 5, dtype=np.int64), start, NEVER.repeat(4))
+        assert rows is not None
+        take = ring.slots_to_take(rows, start)
+        assert take is not None
+        return ring.begin(rows, start, end, take)
+
+    read = begun(30, 100)
+    first = ring.read_part(read, 1)
+    assert first is not None and _series_times(first) == [[30, 40, 50]]
+    # new samples, overwriting 10, 20 and 30 in the ring of series 2: 30 is in the window
+    for sid in (2, 3):
+        _write(ring, sid, [60, 70, 80, 90, 100, 110])
+    assert ring.read_part(read, 1) is None
+    assert read.done == 1  # the caller reads series 2, 3 and 4 from the head
+    # the same writes, for a window from 40 on: only samples before it were overwritten
+    read = begun(40, 100)
+    _write(ring, 1, [60, 70, 80])
+    _write(ring, 4, [60, 70, 80, 90, 100, 110])
+    found = ring.read_part(read)
     assert found is not None
-    assert [c.tolist() for _, _, c in found] == [[2, 2], [2]]
-    # unevenly spaced: more than the estimate from the oldest and newest samples, found out
-    # while gathering
-    _write(ring, 4, [10, 11, 12, 13, 100])
-    uneven = ring.holding(np.array([4], dtype=np.int64), 10, NEVER)
-    assert uneven is not None
-    assert ring.slots_to_take(uneven, 10, 13, max_samples=2) == 8
-    assert ring.read_rows(uneven, 10, 13, 8, max_samples=2) is None
-    found = ring.read_rows(uneven, 10, 13, 8, max_samples=4)
-    assert found is not None and found[0][0].tolist() == [10, 11, 12, 13]
+    assert _series_times(found) == [
+        [40, 50],
+        [*range(40, 101, 10)],
+        [*range(40, 101, 10)],
+        [40, 50],
+    ]
+
+
+@pytest.mark.parametrize("change", ["sample out of order", "given back"])
+def test_a_ring_emptied_during_a_read_in_parts_ends_it(
+    monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    monkeypatch.setattr(recent, "GATHER_SLOTS", 8)  # one ring at a time
+    ring = RecentSamples(depth=8, budget_bytes=3 * 8 * 16)
+    for sid in (1, 2, 3):
+        _write(ring, sid, [10, 20, 30])
+    rows = ring.holding(np.array([1, 2, 3], dtype=np.int64), 10, NEVER.repeat(3))
+    assert rows is not None
+    read = ring.begin(rows, 10, 30, 8)
+    if change == "given back":
+        ring.release([2])
+        _write(ring, 9, [10, 20, 30])  # its ring, written as often as series 2's was
+    else:
+        _write(ring, 2, [5])
+        _write(ring, 2, [40, 50, 60])
+    assert ring.read_part(read, 1) is not None  # series 1
+    assert ring.read_part(read, 1) is None
+    assert read.done == 1
 
 
 def test_a_short_window_gathers_the_newest_slots_alone() -> None:
@@ -90,8 +153,8 @@ def test_a_short_window_gathers_the_newest_slots_alone() -> None:
     _write(ring, 1, list(range(0, 640, 10)))  # 64 samples, 0 .. 630
     rows = ring.holding(np.array([1], dtype=np.int64), 500, NEVER)
     assert rows is not None
-    assert ring.slots_to_take(rows, 500, 630) == 24  # the newest 24 reach back to 400
-    assert ring.slots_to_take(rows, 300, 630) == 64
+    assert ring.slots_to_take(rows, 500) == 24  # the newest 24 reach back to 400
+    assert ring.slots_to_take(rows, 300) == 64
     assert _read(ring, [1], 500, 630) == [list(range(500, 640, 10))]
     assert _read(ring, [1], 300, 630) == [list(range(300, 640, 10))]
 
@@ -187,11 +250,13 @@ def _without_rings(db: MetricsDB, selector: str, start: int, end: int) -> Series
 
 
 class Counting:
+    """Counts the parts the rings gave."""
+
     def __init__(self, db: MetricsDB) -> None:
         self.answered = 0
         self.asked = 0
-        self._read = db._recent.read_rows
-        db._recent.read_rows = self  # type: ignore[method-assign]
+        self._read = db._recent.read_part
+        db._recent.read_part = self  # type: ignore[method-assign]
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         found = self._read(*args, **kwargs)  # type: ignore[arg-type]
@@ -262,6 +327,34 @@ def test_store_reads_are_the_same_with_the_rings(
         db.append("default", _batch([("a", newest + 15_000, 99.0), ("d", newest, 1.0)]))
         db.compact(force=True)  # the samples the rings hold are in blocks now
         _same_reads(db, newest + 15_000, counting)
+    finally:
+        db.close()
+
+
+def test_a_read_the_rings_fail_part_way_reads_the_rest_from_the_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends between the parts of a read overwrite samples of its window in the rings of
+    the series not read yet: those come from the head, and the read is whole and in order."""
+    monkeypatch.setattr(recent, "GATHER_SLOTS", 1)
+    monkeypatch.setattr(recent, "PART_SAMPLES", 1)  # a part a series
+    db = _open(tmp_path, recent_samples_per_series=16, block_duration_ms=1000 * MINUTE)
+    try:
+        db.append("default", _batch([(s, i * 15_000, float(i)) for s in "abc" for i in range(16)]))
+        start, end = T0 + 5 * 15_000, T0 + 15 * 15_000
+        want = _without_rings(db, "m", start, end)
+        counting = Counting(db)
+        batches = db.read_column_batches("default", parse_series_selector("m"), start, end, 99)
+        first = next(batches)
+        assert first.labels == want.labels[:1]
+        later = [(s, i * 15_000, 1.0) for s in "bc" for i in range(16, 32)]
+        db.append("default", _batch(later))  # the rings of b and c hold only these now
+        got = _joined([first, *batches])
+        assert (counting.asked, counting.answered) == (2, 1)  # b and c from the head
+        assert got.labels == want.labels
+        assert got.bounds.tolist() == want.bounds.tolist()
+        assert got.timestamps.tolist() == want.timestamps.tolist()
+        assert got.values.tolist() == want.values.tolist()
     finally:
         db.close()
 

@@ -6,13 +6,15 @@ side of the store."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from watchkeeper.model import Labels, Matcher, MetricMetadata
+from watchkeeper.store import recent
 from watchkeeper.store.arrivals import SeriesNewest
 from watchkeeper.store.block_set import BlockSet
 from watchkeeper.store.exemplars import Exemplar
@@ -20,7 +22,7 @@ from watchkeeper.store.histograms import concatenate, read_block_file, sorted_un
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.read_cache import ReadCache
 from watchkeeper.store.reads import ReadSnapshot
-from watchkeeper.store.recent import RecentSamples
+from watchkeeper.store.recent import Gathered, RecentSamples, RingRead
 from watchkeeper.store.series_times import SeriesTimes
 from watchkeeper.store.status import tsdb_status
 from watchkeeper.store.tenant import INT64_MAX, TenantState
@@ -252,15 +254,12 @@ class StoreReads:
         if len(sids) == 0:
             return
         with self._state_lock:
-            # only a read within the batch size: the rings answer it all at once
-            recent = self._read_recent(state, sids, start, end, batch_samples)
-        if recent is not None:
-            while recent:
-                columns = recent.pop(0)  # each part let go once read
-                if len(columns):
-                    yield columns
-                del columns
-            return
+            from_rings = self._begin_recent(state, sids, start, end, whole=batch_samples <= 0)
+        if from_rings is not None:
+            rest = yield from self._read_recent(from_rings, batch_samples)
+            if rest is None:
+                return
+            sids = rest  # rings changed under the read: the rest from the head
         with self._state_lock:
             snapshot = ReadSnapshot(
                 self._blocks.reader,
@@ -283,44 +282,53 @@ class StoreReads:
         finally:
             self._blocks.let_go(snapshot.blocks)
 
-    def _read_recent(
+    def _begin_recent(
         self,
         state: TenantState,
         sids: npt.NDArray[np.int64],
         start: int,
         end: int,
-        max_samples: int,
-    ) -> list[SeriesColumns] | None:
-        """The read of the series `sids` (ascending) from the rings of newest samples
-        (recent.py), in parts of consecutive series in label order (one when `max_samples` is
-        0, a read asked for whole); None when the rings do not hold all of it or it holds more
-        than `max_samples` samples (when not 0). Under the state lock."""
+        *,
+        whole: bool,
+    ) -> _RecentRead | None:
+        """A read of the series `sids` (ascending) from the rings of newest samples
+        (recent.py), in label order; None when the rings do not hold all of it, or it is to
+        be gathered `whole` and is too large for that. Under the state lock."""
         if start <= state.deleted_through:
             return None  # the rings may still hold samples retention deleted
         rows = self._recent.holding(sids, start, self._times.min_ts[sids])
-        take = None if rows is None else self._recent.slots_to_take(rows, start, end, max_samples)
+        take = None if rows is None else self._recent.slots_to_take(rows, start, whole=whole)
         if rows is None or take is None:
             return None
         labels = {int(s): state.labels[int(s)] for s in sids.tolist()}
         # gathered in label order: no second gather to reorder
         order = np.asarray(state.label_order.order(sids, labels), dtype=np.int64)
-        found = self._recent.read_rows(
-            rows[order], start, end, take, max_samples, whole=max_samples <= 0
-        )
-        if found is None:
-            return None
-        columns = []
-        done = 0
-        for timestamps, values, counts in found:
-            kept = counts > 0
-            bounds = np.zeros(int(kept.sum()) + 1, dtype=np.int64)
-            np.cumsum(counts[kept], out=bounds[1:])
-            series = sids[order[done : done + len(counts)][kept]]
-            done += len(counts)
-            columns.append(
-                SeriesColumns([labels[s] for s in series.tolist()], bounds, timestamps, values)
-            )
-        return columns
+        return _RecentRead(self._recent.begin(rows[order], start, end, take), sids[order], labels)
+
+    def _read_recent(
+        self, from_rings: _RecentRead, batch_samples: int
+    ) -> Generator[SeriesColumns, None, npt.NDArray[np.int64] | None]:
+        """Yields the read's parts of consecutive series in label order (one when
+        `batch_samples` is 0, a read asked for whole), each gathered under the state lock
+        on its own and let go once read. Returns None, or the series left to read from the
+        head (ascending) where rings changed under the read (recent.RecentSamples.read_part)."""
+        read = from_rings.rings
+        part_samples, part_slots = 0, 0
+        if batch_samples > 0:
+            part_samples = min(recent.PART_SAMPLES, batch_samples)
+            part_slots = recent.PART_SLOTS
+        while not read.finished:
+            first = read.done
+            with self._state_lock:
+                found = self._recent.read_part(read, part_samples, part_slots)
+            if found is None:
+                return np.sort(from_rings.sids[first:])
+            columns = from_rings.columns(found, first)
+            del found
+            if len(columns):
+                yield columns
+            del columns  # not held while the next part is gathered
+        return None
 
     def read_histograms(
         self,
@@ -375,3 +383,22 @@ class StoreReads:
         state = self._tenants.get(tenant)
         with self._state_lock:
             return tsdb_status(state, top)
+
+
+@dataclass
+class _RecentRead:
+    """A read from the rings in progress: its series in the order gathered, and their labels."""
+
+    rings: RingRead
+    sids: npt.NDArray[np.int64]  # in label order, as the rings are gathered
+    labels: dict[int, Labels]
+
+    def columns(self, found: Gathered, first: int) -> SeriesColumns:
+        """The part `found` of the rings from `first` on as columns, series without samples
+        in the window left out."""
+        timestamps, values, counts = found
+        kept = counts > 0
+        bounds = np.zeros(int(kept.sum()) + 1, dtype=np.int64)
+        np.cumsum(counts[kept], out=bounds[1:])
+        series = self.sids[first : first + len(counts)][kept]
+        return SeriesColumns([self.labels[s] for s in series.tolist()], bounds, timestamps, values)
