@@ -86,7 +86,9 @@ class StorageConfig(_Section):
         description="Memory for samples queries decoded (from the compressed in-memory head "
         "and from blocks), kept for the queries that read them again: dashboards re-read the "
         "same series over the same hours on every refresh. Least recently used first out; a "
-        "read over an eighth of this is not kept. 0 keeps none.",
+        "piece over an eighth of this is not kept, nor anything a read decodes whose samples "
+        "would not all fit (24 bytes a sample: a scan, which would push out its own first "
+        "pieces before it ended). 0 keeps none.",
     )
     recent_samples_per_series: int = Field(
         160,

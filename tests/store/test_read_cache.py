@@ -93,11 +93,14 @@ def test_frozen_chunks_read_through_the_cache_give_the_same_samples(
     assert cache.hits > 0 and len(cache) == len(chunk.segments)
 
 
-def _store(path: Path) -> MetricsDB:
+def _store(path: Path, **options: int) -> MetricsDB:
     db = MetricsDB(
         path,
         StorageOptions(
-            retention_ms=1000 * MINUTE, block_duration_ms=10 * MINUTE, freeze_samples=100
+            retention_ms=1000 * MINUTE,
+            block_duration_ms=10 * MINUTE,
+            freeze_samples=100,
+            **options,  # type: ignore[arg-type]
         ),
     )
     db.open()
@@ -152,4 +155,30 @@ def test_block_reads_are_kept_per_block_and_series_and_go_with_their_block(
     db._blocks.reader.forget(block, cache)
     assert len(cache) == 0 and cache.nbytes == 0
     assert _read(db) == first
+    db.close()
+
+
+def test_a_scan_takes_what_the_cache_holds_and_keeps_nothing(tmp_path: Path) -> None:
+    """A read of more samples than the budget holds keeps none of what it decodes, though
+    each of its pieces would fit: it would push out what smaller reads come back to."""
+    # 10 series of 80 samples in a block, read a series at a time: pieces of 80 samples
+    # (1,920 bytes, under an eighth of the budget); all 10 are 800 samples, 19,200 bytes
+    db = _store(tmp_path, read_cache_bytes=16_000, recent_samples_per_series=0)
+    db.compact(force=True)
+    cache = db.read_cache
+    assert cache.is_scan(800) and not cache.is_scan(160)
+
+    def read(selector: str) -> list[list[float]]:
+        batches = db.read_column_batches(
+            "default", parse_series_selector(selector), T0, T0 + 100 * MINUTE, 1
+        )
+        return [s.values.tolist() for b in batches for s in b.series()]
+
+    everything = read("m")
+    assert len(everything) == 10 and len(cache) == 0 and cache.misses == 10
+    some = read("m{i=~'3|7'}")  # 160 samples: kept
+    assert len(cache) == 2 and cache.nbytes == 2 * 1920
+    assert read("m") == everything  # takes the two series the cache holds, keeps nothing
+    assert (cache.hits, cache.misses, len(cache)) == (2, 20, 2)
+    assert read("m{i=~'3|7'}") == some and cache.hits == 4
     db.close()

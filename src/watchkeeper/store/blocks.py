@@ -42,7 +42,7 @@ from watchkeeper.model.labels import labels_from_key, metric_name
 from watchkeeper.store import histograms as histogram_files
 from watchkeeper.store import valuecodec
 from watchkeeper.store.histograms import HistogramColumns
-from watchkeeper.store.read_cache import ReadCache
+from watchkeeper.store.read_cache import Decoded, ReadCache
 from watchkeeper.store.series_index import SeriesIndex, plan_units, storage_sort
 from watchkeeper.store.wal import fsync_dir
 
@@ -334,7 +334,7 @@ class BlockReader:
         series: npt.NDArray[np.int64],
         start: int,
         end: int,
-        cache: ReadCache | None = None,
+        cache: Decoded | None = None,
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
         """The samples of `series` (ascending ids) in [start, end], one part per block in the
         order given, each holding its series in storage order, each series time-sorted; each

@@ -21,7 +21,7 @@ import cramjam
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.store.read_cache import ReadCache
+from watchkeeper.store.read_cache import Decoded
 from watchkeeper.store.series_index import (
     NameOf,
     SeriesIndex,
@@ -119,7 +119,7 @@ class FrozenChunk:
         return starts
 
     def arrays(
-        self, wanted: npt.NDArray[np.int64] | None = None, cache: ReadCache | None = None
+        self, wanted: npt.NDArray[np.int64] | None = None, cache: Decoded | None = None
     ) -> Arrays:
         """The samples, or those of the series `wanted` (ascending ids), series by series in
         storage order; decoded segments are taken from and kept in `cache` when given."""

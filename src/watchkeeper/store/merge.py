@@ -13,7 +13,7 @@ from watchkeeper.model import Labels
 from watchkeeper.store.blocks import SortedPart
 from watchkeeper.store.headchunks import Arrays, FrozenChunk, HeadChunk, concatenated
 from watchkeeper.store.ordering import INT64_MIN
-from watchkeeper.store.read_cache import ReadCache
+from watchkeeper.store.read_cache import Decoded
 from watchkeeper.store.series_index import NameOf, gather_rows, storage_order
 from watchkeeper.store.types import SeriesColumns
 
@@ -88,7 +88,7 @@ def select(
     chunk: HeadChunk | FrozenChunk,
     wanted: npt.NDArray[np.int64],
     wanted_table: npt.NDArray[np.bool_],
-    cache: ReadCache | None = None,
+    cache: Decoded | None = None,
 ) -> Arrays:
     """A chunk's samples of the series `wanted` (ascending; `wanted_table[sid]` is True for
     them, and as long as the largest), decoding only what a frozen chunk needs for them (with
@@ -116,7 +116,7 @@ def head_parts(
     sids: npt.NDArray[np.int64],
     start: int,
     end: int,
-    cache: ReadCache | None = None,
+    cache: Decoded | None = None,
     id_bound: int = 0,
 ) -> Iterator[Arrays]:
     """The samples of the series `sids` (sorted) in [start, end], chunk by chunk, frozen ones

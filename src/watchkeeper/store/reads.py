@@ -4,7 +4,7 @@ cut into batches of series and laid out as columns."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +14,7 @@ from watchkeeper.store.blocks import BlockMeta, BlockReader
 from watchkeeper.store.headchunks import FrozenChunk, HeadChunk
 from watchkeeper.store.label_order import LabelOrder
 from watchkeeper.store.merge import columns_in_label_order, head_parts, merge_parts
-from watchkeeper.store.read_cache import ReadCache
+from watchkeeper.store.read_cache import Decoded, ReadCache
 from watchkeeper.store.series_index import name_of, storage_order
 from watchkeeper.store.types import SeriesColumns
 
@@ -29,26 +29,41 @@ class ReadSnapshot:
     chunks: list[HeadChunk | FrozenChunk]
     labels: dict[int, Labels]
     label_order: LabelOrder
-    cache: ReadCache | None = None  # decoded head segments and block reads
+    cache: Decoded | None = None  # decoded head segments and block reads
     id_bound: int = 0  # above every series id in the chunks
 
-    def batches(
-        self, sids: npt.NDArray[np.int64], batch_samples: int
-    ) -> Iterator[npt.NDArray[np.int64]]:
-        """`sids` (ascending) cut into batches of whole series holding about `batch_samples`
-        samples (one batch for 0), in storage order so each batch decodes its own stretch of
-        each block; each batch ascending."""
-        if batch_samples <= 0 or len(sids) < 2:
-            yield sids
-            return
-        # samples per series from the block indexes and frozen chunks (raw head chunks,
-        # at most storage.freeze_samples in all, are left out of the estimate)
+    def sample_counts(self, sids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """About how many samples each of `sids` (ascending) has to be decoded, from the
+        block indexes and frozen chunks (raw head chunks, at most storage.freeze_samples in
+        all, are left out)."""
         counts = np.zeros(len(sids), dtype=np.int64)
         for block in self.blocks:
             counts += self.reader.row_counts(block, sids)
         for chunk in self.chunks:
             if isinstance(chunk, FrozenChunk):
                 counts += chunk.index.row_counts(sids)
+        return counts
+
+    def as_scan(self) -> ReadSnapshot:
+        """The same read, keeping nothing it decodes (ReadCache.is_scan)."""
+        if not isinstance(self.cache, ReadCache):
+            return self
+        return replace(self, cache=self.cache.for_scan())
+
+    def batches(
+        self,
+        sids: npt.NDArray[np.int64],
+        batch_samples: int,
+        counts: npt.NDArray[np.int64] | None = None,
+    ) -> Iterator[npt.NDArray[np.int64]]:
+        """`sids` (ascending) cut into batches of whole series holding about `batch_samples`
+        samples (one batch for 0), in storage order so each batch decodes its own stretch of
+        each block; each batch ascending. `counts`: `sample_counts(sids)`, if known."""
+        if batch_samples <= 0 or len(sids) < 2:
+            yield sids
+            return
+        if counts is None:
+            counts = self.sample_counts(sids)
         if int(counts.sum()) <= batch_samples:
             yield sids
             return

@@ -274,7 +274,12 @@ class StoreReads:
             # held before they can be retired
             self._blocks.hold(snapshot.blocks)
         try:
-            for batch in snapshot.batches(sids, batch_samples):
+            counts = None
+            if batch_samples > 0 and len(sids) > 1:
+                counts = snapshot.sample_counts(sids)
+                if self.read_cache.is_scan(int(counts.sum())):
+                    snapshot = snapshot.as_scan()
+            for batch in snapshot.batches(sids, batch_samples, counts):
                 columns = snapshot.read(batch, start, end)
                 if len(columns):
                     yield columns
