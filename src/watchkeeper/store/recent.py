@@ -68,6 +68,7 @@ class RingRead:
     start: int
     end: int
     take: int  # slots gathered a ring: its newest
+    changes: int  # the rings' changes when it began (RecentSamples.changes)
     done: int = 0  # rings gathered so far
 
     @property
@@ -95,6 +96,7 @@ class RecentSamples:
         self._newest = np.full(rows, INT64_MIN, dtype=np.int64)
         # times each ring was emptied or given back: a read in parts notices it happened
         self._emptied = np.zeros(rows, dtype=np.int64)
+        self.changes = 0  # writes and releases so far: a read with none since has no checks
         self._used = 0  # rows handed out so far, freed ones included
         self._free: list[int] = []
 
@@ -120,6 +122,7 @@ class RecentSamples:
         given one at or before its newest (or two at one time) has its ring emptied."""
         if self.max_rows == 0 or len(sids) == 0:
             return
+        self.changes += 1
         rows = self._rows(sids)
         held = rows >= 0
         if not held.all():
@@ -196,6 +199,7 @@ class RecentSamples:
         """Give back the rings of series the store forgot."""
         if self.max_rows == 0 or not sids:
             return
+        self.changes += 1
         ids = np.array([s for s in sids if s < len(self._row_of)], dtype=np.int64)
         rows = self._row_of[ids]
         rows = rows[rows >= 0]
@@ -275,7 +279,9 @@ class RecentSamples:
     def begin(self, rows: npt.NDArray[np.int64], start: int, end: int, take: int) -> RingRead:
         """A read of the samples in [start, end] of the rings `rows` that `holding` gave,
         from the newest `take` slots of each (`slots_to_take`), as the rings stand now."""
-        return RingRead(rows, self._written[rows], self._emptied[rows], start, end, take)
+        return RingRead(
+            rows, self._written[rows], self._emptied[rows], start, end, take, self.changes
+        )
 
     def read_part(
         self, read: RingRead, part_samples: int = 0, part_slots: int = 0
@@ -294,11 +300,12 @@ class RecentSamples:
         # slots, several times the answer for a long window; and no more slots than the part's
         # samples, so a part passes its size by at most that many
         per = max(1, min(GATHER_SLOTS, part_samples or GATHER_SLOTS) // read.take)
+        changed = self.changes != read.changes
         while done < len(rows):
             chunk = slice(done, done + per)
-            if not bool((self._emptied[rows[chunk]] == read.emptied[chunk]).all()):
+            if changed and not bool((self._emptied[rows[chunk]] == read.emptied[chunk]).all()):
                 return None
-            gathered = self._take(rows[chunk], read.written[chunk], read)
+            gathered = self._take(rows[chunk], read.written[chunk], read, changed)
             if gathered is None:
                 return None
             parts.append(gathered)
@@ -311,10 +318,15 @@ class RecentSamples:
         return _joined(parts)
 
     def _take(
-        self, rows: npt.NDArray[np.int64], written: npt.NDArray[np.int64], read: RingRead
+        self,
+        rows: npt.NDArray[np.int64],
+        written: npt.NDArray[np.int64],
+        read: RingRead,
+        changed: bool,
     ) -> Gathered | None:
         """The window's samples from the newest `read.take` slots each ring had when the read
-        began (`written`); None if a sample of the window was overwritten since."""
+        began (`written`); None if a sample of the window was overwritten since (only
+        possible if the rings `changed`)."""
         depth, take = self.depth, read.take
         counts = np.minimum(written, depth)
         back = np.arange(-take, 0, dtype=np.int64)
@@ -322,20 +334,37 @@ class RecentSamples:
         flat = rows[:, None] * depth + (written[:, None] + back) % depth
         times = self._times.reshape(-1).take(flat)
         wanted = (back >= -counts[:, None]) & (times >= read.start) & (times <= read.end)
-        # Writes since the read began overwrote each ring's oldest `lost` slots of those (the
-        # times gathered there are new ones). Of the samples they held, none was in the
-        # window if the oldest one left is not after the window's start (a ring's times only
-        # go up).
-        lost = self._written[rows] - depth - (written - take)
-        hit = lost > take - np.minimum(counts, take)  # a slot that held a sample
-        if bool(hit.any()):
-            left = np.minimum(lost[hit], take - 1)
-            before = times[np.flatnonzero(hit), left] <= read.start
-            if not bool(((lost[hit] < take) & before).all()):
-                return None
-            wanted &= back >= (lost - take)[:, None]
+        if changed and not self._window_kept(rows, written, counts, times, wanted, read):
+            return None
         return (
             times[wanted],
             self._values.reshape(-1).take(flat[wanted]),
             np.count_nonzero(wanted, axis=1).astype(np.int64),
         )
+
+    def _window_kept(
+        self,
+        rows: npt.NDArray[np.int64],
+        written: npt.NDArray[np.int64],
+        counts: npt.NDArray[np.int64],
+        times: npt.NDArray[np.int64],
+        wanted: npt.NDArray[np.bool_],
+        read: RingRead,
+    ) -> bool:
+        """Whether writes since `read` began left the window's samples among the slots
+        gathered (`times`, `wanted`: their times and which are in the window); the slots
+        they overwrote are taken out of `wanted`. Each ring's oldest `lost` slots of those
+        gathered were overwritten (the times gathered there are new ones). Of the samples
+        they held, none was in the window if the oldest one left is not after the window's
+        start: a ring's times only go up."""
+        take = read.take
+        lost = self._written[rows] - self.depth - (written - take)
+        hit = lost > take - np.minimum(counts, take)  # a slot that held a sample
+        if not bool(hit.any()):
+            return True
+        left = np.minimum(lost[hit], take - 1)
+        before = times[np.flatnonzero(hit), left] <= read.start
+        if not bool(((lost[hit] < take) & before).all()):
+            return False
+        wanted &= np.arange(-take, 0, dtype=np.int64) >= (lost - take)[:, None]
+        return True
