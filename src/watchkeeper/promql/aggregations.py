@@ -68,6 +68,9 @@ def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
     """Each series' group (index into the returned group label sets, in order of first
     appearance)."""
     by, names = _grouping(modifier)
+    if by and not names:  # one group of every series (`sum(x)`, `topk(5, x)`)
+        n = len(vector.labels)
+        return [()] if n else [], np.zeros(n, dtype=np.int64)
     index: dict[Labels, int] = {}
     gid = np.empty(len(vector.labels), dtype=np.int64)
     for i, ls in enumerate(vector.labels):
