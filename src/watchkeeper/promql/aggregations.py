@@ -32,7 +32,7 @@ from watchkeeper.promql.vectors import merge_same_labels
 
 if TYPE_CHECKING:
     from watchkeeper.promql.evaluator import Evaluator
-    from watchkeeper.promql.functions import InParts
+    from watchkeeper.promql.range_calls import InParts
 
 
 def format_float(value: float) -> str:

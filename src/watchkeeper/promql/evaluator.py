@@ -17,7 +17,7 @@ import promql_parser as pp
 
 from watchkeeper.model import Labels
 from watchkeeper.model.histogram import NOT_RESET, RESET, UNKNOWN, FloatHistogram
-from watchkeeper.promql import aggregations, binops, functions
+from watchkeeper.promql import aggregations, binops, functions, range_calls
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, QueryTimeoutError, refuse_histograms
 from watchkeeper.promql.positions import (
@@ -154,11 +154,11 @@ class Evaluator:
             return functions.evaluate(self, node)
         raise QueryError(f"unsupported expression {type(node).__name__}")
 
-    def eval_parts(self, node: Any) -> functions.InParts | None:
+    def eval_parts(self, node: Any) -> range_calls.InParts | None:
         """`node` evaluated batch by batch as its range selector is read, where it is a range
-        function of a range selector alone (functions.parts); None otherwise."""
+        function of a range selector alone (range_calls.parts); None otherwise."""
         self.ctx.check_deadline()
-        return functions.parts(self, node)
+        return range_calls.parts(self, node)
 
     def eval_vector(self, node: Any, where: str = "") -> InstantSteps:
         """An instant vector of floats: one holding native histograms is refused (`where`
