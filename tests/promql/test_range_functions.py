@@ -1,4 +1,5 @@
-"""Range functions' fast paths for overlapping windows agree with reducing every window."""
+"""Range functions' fast paths for overlapping windows agree with reducing every window, and
+the windows the engine finds agree with a search per series."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import pytest
 
 from tests.promql.windows import range_steps
 from watchkeeper.promql import range_functions
+from watchkeeper.promql.evaluator import windows
+from watchkeeper.store.types import SeriesColumns, SeriesSamples
 
 
 @pytest.mark.parametrize("which", ["min", "max"])
@@ -59,3 +62,32 @@ def test_the_table_is_used_for_overlapping_windows_only(monkeypatch: pytest.Monk
     few = range_steps(series, t[::40], 3_600_000)  # each sample in 3 windows: too few
     range_functions.extreme_over_time(few, "max")
     assert used == [1, 1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_windows_found_from_flat_samples_match_a_search_per_series(seed: int) -> None:
+    """evaluator.windows, for one step (an instant query: a read of exactly the window needs
+    no search) and for many, with samples inside and outside the windows."""
+    rng = np.random.default_rng(seed)
+    series = []
+    for _ in range(int(rng.integers(1, 9))):
+        count = int(rng.integers(0, 30))
+        series.append((np.sort(rng.choice(np.arange(0, 400, 3), count, replace=False)), None))
+    series = [(t.astype(np.int64), t.astype(np.float64)) for t, _ in series]
+    range_ms = int(rng.integers(5, 200))
+    for ends in (np.array([int(rng.integers(0, 450))]), np.arange(0, 450, 37)):
+        for inside_only in (True, False):
+            given = series
+            if inside_only and len(ends) == 1:  # as the store reads an instant window
+                low, end = int(ends[0]) - range_ms, int(ends[0])
+                given = [(t[(t > low) & (t <= end)], v[(t > low) & (t <= end)]) for t, v in series]
+            labels = [(("s", str(i)),) for i in range(len(given))]
+            flat = SeriesColumns.of(
+                [SeriesSamples(ls, t, v) for ls, (t, v) in zip(labels, given, strict=True)]
+            )
+            got = windows(flat, ends, range_ms)
+            want = range_steps(given, ends, range_ms)
+            if flat.bounds[-1]:  # (no samples at all: empty windows either way)
+                assert got.lo.tolist() == want.lo.tolist()
+                assert got.hi.tolist() == want.hi.tolist()
+            assert got.counts.tolist() == want.counts.tolist()

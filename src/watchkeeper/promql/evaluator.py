@@ -558,6 +558,10 @@ def windows(series: SeriesColumns, ends: Ints, range_ms: int) -> RangeSteps:
             series.labels, t_none, v_none, bounds, zeros, zeros.copy(), range_ms, ends
         )
     t_all, v_all = series.timestamps, series.values
+    if steps == 1 and int(t_all.min()) > int(ends[0]) - range_ms and int(t_all.max()) <= ends[0]:
+        # every sample in the one window, as an instant query's read of it gives: no search
+        lo, hi = bounds[:-1, None].copy(), bounds[1:, None].copy()
+        return RangeSteps(series.labels, t_all, v_all, bounds, lo, hi, range_ms, ends)
     # series without samples (staleness markers only) have empty windows at their place
     lo = np.repeat(bounds[1:], steps).reshape(n, steps)
     hi = lo.copy()
