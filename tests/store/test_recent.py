@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from tests.store.test_tsdb import MINUTE, T0, _crash, _open
-from watchkeeper.model import SeriesBatch, labels_from_dict
+from watchkeeper.model import SeriesBatch, labels_from_dict, series_key
 from watchkeeper.promql import parse_series_selector
 from watchkeeper.promql.series_notation import STALE_NAN
 from watchkeeper.store import MetricsDB, recent
+from watchkeeper.store.blocks import write_block
 from watchkeeper.store.ordering import INT64_MIN
 from watchkeeper.store.recent import Gathered, RecentSamples, RingRead
 from watchkeeper.store.types import SeriesColumns
@@ -327,6 +328,15 @@ def test_store_reads_are_the_same_with_the_rings(
         db.append("default", _batch([("a", newest + 15_000, 99.0), ("d", newest, 1.0)]))
         db.compact(force=True)  # the samples the rings hold are in blocks now
         _same_reads(db, newest + 15_000, counting)
+        # Reopened with everything in blocks, the WAL holds nothing to rebuild the rings from:
+        # they start from the newest block's samples later than every other block's
+        db.close()
+        db = _open(tmp_path, **options)
+        counting = Counting(db)
+        _same_reads(db, newest + 15_000, counting)
+        assert counting.answered >= 10
+        db.append("default", _batch([("b", newest + 30_000, 7.0), ("a", newest + 45_000, 8.0)]))
+        _same_reads(db, newest + 45_000, counting)  # and the samples after, as written
     finally:
         db.close()
 
@@ -355,6 +365,41 @@ def test_a_read_the_rings_fail_part_way_reads_the_rest_from_the_head(
         assert got.bounds.tolist() == want.bounds.tolist()
         assert got.timestamps.tolist() == want.timestamps.tolist()
         assert got.values.tolist() == want.values.tolist()
+    finally:
+        db.close()
+
+
+def test_rings_start_from_the_newest_block_only_after_every_other_block(
+    tmp_path: Path,
+) -> None:
+    """A block overlapping the newest (here a sample written as a block of its own, as a
+    backfill would): reopened, the rings take the newest block's samples after it only, so
+    a window reaching back over it is read from the blocks, which hold it."""
+    options = {"recent_samples_per_series": 16}
+    db = _open(tmp_path, **options)
+    try:
+        db.append("default", _batch([("a", t, float(t)) for t in range(0, 20 * MINUTE, 15_000)]))
+        db.compact(force=True)
+        state = db._tenant("default")
+        (sid,) = state.keys.values()
+        late = np.array([T0 + 17 * MINUTE + 7_000], dtype=np.int64)
+        parts = [(np.array([sid], dtype=np.int64), late, np.array([-1.0]))]
+        assert write_block(state.directory, parts, lambda s: series_key(state.labels[s]))
+        db.close()
+        db = _open(tmp_path, **options)
+        assert len(db._tenant("default").blocks) == 2
+        counting = Counting(db)
+        values = []
+        for start in (16 * MINUTE + 30_000, 17 * MINUTE + 30_000):
+            got = db.read_columns(
+                "default", parse_series_selector("m"), T0 + start, T0 + 20 * MINUTE
+            )
+            want = _without_rings(db, "m", T0 + start, T0 + 20 * MINUTE)
+            assert got.timestamps.tolist() == want.timestamps.tolist()
+            values.append(got.values.tolist())
+            assert values[-1] == want.values.tolist()
+        assert -1.0 in values[0] and -1.0 not in values[1]
+        assert (counting.asked, counting.answered) == (1, 1)  # the window after the late one
     finally:
         db.close()
 

@@ -98,6 +98,7 @@ class MetricsDB(StoreReads):
             for block in self._blocks.open(tenant_dir):
                 self._load_block_series(state, block)
                 state.blocks.append(block)
+            self._recent_from_blocks(state)
         checkpoint_seq = self._replay_checkpoint()
         for payload in self.wal.replay(checkpoint_seq):
             self._replay(payload)
@@ -415,6 +416,24 @@ class MetricsDB(StoreReads):
             self._times.ensure(int(found.series.max()))
             np.minimum.at(self._times.min_ts, found.series, found.min_times)
             np.maximum.at(self._times.max_ts, found.series, found.max_times)
+
+    def _recent_from_blocks(self, state: TenantState) -> None:
+        """Start the rings of recent samples (recent.py) from the newest block, before the WAL
+        is replayed. The WAL gives only samples after the newest block, so after a restart the
+        rings would otherwise hold less than the hour dashboards read until they filled again,
+        and those reads would decode the head. Only samples later than every other block's
+        are taken: a series' samples there are all in this block, and the replay's all come
+        after them. As many of the block's series as the rings have room for."""
+        recent = self._recent
+        room = recent.max_rows - recent.series
+        if room <= 0 or not state.blocks:
+            return
+        newest = max(state.blocks, key=lambda b: b.max_time)
+        after = max((b.max_time for b in state.blocks if b is not newest), default=INT64_MIN)
+        for sids, timestamps, values in self._blocks.reader.newest_samples(
+            newest, recent.depth, after, room
+        ):
+            recent.write(sids, timestamps, values)
 
     def _replay_checkpoint(self) -> int:
         seq, payloads = checkpoint.newest(self.directory)
