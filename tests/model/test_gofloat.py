@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from watchkeeper.model.gofloat import format_e, format_f, format_g
@@ -45,3 +46,27 @@ def test_like_strconv(value: float, g: str, f: str) -> None:
 )
 def test_e_like_strconv(value: float, expected: str) -> None:
     assert format_e(value) == expected  # strconv.FormatFloat(v, 'e', -1, 64): alert values
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.1, "0.1"),
+        (1 / 3, "0.3333333333333333"),
+        (1e-7, "0.0000001"),
+        (1.5e21, "1500000000000000000000"),
+        (123456789012345678.0, "123456789012345680"),
+        (5e-324, "0." + "0" * 323 + "5"),
+        (np.float64(-2.5e-7), "-0.00000025"),  # numpy's floats too (their repr is not a float's)
+        (np.float64(1e22), "10000000000000000000000"),
+    ],
+)
+def test_f_as_prometheus_writes_sample_values(value: float, text: str) -> None:
+    """strconv.FormatFloat(v, 'f', -1, 64): sample values in the query API, count_values'
+    labels, numbers in annotations and in parse_query's tree."""
+    assert format_f(value) == text
+
+
+def test_numpy_floats_are_written_as_floats() -> None:
+    # repr(np.float64(1e6)) is "np.float64(1000000.0)": the digits come from the float
+    assert (format_g(np.float64(1e6)), format_e(np.float64(2.5e-7))) == ("1e+06", "2.5e-07")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from watchkeeper.promql.ast_json import format_float, format_query, parse_query
+from watchkeeper.promql.ast_json import format_query, parse_query
 from watchkeeper.promql.errors import QueryParseError
 
 
@@ -156,23 +154,3 @@ def test_not_promql(text: str) -> None:
     assert caught.value.kind == "bad_data"
     with pytest.raises(QueryParseError):
         format_query(text)
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (0.0, "0"),
-        (-0.0, "-0"),
-        (1.0, "1"),
-        (0.1, "0.1"),
-        (1 / 3, "0.3333333333333333"),
-        (1e-7, "0.0000001"),
-        (1.5e21, "1500000000000000000000"),
-        (123456789012345678.0, "123456789012345680"),
-        (math.nan, "NaN"),
-        (math.inf, "+Inf"),
-        (-math.inf, "-Inf"),
-    ],
-)
-def test_format_float_is_go_formatfloat_f(value: float, text: str) -> None:
-    assert format_float(value) == text

@@ -12,7 +12,6 @@ import pytest
 
 from watchkeeper.model import Labels, SeriesBatch, labels_from_dict
 from watchkeeper.promql import aggregations
-from watchkeeper.promql.aggregations import format_float
 from watchkeeper.promql.duration_expressions import rewrite
 from watchkeeper.promql.engine import Engine, EngineOptions
 from watchkeeper.promql.errors import QueryError, QueryParseError, QueryTimeoutError
@@ -327,22 +326,6 @@ def test_go_string_utf8_check() -> None:
     assert go_string_is_utf8('"\\u00ff"')
     assert not go_string_is_utf8('"\\xff"')
     assert go_string_is_utf8('"\\xc3\\xbf"')
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (1.0, "1"),
-        (0.1, "0.1"),
-        (1e21, "1000000000000000000000"),
-        (-0.0, "-0"),
-        (float("nan"), "NaN"),
-        (float("inf"), "+Inf"),
-        (-2.5e-7, "-0.00000025"),
-    ],
-)
-def test_format_float_like_go(value: float, text: str) -> None:
-    assert format_float(value) == text
 
 
 def test_queries_read_the_real_store(tmp_path: Path) -> None:

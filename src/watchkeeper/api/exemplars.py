@@ -10,7 +10,8 @@ from watchkeeper.api.context import ApiContext
 from watchkeeper.api.errors import APIError, success
 from watchkeeper.api.requests import api_params, principal, run_blocking, time_range
 from watchkeeper.model import labels_to_dict
-from watchkeeper.promql import QueryError, format_float, query_selectors
+from watchkeeper.model.gofloat import format_f
+from watchkeeper.promql import QueryError, query_selectors
 
 
 def router(ctx: ApiContext) -> APIRouter:
@@ -36,7 +37,7 @@ def router(ctx: ApiContext) -> APIRouter:
                     "exemplars": [
                         {
                             "labels": labels_to_dict(e.labels),
-                            "value": format_float(e.value),
+                            "value": format_f(e.value),
                             "timestamp": e.timestamp_ms / 1000,
                         }
                         for e in exemplars

@@ -20,8 +20,9 @@ import numpy.typing as npt
 import orjson
 
 from watchkeeper.model import Labels
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.histogram import FloatHistogram
-from watchkeeper.promql import GatedRun, QueryResult, Series, format_float
+from watchkeeper.promql import GatedRun, QueryResult, Series
 
 MAX_ANNOTATIONS = 10  # per kind, as Prometheus' API answers them
 _NO_VALUES = np.empty(0, dtype=np.float64)
@@ -67,7 +68,7 @@ def sample_value(value: float) -> str:
     if size != 0 and (size < 1e-6 or size >= 1e21):
         return text  # Python's repr has Go's 'e' form here: shortest digits, e-07, e+21
     if "e" in text:
-        return format_float(value)
+        return format_f(value)
     return text[:-2] if text.endswith(".0") else text
 
 
@@ -186,7 +187,7 @@ def result_json(result: QueryResult, series: Sequence[Series]) -> str:
     elif kind == "matrix":
         body = "[" + ",".join(_matrix(series)) + "]"
     elif kind == "scalar":
-        body = f'[{go_number(result.time_ms / 1000)},"{format_float(result.scalar)}"]'
+        body = f'[{go_number(result.time_ms / 1000)},"{format_f(result.scalar)}"]'
     elif kind == "string":
         body = f"[{go_number(result.time_ms / 1000)},{go_string(result.string)}]"
     else:

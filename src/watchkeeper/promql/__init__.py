@@ -8,7 +8,7 @@ reading the store (querier.py), and turning series selectors (the `match[]` para
 Prometheus API) into model matchers (selectors.py). Must not import the HTTP layer.
 """
 
-from watchkeeper.promql.ast_json import format_float, format_query, parse_query
+from watchkeeper.promql.ast_json import format_query, parse_query
 from watchkeeper.promql.engine import Engine, EngineOptions, query_selectors
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.gate import GatedRun, QueryGate
@@ -26,7 +26,6 @@ __all__ = [
     "SelectorError",
     "Series",
     "StoreQuerier",
-    "format_float",
     "format_query",
     "parse_query",
     "parse_series_selector",

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import xxhash
 
 from watchkeeper.model import METRIC_NAME, Labels
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql import native_histograms
 from watchkeeper.promql.errors import QueryError, refuse_histograms
@@ -33,16 +34,6 @@ from watchkeeper.promql.vectors import merge_same_labels
 if TYPE_CHECKING:
     from watchkeeper.promql.evaluator import Evaluator
     from watchkeeper.promql.range_calls import InParts
-
-
-def format_float(value: float) -> str:
-    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64) writes it: the shortest digits that
-    read back to the same float, never in exponent form; `NaN`, `+Inf`, `-Inf`."""
-    if np.isnan(value):
-        return "NaN"
-    if np.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(np.format_float_positional(value, unique=True, trim="-"))
 
 
 # cells (series x steps) an aggregation sorts into groups at a time: 128 Ki cells is 1 MiB per
@@ -485,7 +476,7 @@ def warn_quantile_range(ev: Evaluator, q: Floats) -> None:
     if len(bad):
         ev.ctx.annotations.warn(
             f"PromQL warning: quantile value should be between 0 and 1, got "
-            f"{format_float(float(bad[0]))} ({ev.ctx.argument_position(0)})"
+            f"{format_f(float(bad[0]))} ({ev.ctx.argument_position(0)})"
         )
 
 
@@ -595,8 +586,8 @@ def _limit_ratio(ev: Evaluator, vector: InstantSteps, ratios: Floats) -> Instant
     if (np.abs(ratios) > 1).any():
         bad = float(ratios[np.abs(ratios) > 1][0])
         ev.ctx.annotations.warn(
-            f"PromQL warning: ratio value should be between -1 and 1, got {format_float(bad)}, "
-            f"capping to {format_float(float(np.clip(bad, -1, 1)))} "
+            f"PromQL warning: ratio value should be between -1 and 1, got {format_f(bad)}, "
+            f"capping to {format_f(float(np.clip(bad, -1, 1)))} "
             f"({ev.ctx.argument_position(0)})"
         )
     ratio = np.clip(ratios, -1.0, 1.0)[None, :]
@@ -623,7 +614,7 @@ def _count_texts(
     index: dict[Labels, int] = {}
     cells: list[tuple[int, int]] = []
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        text = histogram_texts.get((i, j)) or format_float(float(vector.values[i, j]))
+        text = histogram_texts.get((i, j)) or format_f(float(vector.values[i, j]))
         labelled = {**dict(vector.labels[i]), label: text}
         group = _group_labels(tuple(sorted(labelled.items())), names, by)
         cells.append((index.setdefault(group, len(index)), j))
@@ -657,7 +648,7 @@ def _count_values(
     bits = np.where(np.isnan(values), np.nan, values).view(np.uint64)
     uniq, inverse = np.unique(bits, return_inverse=True)
     pairs, pair_index = np.unique(rows * len(uniq) + inverse.ravel(), return_inverse=True)
-    texts = [format_float(float(v)) for v in uniq.view(np.float64).tolist()]
+    texts = [format_f(float(v)) for v in uniq.view(np.float64).tolist()]
     index: dict[Labels, int] = {}
     pair_group = np.empty(len(pairs), dtype=np.int64)
     for p, key in enumerate(pairs.tolist()):

@@ -11,13 +11,12 @@ kept, so both answers refuse them; without them Prometheus writes `rangeExpr`, `
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import promql_parser
 
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.promql.ast import at_modifier
 from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.engine import parse
@@ -113,7 +112,7 @@ def ast_to_json(node: Any) -> Any:
             **_at(node),
         }
     if isinstance(node, promql_parser.NumberLiteral):
-        return {"type": "numberLiteral", "val": format_float(node.val)}
+        return {"type": "numberLiteral", "val": format_f(node.val)}
     if isinstance(node, promql_parser.ParenExpr):
         return {"type": "parenExpr", "expr": ast_to_json(node.expr)}
     if isinstance(node, promql_parser.StringLiteral):
@@ -133,17 +132,6 @@ def ast_to_json(node: Any) -> Any:
             "smoothed": False,
         }
     raise QueryParseError(f"unsupported expression {type(node).__name__}")
-
-
-def format_float(value: float) -> str:
-    """Go's strconv.FormatFloat(value, 'f', -1, 64), as Prometheus prints numbers: the shortest
-    digits that read back as the same float, never an exponent; "NaN", "+Inf", "-Inf"."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = format(Decimal(repr(value)), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _binary(node: Any) -> dict[str, Any]:

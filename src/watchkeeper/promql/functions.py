@@ -14,9 +14,10 @@ import numpy as np
 import promql_parser as pp
 
 from watchkeeper.model import METRIC_NAME, Labels, MatchOp, is_valid_label_name
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.model.matchers import anchored_replacement, compile_anchored
-from watchkeeper.promql import aggregations, histograms, native_histograms, range_calls
+from watchkeeper.promql import histograms, native_histograms, range_calls
 from watchkeeper.promql.ast import selector_matcher_sets
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.values import (
@@ -460,7 +461,7 @@ def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
     for index, node in enumerate(args[2:], start=2):
         q = _scalar_arg(ev, node)
         result = histograms.quantile(ev, q, vector, vector_arg=0, q_arg=index)
-        shown = aggregations.format_float(float(q[0]))
+        shown = format_f(float(q[0]))
         if "." not in shown and shown.lstrip("-").isdigit():
             shown += ".0"  # as Prometheus labels them: 0.0, 0.25, 1.0
         for row, ls in enumerate(result.labels):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from watchkeeper.model import METRIC_NAME, Labels, metric_name
-from watchkeeper.promql.aggregations import format_float
+from watchkeeper.model.gofloat import format_f
 from watchkeeper.promql.values import Bools, Floats, InstantSteps
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
 
@@ -134,7 +134,7 @@ def quantile(
     if len(bad_q):
         ev.ctx.annotations.warn(
             "PromQL warning: quantile value should be between 0 and 1, got "
-            f"{format_float(float(bad_q[0]))} ({ev.ctx.argument_position(q_arg)})"
+            f"{format_f(float(bad_q[0]))} ({ev.ctx.argument_position(q_arg)})"
         )
     return _per_group(
         ev, vector, position, lambda bounds, c, cols: bucket_quantile(q[cols], bounds, c)
