@@ -1,11 +1,12 @@
 """PromQL: parsing (through the promql-parser package) and evaluation, as Prometheus 3.x does.
 
 It owns the engine (engine.py: a query's run, limits and result; evaluator.py: the tree over
-all steps at once), the operators (aggregations.py, binops.py), the functions (functions.py,
-range_calls.py and range_functions.py for range vectors, native_histograms.py and
-histogram_windows.py for native histograms), the queue of queries (gate.py), the queriers
-reading the store (querier.py), and turning series selectors (the `match[]` parameters of the
-Prometheus API) into model matchers (selectors.py). Must not import the HTTP layer.
+all steps at once), the operators (aggregations.py with grouping.py and selections.py,
+binops.py), the functions (functions.py; range_calls.py and range_functions.py for range
+vectors; native_histograms.py and histogram_windows.py for native histograms), the queue of
+queries (gate.py), the queriers reading the store (querier.py), and turning series selectors
+(the `match[]` parameters of the Prometheus API) into model matchers (selectors.py). Must not
+import the HTTP layer.
 """
 
 from watchkeeper.promql.ast_json import format_query, parse_query

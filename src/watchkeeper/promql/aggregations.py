@@ -1,7 +1,9 @@
-"""Aggregation operators (sum, avg, count, min, max, group, stddev, stdvar, quantile, topk,
-bottomk, limitk, count_values) with by/without, computed for all steps at once: series are sorted
-by group and reduced with numpy's segment reductions. Native histograms are summed and averaged,
-counted by count and group, and ignored (with Prometheus' info) by the others."""
+"""Aggregation operators with by/without, computed for all steps at once: sum, avg, count,
+min, max, group, stddev, stdvar and quantile sort series by group (grouping.py) and reduce them
+with numpy's segment reductions, or fold a range function's result batch by batch; topk,
+bottomk, limitk, limit_ratio and count_values choose or count series (selections.py). Native
+histograms are summed and averaged, counted by count and group, and ignored (with Prometheus'
+info) by the others."""
 
 from __future__ import annotations
 
@@ -11,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import xxhash
 
-from watchkeeper.model import METRIC_NAME, Labels
+from watchkeeper.model import Labels
 from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.histogram import FloatHistogram
-from watchkeeper.promql import native_histograms
+from watchkeeper.promql import native_histograms, selections
 from watchkeeper.promql.errors import QueryError, refuse_histograms
+from watchkeeper.promql.grouping import group_of, grouping, series_groups
 from watchkeeper.promql.positions import call_argument, call_start
 from watchkeeper.promql.summation import CANCELLATION_RATIO, sum_segments, variance_segments
 from watchkeeper.promql.values import (
@@ -39,34 +41,6 @@ if TYPE_CHECKING:
 # cells (series x steps) an aggregation sorts into groups at a time: 128 Ki cells is 1 MiB per
 # temporary array, several of which are alive at once (larger chunks were no faster)
 AGGREGATION_CELLS = 1 << 17
-
-
-def _group_labels(labels: Labels, names: set[str], by: bool) -> Labels:
-    # list comprehensions: building the tuple from a generator takes twice as long
-    if by:
-        return tuple([pair for pair in labels if pair[0] in names])
-    return tuple([pair for pair in labels if pair[0] not in names and pair[0] != METRIC_NAME])
-
-
-def _grouping(modifier: Any) -> tuple[bool, set[str]]:
-    """Whether the modifier is `by` (else `without`), and its label names."""
-    if modifier is None:
-        return True, set()
-    return str(modifier.type).endswith("By"), set(modifier.labels)
-
-
-def _groups(vector: InstantSteps, modifier: Any) -> tuple[list[Labels], Ints]:
-    """Each series' group (index into the returned group label sets, in order of first
-    appearance)."""
-    by, names = _grouping(modifier)
-    if by and not names:  # one group of every series (`sum(x)`, `topk(5, x)`)
-        n = len(vector.labels)
-        return [()] if n else [], np.zeros(n, dtype=np.int64)
-    index: dict[Labels, int] = {}
-    gid = np.empty(len(vector.labels), dtype=np.int64)
-    for i, ls in enumerate(vector.labels):
-        gid[i] = index.setdefault(_group_labels(ls, names, by), len(index))
-    return list(index), gid
 
 
 def evaluate(ev: Evaluator, node: Any) -> InstantSteps | HistogramSteps:
@@ -114,7 +88,7 @@ def _fold(ev: Evaluator, node: Any, op: str, in_parts: InParts) -> InstantSteps 
             break
     else:
         return _of_value(ev, node, op, None, in_parts.joined(held))
-    by, names = _grouping(node.modifier)
+    by, names = grouping(node.modifier)
     groups = _Groups(op, ev.steps)
     seen: list[tuple[list[Labels], Bools]] = []  # each part's series and where they are present
     rest = (part for _, part in parts)
@@ -169,11 +143,13 @@ def _with_histograms(
             for i, found in enumerate(value.histograms)
             for j, h in found.items()
         }
-        return _count_values(value.present_anyhow(), node.modifier, param.value, steps, texts)
+        return selections.count_values(
+            value.present_anyhow(), node.modifier, param.value, steps, texts
+        )
     if op not in _SUMS_HISTOGRAMS:
         raise refuse_histograms(f"the aggregation {op}")
     result = _aggregate(ev, node, op, param, floats)
-    group_labels, gid = _groups(floats, node.modifier)
+    group_labels, gid = series_groups(floats, node.modifier)
     # each group's histograms at each step; a group with floats there as well is dropped
     sums: dict[tuple[int, int], list[FloatHistogram]] = {}
     for i, found in enumerate(value.histograms):
@@ -233,16 +209,16 @@ def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSte
     if op == "count_values":
         if not isinstance(param, StringValue):
             raise QueryError("count_values needs a label name string as its first argument")
-        return _count_values(vector, node.modifier, param.value, steps)
+        return selections.count_values(vector, node.modifier, param.value, steps)
     if op in ("topk", "bottomk", "limitk"):
         if not isinstance(param, ScalarSteps):
             raise QueryError(f"{op} needs a scalar as its first argument")
-        return _select_k(op, vector, node.modifier, param.values)
+        return selections.select_k(op, vector, node.modifier, param.values)
     if op == "limit_ratio":
         if not isinstance(param, ScalarSteps):
             raise QueryError("limit_ratio needs a scalar as its first argument")
-        return _limit_ratio(ev, vector, param.values)
-    group_labels, gid = _groups(vector, node.modifier)
+        return selections.limit_ratio(ev, vector, param.values)
+    group_labels, gid = series_groups(vector, node.modifier)
     if not group_labels:
         return InstantSteps.empty(steps)
     if op == "quantile":
@@ -269,7 +245,7 @@ def _fold_part(
         firsts = [first_read[ls] for ls in merged.labels]
     gid = np.array(
         [
-            groups.index(_group_labels(ls, names, by), at)
+            groups.index(group_of(ls, names, by), at)
             for ls, at in zip(merged.labels, firsts, strict=True)
         ],
         dtype=np.int64,
@@ -501,160 +477,3 @@ def quantile_columns(q: Floats, values: Floats, present: Bools) -> Floats:
     result = ordered[li, cols] * (1 - weight) + ordered[ui, cols] * weight
     result = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, result))
     return np.where((n == 0) | np.isnan(q), np.nan, result)
-
-
-def _select_k(op: str, vector: InstantSteps, modifier: Any, k_values: Floats) -> InstantSteps:
-    """topk/bottomk/limitk: the series themselves (labels untouched), present at a step when
-    among the group's k chosen there. NaN is chosen last, as in Prometheus."""
-    steps = vector.values.shape[1]
-    if np.isnan(k_values).any():
-        raise QueryError("Parameter value is NaN")
-    if (np.abs(k_values) >= 2**63).any():
-        raise QueryError(f"Scalar value {k_values[0]} overflows int64")
-    k = k_values.astype(np.int64)
-    group_labels, gid = _groups(vector, modifier)
-    if steps == 1 and op != "limitk":
-        return _select_k_instant(op, vector, gid, int(k[0]))
-    n = len(vector.labels)
-    chosen = np.zeros((n, steps), dtype=bool)
-    rank = np.zeros((n, steps), dtype=np.int64)
-    for g in range(len(group_labels)):
-        rows = np.flatnonzero(gid == g)
-        present = vector.present[rows]
-        values = vector.values[rows]
-        if op == "limitk":
-            position = np.cumsum(present, axis=0) - 1
-        else:
-            nan = np.isnan(values)
-            key = np.where(nan, 0.0, -values if op == "topk" else values)
-            category = np.where(present, np.where(nan, 1, 0), 2)
-            tiebreak = np.broadcast_to(np.arange(len(rows))[:, None], present.shape)
-            order = np.lexsort((tiebreak, key, category), axis=0)
-            position = np.empty_like(order)
-            np.put_along_axis(position, order, np.arange(len(rows))[:, None], axis=0)
-        chosen[rows] = present & (position < k[None, :])
-        rank[rows] = position
-    keep = chosen.any(axis=1)
-    idx = np.flatnonzero(keep)
-    if steps == 1 and op != "limitk":
-        # an instant result lists each group's choice best first, groups in order of appearance
-        idx = idx[np.lexsort((rank[idx, 0], gid[idx]))]
-    return InstantSteps([vector.labels[i] for i in idx], vector.values[idx], chosen[idx])
-
-
-def _select_k_instant(op: str, vector: InstantSteps, gid: Ints, k: int) -> InstantSteps:
-    """topk/bottomk at one step: each group's k chosen, best first, groups in order of
-    appearance; one sort of all present series by (group, NaN last, value, position)."""
-    rows = np.flatnonzero(vector.present[:, 0])
-    values = vector.values[rows, 0]
-    nan = np.isnan(values)
-    key = np.where(nan, 0.0, -values if op == "topk" else values)
-    groups = gid[rows]
-    order = np.lexsort((rows, key, nan, groups))
-    by_group = groups[order]
-    starts = np.flatnonzero(np.r_[True, by_group[1:] != by_group[:-1]])
-    place = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    idx = rows[order[place < k]]
-    return InstantSteps(
-        [vector.labels[i] for i in idx.tolist()],
-        vector.values[idx],
-        np.ones((len(idx), 1), dtype=bool),
-    )
-
-
-def label_hash(labels: Labels) -> int:
-    """Prometheus' labels.Hash (its default label encoding since 3.x): XXH64 over each name and
-    value, each preceded by its length as a uvarint."""
-    data = bytearray()
-    for name, value in labels:
-        for text in (name.encode(), value.encode()):
-            size = len(text)
-            while size >= 0x80:
-                data.append((size & 0x7F) | 0x80)
-                size >>= 7
-            data.append(size)
-            data += text
-    return int(xxhash.xxh64_intdigest(bytes(data)))
-
-
-def _limit_ratio(ev: Evaluator, vector: InstantSteps, ratios: Floats) -> InstantSteps:
-    """limit_ratio(r, v): the series whose label hash falls below r of the hash range (r > 0),
-    or above 1 + r (r < 0), so that r and -(1 - r) pick complementary series, the same ones at
-    every step."""
-    if np.isnan(ratios).any():
-        raise QueryError("Ratio value is NaN")
-    if (np.abs(ratios) > 1).any():
-        bad = float(ratios[np.abs(ratios) > 1][0])
-        ev.ctx.annotations.warn(
-            f"PromQL warning: ratio value should be between -1 and 1, got {format_f(bad)}, "
-            f"capping to {format_f(float(np.clip(bad, -1, 1)))} "
-            f"({ev.ctx.argument_position(0)})"
-        )
-    ratio = np.clip(ratios, -1.0, 1.0)[None, :]
-    offsets = np.array(
-        [label_hash(ls) / float(2**64 - 1) for ls in vector.labels], dtype=np.float64
-    )[:, None]
-    keep = ((ratio >= 0) & (offsets < ratio)) | ((ratio < 0) & (offsets >= 1.0 + ratio))
-    chosen = vector.present & keep & (ratio != 0)
-    rows = np.flatnonzero(chosen.any(axis=1))
-    return InstantSteps([vector.labels[i] for i in rows], vector.values[rows], chosen[rows])
-
-
-def _count_texts(
-    vector: InstantSteps,
-    rows: Ints,
-    cols: Ints,
-    label: str,
-    names: set[str],
-    by: bool,
-    steps: int,
-    histogram_texts: dict[tuple[int, int], str],
-) -> InstantSteps:
-    """count_values over floats and native histograms, sample by sample."""
-    index: dict[Labels, int] = {}
-    cells: list[tuple[int, int]] = []
-    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        text = histogram_texts.get((i, j)) or format_f(float(vector.values[i, j]))
-        labelled = {**dict(vector.labels[i]), label: text}
-        group = _group_labels(tuple(sorted(labelled.items())), names, by)
-        cells.append((index.setdefault(group, len(index)), j))
-    counts = np.zeros((len(index), steps))
-    for g, j in cells:
-        counts[g, j] += 1.0
-    return merge_same_labels(list(index), counts, counts > 0)
-
-
-def _count_values(
-    vector: InstantSteps,
-    modifier: Any,
-    label: str,
-    steps: int,
-    histogram_texts: dict[tuple[int, int], str] | None = None,
-) -> InstantSteps:
-    """count_values: each sample's value becomes a label (as Go formats it, so -0 and 0 are
-    different values) before grouping, as in Prometheus: `by` may group on it, `without` may
-    drop it."""
-    if not label:
-        raise QueryError(f"invalid label name {label!r}")
-    by, names = _grouping(modifier)
-    if by:
-        names = names | {label}  # `by` always keeps the value label
-    rows, cols = np.nonzero(vector.present)
-    if len(rows) == 0:
-        return InstantSteps.empty(steps)
-    if histogram_texts:
-        return _count_texts(vector, rows, cols, label, names, by, steps, histogram_texts)
-    values = vector.values[rows, cols]
-    bits = np.where(np.isnan(values), np.nan, values).view(np.uint64)
-    uniq, inverse = np.unique(bits, return_inverse=True)
-    pairs, pair_index = np.unique(rows * len(uniq) + inverse.ravel(), return_inverse=True)
-    texts = [format_f(float(v)) for v in uniq.view(np.float64).tolist()]
-    index: dict[Labels, int] = {}
-    pair_group = np.empty(len(pairs), dtype=np.int64)
-    for p, key in enumerate(pairs.tolist()):
-        labelled = {**dict(vector.labels[key // len(uniq)]), label: texts[key % len(uniq)]}
-        group = _group_labels(tuple(sorted(labelled.items())), names, by)
-        pair_group[p] = index.setdefault(group, len(index))
-    counts = np.zeros((len(index), steps))
-    np.add.at(counts, (pair_group[pair_index.ravel()], cols), 1.0)
-    return merge_same_labels(list(index), counts, counts > 0)
