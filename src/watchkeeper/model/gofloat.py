@@ -29,7 +29,7 @@ def _special(value: float) -> str | None:
 
 
 def _format(value: float, style: str) -> str:
-    """`value` in Go's shortest form of `style` (g, f or e)."""
+    """`value` in Go's shortest form of `style` (g or e; format_f has its own way)."""
     special = _special(value)
     if special is not None:
         return special

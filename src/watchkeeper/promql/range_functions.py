@@ -35,12 +35,9 @@ def extrapolated(rs: RangeSteps, *, counter: bool, per_second: bool) -> Result:
     """rate, increase and delta: the change over the window, extrapolated to the window's edges
     unless a series starts or ends inside it (Prometheus' extrapolatedRate). Computed in place
     where it can be, in the order Prometheus computes it: fewer temporaries, the same bits."""
-    counts = rs.counts
-    ok = counts >= 2
+    ok, first, last = _first_last(rs, 2)
     if not ok.any():
         return np.zeros(ok.shape), ok
-    first = np.where(ok, rs.lo, 0)
-    last = np.where(ok, rs.hi - 1, 0)
     t, v = rs.t, rs.v
     with np.errstate(all="ignore"):
         first_v = v[first]
@@ -57,9 +54,7 @@ def extrapolated(rs: RangeSteps, *, counter: bool, per_second: bool) -> Result:
         to_start = (t_first - (rs.ends - rs.range_ms)[None, :]) / 1000.0
         to_end = (rs.ends[None, :] - t_last) / 1000.0
         del t_first, t_last
-        counts -= 1
-        average = sampled / counts
-        del counts
+        average = sampled / (rs.counts - 1)
         threshold = average * 1.1
         half = np.divide(average, 2, out=average)
         np.copyto(to_start, half, where=to_start >= threshold)

@@ -366,12 +366,13 @@ class BlockReader:
         ids = index.series.ids[:most_series]
         rows = np.diff(index.series.starts)[: len(ids)]
         batch = np.cumsum(rows) // TAIL_BATCH_ROWS
-        for members in np.split(ids, np.flatnonzero(np.diff(batch)) + 1):
+        cuts = np.flatnonzero(np.diff(batch)) + 1
+        for members, lengths in zip(np.split(ids, cuts), np.split(rows, cuts), strict=True):
+            # read back series by series in storage order, `lengths` rows each
             series, times, values = self._read_block(block, np.sort(members))
-            runs = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])
-            ends = np.r_[runs[1:], len(series)]
+            ends = np.cumsum(lengths)
             # 1 for each series' newest sample, 2 for the one before, ...
-            from_end = np.repeat(ends, ends - runs) - np.arange(len(series))
+            from_end = np.repeat(ends, lengths) - np.arange(len(series))
             keep = (from_end <= depth) & (times > after)
             yield series[keep], times[keep], values[keep]
             del series, times, values
