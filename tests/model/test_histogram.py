@@ -172,10 +172,45 @@ def test_sums_keep_hints_as_prometheus_adds_them() -> None:
             False,
         ),
         ("{{count:1 z_bucket_w:0.5 z_bucket:1}}", "{{count:2 z_bucket_w:0.1 z_bucket:2}}", True),
+        # custom bounds that changed: compared on the bounds both have (Prometheus 3.x)
+        (
+            "{{schema:-53 count:3 custom_values:[1] buckets:[3]}}",
+            "{{schema:-53 count:3 custom_values:[5 10] buckets:[3]}}",
+            False,
+        ),
+        (
+            "{{schema:-53 count:4 custom_values:[1 5] buckets:[1 3]}}",
+            "{{schema:-53 count:4 custom_values:[5] buckets:[4]}}",
+            False,
+        ),
+        (
+            "{{schema:-53 count:4 custom_values:[1 5] buckets:[1 3]}}",
+            "{{schema:-53 count:4 custom_values:[5] buckets:[3 1]}}",  # (-Inf, 5] went down
+            True,
+        ),
+        ("{{count:3 buckets:[3]}}", "{{schema:-53 count:3 custom_values:[1] buckets:[3]}}", True),
     ],
 )
 def test_reset_detection(before: str, after: str, reset: bool) -> None:
     assert h(after).detect_reset(h(before)) is reset
+
+
+def test_multiplying_and_dividing_as_prometheus_does() -> None:
+    base = h(
+        "{{schema:0 count:4 sum:6 z_bucket:1 z_bucket_w:0.001 buckets:[1 2] "
+        "counter_reset_hint:not_reset}}"
+    )
+    assert base.scaled(2).counter_reset_hint == NOT_RESET
+    assert base.scaled(-1).counter_reset_hint == GAUGE  # negative: no longer a counter
+    assert base.divided(-2).counter_reset_hint == GAUGE
+    halved = base.divided(2)
+    assert (halved.count, halved.sum, halved.positive()) == (2, 3, {0: 0.5, 1: 1.0})
+    # by zero: count, sum and zero bucket as IEEE, and no buckets at all
+    for zero in (0.0, -0.0):
+        by_zero = base.divided(zero)
+        assert (by_zero.positive(), by_zero.negative()) == ({}, {})
+        assert math.isinf(by_zero.count) and math.isinf(by_zero.zero_count)
+    assert base.divided(-0.0).count == -math.inf
 
 
 def test_series_notation_expands_histograms_by_repeated_addition() -> None:

@@ -440,9 +440,8 @@ def _nhcb_at(i: int, bounds: list[float], parts: dict[object, tuple[Value, ...]]
     if not cumulative and count is None:
         return None
     if not cumulative or cumulative[-1][0] != math.inf:
-        if count is None:
-            return None
-        cumulative.append((math.inf, count))
+        # a +Inf bucket holding the count, or without one the highest bucket's
+        cumulative.append((math.inf, count if count is not None else cumulative[-1][1]))
     counts, before = [], 0.0
     for bound, value in cumulative:
         if value < before:

@@ -115,7 +115,11 @@ def test_operators_and_aggregations_on_histograms() -> None:
     assert _vector('h{job="a"} * 2', at) == {"a": "{{count:8 sum:16 buckets:[8]}}"}
     assert _vector('2 * h{job="a"}', at) == {"a": "{{count:8 sum:16 buckets:[8]}}"}
     assert _vector('h{job="a"} / 4', at) == {"a": "{{count:1 sum:2 buckets:[1]}}"}
-    assert _vector('-h{job="a"}', at) == {"a": "{{count:-4 sum:-8 buckets:[-4]}}"}
+    # negated (or times a negative number), a counter is no longer one: Prometheus' Mul
+    assert _vector('-h{job="a"}', at) == {
+        "a": "{{count:-4 sum:-8 counter_reset_hint:gauge buckets:[-4]}}"
+    }
+    assert _vector('h{job="a"} * -1', at) == _vector('-h{job="a"}', at)
     assert _vector('h{job="a"} - h{job="a"}', at) == {
         "a": "{{counter_reset_hint:gauge}}"  # the difference is a gauge histogram, and empty
     }

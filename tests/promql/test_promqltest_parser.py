@@ -235,6 +235,48 @@ eval instant at 0 m
     assert n.labels == (("__name__", "n"), ("a", "x"))
 
 
+def _nhcb(script_loads: str) -> list[tuple[int, object]]:
+    """The (time, histogram) samples of the one NHCB series a load_with_nhcb block makes."""
+    case = only_case(f"load_with_nhcb 1m\n{script_loads}\neval instant at 0 h\n")
+    (found,) = case.storage.histograms
+    assert found.labels == (("__name__", "h"), ("job", "a"))
+    return list(zip(found.timestamps.tolist(), found.histograms, strict=True))
+
+
+def test_load_with_nhcb_buckets_count_and_sum() -> None:
+    (t, h), _ = _nhcb(
+        '  h_bucket{job="a", le="1"} 1 2\n  h_bucket{job="a", le="+Inf"} 3 4\n'
+        '  h_count{job="a"} 3 4\n  h_sum{job="a"} 7 8\n'
+    )
+    assert t == 0
+    assert (h.schema, h.count, h.sum, h.custom_values) == (-53, 3, 7, (1.0,))
+    assert h.positive() == {0: 1.0, 1: 2.0}
+
+
+def test_load_with_nhcb_without_inf_bucket_takes_the_count_or_the_highest_bucket() -> None:
+    # §3.4: a missing +Inf bucket holds the _count; without _count, the highest bucket's
+    ((_, with_count),) = _nhcb(
+        '  h_bucket{job="a", le="1"} 1\n  h_bucket{job="a", le="2"} 3\n  h_count{job="a"} 5\n'
+    )
+    assert (with_count.count, with_count.custom_values) == (5, (1.0, 2.0))
+    assert with_count.positive() == {0: 1.0, 1: 2.0, 2: 2.0}
+    ((_, without),) = _nhcb('  h_bucket{job="a", le="1"} 1\n  h_bucket{job="a", le="2"} 3\n')
+    assert (without.count, without.custom_values) == (3, (1.0, 2.0))
+    assert {i: c for i, c in without.positive().items() if c} == {0: 1.0, 1: 2.0}
+
+
+@pytest.mark.parametrize(
+    "loads",
+    [
+        '  h_bucket{job="a", le="1"} 3\n  h_bucket{job="a", le="2"} 1\n',  # not cumulative
+        '  h_bucket{job="a", le="+Inf"} 3\n  h_count{job="a"} 4\n',  # count disagrees
+    ],
+)
+def test_load_with_nhcb_refuses_what_cannot_convert(loads: str) -> None:
+    with pytest.raises(ScriptError, match="load_with_nhcb"):
+        parse_script(f"load_with_nhcb 1m\n{loads}\neval instant at 0 h\n", "t.test")
+
+
 def test_clear_and_snapshots() -> None:
     script = """
 load 5m

@@ -277,14 +277,18 @@ class FloatHistogram:
         )
 
     def scaled(self, factor: float) -> FloatHistogram:
-        """Every count and the sum times `factor` (Prometheus' Mul)."""
-        return self._counts_mapped(lambda c: c * factor)
+        """Every count and the sum times `factor` (Prometheus' Mul); a negative factor makes
+        a gauge histogram."""
+        scaled = self._counts_mapped(lambda c: c * factor)
+        return scaled.with_hint(GAUGE) if factor < 0 else scaled
 
     def divided(self, divisor: float) -> FloatHistogram:
-        """Every count and the sum divided by `divisor` (Prometheus' Div; by zero as IEEE)."""
-        if divisor:
-            return self._counts_mapped(lambda c: c / divisor)
-        return self._counts_mapped(lambda c: _divide(c, divisor))
+        """Every count and the sum divided by `divisor` (Prometheus' Div): by zero (as IEEE)
+        it keeps no buckets, and a negative divisor makes a gauge histogram."""
+        if not divisor:
+            return self._with_buckets({}, {})._counts_mapped(lambda c: _divide(c, divisor))
+        divided = self._counts_mapped(lambda c: c / divisor)
+        return divided.with_hint(GAUGE) if divisor < 0 else divided
 
     def _counts_mapped(self, change: Callable[[float], float]) -> FloatHistogram:
         return self._with(
@@ -379,8 +383,8 @@ class FloatHistogram:
 
     def detect_reset(self, previous: FloatHistogram) -> bool:
         """Whether this sample starts over from `previous` (Prometheus' DetectReset): by its
-        hint if it says, else by any count going down, a finer schema, a narrower zero bucket
-        or changed custom bounds."""
+        hint if it says, else by any count going down, a finer schema, a narrower zero bucket,
+        or a change between exponential and custom buckets."""
         if self.counter_reset_hint == RESET:
             return True
         if self.counter_reset_hint == NOT_RESET:
@@ -390,7 +394,11 @@ class FloatHistogram:
         if self.uses_custom_buckets != previous.uses_custom_buckets:
             return True
         if self.uses_custom_buckets and self.custom_values != previous.custom_values:
-            return True
+            # changed bounds alone are no reset: the buckets are compared on the bounds both
+            # have, as they are reconciled when subtracted
+            common = intersect_bounds(self.custom_values, previous.custom_values)
+            now, then = self.on_bounds(common).positive(), previous.on_bounds(common).positive()
+            return any(now.get(i, 0.0) < then.get(i, 0.0) for i in now.keys() | then.keys())
         if self.schema > previous.schema or self.zero_threshold < previous.zero_threshold:
             return True
         if (

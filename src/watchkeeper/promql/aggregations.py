@@ -152,9 +152,11 @@ def _with_histograms(
     group_labels, gid = series_groups(floats, node.modifier)
     # each group's histograms at each step; a group with floats there as well is dropped
     sums: dict[tuple[int, int], list[FloatHistogram]] = {}
+    series: dict[tuple[int, int], list[int]] = {}  # the series of each one, in order
     for i, found in enumerate(value.histograms):
         for j, histogram in found.items():
             sums.setdefault((int(gid[i]), j), []).append(histogram)
+            series.setdefault((int(gid[i]), j), []).append(i)
     row_of = {labels: r for r, labels in enumerate(result.labels)}
     values, present = result.values.copy(), result.present.copy()
     maps: list[dict[int, FloatHistogram]] = [{} for _ in result.labels]
@@ -170,7 +172,16 @@ def _with_histograms(
         try:
             total, collision = native_histograms.kahan_sum(members)
         except ValueError:
-            continue  # exponential and custom buckets do not add up: no sample
+            # exponential and custom buckets do not add up: no sample, and a warning naming
+            # the metric of the first one that did not add to those before
+            custom = members[0].uses_custom_buckets
+            k = next(k for k, h in enumerate(members) if h.uses_custom_buckets != custom)
+            name = dict(floats.labels[series[g, j][k]]).get("__name__", "")
+            where = call_argument(ev.ctx.query, op, 0, 0)
+            ev.ctx.annotations.warn(
+                f'PromQL warning: {native_histograms.MIXED_SCHEMAS} "{name}" ({where})'
+            )
+            continue
         if collision:
             collided = True
         if native_histograms.reconciled(members):

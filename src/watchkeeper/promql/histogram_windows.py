@@ -134,26 +134,30 @@ def _extrapolated(
 
 
 def _instant(points: list[Point], per_second: bool, notes: Notes) -> FloatHistogram | None:
-    """irate/idelta of the last two samples when both are histograms."""
+    """irate/idelta of the last two samples when both are histograms (Prometheus'
+    instantValue)."""
     (t0, before), (t1, last) = points[-2], points[-1]
+    if t1 == t0:
+        return None
     if not isinstance(before, FloatHistogram) or not isinstance(last, FloatHistogram):
         notes.append(("warn", MIXED_FLOATS))
         return None
-    if last.uses_custom_buckets != before.uses_custom_buckets:
-        notes.append(("warn", MIXED_SCHEMAS))
-        return None
-    if per_second and GAUGE in (before.counter_reset_hint, last.counter_reset_hint):
+    hints = (before.counter_reset_hint, last.counter_reset_hint)
+    if per_second and GAUGE in hints:
         notes.append(("warn", NOT_COUNTER))
-    try:
-        # after a reset (irate), the last value is the increase since
-        reset = per_second and last.detect_reset(before)
-        result = last if reset else last.add(before, negate=True)
-    except ValueError:
-        notes.append(("warn", MIXED_SCHEMAS))
-        return None
-    if per_second:
-        result = result.scaled(1000 / (t1 - t0))
-    return result.with_hint(GAUGE).compacted()
+    if not per_second and hints != (GAUGE, GAUGE):
+        notes.append(("warn", NOT_GAUGE))
+    result = last
+    # after a reset (irate), the last value is the increase since, whatever came before it
+    if not (per_second and last.detect_reset(before)):
+        if last.uses_custom_buckets != before.uses_custom_buckets:
+            notes.append(("warn", MIXED_SCHEMAS))
+            return None
+        if reconciled([last, before]):
+            notes.append(("info-plain", f"{RECONCILED} subtraction"))
+        result = last.add(before, negate=True)
+    result = result.with_hint(GAUGE).compacted()
+    return result.divided((t1 - t0) / 1000) if per_second else result
 
 
 def _sequence_count(name: str, points: list[Point]) -> float:

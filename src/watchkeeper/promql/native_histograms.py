@@ -329,11 +329,10 @@ def reconciled(histograms: list[FloatHistogram]) -> bool:
     return len(bounds) > 1
 
 
-def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
-    """The sum of histograms with compensated (Neumaier) summation of every field, at the
-    coarsest schema and the widest zero bucket among them (Prometheus' KahanAdd, which keeps
-    sums like 1 + 1e100 + 1 - 1e100 exact); and whether their hints collide (a reset and a
-    not_reset among them). ValueError when custom bucket bounds differ."""
+def _on_one_layout(histograms: list[FloatHistogram]) -> list[FloatHistogram]:
+    """The histograms on the layout their sum has: custom buckets on the bounds they all
+    have, exponential ones at the coarsest schema with the widest zero bucket. ValueError
+    when exponential and custom buckets meet."""
     first = histograms[0]
     if any(h.uses_custom_buckets != first.uses_custom_buckets for h in histograms):
         raise ValueError("histograms with exponential and custom buckets cannot be added")
@@ -341,8 +340,7 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
         common = first.custom_values
         for h in histograms[1:]:
             common = intersect_bounds(common, h.custom_values)
-        histograms = [h.on_bounds(common) for h in histograms]
-        first = histograms[0]
+        return [h.on_bounds(common) for h in histograms]
     schema = min(h.schema for h in histograms)
     reduced = [h.reduced(schema) for h in histograms]
     threshold = max(h.zero_threshold for h in reduced)
@@ -350,8 +348,17 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
         reduced = [h.widened(threshold) for h in reduced]
         widest = max(h.zero_threshold for h in reduced)
         if widest == threshold:
-            break
+            return reduced
         threshold = widest
+
+
+def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
+    """The sum of histograms with compensated (Neumaier) summation of every field, at the
+    coarsest schema and the widest zero bucket among them (Prometheus' KahanAdd, which keeps
+    sums like 1 + 1e100 + 1 - 1e100 exact); and whether their hints collide (a reset and a
+    not_reset among them). ValueError when exponential and custom buckets meet."""
+    reduced = _on_one_layout(histograms)
+    layout = reduced[0]
     fields = [[0.0, 0.0] for _ in range(3)]  # count, sum, zero count: (total, compensation)
     sides: list[dict[int, list[float]]] = [{}, {}]
     for h in reduced:
@@ -365,7 +372,7 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
     neg_spans, neg_buckets = spans_from_map({i: t + c for i, (t, c) in sides[1].items()})
     # Prometheus' adjustCounterReset, one addition after another: a gauge absorbs the rest,
     # unknown stays unknown, and only reset meeting not_reset head on collides
-    hint = first.counter_reset_hint
+    hint = histograms[0].counter_reset_hint
     collision = False
     for h in histograms[1:]:
         theirs = h.counter_reset_hint
@@ -373,30 +380,77 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
             collision = True
         hint = combined_hint(hint, theirs)
     total = FloatHistogram(
-        schema=schema,
+        schema=layout.schema,
         count=fields[0][0] + fields[0][1],
         sum=fields[1][0] + fields[1][1],
-        zero_threshold=threshold,
+        zero_threshold=layout.zero_threshold,
         zero_count=fields[2][0] + fields[2][1],
         positive_spans=pos_spans,
         positive_buckets=pos_buckets,
         negative_spans=neg_spans,
         negative_buckets=neg_buckets,
-        custom_values=first.custom_values,
+        custom_values=layout.custom_values,
         counter_reset_hint=hint,
     )
     return total, collision
 
 
 def average(total: FloatHistogram, histograms: list[FloatHistogram]) -> FloatHistogram:
-    """The mean of histograms from their sum, or, where the sum overflowed what the inputs
-    did not, by incremental mean, as Prometheus switches to it."""
-    fields = (total.count, total.sum, total.zero_count, *total.positive_buckets)
-    if not any(math.isinf(v) for v in (*fields, *total.negative_buckets)) or any(
-        math.isinf(h.count) or math.isinf(h.sum) for h in histograms
-    ):
-        return total.divided(len(histograms))
-    mean = histograms[0]
-    for k, h in enumerate(histograms[1:], start=2):
-        mean = mean.add(h.divided(k).add(mean.divided(k), negate=True))
-    return mean.with_hint(total.counter_reset_hint)
+    """The mean of histograms as Prometheus takes it (avg, avg_over_time): their compensated
+    sum divided by their number, or, from the first one whose addition would overflow the
+    sum, an incremental mean (compensated too). `total` is their sum (its layout and hint)."""
+    laid = _on_one_layout(histograms)
+    positive = sorted({i for h in laid for i in h.positive()})
+    negative = sorted({i for h in laid for i in h.negative()})
+    rows = np.array(
+        [
+            [
+                h.count,
+                h.sum,
+                h.zero_count,
+                *(h.positive().get(i, 0.0) for i in positive),
+                *(h.negative().get(i, 0.0) for i in negative),
+            ]
+            for h in laid
+        ],
+        dtype=np.float64,
+    )
+    mean = _kahan_mean(rows).tolist()
+    split = 3 + len(positive)
+    return total._with_buckets(
+        dict(zip(positive, mean[3:split], strict=True)),
+        dict(zip(negative, mean[split:], strict=True)),
+        count=mean[0],
+        sum=mean[1],
+        zero_count=mean[2],
+    )
+
+
+def _kahan_mean(rows: Floats) -> Floats:
+    """The mean of the rows, field by field, in Prometheus' order of operations: a Kahan sum
+    while no field of it overflows, then (all fields at once) an incremental mean."""
+    n = len(rows)
+    with np.errstate(all="ignore"):
+        total, compensation = rows[0].copy(), np.zeros(rows.shape[1])
+        mean: Floats | None = None
+        for k in range(1, n):
+            count = k + 1.0
+            if mean is None:
+                summed, kept = _kahan_steps(rows[k], total, compensation)
+                if not np.isinf(summed).any():
+                    total, compensation = summed, kept
+                    continue
+                mean, compensation = total / (count - 1), compensation / (count - 1)
+            q = (count - 1) / count
+            mean, compensation = _kahan_steps(rows[k] / count, mean * q, compensation * q)
+        result: Floats = total / n + compensation / n if mean is None else mean + compensation
+        return result
+
+
+def _kahan_steps(value: Floats, total: Floats, compensation: Floats) -> tuple[Floats, Floats]:
+    """`summation.kahan_step` on arrays."""
+    summed = total + value
+    lost = np.where(
+        np.abs(total) >= np.abs(value), (total - summed) + value, (value - summed) + total
+    )
+    return summed, np.where(np.isinf(summed), 0.0, compensation + lost)
