@@ -15,7 +15,13 @@ from watchkeeper.promql import aggregations
 from watchkeeper.promql.duration_expressions import rewrite
 from watchkeeper.promql.engine import Engine, EngineOptions
 from watchkeeper.promql.errors import QueryError, QueryParseError, QueryTimeoutError
-from watchkeeper.promql.positions import call_argument, call_start, go_string_is_utf8
+from watchkeeper.promql.positions import (
+    call_argument,
+    call_start,
+    go_quote_bytes,
+    go_string_bytes,
+    go_string_is_utf8,
+)
 from watchkeeper.promql.querier import MemoryQuerier, StoreQuerier
 from watchkeeper.promql.result import QueryResult
 from watchkeeper.promql.values import STALE_NAN_BITS, InstantSteps
@@ -319,6 +325,10 @@ def test_annotation_positions() -> None:
     assert call_argument(text, "histogram_quantile", 1, 1) == "1:69"
     assert call_start(text, "histogram_quantile", 1) == "1:45"
     assert call_argument('f("a,b", c)', "f", 0, 1) == "1:10"
+    # an aggregation's arguments after its grouping
+    assert call_argument('count_values by (a, "b)") ("v", x)', "count_values", 0, 1) == "1:33"
+    assert call_argument("sum without(a) (x)", "sum", 0, 0) == "1:17"
+    assert call_argument("sum by(x)", "sum", 0, 0) == "1:1"  # `by` is no call of sum here
 
 
 def test_go_string_utf8_check() -> None:
@@ -326,6 +336,25 @@ def test_go_string_utf8_check() -> None:
     assert go_string_is_utf8('"\\u00ff"')
     assert not go_string_is_utf8('"\\xff"')
     assert go_string_is_utf8('"\\xc3\\xbf"')
+    assert go_string_bytes('"a\\xc5\\tz\\""') == b'a\xc5\tz"'
+    assert go_quote_bytes(b'a\xc5\tz"\xc3\xbf') == '"a\\xc5\\tz\\"\xff"'
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ('"a\\xc5z"', 'invalid label name "a\\xc5z"'),  # not UTF-8: as Go quotes it
+        ('""', 'invalid label name ""'),
+    ],
+)
+def test_count_values_refuses_invalid_label_names(label: str, message: str) -> None:
+    querier = MemoryQuerier([_series({"__name__": "x"}, [0], [1.0])])
+    for query in (f"count_values({label}, x)", f"count_values by (job) ({label}, x)"):
+        with pytest.raises(QueryError) as err:
+            Engine().instant_query(querier, query, 0)
+        assert err.value.message == message
+    ok = Engine().instant_query(querier, 'count_values("\\u00c5", x)', 0)
+    assert [dict(s.labels) for s in ok.series] == [{"Å": "1"}]
 
 
 def test_queries_read_the_real_store(tmp_path: Path) -> None:

@@ -158,3 +158,29 @@ def test_operators_and_aggregations_on_histograms() -> None:
 def test_float_only_queries_are_untouched() -> None:
     assert _vector('sum(h{job="b"})', 3 * MINUTE) == {"": 3.0}
     assert _vector('h{job="a"} * 2', 4 * MINUTE + 1) == {"a": 84.0}
+
+
+def test_histogram_stats_are_read_with_reset_hints_as_prometheus_reads_them() -> None:
+    """Under histogram_count, histogram_sum or histogram_avg, Prometheus reads histograms
+    with its HistogramStatsIterator, which tells a stored unknown hint (the sample after a
+    reset) from the sample before: a reset meeting not_resets in sum_over_time conflicts.
+    Not through a subquery (whose samples' hints mean nothing), nor without those functions."""
+    counts = (0, 2, 3, 2)  # stored hints: unknown, not_reset, not_reset, unknown (a reset)
+    hints = ("unknown", "not_reset", "not_reset", "unknown")
+    stored = [
+        parse_histogram(f"{{{{count:{c} sum:1 buckets:[1 1 1] counter_reset_hint:{hint}}}}}")
+        for c, hint in zip(counts, hints, strict=True)
+    ]
+    querier = MemoryQuerier(
+        histograms=[HistogramSamples(A, np.arange(4) * MINUTE, stored)]  # type: ignore[arg-type]
+    )
+    conflict = "PromQL warning: conflicting counter resets during histogram aggregation"
+
+    def warnings(expr: str) -> list[str]:
+        return Engine().instant_query(querier, expr, 5 * MINUTE).annotations.warnings
+
+    assert warnings("histogram_count(sum_over_time(h[5m]))") == [f"{conflict} (1:31)"]
+    assert warnings("histogram_sum(sum_over_time(h[5m]))") == [f"{conflict} (1:29)"]
+    assert warnings("sum_over_time(h[5m])") == []
+    assert warnings("histogram_count(sum_over_time(h[5m:1m]))") == []
+    assert warnings("max_over_time(histogram_count(sum_over_time(h[5m]))[1m:1m])") == []

@@ -14,13 +14,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from watchkeeper.model import Labels
+from watchkeeper.model import Labels, go_quote
 from watchkeeper.model.gofloat import format_f
 from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql import native_histograms, selections
 from watchkeeper.promql.errors import QueryError, refuse_histograms
 from watchkeeper.promql.grouping import group_of, grouping, series_groups
-from watchkeeper.promql.positions import call_argument, call_start
+from watchkeeper.promql.positions import (
+    call_argument,
+    call_argument_text,
+    call_start,
+    go_quote_bytes,
+    go_string_bytes,
+)
 from watchkeeper.promql.summation import CANCELLATION_RATIO, sum_segments, variance_segments
 from watchkeeper.promql.values import (
     Bools,
@@ -135,17 +141,14 @@ def _with_histograms(
             ev.ctx.annotations.info(f"PromQL info: ignored histogram in {op} aggregation ({where})")
         return _aggregate(ev, node, op, param, floats)
     if op == "count_values":
-        if not isinstance(param, StringValue):
-            raise QueryError("count_values needs a label name string as its first argument")
+        label = _value_label(ev, param)
         # a histogram's value text is Prometheus' FloatHistogram.String()
         texts = {
             (i, j): h.go_string()
             for i, found in enumerate(value.histograms)
             for j, h in found.items()
         }
-        return selections.count_values(
-            value.present_anyhow(), node.modifier, param.value, steps, texts
-        )
+        return selections.count_values(value.present_anyhow(), node.modifier, label, steps, texts)
     if op not in _SUMS_HISTOGRAMS:
         raise refuse_histograms(f"the aggregation {op}")
     result = _aggregate(ev, node, op, param, floats)
@@ -215,12 +218,26 @@ def _with_histograms(
     return HistogramSteps(InstantSteps(out_labels, values, present), maps)
 
 
+def _value_label(ev: Evaluator, param: Any) -> str:
+    """count_values' label name: a valid one (any non-empty UTF-8 text, as Prometheus 3.x),
+    or the query fails. promql-parser reads `"\\xc5"` as `Å`, so the bytes are read from the
+    query as written."""
+    if not isinstance(param, StringValue):
+        raise QueryError("count_values needs a label name string as its first argument")
+    written = go_string_bytes(call_argument_text(ev.ctx.query, "count_values", 0, 0))
+    try:
+        written.decode("utf-8")
+    except UnicodeDecodeError:
+        raise QueryError(f"invalid label name {go_quote_bytes(written)}") from None
+    if not param.value:
+        raise QueryError(f"invalid label name {go_quote(param.value)}")
+    return str(param.value)
+
+
 def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSteps) -> InstantSteps:
     steps = len(ev.ts)
     if op == "count_values":
-        if not isinstance(param, StringValue):
-            raise QueryError("count_values needs a label name string as its first argument")
-        return selections.count_values(vector, node.modifier, param.value, steps)
+        return selections.count_values(vector, node.modifier, _value_label(ev, param), steps)
     if op in ("topk", "bottomk", "limitk"):
         if not isinstance(param, ScalarSteps):
             raise QueryError(f"{op} needs a scalar as its first argument")

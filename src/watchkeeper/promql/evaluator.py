@@ -42,6 +42,9 @@ from watchkeeper.promql.values import (
 from watchkeeper.store.types import HistogramSamples, SeriesColumns, SeriesSamples
 
 INT64_MIN = int(np.iinfo(np.int64).min)
+# functions reading only a native histogram's count and sum, and those needing its buckets
+_STATS_FUNCTIONS = {"histogram_count", "histogram_sum", "histogram_avg"}
+_BUCKET_FUNCTIONS = {"histogram_quantile", "histogram_quantiles", "histogram_fraction"}
 
 
 @dataclass
@@ -66,6 +69,22 @@ class EvalContext:
     # function calls seen so far by name, and the calls being evaluated, for positions
     _call_counts: dict[str, int] = field(default_factory=dict)
     _calls: list[tuple[str, int]] = field(default_factory=list)
+    # subqueries being evaluated (their inner expressions)
+    subqueries: int = 0
+
+    def reads_histogram_stats(self) -> bool:
+        """Whether a selector evaluated now feeds only histogram_count, histogram_sum or
+        histogram_avg, with no subquery or function needing buckets between: Prometheus then
+        reads it with its HistogramStatsIterator (detectHistogramStatsDecoding)."""
+        if self.subqueries:
+            return False
+        stats = False
+        for name, _ in reversed(self._calls):
+            if name in _STATS_FUNCTIONS:
+                stats = True
+            elif name in _BUCKET_FUNCTIONS:
+                return False
+        return stats
 
     def enter_call(self, name: str) -> tuple[str, int]:
         ordinal = self._call_counts.get(name, 0)
@@ -274,6 +293,8 @@ class Evaluator:
             found = sorted(seen.values(), key=lambda s: s.labels)
         if found:
             self.ctx.count_samples(sum(len(s.timestamps) for s in found))
+            if self.ctx.reads_histogram_stats():
+                found = [_hints_as_read(series) for series in found]
         return found
 
     def instant_selector(self, node: Any) -> InstantSteps | HistogramSteps:
@@ -348,7 +369,11 @@ class Evaluator:
         inner_ts = np.arange(first, int(ends.max()) + 1, step_ms, dtype=np.int64)
         if len(inner_ts) == 0:
             return windows(SeriesColumns.empty(), ends, range_ms)
-        value = Evaluator(self.ctx, inner_ts).eval_histograms(node.expr)
+        self.ctx.subqueries += 1
+        try:
+            value = Evaluator(self.ctx, inner_ts).eval_histograms(node.expr)
+        finally:
+            self.ctx.subqueries -= 1
         inner = value.floats if isinstance(value, HistogramSteps) else value
         # each series' points at the inner steps where it has one, row after row
         rows, cols = np.nonzero(inner.present)
@@ -387,6 +412,19 @@ def _with_histograms(
     times = [by_hist[ls].timestamps if ls in by_hist else empty for ls in labels]
     hists = [list(by_hist[ls].histograms) if ls in by_hist else [] for ls in labels]
     return HistogramRange(windows(SeriesColumns.of(series), ends, range_ms), times, hists)
+
+
+def _hints_as_read(series: HistogramSamples) -> HistogramSamples:
+    """The samples as Prometheus' HistogramStatsIterator gives them: each one stored with an
+    unknown reset hint (the first of a chunk cut at a reset) after the first one read is told
+    reset or not_reset from the sample before it. Only annotations can show it: a reset
+    meeting a not_reset in sum or sum_over_time is a conflict."""
+    hists = list(series.histograms)
+    for i in range(1, len(hists)):
+        if hists[i].counter_reset_hint == UNKNOWN:
+            reset = hists[i].detect_reset(hists[i - 1])
+            hists[i] = hists[i].with_hint(RESET if reset else NOT_RESET)
+    return HistogramSamples(series.labels, series.timestamps, hists)
 
 
 def _without_reset_hint(histogram: FloatHistogram) -> FloatHistogram:

@@ -355,7 +355,7 @@ def _on_one_layout(histograms: list[FloatHistogram]) -> list[FloatHistogram]:
 def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
     """The sum of histograms with compensated (Neumaier) summation of every field, at the
     coarsest schema and the widest zero bucket among them (Prometheus' KahanAdd, which keeps
-    sums like 1 + 1e100 + 1 - 1e100 exact); and whether their hints collide (a reset and a
+    sums like 1 + 1e100 + 1 - 1e100 exact); and whether their hints conflict (a reset and a
     not_reset among them). ValueError when exponential and custom buckets meet."""
     reduced = _on_one_layout(histograms)
     layout = reduced[0]
@@ -370,15 +370,14 @@ def kahan_sum(histograms: list[FloatHistogram]) -> tuple[FloatHistogram, bool]:
                 slot[0], slot[1] = kahan_step(value, slot[0], slot[1])
     pos_spans, pos_buckets = spans_from_map({i: t + c for i, (t, c) in sides[0].items()})
     neg_spans, neg_buckets = spans_from_map({i: t + c for i, (t, c) in sides[1].items()})
-    # Prometheus' adjustCounterReset, one addition after another: a gauge absorbs the rest,
-    # unknown stays unknown, and only reset meeting not_reset head on collides
+    # the sum's hint is Prometheus' adjustCounterReset, one addition after another: a gauge
+    # absorbs the rest, unknown stays unknown; but the aggregations and sum_over_time warn of
+    # a conflict wherever a reset and a not_reset are among the histograms
     hint = histograms[0].counter_reset_hint
-    collision = False
     for h in histograms[1:]:
-        theirs = h.counter_reset_hint
-        if {hint, theirs} == {RESET, NOT_RESET}:
-            collision = True
-        hint = combined_hint(hint, theirs)
+        hint = combined_hint(hint, h.counter_reset_hint)
+    hints = {h.counter_reset_hint for h in histograms}
+    collision = RESET in hints and NOT_RESET in hints
     total = FloatHistogram(
         schema=layout.schema,
         count=fields[0][0] + fields[0][1],

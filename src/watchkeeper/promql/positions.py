@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+from watchkeeper.model import go_quote
+
 _OPEN = "([{"
 _CLOSE = ")]}"
 _QUOTES = "\"'`"
@@ -61,9 +63,9 @@ def _find_call(text: str, function: str, occurrence: int) -> tuple[int, int] | N
             while j < len(text) and (text[j].isalnum() or text[j] in "_:"):
                 j += 1
             word = text[i:j]
-            k = j
-            while k < len(text) and text[k].isspace():
-                k += 1
+            k = _skip_space(text, j)
+            if word == function:
+                k = _past_grouping(text, k)
             if word == function and k < len(text) and text[k] == "(":
                 if seen == occurrence:
                     return i, k + 1
@@ -72,6 +74,34 @@ def _find_call(text: str, function: str, occurrence: int) -> tuple[int, int] | N
             continue
         i += 1
     return None
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _past_grouping(text: str, i: int) -> int:
+    """Past an aggregation's `by (...)` or `without (...)` written before its arguments, as
+    in `count_values by (job) ("value", x)`; `i` itself where there is none."""
+    for keyword in ("by", "without"):
+        end = i + len(keyword)
+        if text[i:end].lower() == keyword and not (text[end : end + 1].isalnum()):
+            k = _skip_space(text, end)
+            if text[k : k + 1] != "(":
+                return i
+            depth = 0
+            while k < len(text):
+                if text[k] in _QUOTES:
+                    k = skip_string(text, k)
+                    continue
+                depth += (text[k] in _OPEN) - (text[k] in _CLOSE)
+                k += 1
+                if depth == 0:
+                    return _skip_space(text, k)
+            return i
+    return i
 
 
 @functools.lru_cache(maxsize=4096)  # rules ask it of the same query text every evaluation
@@ -91,8 +121,18 @@ def call_argument_text(text: str, function: str, occurrence: int, argument: int)
 def go_string_is_utf8(raw: str) -> bool:
     """Whether the Go string literal at the start of `raw` holds valid UTF-8: `"\\xff"` is
     one byte 0xFF in Go, which no label name may contain, while Python reads it as `ÿ`."""
-    if not raw or raw[0] not in "\"'" or "\\" not in raw:
-        return True
+    try:
+        go_string_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def go_string_bytes(raw: str) -> bytes:
+    """The bytes of the Go string literal at the start of `raw`, its escapes read as Go reads
+    them; `raw` encoded when it starts no quoted literal."""
+    if not raw or raw[0] not in "\"'":
+        return raw.encode()
     quote = raw[0]
     out = bytearray()
     i = 1
@@ -114,13 +154,38 @@ def go_string_is_utf8(raw: str) -> bool:
             out += chr(int(raw[i + 2 : i + 2 + width], 16)).encode()
             i += 2 + width
         else:
-            out += b"?"
+            out += _SIMPLE_ESCAPES.get(nxt, b"?")
             i += 2
-    try:
-        out.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    return bytes(out)
+
+
+def go_quote_bytes(data: bytes) -> str:
+    """Go's strconv.Quote of bytes that may not be UTF-8: a byte that is not part of a
+    character as `\\xNN`."""
+    out = []
+    while data:
+        try:
+            out.append(go_quote(data.decode("utf-8"))[1:-1])
+            break
+        except UnicodeDecodeError as err:
+            out.append(go_quote(data[: err.start].decode("utf-8"))[1:-1])
+            out.append(f"\\x{data[err.start]:02x}")
+            data = data[err.start + 1 :]
+    return '"' + "".join(out) + '"'
+
+
+_SIMPLE_ESCAPES = {
+    "a": b"\a",
+    "b": b"\b",
+    "f": b"\f",
+    "n": b"\n",
+    "r": b"\r",
+    "t": b"\t",
+    "v": b"\v",
+    "\\": b"\\",
+    "'": b"'",
+    '"': b'"',
+}
 
 
 def _argument_start(text: str, i: int, argument: int) -> str:

@@ -151,8 +151,6 @@ def count_values(
     """count_values: each sample's value becomes a label (as Go formats it, so -0 and 0 are
     different values) before grouping, as in Prometheus: `by` may group on it, `without` may
     drop it."""
-    if not label:
-        raise QueryError(f"invalid label name {label!r}")
     by, names = grouping(modifier)
     if by:
         names = names | {label}  # `by` always keeps the value label
