@@ -48,8 +48,10 @@ def is_time_dependent(expr: Any) -> bool:
     return any(isinstance(n, pp.Call) and n.func.name in TIME_DEPENDENT for n in walk(expr))
 
 
-def pin(expr: Any, at_ms: int) -> str:
-    return _Printer(at_ms).print(expr, pinned=True)
+def pin(expr: Any, at_ms: int, trims: dict[int, str] | None = None) -> str:
+    """`trims`: the trim operators (`</`, `>/`) by the id of the node parsed in their place
+    (watchkeeper.promql.trim_operators.trim_nodes)."""
+    return _Printer(at_ms, trims or {}).print(expr, pinned=True)
 
 
 def _name(name: str) -> str:
@@ -61,8 +63,9 @@ def _labels(names: list[str]) -> str:
 
 
 class _Printer:
-    def __init__(self, at_ms: int) -> None:
+    def __init__(self, at_ms: int, trims: dict[int, str]) -> None:
         self.at = f" @ {at_ms / 1000:.3f}"
+        self.trims = trims
 
     def _modifiers(self, node: Any, pinned: bool) -> str:
         text = ""
@@ -135,7 +138,7 @@ class _Printer:
         raise TypeError(f"cannot print {type(node).__name__}")
 
     def _binary(self, node: Any, pinned: bool) -> str:
-        text = f" {node.op} "
+        text = f" {self.trims.get(id(node)) or node.op} "
         modifier = node.modifier
         if modifier is not None:
             if modifier.return_bool:

@@ -50,7 +50,7 @@ def _a_few_cells_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """The server works on big inputs a piece at a time: aggregations a few steps at a time
     (AGGREGATION_CELLS, 128 Ki cells) and, past FOLD_CELLS (64 Ki), batch by batch; selectors
     search their samples and range functions compute a few series at a time (SEARCH_CELLS,
-    64 Ki cells; FUNCTION_CELLS, 16 Ki); window reductions gather a few samples at a time
+    64 Ki cells; FUNCTION_CELLS, 8 Ki); window reductions gather a few samples at a time
     (GATHER_CHUNK, 64 Ki). With 3, every range case aggregates in several column chunks and
     batch by batch, and every selector and range function with more than one series works in
     several row chunks."""

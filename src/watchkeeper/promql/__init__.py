@@ -2,7 +2,8 @@
 
 It owns the engine (engine.py: a query's run, limits and result; evaluator.py: the tree over
 all steps at once), the operators (aggregations.py with grouping.py and selections.py,
-binops.py), the functions (functions.py; range_calls.py and range_functions.py for range
+binops.py with histogram_operators.py; trim_operators.py for `</` and `>/`, which the parser
+lacks), the functions (functions.py; range_calls.py and range_functions.py for range
 vectors; native_histograms.py and histogram_windows.py for native histograms), the queue of
 queries (gate.py), the queriers reading the store (querier.py), and turning series selectors
 (the `match[]` parameters of the Prometheus API) into model matchers (selectors.py). Must not

@@ -11,6 +11,7 @@ kept, so both answers refuse them; without them Prometheus writes `rangeExpr`, `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from watchkeeper.promql.ast import at_modifier
 from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.engine import parse
 from watchkeeper.promql.errors import QueryParseError
+from watchkeeper.promql.trim_operators import restore_trims, trim_nodes
 
 _CARDINALITY = {
     "OneToOne": "one-to-one",
@@ -39,12 +41,13 @@ def format_query(text: str) -> str:
         # promql-parser prints such an `@` time as 0, which would be a different query
         raise QueryParseError("cannot format an @ modifier time before 1970-01-01")
     pretty: str = expr.prettify()
-    return pretty
+    return restore_trims(pretty, text)
 
 
 def parse_query(text: str) -> Any:
     """The query's syntax tree as Prometheus' `/api/v1/parse_query` answers it."""
-    return ast_to_json(_parse(text))
+    expr = _parse(text)
+    return ast_to_json(expr, trim_nodes(text, expr))
 
 
 def _parse(text: str) -> Any:
@@ -57,7 +60,9 @@ def _parse(text: str) -> Any:
     return parse(text)
 
 
-def ast_to_json(node: Any) -> Any:
+def ast_to_json(node: Any, trims: Mapping[int, str] | None = None) -> Any:
+    """`trims`: the trim operators by the id of the node parsed in their place
+    (trim_operators.trim_nodes)."""
     if node is None:
         return None
     if isinstance(node, promql_parser.AggregateExpr):
@@ -66,13 +71,13 @@ def ast_to_json(node: Any) -> Any:
         return {
             "type": "aggregation",
             "op": str(node.op),
-            "expr": ast_to_json(node.expr),
-            "param": ast_to_json(node.param),
+            "expr": ast_to_json(node.expr, trims),
+            "param": ast_to_json(node.param, trims),
             "grouping": list(modifier.labels) if modifier is not None else [],
             "without": without,
         }
     if isinstance(node, promql_parser.BinaryExpr):
-        return _binary(node)
+        return _binary(node, trims or {})
     if isinstance(node, promql_parser.Call):
         func = node.func
         return {
@@ -83,7 +88,7 @@ def ast_to_json(node: Any) -> Any:
                 "variadic": func.variadic,
                 "returnType": _value_type(func.return_type),
             },
-            "args": [ast_to_json(arg) for arg in node.args],
+            "args": [ast_to_json(arg, trims) for arg in node.args],
         }
     if isinstance(node, promql_parser.MatrixSelector):
         selector = node.vector_selector
@@ -102,7 +107,7 @@ def ast_to_json(node: Any) -> Any:
     if isinstance(node, promql_parser.SubqueryExpr):
         return {
             "type": "subquery",
-            "expr": ast_to_json(node.expr),
+            "expr": ast_to_json(node.expr, trims),
             "range": _ms(node.range),
             "rangeExpr": None,
             "offset": _ms(node.offset),
@@ -114,12 +119,12 @@ def ast_to_json(node: Any) -> Any:
     if isinstance(node, promql_parser.NumberLiteral):
         return {"type": "numberLiteral", "val": format_f(node.val)}
     if isinstance(node, promql_parser.ParenExpr):
-        return {"type": "parenExpr", "expr": ast_to_json(node.expr)}
+        return {"type": "parenExpr", "expr": ast_to_json(node.expr, trims)}
     if isinstance(node, promql_parser.StringLiteral):
         return {"type": "stringLiteral", "val": node.val}
     if isinstance(node, promql_parser.UnaryExpr):
         # promql-parser keeps only negation (a unary plus is dropped while parsing)
-        return {"type": "unaryExpr", "op": "-", "expr": ast_to_json(node.expr)}
+        return {"type": "unaryExpr", "op": "-", "expr": ast_to_json(node.expr, trims)}
     if isinstance(node, promql_parser.VectorSelector):
         return {
             "type": "vectorSelector",
@@ -134,8 +139,8 @@ def ast_to_json(node: Any) -> Any:
     raise QueryParseError(f"unsupported expression {type(node).__name__}")
 
 
-def _binary(node: Any) -> dict[str, Any]:
-    op = str(node.op)
+def _binary(node: Any, trims: Mapping[int, str]) -> dict[str, Any]:
+    op = trims.get(id(node)) or str(node.op)
     modifier = node.modifier
     matching: dict[str, Any] | None = None
     # Prometheus keeps vector matching only between two instant vectors
@@ -158,8 +163,8 @@ def _binary(node: Any) -> dict[str, Any]:
     return {
         "type": "binaryExpr",
         "op": op,
-        "lhs": ast_to_json(node.lhs),
-        "rhs": ast_to_json(node.rhs),
+        "lhs": ast_to_json(node.lhs, trims),
+        "rhs": ast_to_json(node.rhs, trims),
         "matching": matching,
         "bool": bool(modifier is not None and modifier.return_bool),
     }

@@ -10,7 +10,7 @@ import numpy as np
 
 from watchkeeper.model import Labels, format_labels
 from watchkeeper.promql import histogram_operators, native_histograms
-from watchkeeper.promql.errors import QueryError
+from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.values import (
     Bools,
     Floats,
@@ -42,6 +42,9 @@ COMPARISON: dict[str, Callable[[Floats, Floats], Bools]] = {
     "<=": np.less_equal,
 }
 SET_OPERATORS = ("and", "or", "unless")
+# a histogram's observations below (`</`) or above (`>/`) a float: histograms only, and like
+# a comparison they keep the metric name
+TRIM_OPERATORS = ("</", ">/")
 
 
 def negate(value: Value) -> Value:
@@ -65,6 +68,9 @@ def _apply(op: str, lhs: Floats, rhs: Floats, return_bool: bool) -> tuple[Floats
     with np.errstate(all="ignore"):
         if op in ARITHMETIC:
             return np.asarray(ARITHMETIC[op](lhs, rhs), dtype=np.float64), None
+        if op in TRIM_OPERATORS:  # no float is trimmed (histogram_operators.Tokens trims)
+            shape = np.broadcast_shapes(np.shape(lhs), np.shape(rhs))
+            return np.broadcast_to(lhs, shape).astype(np.float64), np.zeros(shape, dtype=bool)
         keep = COMPARISON[op](lhs, rhs)
     if return_bool:
         return keep.astype(np.float64), None
@@ -72,12 +78,16 @@ def _apply(op: str, lhs: Floats, rhs: Floats, return_bool: bool) -> tuple[Floats
 
 
 def evaluate(ev: Evaluator, node: Any) -> Value:
-    op = str(node.op)
+    op = ev.ctx.trims.get(id(node)) or str(node.op)
     modifier = node.modifier
     return_bool = bool(modifier is not None and modifier.return_bool)
+    if op in TRIM_OPERATORS and return_bool:
+        raise QueryParseError(
+            "1:1: parse error: bool modifier can only be used on comparison operators"
+        )
     lhs = ev.eval(node.lhs)
     rhs = ev.eval(node.rhs)
-    if isinstance(lhs, HistogramSteps) or isinstance(rhs, HistogramSteps):
+    if op in TRIM_OPERATORS or isinstance(lhs, HistogramSteps) or isinstance(rhs, HistogramSteps):
         return _with_histograms(ev, op, lhs, rhs, modifier, return_bool)
     if isinstance(lhs, ScalarSteps) and isinstance(rhs, ScalarSteps):
         values, _ = _apply(op, lhs.values, rhs.values, True)
@@ -137,8 +147,10 @@ def _vector_scalar(
     values, keep = apply(op, lhs, rhs, return_bool)
     present = vector.present
     if keep is not None:
-        # a filter always returns the vector's own value, whichever side it is on
-        values = vector.values
+        # a filter always returns the vector's own value, whichever side it is on (a trim
+        # operator its result)
+        if op not in TRIM_OPERATORS:
+            values = vector.values
         present = present & keep
     labels = vector.labels
     if op in ARITHMETIC or return_bool:

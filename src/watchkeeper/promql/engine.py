@@ -18,6 +18,7 @@ from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.evaluator import EvalContext, Evaluator
 from watchkeeper.promql.querier import Querier
 from watchkeeper.promql.result import QueryResult, Series
+from watchkeeper.promql.trim_operators import trim_nodes, without_trims
 from watchkeeper.promql.values import (
     HistogramRange,
     HistogramSteps,
@@ -55,7 +56,7 @@ PARSED_QUERIES = 1024
 def parse(query: str) -> Any:
     """The query's AST; a QueryParseError naming the problem if it is not valid PromQL."""
     try:
-        expr = pp.parse(query)
+        expr = pp.parse(without_trims(query))
     except ValueError as err:
         raise QueryParseError(f"1:1: parse error: {err}") from None
     for node in walk(expr):
@@ -142,6 +143,7 @@ class Engine:
         expr = tree
         if expr is None:
             expr = self.parse(rewrite_durations(query, step_ms, end_ms - start_ms))
+        trims = trim_nodes(query, expr)
         options = self.options
         timeout = options.timeout_s if timeout_s is None else min(timeout_s, options.timeout_s)
         ctx = EvalContext(
@@ -157,6 +159,7 @@ class Engine:
             deadline=time.monotonic() + timeout,
             range_query=step_ms > 0,
             step_ms=step_ms,
+            trims=trims,
         )
         if step_ms:
             steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)

@@ -71,6 +71,8 @@ class EvalContext:
     _calls: list[tuple[str, int]] = field(default_factory=list)
     # subqueries being evaluated (their inner expressions)
     subqueries: int = 0
+    # the trim operators (`</`, `>/`) by the id of the comparison node parsed in their place
+    trims: dict[int, str] = field(default_factory=dict)
 
     def reads_histogram_stats(self) -> bool:
         """Whether a selector evaluated now feeds only histogram_count, histogram_sum or

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from watchkeeper.model.histogram import GAUGE, FloatHistogram
+from watchkeeper.model.histogram_trim import trimmed
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.native_histograms import MIXED_SCHEMAS, RECONCILED, reconciled, steps_of
 from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps, Value
@@ -79,6 +80,8 @@ class Tokens:
             rhs.view(np.uint64) == np.float64(self.absent).view(np.uint64)
         )
         special = (self.tokens_in(lhs) | self.tokens_in(rhs)) & ~absent
+        if op in _TRIMS:  # they take histograms only: every float element is told so
+            special = ~absent
         values, keep = self.base(op, lhs, rhs, return_bool)
         if not special.any():
             return values, keep
@@ -87,7 +90,11 @@ class Tokens:
         for index in zip(*np.nonzero(special), strict=True):
             a, b = self._value(float(lhs[index])), self._value(float(rhs[index]))
             result, passes = self._element(op, a, b)
-            if keep is not None:  # a filter: the left side's own sample, if it passes
+            if op in _TRIMS:
+                assert keep is not None  # binops._apply gives trims a mask
+                keep[index] = passes
+                values[index] = self.token(result if isinstance(result, FloatHistogram) else None)
+            elif keep is not None:  # a filter: the left side's own sample, if it passes
                 keep[index] = passes
             elif return_bool and op in _COMPARISONS:
                 values[index] = float(passes) if result is not None else self.token(None)
@@ -115,6 +122,8 @@ class Tokens:
                     return a, same if op == "==" else not same
             elif left and isinstance(b, float):
                 assert isinstance(a, FloatHistogram)
+                if op in _TRIMS:
+                    return trimmed(a, b, upper=op == "</"), True
                 if op == "*":
                     return a.scaled(b).compacted(), True
                 if op == "/":
@@ -154,3 +163,4 @@ class Tokens:
 
 
 _COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
+_TRIMS = ("</", ">/")
