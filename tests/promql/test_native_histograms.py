@@ -5,14 +5,12 @@ by name instead of reading a histogram as a number."""
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
 
 from watchkeeper.model import labels_from_dict
 from watchkeeper.model.histogram import GAUGE, parse_histogram
-from watchkeeper.promql import QueryError
 from watchkeeper.promql.engine import Engine
 from watchkeeper.promql.querier import MemoryQuerier
 from watchkeeper.promql.series_notation import STALE_NAN, expand_items
@@ -98,16 +96,21 @@ def test_a_range_query_gives_points_of_both_kinds() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("expr", "where"),
-    [
-        ("limitk(1, h)", "the aggregation limitk"),
-        ('histogram_quantiles(h, "q", 0.5)', "histogram_quantiles()"),
-    ],
-)
-def test_what_does_not_handle_histograms_refuses_them(expr: str, where: str) -> None:
-    with pytest.raises(QueryError, match=re.escape(f"not supported in {where} yet")):
-        Engine().instant_query(_querier(), expr, 3 * MINUTE)
+def test_experimental_functions_over_histograms() -> None:
+    """histogram_quantiles and sort_by_label(_desc), experimental functions in Prometheus,
+    take native histograms as histogram_quantile and sort_by_label take anything."""
+    at = 3 * MINUTE
+    result = Engine().instant_query(_querier(), 'histogram_quantiles(h, "q", 0.5, 1)', at)
+    assert {dict(s.labels)["q"]: float(s.values[0]) for s in result.series} == {
+        "0.5": Engine()
+        .instant_query(_querier(), "histogram_quantile(0.5, h)", at)
+        .series[0]
+        .values[0],
+        "1.0": 1.0,  # the upper bound of the one bucket
+    }
+    ordered = Engine().instant_query(_querier(), 'sort_by_label_desc(h, "job")', at)
+    assert [dict(s.labels)["job"] for s in ordered.series] == ["b", "a"]
+    assert ordered.series[1].histograms[0][1].count == 4
 
 
 def test_operators_and_aggregations_on_histograms() -> None:
@@ -184,3 +187,31 @@ def test_histogram_stats_are_read_with_reset_hints_as_prometheus_reads_them() ->
     assert warnings("sum_over_time(h[5m])") == []
     assert warnings("histogram_count(sum_over_time(h[5m:1m]))") == []
     assert warnings("max_over_time(histogram_count(sum_over_time(h[5m]))[1m:1m])") == []
+
+
+def test_limitk_and_limit_ratio_choose_series_of_either_kind() -> None:
+    """They choose series by their order or label hash, not by value: a histogram sample
+    is kept as it is (Prometheus' limit.test, an experimental-flag file)."""
+    at = 3 * MINUTE
+    assert _vector("limitk(2, h)", at) == {"a": "{{count:4 sum:8 buckets:[4]}}", "b": 3.0}
+    assert _vector("limitk(1, h)", at) == {"a": "{{count:4 sum:8 buckets:[4]}}"}
+    assert _vector("limit_ratio(1, h)", at) == _vector("h", at)
+    assert _vector("limit_ratio(-1, h)", at) == _vector("h", at)
+    ranged = Engine().range_query(_querier(), "limitk(1, h)", 0, 5 * MINUTE, MINUTE)
+    (series,) = ranged.series
+    assert [t for t, _ in series.histograms] == [0, MINUTE, 2 * MINUTE, 3 * MINUTE, 5 * MINUTE]
+    assert series.timestamps.tolist() == [4 * MINUTE]  # the float at 4m
+
+
+@pytest.mark.parametrize(
+    ("expr", "where"),
+    [
+        ("abs(quantile(2, h))", "1:14"),  # an aggregation's parameter, inside a call
+        ("abs(quantile_over_time(2, h[1m]))", "1:24"),
+        ("count(limit_ratio(1.5, h))", "1:19"),
+    ],
+)
+def test_parameter_warnings_point_at_the_parameter(expr: str, where: str) -> None:
+    result = Engine().instant_query(_querier(), expr, 4 * MINUTE)
+    (warning,) = result.annotations.warnings
+    assert warning.endswith(f"({where})")

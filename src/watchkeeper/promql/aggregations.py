@@ -125,6 +125,23 @@ def _emptied(held: list[InstantSteps]) -> Iterator[InstantSteps]:
 _COUNTS_HISTOGRAMS = {"count", "group"}
 _SUMS_HISTOGRAMS = {"sum", "avg"}
 _IGNORES_HISTOGRAMS = {"min", "max", "topk", "bottomk", "stddev", "stdvar", "quantile"}
+_CHOOSES_SERIES = {"limitk", "limit_ratio"}  # by their order or label hash, not their values
+
+
+def _chosen_with_histograms(
+    ev: Evaluator, node: Any, op: str, param: Any, value: HistogramSteps
+) -> InstantSteps | HistogramSteps:
+    """limitk or limit_ratio over samples of either kind: the series chosen where they have
+    a sample, each keeping its samples as they are."""
+    chosen = _aggregate(ev, node, op, param, value.present_anyhow())
+    row_of = {labels: i for i, labels in enumerate(value.floats.labels)}
+    present = chosen.present.copy()
+    maps: list[dict[int, FloatHistogram]] = []
+    for r, labels in enumerate(chosen.labels):
+        found = value.histograms[row_of[labels]]
+        maps.append({j: h for j, h in found.items() if present[r, j]})
+        present[r, list(maps[-1])] = False
+    return native_histograms.steps_of(chosen.labels, chosen.values, present, maps)
 
 
 def _with_histograms(
@@ -140,6 +157,8 @@ def _with_histograms(
             where = call_start(ev.ctx.query, op, 0)
             ev.ctx.annotations.info(f"PromQL info: ignored histogram in {op} aggregation ({where})")
         return _aggregate(ev, node, op, param, floats)
+    if op in _CHOOSES_SERIES:
+        return _chosen_with_histograms(ev, node, op, param, value)
     if op == "count_values":
         label = _value_label(ev, param)
         # a histogram's value text is Prometheus' FloatHistogram.String()
@@ -252,7 +271,8 @@ def _aggregate(ev: Evaluator, node: Any, op: str, param: Any, vector: InstantSte
     if op == "quantile":
         if not isinstance(param, ScalarSteps):
             raise QueryError("quantile needs a scalar as its first argument")
-        warn_quantile_range(ev, param.values)
+        # an aggregation is no call being evaluated: its parameter is found by its name
+        warn_quantile_range(ev, param.values, call_argument(ev.ctx.query, "quantile", 0, 0))
     q = param.values if op == "quantile" else None
     result, group_present = _reduce_groups(op, vector, gid, len(group_labels), q)
     return merge_same_labels(group_labels, result, group_present)
@@ -475,12 +495,13 @@ def _reduce(op: str, values: Floats, present: Bools, starts: Ints, count: Floats
     raise QueryError(f"unsupported aggregation {op}")
 
 
-def warn_quantile_range(ev: Evaluator, q: Floats) -> None:
+def warn_quantile_range(ev: Evaluator, q: Floats, where: str) -> None:
+    """Prometheus' warning for a quantile outside [0, 1]; `where` is the argument's position."""
     bad = q[np.isnan(q) | (q < 0) | (q > 1)]
     if len(bad):
         ev.ctx.annotations.warn(
             f"PromQL warning: quantile value should be between 0 and 1, got "
-            f"{format_f(float(bad[0]))} ({ev.ctx.argument_position(0)})"
+            f"{format_f(float(bad[0]))} ({where})"
         )
 
 

@@ -312,7 +312,9 @@ def _fn_round(ev: Evaluator, args: list[Any]) -> Value:
 # -- sorting
 
 
-def _reordered(ev: Evaluator, vector: InstantSteps, order_of: Callable[[], Any]) -> Value:
+def _reordered(
+    ev: Evaluator, value: InstantSteps | HistogramSteps, order_of: Callable[[], Any]
+) -> Value:
     """The sort family: the series in `order_of()`'s order in an instant query; a range query's
     result is ordered by labels anyway, which Prometheus warns about."""
     if ev.ctx.range_query:
@@ -320,12 +322,16 @@ def _reordered(ev: Evaluator, vector: InstantSteps, order_of: Callable[[], Any])
             "PromQL warning: sort is ineffective for range queries since results are "
             f"always ordered by labels ({ev.ctx.call_position()})"
         )
+    vector = value.floats if isinstance(value, HistogramSteps) else value
     if len(ev.ts) != 1 or not vector.labels:
-        return vector
+        return value
     order = order_of()
-    return InstantSteps(
+    ordered = InstantSteps(
         [vector.labels[i] for i in order], vector.values[order], vector.present[order]
     )
+    if isinstance(value, HistogramSteps):
+        return HistogramSteps(ordered, [value.histograms[i] for i in order])
+    return ordered
 
 
 def _sort(descending: bool) -> Handler:
@@ -352,7 +358,8 @@ def _natural_key(value: str) -> list[tuple[int, int, str]]:
 
 def _sort_by_label(descending: bool) -> Handler:
     def handler(ev: Evaluator, args: list[Any]) -> Value:
-        vector = ev.eval_vector(args[0])
+        value = ev.eval_histograms(args[0])  # by labels: histograms are sorted as floats
+        vector = value.floats if isinstance(value, HistogramSteps) else value
         names = [_string_arg(ev, a) for a in args[1:]]
 
         def key(i: int) -> tuple[list[list[tuple[int, int, str]]], Labels]:
@@ -362,7 +369,7 @@ def _sort_by_label(descending: bool) -> Handler:
         def by_labels() -> Any:
             return sorted(range(len(vector.labels)), key=key, reverse=descending)
 
-        return _reordered(ev, vector, by_labels)
+        return _reordered(ev, value, by_labels)
 
     return handler
 
@@ -431,12 +438,7 @@ def _fn_histogram_quantile(ev: Evaluator, args: list[Any]) -> Value:
     result = histograms.quantile(ev, q, classic)
     if not natives:
         return result
-    native = native_histograms.per_histogram(
-        ev,
-        natives,
-        lambda j, h: native_histograms.histogram_quantile(float(q[j]), h),
-        position,
-    )
+    native = native_histograms.per_histogram(ev, natives, _quantile_of(q), position)
     return _joined(native, result)
 
 
@@ -453,7 +455,8 @@ def _joined(first: InstantSteps, second: InstantSteps) -> InstantSteps:
 def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
     """histogram_quantiles(v, "label", q1, q2, ...): each quantile as its own series, told
     apart by the label."""
-    vector = ev.eval_vector(args[0])
+    position = ev.ctx.argument_position(0)
+    vector, natives = native_histograms.split_classic(ev, ev.eval_histograms(args[0]), position)
     label = _string_arg(ev, args[1])
     labels: list[Labels] = []
     values: list[Floats] = []
@@ -461,6 +464,9 @@ def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
     for index, node in enumerate(args[2:], start=2):
         q = _scalar_arg(ev, node)
         result = histograms.quantile(ev, q, vector, vector_arg=0, q_arg=index)
+        if natives:
+            native = native_histograms.per_histogram(ev, natives, _quantile_of(q), position)
+            result = _joined(native, result)
         shown = format_f(float(q[0]))
         if "." not in shown and shown.lstrip("-").isdigit():
             shown += ".0"  # as Prometheus labels them: 0.0, 0.25, 1.0
@@ -474,6 +480,11 @@ def _fn_histogram_quantiles(ev: Evaluator, args: list[Any]) -> Value:
         np.array(values).reshape(len(labels), steps),
         np.array(present, dtype=bool).reshape(len(labels), steps),
     )
+
+
+def _quantile_of(q: Floats) -> Callable[[int, FloatHistogram], tuple[float, str | None]]:
+    """The quantile `q` (at each step) of a native histogram."""
+    return lambda j, h: native_histograms.histogram_quantile(float(q[j]), h)
 
 
 def _fn_histogram_fraction(ev: Evaluator, args: list[Any]) -> Value:

@@ -154,7 +154,7 @@ def _range_function_arguments(ev: Evaluator, name: str, args: list[Any]) -> list
     """The scalar arguments of a range-vector function, checked."""
     if name == "quantile_over_time":
         quantile = ev.eval_scalar(args[0]).values
-        aggregations.warn_quantile_range(ev, quantile)
+        aggregations.warn_quantile_range(ev, quantile, ev.ctx.argument_position(0))
         return [quantile]
     if name == "predict_linear":
         return [ev.eval_scalar(args[1]).values]

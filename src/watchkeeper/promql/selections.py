@@ -13,6 +13,7 @@ from watchkeeper.model import Labels
 from watchkeeper.model.gofloat import format_f
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.grouping import group_of, grouping, series_groups
+from watchkeeper.promql.positions import call_argument
 from watchkeeper.promql.values import Floats, InstantSteps, Ints
 from watchkeeper.promql.vectors import merge_same_labels
 
@@ -105,7 +106,7 @@ def limit_ratio(ev: Evaluator, vector: InstantSteps, ratios: Floats) -> InstantS
         ev.ctx.annotations.warn(
             f"PromQL warning: ratio value should be between -1 and 1, got {format_f(bad)}, "
             f"capping to {format_f(float(np.clip(bad, -1, 1)))} "
-            f"({ev.ctx.argument_position(0)})"
+            f"({call_argument(ev.ctx.query, 'limit_ratio', 0, 0)})"
         )
     ratio = np.clip(ratios, -1.0, 1.0)[None, :]
     offsets = np.array(
