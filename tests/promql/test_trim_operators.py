@@ -10,6 +10,7 @@ import pytest
 from watchkeeper.model import labels_from_dict
 from watchkeeper.model.histogram import parse_histogram
 from watchkeeper.promql.ast_json import format_query, parse_query
+from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.engine import Engine, parse
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.querier import MemoryQuerier
@@ -80,3 +81,27 @@ def test_format_query_and_parse_query_keep_the_trims() -> None:
     )
     tree = parse_query("h >/ 2 > 1")
     assert (tree["op"], tree["lhs"]["op"]) == (">", ">/")
+
+
+def test_every_conformance_query_places_its_trims() -> None:
+    """Over the upstream test files' queries (the comparison operators among strings, regexes,
+    matchers, subqueries and aggregation parameters of real queries): each parses, and each
+    `</` and `>/` written is found at a node, none elsewhere."""
+    from tests.promql import conformance  # noqa: PLC0415
+
+    names = conformance.testdata_files()
+    if not names:
+        pytest.skip(f"conformance testdata not found at {conformance.TESTDATA}")
+    placed = 0
+    for name in names:
+        for case in conformance.load_file(name):
+            try:
+                tree = parse(rewrite_durations(case.expr, 0, 0))
+            except QueryError:
+                continue  # syntax promql-parser lacks (experimental-flag cases)
+            written = case.expr.count("</") + case.expr.count(">/")
+            found = trim_nodes(case.expr, tree)
+            if '"' not in case.expr and "`" not in case.expr:
+                assert len(found) == written, case.id
+            placed += len(found)
+    assert placed >= 100
