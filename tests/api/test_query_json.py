@@ -11,6 +11,7 @@ import pytest
 from watchkeeper.api.query_json import (
     go_json,
     go_string,
+    histograms_json,
     labels_object,
     result_json,
     sample_timestamp,
@@ -18,6 +19,7 @@ from watchkeeper.api.query_json import (
     sample_values,
     success_body,
 )
+from watchkeeper.model.histogram import FloatHistogram
 from watchkeeper.promql.result import QueryResult, Series
 
 
@@ -150,3 +152,48 @@ def test_matrices_are_written_point_by_point_as_prometheus_does() -> None:
     assert result_json(matrix, series) == (
         '"resultType":"matrix","result":[' + ",".join(expected) + "]"
     )
+
+
+def _one_by_one(h: FloatHistogram) -> str:
+    """jsonutil.MarshalHistogram written number by number from `FloatHistogram.buckets()`."""
+    text = f'{{"count":"{sample_value(h.count)}","sum":"{sample_value(h.sum)}"'
+    buckets = [
+        f'[{rule},"{sample_value(lower)}","{sample_value(upper)}","{sample_value(count)}"]'
+        for rule, lower, upper, count in h.buckets()
+    ]
+    return text + (',"buckets":[' + ",".join(buckets) + "]" if buckets else "") + "}"
+
+
+def test_histograms_written_in_bulk_as_one_by_one() -> None:
+    """Layouts shared and not, empty buckets (left out), a zero bucket or none, bounds inside
+    the zero bucket (shown at its edge), custom buckets, NaN and huge counts."""
+    rng = np.random.default_rng(7)
+    histograms = []
+    for k in range(300):
+        custom = k % 5 == 0
+        schema = -53 if custom else int(rng.integers(-4, 9))
+
+        def counts(n: int) -> tuple[float, ...]:
+            drawn = rng.integers(0, 4, n).astype(float)  # zeros among them
+            drawn[rng.random(n) < 0.05] = math.nan
+            drawn[rng.random(n) < 0.05] = 1e300
+            return tuple(drawn.tolist())
+
+        positive = ((int(rng.integers(-3, 3)), 3), (int(rng.integers(0, 3)), 2))
+        negative = () if custom or k % 3 else ((int(rng.integers(-2, 2)), 4),)
+        histograms.append(
+            FloatHistogram(
+                schema=schema,
+                count=float(k),
+                sum=k / 3,
+                zero_threshold=0.0 if custom else float(rng.choice([0.0, 0.001, 0.3])),
+                zero_count=0.0 if custom else float(rng.integers(0, 2)),
+                positive_spans=((0, 5),) if custom else positive,
+                positive_buckets=counts(5),
+                negative_spans=negative,
+                negative_buckets=counts(4) if negative else (),
+                custom_values=(0.1, 0.5, 1.0, 10.0) if custom else (),
+            )
+        )
+    assert histograms_json(histograms) == [_one_by_one(h) for h in histograms]
+    assert histograms_json([]) == []

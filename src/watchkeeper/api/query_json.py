@@ -21,7 +21,7 @@ import orjson
 
 from watchkeeper.model import Labels
 from watchkeeper.model.gofloat import format_f
-from watchkeeper.model.histogram import FloatHistogram
+from watchkeeper.model.histogram import FloatHistogram, Spans, bucket_edges, span_indexes
 from watchkeeper.promql import GatedRun, QueryResult, Series
 
 MAX_ANNOTATIONS = 10  # per kind, as Prometheus' API answers them
@@ -114,21 +114,70 @@ def labels_object(labels: Labels) -> str:
     return "{" + ",".join(f"{go_string(n)}:{go_string(v)}" for n, v in labels) + "}"
 
 
-def histogram_json(histogram: FloatHistogram) -> str:
-    """jsonutil.MarshalHistogram: count, sum and the buckets with a count, each as [boundary
-    rule, lower, upper, count]."""
-    text = f'{{"count":"{sample_value(histogram.count)}","sum":"{sample_value(histogram.sum)}"'
-    buckets = [
-        f'[{rule},"{sample_value(lower)}","{sample_value(upper)}","{sample_value(count)}"]'
-        for rule, lower, upper, count in histogram.buckets()
-    ]
-    if buckets:
-        text += ',"buckets":[' + ",".join(buckets) + "]"
-    return text + "}"
+def histograms_json(histograms: Sequence[FloatHistogram]) -> list[str]:
+    """jsonutil.MarshalHistogram of many histograms: count, sum and the buckets with a count,
+    each as [boundary rule, lower, upper, count]. Their numbers are written by one
+    `sample_values` call, and the rules and bounds of each layout's buckets kept as text: a
+    1 h range of 1,000 histograms of 20 buckets (60 K histograms, 62 MB of answer) took 2.9 s
+    one number at a time, 0.4 s so."""
+    numbers: list[float] = []
+    heads: list[tuple[str, ...]] = []
+    for h in histograms:
+        zero = bool(h.zero_count)
+        layout = _layout_heads(
+            h.schema, h.custom_values, h.zero_threshold, h.negative_spans, zero, h.positive_spans
+        )
+        counts = [
+            *reversed(h.negative_buckets),
+            *((h.zero_count,) if zero else ()),
+            *h.positive_buckets,
+        ]
+        if 0.0 in counts:  # empty buckets are not listed
+            kept = [i for i, count in enumerate(counts) if count]
+            layout = tuple(layout[i] for i in kept)
+            counts = [counts[i] for i in kept]
+        numbers += (h.count, h.sum, *counts)
+        heads.append(layout)
+    texts = sample_values(np.array(numbers, dtype=np.float64))
+    out = []
+    k = 0
+    for mine in heads:
+        text = f'{{"count":"{texts[k]}","sum":"{texts[k + 1]}"'
+        k += 2
+        if mine:
+            # each head ends in an open quote: its count, and the quote and bracket closing it
+            pairs = '"],'.join(map(str.__add__, mine, texts[k : k + len(mine)]))
+            text += f',"buckets":[{pairs}"]]'
+            k += len(mine)
+        out.append(text + "}")
+    return out
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: layouts come from clients
+def _layout_heads(
+    schema: int,
+    custom_values: tuple[float, ...],
+    zero: float,
+    negative_spans: Spans,
+    has_zero: bool,
+    positive_spans: Spans,
+) -> tuple[str, ...]:
+    """Each bucket's `[rule,"lower","upper","` in the answer, in its order: the negative
+    buckets from -Inf up, the zero bucket, the positive ones."""
+    places = [(-1, i) for i in reversed(span_indexes(negative_spans))]
+    places += [(0, 0)] * has_zero + [(1, i) for i in span_indexes(positive_spans)]
+    heads = []
+    for side, index in places:
+        rule, lower, upper = bucket_edges(schema, custom_values, zero, side, index, True)
+        heads.append(f'[{rule},"{sample_value(lower)}","{sample_value(upper)}","')
+    return tuple(heads)
 
 
 def _histogram_points(points: Sequence[tuple[int, FloatHistogram]]) -> str:
-    return ",".join(f"[{sample_timestamp(at)},{histogram_json(h)}]" for at, h in points)
+    texts = histograms_json([h for _, h in points])
+    return ",".join(
+        f"[{sample_timestamp(at)},{text}]" for (at, _), text in zip(points, texts, strict=True)
+    )
 
 
 def _vector(series: Sequence[Series]) -> Iterable[str]:
@@ -136,11 +185,11 @@ def _vector(series: Sequence[Series]) -> Iterable[str]:
     the timestamp (the same for every sample) once."""
     floats = [s for s in series if not s.histograms]
     texts = iter(sample_values(np.array([s.values[0] for s in floats], dtype=np.float64)))
+    histograms = iter(histograms_json([s.histograms[0][1] for s in series if s.histograms]))
     stamps: dict[int, str] = {}
     for s in series:
         if s.histograms:
-            at, histogram = s.histograms[0]
-            point = f"[{sample_timestamp(at)},{histogram_json(histogram)}]"
+            point = f"[{sample_timestamp(s.histograms[0][0])},{next(histograms)}]"
             yield f'{{"metric":{labels_object(s.labels)},"histogram":{point}}}'
             continue
         ms = int(s.timestamps[0])

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from functools import cache
+from functools import cache, lru_cache
 
 from watchkeeper.model.gofloat import format_g
 
@@ -159,25 +159,22 @@ class FloatHistogram:
         1 open on the right, 3 closed (the zero bucket, and the first custom bucket). A bound
         inside the zero bucket is shown at its edge, unless `clamp` is off."""
         schema, values, zero = self.schema, self.custom_values, self.zero_threshold
+        for side, index, count in self.bucket_indexes():
+            yield *bucket_edges(schema, values, zero, side, index, clamp), count
+
+    def bucket_indexes(self) -> Iterator[tuple[int, int, float]]:
+        """(side, index, count) of every bucket with a count, in `buckets`' order: side -1
+        for a negative bucket, 0 for the zero bucket (index 0), 1 for a positive one."""
         negative = self.negative()
         for index in sorted(negative, reverse=True):
-            count = negative[index]
-            if count:
-                upper = -bucket_bound(index - 1, schema, values)
-                if clamp and -zero < upper < 0:
-                    upper = -zero
-                yield 1, -bucket_bound(index, schema, values), upper, count
+            if negative[index]:
+                yield -1, index, negative[index]
         if self.zero_count:
-            yield 3, -zero, zero, self.zero_count
+            yield 0, 0, self.zero_count
         positive = self.positive()
         for index in sorted(positive):
-            count = positive[index]
-            if count:
-                lower = bucket_bound(index - 1, schema, values)
-                if clamp and 0 < lower < zero:
-                    lower = zero
-                rule = 3 if self.uses_custom_buckets and index == 0 else 0
-                yield rule, lower, bucket_bound(index, schema, values), count
+            if positive[index]:
+                yield 1, index, positive[index]
 
     def go_string(self) -> str:
         """Prometheus' FloatHistogram.String(), which count_values labels a histogram with:
@@ -521,15 +518,18 @@ def decode(data: bytes | memoryview) -> FloatHistogram:
 
 
 def _bucket_map(spans: Spans, buckets: tuple[float, ...]) -> dict[int, float]:
-    found: dict[int, float] = {}
-    index, position = 0, 0
+    return dict(zip(span_indexes(spans), buckets, strict=False))
+
+
+def span_indexes(spans: Spans) -> list[int]:
+    """The bucket index of each count the spans lay out, in order."""
+    indexes: list[int] = []
+    index = 0
     for number, (offset, length) in enumerate(spans):
         index = offset if number == 0 else index + offset
-        for _ in range(length):
-            found[index] = buckets[position]
-            index += 1
-            position += 1
-    return found
+        indexes += range(index, index + length)
+        index += length
+    return indexes
 
 
 def spans_from_map(found: Mapping[int, float]) -> tuple[Spans, tuple[float, ...]]:
@@ -546,6 +546,26 @@ def spans_from_map(found: Mapping[int, float]) -> tuple[Spans, tuple[float, ...]
         counts.append(found[index])
         previous_end = index + 1
     return tuple(spans), tuple(counts)
+
+
+@lru_cache(maxsize=1 << 16)  # bounded: custom bounds come from clients
+def bucket_edges(
+    schema: int, custom_values: tuple[float, ...], zero: float, side: int, index: int, clamp: bool
+) -> tuple[int, float, float]:
+    """(boundary rule, lower, upper) of a bucket (`FloatHistogram.buckets`), kept: histograms
+    of one layout ask for the same few hundred."""
+    if side < 0:
+        upper = -bucket_bound(index - 1, schema, custom_values)
+        if clamp and -zero < upper < 0:
+            upper = -zero
+        return 1, -bucket_bound(index, schema, custom_values), upper
+    if side == 0:
+        return 3, -zero, zero
+    lower = bucket_bound(index - 1, schema, custom_values)
+    if clamp and 0 < lower < zero:
+        lower = zero
+    rule = 3 if schema == CUSTOM_BUCKETS_SCHEMA and index == 0 else 0
+    return rule, lower, bucket_bound(index, schema, custom_values)
 
 
 def bucket_bound(index: int, schema: int, custom_values: tuple[float, ...] = ()) -> float:
