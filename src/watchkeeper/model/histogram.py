@@ -476,6 +476,12 @@ _HEAD = struct.Struct("<BbBIIIIIdddd")
 HINT_BYTE = 2  # where the counter-reset hint sits in the encoding
 
 
+@lru_cache(maxsize=1024)
+def _body(n_spans: int, n_floats: int) -> struct.Struct:
+    """The layout of an encoding's spans and floats, compiled once per shape."""
+    return struct.Struct(f"<{n_spans}i{n_floats}d")
+
+
 def decode(data: bytes | memoryview) -> FloatHistogram:
     """The histogram `FloatHistogram.encode` wrote; ValueError if `data` is not one."""
     try:
@@ -496,8 +502,7 @@ def decode(data: bytes | memoryview) -> FloatHistogram:
         if version != _FORMAT:
             raise ValueError(f"unknown histogram encoding {version}")
         n_spans = 2 * (n_pos_spans + n_neg_spans)
-        n_floats = n_pos + n_neg + n_custom
-        values = struct.unpack_from(f"<{n_spans}i{n_floats}d", data, _HEAD.size)
+        values = _body(n_spans, n_pos + n_neg + n_custom).unpack_from(data, _HEAD.size)
     except struct.error as err:
         raise ValueError(f"truncated histogram encoding: {err}") from None
     spans = list(zip(values[0:n_spans:2], values[1:n_spans:2], strict=True))
