@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.store.test_tsdb import MINUTE, T0, _crash, _open
 from watchkeeper.model import SeriesBatch, labels_from_dict
 from watchkeeper.model.histogram import FloatHistogram, parse_histogram
 from watchkeeper.promql import parse_series_selector
+from watchkeeper.store import histograms
 
 H = labels_from_dict({"__name__": "h", "job": "a"})
 
@@ -145,3 +147,23 @@ def test_a_tenant_without_histograms_reads_none_at_no_cost(tmp_path: Path) -> No
         assert np.array_equal(db.read("default", parse_series_selector("h"))[0].values, [1.0])
     finally:
         db.close()
+
+
+def test_read_histograms_are_decoded_when_first_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    written = [parse_histogram(f"{{{{count:{i} sum:{i} buckets:[{i}]}}}}") for i in range(6)]
+    columns = histograms.HistogramColumns.of(
+        np.zeros(6, dtype=np.int64), np.arange(6, dtype=np.int64), [h.encode() for h in written]
+    )
+    decoded: list[int] = []
+    real = histograms.decode
+    monkeypatch.setattr(histograms, "decode", lambda data: decoded.append(1) or real(data))
+    lazy = columns.decoded(1, 5)  # rows 1..4
+    assert len(lazy) == 4 and decoded == []
+    assert lazy[0] == written[1] and lazy[-1] == written[4]
+    assert lazy[0] == written[1]  # kept: not decoded again
+    assert len(decoded) == 2
+    assert lazy[1:3] == written[2:4]
+    assert list(lazy) == written[1:5]
+    assert len(decoded) == 4
+    with pytest.raises(IndexError):
+        lazy[4]

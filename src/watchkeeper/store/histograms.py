@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +112,10 @@ class HistogramColumns:
 
     def histogram(self, i: int) -> FloatHistogram:
         return decode(memoryview(self.data)[int(self.offsets[i]) : int(self.offsets[i + 1])])
+
+    def decoded(self, first: int, stop: int) -> Sequence[FloatHistogram]:
+        """Rows [first, stop) as histograms, each decoded when first asked for."""
+        return _Decoded(self, first, stop)
 
     def take(self, rows: npt.NDArray[np.int64]) -> HistogramColumns:
         return HistogramColumns.of(
@@ -300,3 +305,34 @@ def read_block_series(
         np.asarray(table.column("min_ts").to_numpy(), dtype=np.int64),
         np.asarray(table.column("max_ts").to_numpy(), dtype=np.int64),
     )
+
+
+class _Decoded(Sequence[FloatHistogram]):
+    """Some rows' histograms, each decoded when first asked for and kept: an instant
+    selector takes one sample of each series' lookback (about ten), a range query's selector
+    one a step, so most of a series' rows are never decoded (2.6 us each)."""
+
+    __slots__ = ("_columns", "_first", "_found")
+
+    def __init__(self, columns: HistogramColumns, first: int, stop: int) -> None:
+        self._columns = columns
+        self._first = first
+        self._found: list[FloatHistogram | None] = [None] * (stop - first)
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    @overload
+    def __getitem__(self, index: int) -> FloatHistogram: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[FloatHistogram]: ...
+
+    def __getitem__(self, index: int | slice) -> FloatHistogram | list[FloatHistogram]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._found)))]
+        index = range(len(self._found))[index]  # negative indexes, and IndexError
+        found = self._found[index]
+        if found is None:
+            found = self._found[index] = self._columns.histogram(self._first + index)
+        return found

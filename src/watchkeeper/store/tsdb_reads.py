@@ -378,7 +378,7 @@ class StoreReads:
                 HistogramSamples(
                     labels[int(columns.sids[first])],
                     columns.timestamps[first:stop],
-                    [columns.histogram(i) for i in range(first, stop)],
+                    columns.decoded(first, stop),
                 )
             )
         out.sort(key=lambda series: series.labels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,11 +60,12 @@ class SeriesSamples:
 
 @dataclass(frozen=True)
 class HistogramSamples:
-    """One series' native histogram samples, in time order."""
+    """One series' native histogram samples, in time order (read from the store, each is
+    decoded when first asked for)."""
 
     labels: Labels
     timestamps: npt.NDArray[np.int64]
-    histograms: list[FloatHistogram]
+    histograms: Sequence[FloatHistogram]
 
 
 @dataclass(frozen=True)
