@@ -18,7 +18,7 @@ first sample of a series keeps the hint it was written with.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
@@ -321,6 +321,10 @@ class _Decoded(Sequence[FloatHistogram]):
 
     def __len__(self) -> int:
         return len(self._found)
+
+    def __iter__(self) -> Iterator[FloatHistogram]:
+        for index in range(len(self._found)):
+            yield self[index]
 
     @overload
     def __getitem__(self, index: int) -> FloatHistogram: ...
