@@ -14,8 +14,8 @@ from watchkeeper.model.histogram import (
     FloatHistogram,
     bucket_bound,
     decode,
-    parse_histogram,
 )
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql.series_notation import expand_items
 
 

@@ -32,7 +32,7 @@ import re2
 
 from watchkeeper.model import Labels, labels_from_dict
 from watchkeeper.model.histogram import FloatHistogram
-from watchkeeper.model.histogram import parse_histogram as parse_model_histogram
+from watchkeeper.model.histogram_notation import parse_histogram as parse_model_histogram
 from watchkeeper.promql.series_notation import (  # noqa: F401 - STALE_NAN: the tests' too
     HISTOGRAM_ITEM_RE,
     STALE_NAN,

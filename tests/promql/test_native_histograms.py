@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from watchkeeper.model import labels_from_dict
-from watchkeeper.model.histogram import GAUGE, parse_histogram
+from watchkeeper.model.histogram import GAUGE
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql.engine import Engine
 from watchkeeper.promql.querier import MemoryQuerier
 from watchkeeper.promql.series_notation import STALE_NAN, expand_items

@@ -8,7 +8,7 @@ import pytest
 from tests.promql.promqltest import STALE_NAN, parse_script
 from tests.promql.runner import Outcome, run_case
 from watchkeeper.model import labels_from_dict
-from watchkeeper.model.histogram import parse_histogram
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql.errors import QueryError, QueryParseError
 from watchkeeper.promql.result import Annotations, QueryResult, Series
 

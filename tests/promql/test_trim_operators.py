@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from watchkeeper.model import labels_from_dict
-from watchkeeper.model.histogram import parse_histogram
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql.ast_json import format_query, parse_query
 from watchkeeper.promql.duration_expressions import rewrite as rewrite_durations
 from watchkeeper.promql.engine import Engine, parse

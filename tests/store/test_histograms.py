@@ -10,7 +10,8 @@ import pytest
 
 from tests.store.test_tsdb import MINUTE, T0, _crash, _open
 from watchkeeper.model import SeriesBatch, labels_from_dict
-from watchkeeper.model.histogram import FloatHistogram, parse_histogram
+from watchkeeper.model.histogram import FloatHistogram
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql import parse_series_selector
 from watchkeeper.store import histograms
 

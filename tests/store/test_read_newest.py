@@ -11,7 +11,7 @@ import pytest
 
 from tests.store.test_tsdb import MINUTE, T0, _open
 from watchkeeper.model import Matcher, SeriesBatch, labels_from_dict
-from watchkeeper.model.histogram import parse_histogram
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql import StoreQuerier, parse_series_selector
 from watchkeeper.promql.engine import Engine
 from watchkeeper.promql.series_notation import STALE_NAN

@@ -21,7 +21,7 @@ import orjson
 
 from watchkeeper.model import Labels
 from watchkeeper.model.gofloat import format_f
-from watchkeeper.model.histogram import FloatHistogram, Spans, bucket_edges, span_indexes
+from watchkeeper.model.histogram import FloatHistogram, Spans, bucket_edges, bucket_places
 from watchkeeper.promql import GatedRun, QueryResult, Series
 
 MAX_ANNOTATIONS = 10  # per kind, as Prometheus' API answers them
@@ -127,11 +127,7 @@ def histograms_json(histograms: Sequence[FloatHistogram]) -> list[str]:
         layout = _layout_heads(
             h.schema, h.custom_values, h.zero_threshold, h.negative_spans, zero, h.positive_spans
         )
-        counts = [
-            *reversed(h.negative_buckets),
-            *((h.zero_count,) if zero else ()),
-            *h.positive_buckets,
-        ]
+        counts = h.ordered_counts()
         if 0.0 in counts:  # empty buckets are not listed
             kept = [i for i, count in enumerate(counts) if count]
             layout = tuple(layout[i] for i in kept)
@@ -164,10 +160,8 @@ def _layout_heads(
 ) -> tuple[str, ...]:
     """Each bucket's `[rule,"lower","upper","` in the answer, in its order: the negative
     buckets from -Inf up, the zero bucket, the positive ones."""
-    places = [(-1, i) for i in reversed(span_indexes(negative_spans))]
-    places += [(0, 0)] * has_zero + [(1, i) for i in span_indexes(positive_spans)]
     heads = []
-    for side, index in places:
+    for side, index in bucket_places(negative_spans, has_zero, positive_spans):
         rule, lower, upper = bucket_edges(schema, custom_values, zero, side, index, True)
         heads.append(f'[{rule},"{sample_value(lower)}","{sample_value(upper)}","')
     return tuple(heads)

@@ -18,7 +18,6 @@ import bisect
 import itertools
 import math
 import operator
-import re
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ MIN_SCHEMA, MAX_SCHEMA = -4, 8
 # Prometheus' CounterResetHint values, in its order (they are on the wire in remote_write)
 UNKNOWN, RESET, NOT_RESET, GAUGE = 0, 1, 2, 3
 HINT_NAMES = {UNKNOWN: "unknown", RESET: "reset", NOT_RESET: "not_reset", GAUGE: "gauge"}
-_HINTS_BY_NAME = {name: value for value, name in HINT_NAMES.items()}
 
 Spans = tuple[tuple[int, int], ...]
 
@@ -165,16 +163,15 @@ class FloatHistogram:
     def bucket_indexes(self) -> Iterator[tuple[int, int, float]]:
         """(side, index, count) of every bucket with a count, in `buckets`' order: side -1
         for a negative bucket, 0 for the zero bucket (index 0), 1 for a positive one."""
-        negative = self.negative()
-        for index in sorted(negative, reverse=True):
-            if negative[index]:
-                yield -1, index, negative[index]
-        if self.zero_count:
-            yield 0, 0, self.zero_count
-        positive = self.positive()
-        for index in sorted(positive):
-            if positive[index]:
-                yield 1, index, positive[index]
+        places = bucket_places(self.negative_spans, bool(self.zero_count), self.positive_spans)
+        for (side, index), count in zip(places, self.ordered_counts(), strict=False):
+            if count:
+                yield side, index, count
+
+    def ordered_counts(self) -> list[float]:
+        """The counts laid out (empty buckets too), in `bucket_places`' order."""
+        zero = (self.zero_count,) if self.zero_count else ()
+        return [*reversed(self.negative_buckets), *zero, *self.positive_buckets]
 
     def go_string(self) -> str:
         """Prometheus' FloatHistogram.String(), which count_values labels a histogram with:
@@ -526,6 +523,15 @@ def _bucket_map(spans: Spans, buckets: tuple[float, ...]) -> dict[int, float]:
     return dict(zip(span_indexes(spans), buckets, strict=False))
 
 
+def bucket_places(
+    negative_spans: Spans, has_zero: bool, positive_spans: Spans
+) -> list[tuple[int, int]]:
+    """(side, index) of each bucket a layout has, in the order the query API lists them: the
+    negative buckets from -Inf up (side -1), the zero bucket (0), the positive ones (1)."""
+    places = [(-1, i) for i in reversed(span_indexes(negative_spans))]
+    return places + [(0, 0)] * has_zero + [(1, i) for i in span_indexes(positive_spans)]
+
+
 def span_indexes(spans: Spans) -> list[int]:
     """The bucket index of each count the spans lay out, in order."""
     indexes: list[int] = []
@@ -612,102 +618,3 @@ def _fractions(schema: int) -> tuple[float, ...]:
         return tuple(
             float(Decimal(2) ** (Decimal(j) / Decimal(steps)) / Decimal(2)) for j in range(steps)
         )
-
-
-# --- the `{{...}}` notation ----------------------------------------------------------------
-
-_PAIR = re.compile(r"\s*([a-z_]+):\s*(\[[^\]]*\]|[^\s\[\]]+)")
-
-
-def parse_histogram(text: str) -> FloatHistogram:
-    """A histogram in the notation of PromQL test scripts and rule unit tests:
-    `{{schema:1 count:4 sum:5 z_bucket:1 z_bucket_w:0.001 buckets:[1 2] offset:-1
-    n_buckets:[1] n_offset:0 custom_values:[0.1 1] counter_reset_hint:not_reset}}`, every key
-    optional (counts absolute). ValueError naming what is wrong."""
-    stripped = text.strip()
-    if not (stripped.startswith("{{") and stripped.endswith("}}")):
-        raise ValueError(f"a histogram is written {{{{...}}}}, not {text!r}")
-    body = stripped[2:-2]
-    fields: dict[str, str] = {}
-    position = 0
-    while position < len(body):
-        if body[position:].strip() == "":
-            break
-        found = _PAIR.match(body, position)
-        if found is None:
-            raise ValueError(f"invalid histogram field at {body[position:].strip()!r}")
-        key, raw = found.group(1), found.group(2)
-        if key in fields:
-            raise ValueError(f"histogram field {key} given twice")
-        fields[key] = raw
-        position = found.end()
-    try:
-        histogram = _from_fields(fields)
-    except ValueError as err:
-        raise ValueError(f"invalid histogram {stripped}: {err}") from None
-    histogram.validate()
-    return histogram
-
-
-def _from_fields(fields: dict[str, str]) -> FloatHistogram:
-    unknown = sorted(set(fields) - _FIELDS)
-    if unknown:
-        raise ValueError(f"unknown field {unknown[0]}")
-
-    def number(key: str) -> float:
-        return _float(fields[key]) if key in fields else 0.0
-
-    def integer(key: str) -> int:
-        if key not in fields:
-            return 0
-        if not re.fullmatch(r"[+-]?\d+", fields[key]):
-            raise ValueError(f"{key} must be an integer, not {fields[key]!r}")
-        return int(fields[key])
-
-    def numbers(key: str) -> tuple[float, ...]:
-        raw = fields.get(key)
-        if raw is None:
-            return ()
-        if not (raw.startswith("[") and raw.endswith("]")):
-            raise ValueError(f"{key} must be a [list], not {raw!r}")
-        return tuple(_float(item) for item in raw[1:-1].split())
-
-    hint_name = fields.get("counter_reset_hint", "unknown")
-    if hint_name not in _HINTS_BY_NAME:
-        raise ValueError(f"counter_reset_hint {hint_name!r} is none of {sorted(_HINTS_BY_NAME)}")
-    positive, negative = numbers("buckets"), numbers("n_buckets")
-    return FloatHistogram(
-        schema=integer("schema"),
-        count=number("count"),
-        sum=number("sum"),
-        zero_threshold=number("z_bucket_w"),
-        zero_count=number("z_bucket"),
-        positive_spans=((integer("offset"), len(positive)),) if positive else (),
-        positive_buckets=positive,
-        negative_spans=((integer("n_offset"), len(negative)),) if negative else (),
-        negative_buckets=negative,
-        custom_values=numbers("custom_values"),
-        counter_reset_hint=_HINTS_BY_NAME[hint_name],
-    )
-
-
-_FIELDS = {
-    "schema",
-    "count",
-    "sum",
-    "z_bucket",
-    "z_bucket_w",
-    "buckets",
-    "offset",
-    "n_buckets",
-    "n_offset",
-    "custom_values",
-    "counter_reset_hint",
-}
-_NUMBER = re.compile(r"[+-]?(?:[iI][nN][fF]|[nN][aA][nN]|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)")
-
-
-def _float(text: str) -> float:
-    if not _NUMBER.fullmatch(text):
-        raise ValueError(f"invalid number {text!r}")
-    return float(text)

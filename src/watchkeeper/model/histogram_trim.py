@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from watchkeeper.model.histogram import FloatHistogram, bucket_bound, spans_from_map
+from watchkeeper.model.histogram import FloatHistogram, bucket_edges, spans_from_map
 
 
 def trimmed(h: FloatHistogram, bound: float, *, upper: bool) -> FloatHistogram:
@@ -29,12 +29,9 @@ def trimmed(h: FloatHistogram, bound: float, *, upper: bool) -> FloatHistogram:
             if bucket == 0:
                 continue
             seen[positive] = True
-            if positive:
-                lower = bucket_bound(index - 1, h.schema, h.custom_values)
-                top = bucket_bound(index, h.schema, h.custom_values)
-            else:
-                lower = -bucket_bound(index, h.schema, h.custom_values)
-                top = -bucket_bound(index - 1, h.schema, h.custom_values)
+            _, lower, top = bucket_edges(
+                h.schema, h.custom_values, h.zero_threshold, 1 if positive else -1, index, False
+            )
             if (top <= bound) if upper else (lower >= bound):  # all of it kept
                 count += bucket
                 total += _midpoint(lower, top, positive, linear) * bucket

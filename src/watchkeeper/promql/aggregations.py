@@ -173,18 +173,17 @@ def _with_histograms(
     result = _aggregate(ev, node, op, param, floats)
     group_labels, gid = series_groups(floats, node.modifier)
     # each group's histograms at each step; a group with floats there as well is dropped
-    sums: dict[tuple[int, int], list[FloatHistogram]] = {}
-    series: dict[tuple[int, int], list[int]] = {}  # the series of each one, in order
+    rows: dict[tuple[int, int], list[int]] = {}  # (group, step): its series, in order
     for i, found in enumerate(value.histograms):
-        for j, histogram in found.items():
-            sums.setdefault((int(gid[i]), j), []).append(histogram)
-            series.setdefault((int(gid[i]), j), []).append(i)
+        for j in found:
+            rows.setdefault((int(gid[i]), j), []).append(i)
     row_of = {labels: r for r, labels in enumerate(result.labels)}
     values, present = result.values.copy(), result.present.copy()
     maps: list[dict[int, FloatHistogram]] = [{} for _ in result.labels]
     out_labels = list(result.labels)
     mixed = collided = reconciled = False
-    for (g, j), members in sums.items():
+    for (g, j), series in rows.items():
+        members = [value.histograms[i][j] for i in series]
         labels = group_labels[g]
         row = row_of.get(labels)
         if row is not None and present[row, j]:
@@ -198,7 +197,7 @@ def _with_histograms(
             # the metric of the first one that did not add to those before
             custom = members[0].uses_custom_buckets
             k = next(k for k, h in enumerate(members) if h.uses_custom_buckets != custom)
-            name = dict(floats.labels[series[g, j][k]]).get("__name__", "")
+            name = dict(floats.labels[series[k]]).get("__name__", "")
             where = call_argument(ev.ctx.query, op, 0, 0)
             ev.ctx.annotations.warn(
                 f'PromQL warning: {native_histograms.MIXED_SCHEMAS} "{name}" ({where})'

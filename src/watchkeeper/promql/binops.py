@@ -11,6 +11,7 @@ import numpy as np
 from watchkeeper.model import Labels, format_labels
 from watchkeeper.promql import histogram_operators, native_histograms
 from watchkeeper.promql.errors import QueryError, QueryParseError
+from watchkeeper.promql.trim_operators import TRIM_OPERATORS
 from watchkeeper.promql.values import (
     Bools,
     Floats,
@@ -42,9 +43,6 @@ COMPARISON: dict[str, Callable[[Floats, Floats], Bools]] = {
     "<=": np.less_equal,
 }
 SET_OPERATORS = ("and", "or", "unless")
-# a histogram's observations below (`</`) or above (`>/`) a float: histograms only, and like
-# a comparison they keep the metric name
-TRIM_OPERATORS = ("</", ">/")
 
 
 def negate(value: Value) -> Value:
@@ -78,6 +76,8 @@ def _apply(op: str, lhs: Floats, rhs: Floats, return_bool: bool) -> tuple[Floats
 
 
 def evaluate(ev: Evaluator, node: Any) -> Value:
+    # a trim (a histogram's observations below or above a float) takes histograms only, and
+    # keeps the metric name as a comparison does
     op = ev.ctx.trims.get(id(node)) or str(node.op)
     modifier = node.modifier
     return_bool = bool(modifier is not None and modifier.return_bool)

@@ -17,7 +17,7 @@ import promql_parser as pp
 
 from watchkeeper.model import Labels
 from watchkeeper.model.histogram import NOT_RESET, RESET, UNKNOWN, FloatHistogram
-from watchkeeper.promql import aggregations, binops, functions, range_calls
+from watchkeeper.promql import aggregations, binops, functions, native_histograms, range_calls
 from watchkeeper.promql.ast import at_modifier, duration_ms, offset_ms, selector_matcher_sets
 from watchkeeper.promql.errors import QueryError, QueryTimeoutError, refuse_histograms
 from watchkeeper.promql.positions import (
@@ -296,7 +296,7 @@ class Evaluator:
         if found:
             self.ctx.count_samples(sum(len(s.timestamps) for s in found))
             if self.ctx.reads_histogram_stats():
-                found = [_hints_as_read(series) for series in found]
+                found = [native_histograms.hints_as_read(series) for series in found]
         return found
 
     def instant_selector(self, node: Any) -> InstantSteps | HistogramSteps:
@@ -414,19 +414,6 @@ def _with_histograms(
     times = [by_hist[ls].timestamps if ls in by_hist else empty for ls in labels]
     hists = [list(by_hist[ls].histograms) if ls in by_hist else [] for ls in labels]
     return HistogramRange(windows(SeriesColumns.of(series), ends, range_ms), times, hists)
-
-
-def _hints_as_read(series: HistogramSamples) -> HistogramSamples:
-    """The samples as Prometheus' HistogramStatsIterator gives them: each one stored with an
-    unknown reset hint (the first of a chunk cut at a reset) after the first one read is told
-    reset or not_reset from the sample before it. Only annotations can show it: a reset
-    meeting a not_reset in sum or sum_over_time is a conflict."""
-    hists = list(series.histograms)
-    for i in range(1, len(hists)):
-        if hists[i].counter_reset_hint == UNKNOWN:
-            reset = hists[i].detect_reset(hists[i - 1])
-            hists[i] = hists[i].with_hint(RESET if reset else NOT_RESET)
-    return HistogramSamples(series.labels, series.timestamps, hists)
 
 
 def _without_reset_hint(histogram: FloatHistogram) -> FloatHistogram:

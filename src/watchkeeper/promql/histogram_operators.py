@@ -13,6 +13,7 @@ from watchkeeper.model.histogram import GAUGE, FloatHistogram
 from watchkeeper.model.histogram_trim import trimmed
 from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.native_histograms import MIXED_SCHEMAS, RECONCILED, reconciled, steps_of
+from watchkeeper.promql.trim_operators import TRIM_OPERATORS, TRIM_UPPER
 from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps, Value
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class Tokens:
             rhs.view(np.uint64) == np.float64(self.absent).view(np.uint64)
         )
         special = (self.tokens_in(lhs) | self.tokens_in(rhs)) & ~absent
-        if op in _TRIMS:  # they take histograms only: every float element is told so
+        if op in TRIM_OPERATORS:  # they take histograms only: every float element is told so
             special = ~absent
         values, keep = self.base(op, lhs, rhs, return_bool)
         if not special.any():
@@ -90,7 +91,7 @@ class Tokens:
         for index in zip(*np.nonzero(special), strict=True):
             a, b = self._value(float(lhs[index])), self._value(float(rhs[index]))
             result, passes = self._element(op, a, b)
-            if op in _TRIMS:
+            if op in TRIM_OPERATORS:
                 assert keep is not None  # binops._apply gives trims a mask
                 keep[index] = passes
                 values[index] = self.token(result if isinstance(result, FloatHistogram) else None)
@@ -122,8 +123,8 @@ class Tokens:
                     return a, same if op == "==" else not same
             elif left and isinstance(b, float):
                 assert isinstance(a, FloatHistogram)
-                if op in _TRIMS:
-                    return trimmed(a, b, upper=op == "</"), True
+                if op in TRIM_OPERATORS:
+                    return trimmed(a, b, upper=op == TRIM_UPPER), True
                 if op == "*":
                     return a.scaled(b).compacted(), True
                 if op == "/":
@@ -163,4 +164,3 @@ class Tokens:
 
 
 _COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
-_TRIMS = ("</", ">/")

@@ -19,6 +19,7 @@ from watchkeeper.model import Labels
 from watchkeeper.model.histogram import (
     NOT_RESET,
     RESET,
+    UNKNOWN,
     FloatHistogram,
     combined_hint,
     intersect_bounds,
@@ -28,6 +29,7 @@ from watchkeeper.promql.errors import QueryError
 from watchkeeper.promql.summation import kahan_step
 from watchkeeper.promql.values import Bools, Floats, HistogramSteps, InstantSteps
 from watchkeeper.promql.vectors import drop_name, merge_same_labels
+from watchkeeper.store.types import HistogramSamples
 
 if TYPE_CHECKING:
     from watchkeeper.promql.evaluator import Evaluator
@@ -453,3 +455,16 @@ def _kahan_steps(value: Floats, total: Floats, compensation: Floats) -> tuple[Fl
         np.abs(total) >= np.abs(value), (total - summed) + value, (value - summed) + total
     )
     return summed, np.where(np.isinf(summed), 0.0, compensation + lost)
+
+
+def hints_as_read(series: HistogramSamples) -> HistogramSamples:
+    """The samples as Prometheus' HistogramStatsIterator gives them: each one stored with an
+    unknown reset hint (the first of a chunk cut at a reset) after the first one read is told
+    reset or not_reset from the sample before it. Only annotations can show it: a reset
+    meeting a not_reset in sum or sum_over_time is a conflict."""
+    hists = list(series.histograms)
+    for i in range(1, len(hists)):
+        if hists[i].counter_reset_hint == UNKNOWN:
+            reset = hists[i].detect_reset(hists[i - 1])
+            hists[i] = hists[i].with_hint(RESET if reset else NOT_RESET)
+    return HistogramSamples(series.labels, series.timestamps, hists)

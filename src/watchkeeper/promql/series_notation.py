@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import struct
 
-from watchkeeper.model.histogram import FloatHistogram, parse_histogram
+from watchkeeper.model.histogram import FloatHistogram
+from watchkeeper.model.histogram_notation import parse_histogram
 
 STALE_NAN_BITS = 0x7FF0000000000002
 STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]

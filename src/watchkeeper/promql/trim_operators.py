@@ -17,6 +17,7 @@ from watchkeeper.promql.errors import QueryParseError
 from watchkeeper.promql.positions import skip_string
 
 TRIM_UPPER, TRIM_LOWER = "</", ">/"
+TRIM_OPERATORS = (TRIM_UPPER, TRIM_LOWER)
 _STAND_IN = {TRIM_UPPER: "<", TRIM_LOWER: ">"}
 _COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
 

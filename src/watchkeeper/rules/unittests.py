@@ -34,7 +34,7 @@ from watchkeeper.model import (
     yaml_label_text,
 )
 from watchkeeper.model.gofloat import format_e
-from watchkeeper.model.histogram import parse_histogram
+from watchkeeper.model.histogram_notation import parse_histogram
 from watchkeeper.promql import Engine, QueryError, StoreQuerier, parse_series_selector
 from watchkeeper.promql.series_notation import expand_items
 from watchkeeper.rules.alerting import AlertState, vector_of
